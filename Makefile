@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` (set up, then run the main job) and `make test`
+# (set up, then run every check). Both create .venv/ here when it is missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.embtool-installed
+# Real data lives beside the project on the team's machines; users point EMBTOOL_DATA_DIR elsewhere.
+ifeq ($(origin EMBTOOL_DATA_DIR), undefined)
+ifneq ($(wildcard ../shared/data),)
+export EMBTOOL_DATA_DIR := $(abspath ../shared/data)
+endif
+endif
+
+.PHONY: setup demo test check lint types pytest completions bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@# With no torch yet, take the CPU build first: an unpinned torch pulls a multi-GB CUDA build.
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 || \
+		echo "embtool setup: torch==2.13.0 is not available here; pip will choose a torch build"
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/demo.sh
+
+# every check: lint, types, then the test suite (pytest's summary line is the last thing printed)
+test: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python -m pytest -q
+
+completions: $(STAMP)
+	$(PY) -m embtool.completion completions
+
+bench: $(STAMP)
+	$(PY) bench/transforms.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info demo

@@ -1,0 +1,46 @@
+"""embtool: start a transformer's embedding layer from pretrained vectors.
+
+The library API; the names load lazily so that ``embtool --help`` does not import torch::
+
+    from embtool import load, save, standardize
+    table = standardize(load("glove.safetensors"), to="xavier")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from embtool._version import __version__
+
+_EXPORTS = {
+    "EmbeddingTable": "embtool.table",
+    "load": "embtool.table",
+    "loads": "embtool.table",
+    "save": "embtool.table",
+    "dumps": "embtool.table",
+    "Vocabulary": "embtool.vocabfile",
+    "read_vocab": "embtool.vocabfile",
+    "write_vocab": "embtool.vocabfile",
+    "xavier": "embtool.transforms",
+    "standardize": "embtool.transforms",
+    "shuffle": "embtool.transforms",
+    "scale": "embtool.transforms",
+    "posenc": "embtool.transforms",
+    "sinusoidal": "embtool.transforms",
+    "table_stats": "embtool.stats",
+    "moments": "embtool.stats",
+    "EmbtoolError": "embtool.errors",
+    "BadInput": "embtool.errors",
+    "UsageError": "embtool.errors",
+    "WorkFailure": "embtool.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embtool' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

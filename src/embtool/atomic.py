@@ -1,0 +1,57 @@
+"""Atomic file writes: write to a temporary file in the target's folder, then rename.
+
+An interrupted or failed write leaves neither a half-written file nor a stray temporary,
+and never touches what was already at the target path.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from embtool.errors import BadInput, WorkFailure
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` when the block succeeds."""
+    dest = Path(target)
+    folder = dest.parent
+    if not folder.is_dir():
+        raise BadInput(f"{dest}: folder {folder} does not exist")
+    if dest.is_dir():
+        raise BadInput(f"{dest}: is a folder; give a file name")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        _copy_mode(dest, tmp)
+        os.replace(tmp, dest)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise WorkFailure(f"{dest}: could not write ({e.strerror or e})") from None
+        raise
+
+
+def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_text(target: str | os.PathLike[str], text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def _copy_mode(dest: Path, tmp: str) -> None:
+    # mkstemp creates 0600; give the file the old file's mode, or what open() would give
+    if dest.exists():
+        os.chmod(tmp, stat.S_IMODE(dest.stat().st_mode))
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)

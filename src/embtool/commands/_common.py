@@ -1,0 +1,69 @@
+"""What every command shares: global flags, table I/O at the edge, stderr output.
+
+Kept light: importing this must not import torch (``embtool --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from embtool.table import EmbeddingTable
+
+
+@dataclass
+class State:
+    debug: bool = False
+    quiet: bool = False
+
+
+STATE = State()
+
+# Shared option declarations, so every command spells them the same way.
+OUT_TABLE = typer.Option("-", "-o", "--out", help="Output table file, or - for stdout.", metavar="OUT")
+IN_TABLE = typer.Argument("-", help="Input table file, or - for stdin.", metavar="[TABLE]")
+ALLOW_NONFINITE = typer.Option(
+    False, "--allow-nonfinite", help="Accept NaN/Inf values instead of stopping."
+)
+SEED = typer.Option(0, "--seed", help="Random seed (every random step is reproducible).")
+
+
+def read_table(path: str, allow_nonfinite: bool = False) -> EmbeddingTable:
+    from embtool.table import load
+
+    return load(path, allow_nonfinite=allow_nonfinite)
+
+
+def write_table(table: EmbeddingTable, out: str) -> None:
+    from embtool.table import save
+
+    save(table, out)
+
+
+def check_output(out: str) -> None:
+    """Fail before any work when the output would be a terminal (DESIGN §2)."""
+    import sys
+
+    from embtool.errors import UsageError
+
+    if out == "-" and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write a binary table to a terminal: use -o FILE or redirect stdout"
+        )
+
+
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, quiet=STATE.quiet)
+
+
+def info(message: Any) -> None:
+    """A summary line on stderr, unless --quiet."""
+    if not STATE.quiet:
+        err_console().print(message)

@@ -1,0 +1,40 @@
+"""embtool posenc: add sinusoidal position encodings, one random position per row."""
+
+from __future__ import annotations
+
+import typer
+
+from embtool.commands._common import (
+    ALLOW_NONFINITE,
+    IN_TABLE,
+    OUT_TABLE,
+    SEED,
+    check_output,
+    read_table,
+    write_table,
+)
+from embtool.stats import DEFAULT_MAX_LEN
+
+
+def register(app: typer.Typer) -> None:
+    app.command("posenc")(posenc)
+
+
+def posenc(
+    table: str = IN_TABLE,
+    max_len: int = typer.Option(DEFAULT_MAX_LEN, "--max-len", min=1, help="Positions L to draw from."),
+    base: float = typer.Option(10000.0, "--base", help="Wavelength base of the encoding."),
+    seed: int = SEED,
+    out: str = OUT_TABLE,
+    allow_nonfinite: bool = ALLOW_NONFINITE,
+) -> None:
+    """Add to each row the sinusoidal encoding of one uniformly drawn position (paper, footnote 6).
+
+    Example:
+
+      embtool scale --by sqrt-dim < glove.safetensors | embtool posenc --seed 1 > glove_pe.safetensors
+    """
+    from embtool.transforms import posenc as run
+
+    check_output(out)
+    write_table(run(read_table(table, allow_nonfinite), max_len=max_len, base=base, seed=seed), out)

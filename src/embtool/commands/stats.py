@@ -1,0 +1,83 @@
+"""embtool stats: the paper's Tables 2 and 6 for one or more tables, side by side."""
+
+from __future__ import annotations
+
+import json
+from typing import List
+
+import typer
+
+from embtool.commands._common import ALLOW_NONFINITE, read_table
+from embtool.stats import DEFAULT_MAX_LEN
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)
+
+
+_ROWS = [  # (label, field, format)
+    ("N × D", None, ""),
+    ("min", "min", ".4g"),
+    ("max", "max", ".4g"),
+    ("mean", "mean", ".4g"),
+    ("σ (ddof=1)", "std", ".4g"),
+    ("Xavier bound ±a", "xavier_bound", ".4g"),
+    ("Xavier σ_x", "xavier_std", ".4g"),
+    ("σ / σ_x", "std_ratio", ".3g"),
+    ("scaled ×√D min", "scaled_min", ".4g"),
+    ("scaled ×√D max", "scaled_max", ".4g"),
+    ("scaled ×√D mean", "scaled_mean", ".4g"),
+    ("scaled ×√D σ", "scaled_std", ".4g"),
+    ("pos. enc. mean", "posenc_mean", ".3g"),
+    ("pos. enc. σ", "posenc_std", ".3g"),
+    ("absorption σ_scaled/σ_pe", "absorption", ".3g"),
+    ("source", "source", ""),
+    ("tokenizer", "tokenizer", ""),
+    ("history", "history", ""),
+]
+
+
+def stats(
+    tables: List[str] = typer.Argument(..., help="Table files (- for stdin).", metavar="TABLE..."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per table, one per line."),
+    max_len: int = typer.Option(
+        DEFAULT_MAX_LEN, "--max-len", min=1, help="Positions L of the reference position encoding."
+    ),
+    allow_nonfinite: bool = ALLOW_NONFINITE,
+) -> None:
+    """Range, mean and σ of tables, against Xavier's and the position encoding's.
+
+    Example:
+
+      embtool stats glove.safetensors glove_x.safetensors xavier.safetensors
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from embtool.stats import table_stats
+
+    results = [
+        table_stats(read_table(path, allow_nonfinite), name=_label(path), max_len=max_len)
+        for path in tables
+    ]
+    if json_out:
+        for r in results:
+            typer.echo(json.dumps(r.as_dict(), ensure_ascii=False))
+        return
+    view = Table(title=f"embedding statistics (position encoding: {max_len} positions)")
+    view.add_column("")
+    for r in results:
+        view.add_column(r.name, justify="right", overflow="fold")
+    for label, name, fmt in _ROWS:
+        cells = []
+        for r in results:
+            value = f"{r.n} × {r.dim}" if name is None else getattr(r, name)
+            cells.append(format(value, fmt) if fmt else str(value))
+        view.add_row(label, *cells)
+    Console().print(view)
+
+
+def _label(path: str) -> str:
+    from pathlib import Path
+
+    return "<stdin>" if path == "-" else Path(path).name

@@ -1,0 +1,119 @@
+"""Distribution figures of a table: the paper's Tables 2 and 6, plus position-encoding absorption."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from embtool.errors import BadInput
+
+if TYPE_CHECKING:  # torch is imported inside the functions: `embtool --help` must stay fast
+    import torch
+
+    from embtool.table import EmbeddingTable
+
+DEFAULT_MAX_LEN = 5000  # positions of the reference encoding; gives Table 6's mean 0.131 at D=300
+_CHUNK = 1 << 20  # elements per block in the second pass: keeps extra memory to a few MB
+
+
+def moments(x: torch.Tensor) -> tuple[float, float]:
+    """Mean and sample σ (ddof=1) of all elements of ``x``, accurate to ~1e-9 relative.
+
+    Two passes without a full-size temporary: a float32 cascade sum for a first mean, then
+    blockwise sums of d = x − m and d² (Chan-style correction of the first mean).
+    """
+    import torch
+
+    flat = x.reshape(-1)
+    n = flat.numel()
+    if n < 2:
+        raise BadInput(f"need at least 2 values for a standard deviation, got {n}")
+    if flat.dtype != torch.float32:
+        flat = flat.float()
+    m = flat.sum().item() / n
+    s1 = s2 = 0.0
+    for block in flat.split(_CHUNK):
+        d = block - m
+        s1 += d.sum().item()
+        s2 += d.square_().sum().item()
+    mean = m + s1 / n
+    var = max(s2 - s1 * s1 / n, 0.0) / (n - 1)
+    return mean, math.sqrt(var)
+
+
+def xavier_bound(n: int, dim: int) -> float:
+    """a of Xavier-uniform U(−a, a) for an n × dim matrix: √(6/(n+dim))."""
+    return math.sqrt(6.0 / (n + dim))
+
+
+def xavier_std(n: int, dim: int) -> float:
+    """σ_x of Xavier-uniform for an n × dim matrix: a/√3 = √(2/(n+dim)) (Eq. 1)."""
+    return math.sqrt(2.0 / (n + dim))
+
+
+@dataclass
+class TableStats:
+    """One table's figures; the field names are those of ``embtool stats --json``."""
+
+    name: str
+    n: int
+    dim: int
+    min: float
+    max: float
+    mean: float
+    std: float
+    xavier_bound: float
+    xavier_std: float
+    std_ratio: float  # σ / σ_x
+    scaled_min: float  # the same after × √D (Table 6's "(Scaled)" rows)
+    scaled_max: float
+    scaled_mean: float
+    scaled_std: float
+    posenc_mean: float  # sinusoidal encoding of max_len positions × D
+    posenc_std: float
+    absorption: float  # σ(scaled table) / σ(position encoding)
+    max_len: int
+    source: str
+    tokenizer: str
+    history: str  # "op → op → …"
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def table_stats(table: EmbeddingTable, name: str = "table", max_len: int = DEFAULT_MAX_LEN) -> TableStats:
+    """Compute every figure of ``embtool stats`` for one table."""
+    import torch
+
+    from embtool.transforms import sinusoidal
+
+    x = table.vectors
+    lo, hi = torch.aminmax(x)
+    mean, std = moments(x)
+    n, dim = table.n, table.dim
+    s = math.sqrt(dim)
+    pe_mean, pe_std = moments(sinusoidal(max_len, dim))
+    return TableStats(
+        name=name,
+        n=n,
+        dim=dim,
+        min=float(lo),
+        max=float(hi),
+        mean=mean,
+        std=std,
+        xavier_bound=xavier_bound(n, dim),
+        xavier_std=xavier_std(n, dim),
+        std_ratio=std / xavier_std(n, dim),
+        scaled_min=float(lo) * s,
+        scaled_max=float(hi) * s,
+        scaled_mean=mean * s,
+        scaled_std=std * s,
+        posenc_mean=pe_mean,
+        posenc_std=pe_std,
+        absorption=std * s / pe_std,
+        max_len=max_len,
+        source=table.source,
+        tokenizer=table.tokenizer,
+        history=" → ".join(str(h.get("op", "?")) for h in table.history) or "-",
+    )

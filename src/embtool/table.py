@@ -1,0 +1,301 @@
+"""EmbeddingTable: the one data type every subcommand reads and writes (DESIGN §2).
+
+A table is a safetensors file with one tensor ``embeddings`` of shape (N, D) and string
+metadata: ``embtool.format``, ``embtool.tokens`` (JSON list, row i is token i),
+``embtool.source``, ``embtool.tokenizer``, ``embtool.history`` (JSON list of steps) and,
+optionally, ``embtool.missing`` (JSON list of row indices filled by a fallback).
+Only this module knows those names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import struct
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from embtool._version import __version__
+from embtool.atomic import atomic_path
+from embtool.errors import BadInput, UsageError, WorkFailure
+
+FORMAT_VERSION = "1"
+TENSOR_NAME = "embeddings"
+KEY_FORMAT = "embtool.format"
+KEY_TOKENS = "embtool.tokens"
+KEY_SOURCE = "embtool.source"
+KEY_TOKENIZER = "embtool.tokenizer"
+KEY_HISTORY = "embtool.history"
+KEY_MISSING = "embtool.missing"
+_KNOWN_KEYS = {KEY_FORMAT, KEY_TOKENS, KEY_SOURCE, KEY_TOKENIZER, KEY_HISTORY, KEY_MISSING}
+ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+STDIO = "-"
+
+
+@dataclass
+class EmbeddingTable:
+    """Rows of token vectors with their provenance; validated on construction.
+
+    ``vectors`` is (N, D); ``tokens[i]`` names row i. ``allow_nonfinite`` lets NaN/Inf through
+    (``--allow-nonfinite``); by default they are an error that counts them.
+    """
+
+    vectors: torch.Tensor  # (N, D)
+    tokens: list[str]
+    source: str = "unknown"
+    tokenizer: str = "whitespace"
+    history: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[int] | None = None  # rows filled by a fallback, not found in the source
+    extra: dict[str, str] = field(default_factory=dict)  # other metadata, kept as it came
+    allow_nonfinite: bool = field(default=False, repr=False, compare=False)
+    origin: str = field(default="table", repr=False, compare=False)  # file name for messages
+
+    def __post_init__(self) -> None:
+        v = self.vectors
+        if not isinstance(v, torch.Tensor):
+            raise BadInput(f"{self.origin}: vectors must be a torch.Tensor, got {type(v).__name__}")
+        if v.dim() != 2:
+            raise BadInput(
+                f"{self.origin}: tensor '{TENSOR_NAME}' must be 2-D (N, D), got shape {tuple(v.shape)}"
+            )
+        if v.dtype not in ALLOWED_DTYPES:
+            raise BadInput(
+                f"{self.origin}: tensor '{TENSOR_NAME}' has dtype {v.dtype}; "
+                "allowed: float32, float16, bfloat16"
+            )
+        if len(self.tokens) != v.shape[0]:
+            raise BadInput(
+                f"{self.origin}: {len(self.tokens)} tokens for {v.shape[0]} rows; "
+                "the token list must name every row"
+            )
+        if len(set(self.tokens)) != len(self.tokens):
+            seen: dict[str, int] = {}
+            for i, tok in enumerate(self.tokens):
+                if tok in seen:
+                    raise BadInput(
+                        f"{self.origin}: duplicate token {tok!r} at rows {seen[tok]} and {i}"
+                    )
+                seen[tok] = i
+        if self.missing is not None:
+            bad = [i for i in self.missing if not 0 <= i < v.shape[0]]
+            if bad:
+                raise BadInput(f"{self.origin}: missing-row index {bad[0]} is out of range")
+        if not self.allow_nonfinite:
+            check_finite(v, self.tokens, self.origin)
+
+    @property
+    def n(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def derive(self, vectors: torch.Tensor, op: str, args: dict[str, Any], **changes: Any) -> EmbeddingTable:
+        """A new table with ``vectors`` and one more history entry (op, args, version)."""
+        entry = history_entry(op, args)
+        return dataclasses.replace(
+            self, vectors=vectors, history=[*self.history, entry], **changes
+        )
+
+    def metadata(self) -> dict[str, str]:
+        """The safetensors header metadata of this table (DESIGN §2)."""
+        meta = dict(self.extra)
+        meta.update(
+            {
+                KEY_FORMAT: FORMAT_VERSION,
+                KEY_TOKENS: json.dumps(self.tokens, ensure_ascii=False),
+                KEY_SOURCE: self.source,
+                KEY_TOKENIZER: self.tokenizer,
+                KEY_HISTORY: json.dumps(self.history, ensure_ascii=False),
+            }
+        )
+        if self.missing is not None:
+            meta[KEY_MISSING] = json.dumps(self.missing)
+        return meta
+
+
+def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
+    """One provenance step: the operation, its arguments (seeds included) and the version."""
+    return {"op": op, "args": args, "embtool": __version__}
+
+
+def check_finite(vectors: torch.Tensor, tokens: list[str], origin: str) -> None:
+    """Raise BadInput counting NaN/Inf values and naming the first affected row's token."""
+    if vectors.numel() == 0:
+        return
+    lo, hi = torch.aminmax(vectors)  # NaN propagates into both; one fast pass when all is well
+    if math.isfinite(float(lo)) and math.isfinite(float(hi)):
+        return
+    bad = ~torch.isfinite(vectors)  # (N, D)
+    count = int(bad.sum())
+    row = int(bad.any(dim=1).nonzero()[0, 0])
+    raise BadInput(
+        f"{origin}: {count} non-finite value(s) (NaN/Inf); first in row {row} "
+        f"(token {tokens[row]!r}); pass --allow-nonfinite to accept them"
+    )
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def load(path: str | os.PathLike[str], *, allow_nonfinite: bool = False) -> EmbeddingTable:
+    """Read a table from a file, or from stdin when ``path`` is ``-``."""
+    name = str(path)
+    if name == STDIO:
+        stdin = sys.stdin.buffer
+        if stdin.isatty():
+            raise UsageError("no table on stdin: give a TABLE path or pipe a table in")
+        return loads(stdin.read(), origin="<stdin>", allow_nonfinite=allow_nonfinite)
+    p = Path(name)
+    if not p.exists():
+        raise BadInput(f"{name}: no such file")
+    if p.is_dir():
+        raise BadInput(f"{name}: is a folder, not a table file")
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(name, framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            _check_header(meta, keys, name)
+            vectors = f.get_tensor(TENSOR_NAME)
+    except SafetensorError as e:
+        raise BadInput(f"{name}: not a readable safetensors file ({e})") from None
+    except (OSError, ValueError) as e:  # e.g. a zero-length file
+        raise BadInput(f"{name}: not a readable safetensors file ({e})") from None
+    return _from_parts(vectors, meta, name, allow_nonfinite)
+
+
+def loads(data: bytes, *, origin: str = "<bytes>", allow_nonfinite: bool = False) -> EmbeddingTable:
+    """Read a table from the bytes of a safetensors file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as st_load
+
+    try:
+        tensors = st_load(data)
+    except (SafetensorError, ValueError) as e:
+        raise BadInput(f"{origin}: not a readable safetensors table ({e})") from None
+    meta = _header_metadata(data)
+    _check_header(meta, list(tensors), origin)
+    return _from_parts(tensors[TENSOR_NAME], meta, origin, allow_nonfinite)
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The header metadata of a table file, without reading its tensor."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as e:
+        raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def _header_metadata(data: bytes) -> dict[str, str]:
+    # safetensors layout: u64 little-endian header length, then a JSON header whose
+    # "__metadata__" holds the string map. safetensors.torch.load has validated it already.
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + size])
+    return dict(header.get("__metadata__") or {})
+
+
+def _check_header(meta: dict[str, str], keys: list[str], origin: str) -> None:
+    version = meta.get(KEY_FORMAT)
+    if version is None:
+        raise BadInput(
+            f"{origin}: not an embtool table (no '{KEY_FORMAT}' metadata); "
+            "use `embtool extract` to make one from a checkpoint or vector file"
+        )
+    if version != FORMAT_VERSION:
+        raise BadInput(
+            f"{origin}: table format version {version!r} is not supported "
+            f"(this embtool {__version__} reads version {FORMAT_VERSION})"
+        )
+    if TENSOR_NAME not in keys:
+        raise BadInput(
+            f"{origin}: no tensor named '{TENSOR_NAME}' (found: {', '.join(keys) or 'none'})"
+        )
+    if KEY_TOKENS not in meta:
+        raise BadInput(f"{origin}: metadata '{KEY_TOKENS}' is missing")
+
+
+def _json_field(meta: dict[str, str], key: str, origin: str, kind: type) -> Any:
+    try:
+        value = json.loads(meta[key])
+    except json.JSONDecodeError as e:
+        raise BadInput(f"{origin}: metadata '{key}' is not valid JSON ({e})") from None
+    if not isinstance(value, kind):
+        raise BadInput(f"{origin}: metadata '{key}' must be a JSON {kind.__name__}")
+    return value
+
+
+def _from_parts(
+    vectors: torch.Tensor, meta: dict[str, str], origin: str, allow_nonfinite: bool
+) -> EmbeddingTable:
+    tokens = _json_field(meta, KEY_TOKENS, origin, list)
+    if not all(isinstance(t, str) for t in tokens):
+        raise BadInput(f"{origin}: metadata '{KEY_TOKENS}' must be a list of strings")
+    history = _json_field(meta, KEY_HISTORY, origin, list) if KEY_HISTORY in meta else []
+    missing = _json_field(meta, KEY_MISSING, origin, list) if KEY_MISSING in meta else None
+    extra = {k: v for k, v in meta.items() if k not in _KNOWN_KEYS}
+    return EmbeddingTable(
+        vectors=vectors,
+        tokens=tokens,
+        source=meta.get(KEY_SOURCE, "unknown"),
+        tokenizer=meta.get(KEY_TOKENIZER, "whitespace"),
+        history=history,
+        missing=missing,
+        extra=extra,
+        allow_nonfinite=allow_nonfinite,
+        origin=origin,
+    )
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def dumps(table: EmbeddingTable) -> bytes:
+    """The bytes of the safetensors file for ``table``."""
+    from safetensors.torch import save as st_save
+
+    return st_save({TENSOR_NAME: table.vectors.contiguous()}, metadata=table.metadata())
+
+
+def save(table: EmbeddingTable, path: str | os.PathLike[str]) -> None:
+    """Write ``table`` to a file atomically, or to stdout when ``path`` is ``-``.
+
+    A table is never written to a terminal. A file is written to a temporary name in the
+    same folder and renamed into place, so an interrupted write leaves no half-written table
+    and never clobbers the old file.
+    """
+    name = str(path)
+    if name == STDIO:
+        out = sys.stdout.buffer
+        if out.isatty():
+            raise UsageError(
+                "refusing to write a binary table to a terminal: use -o FILE or redirect stdout"
+            )
+        _write_stream(table, out)
+        return
+    from safetensors.torch import save_file
+
+    with atomic_path(name) as tmp:
+        save_file({TENSOR_NAME: table.vectors.contiguous()}, tmp, metadata=table.metadata())
+
+
+def _write_stream(table: EmbeddingTable, out: BinaryIO) -> None:
+    try:
+        out.write(dumps(table))
+        out.flush()
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`); nothing useful left to do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise WorkFailure("stdout closed before the table was written") from None
