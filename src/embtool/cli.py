@@ -13,8 +13,12 @@ from embtool.commands import _common, init, posenc, scale, shuffle, standardize,
 from embtool.errors import EmbtoolError
 
 # typer ≥ 0.20 vendors click; find its exception classes through the public names either way
-_ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
-_ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_ClickException: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+_ClickUsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
 
 app = typer.Typer(
     name="embtool",
@@ -70,8 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _ClickException as e:
         hint = ""
         if isinstance(e, _ClickUsageError) and getattr(e, "ctx", None) is not None:
-            hint = f" (see '{e.ctx.command_path} --help')"
-        print(f"embtool: error: {_one_line(e.format_message())}{hint}", file=sys.stderr)
+            hint = f" (see '{e.ctx.command_path} --help')"  # type: ignore[attr-defined]
+        message = e.format_message()  # type: ignore[attr-defined]
+        print(f"embtool: error: {_one_line(message)}{hint}", file=sys.stderr)
         return 2
     except (typer.Abort, KeyboardInterrupt):
         print("embtool: interrupted", file=sys.stderr)

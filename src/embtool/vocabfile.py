@@ -120,7 +120,7 @@ def format_vocab(vocab: Vocabulary) -> str:
     if vocab.counts is None:
         lines.extend(vocab.tokens)
     else:
-        lines.extend(f"{t}\t{c}" for t, c in zip(vocab.tokens, vocab.counts))
+        lines.extend(f"{t}\t{c}" for t, c in zip(vocab.tokens, vocab.counts, strict=True))
     return "\n".join(lines) + "\n"
 
 
