@@ -71,3 +71,30 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not beside the project")
     return SHARED_DATA
+
+
+def run_in_process(*args: str, stdin: bytes | None = None) -> Result:
+    """Run the CLI in this process (fast): same exit codes and stderr lines as a subprocess."""
+    import contextlib
+    import io
+
+    from embtool.cli import main
+
+    out, err = io.BytesIO(), io.StringIO()
+    fake_in = io.TextIOWrapper(io.BytesIO(stdin or b""), encoding="utf-8")
+    fake_out = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    old_in, old_out = sys.stdin, sys.stdout
+    sys.stdin, sys.stdout = fake_in, fake_out
+    try:
+        with contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        sys.stdin, sys.stdout = old_in, old_out
+    fake_out.flush()
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli():
+    """Like ``embtool`` but in-process: for checks that need no real pipe."""
+    return run_in_process

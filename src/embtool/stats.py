@@ -31,7 +31,9 @@ def moments(x: torch.Tensor) -> tuple[float, float]:
         raise BadInput(f"need at least 2 values for a standard deviation, got {n}")
     if flat.dtype != torch.float32:
         flat = flat.float()
-    m = flat.sum().item() / n
+    # round the first mean to float32: the blocks subtract it in float32, and the correction
+    # below must be relative to the value actually subtracted
+    m = torch.tensor(flat.sum().item() / n, dtype=torch.float32).item()
     s1 = s2 = 0.0
     for block in flat.split(_CHUNK):
         d = block - m

@@ -1,0 +1,169 @@
+"""The commands as a user runs them: real subprocesses, pipes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from embtool.table import load, loads
+
+COMMANDS = ["init", "stats", "standardize", "shuffle", "scale", "posenc"]
+
+
+@pytest.fixture
+def xavier_file(tmp_path: Path, vocab_file: Path, cli) -> Path:
+    out = tmp_path / "x.safetensors"
+    r = cli("init", "xavier", "--vocab", str(vocab_file), "--dim", "8", "--seed", "1", "-o", str(out))
+    assert r.code == 0, r.stderr
+    return out
+
+
+def test_version_and_module_entry(embtool) -> None:
+    r = embtool("--version")
+    assert r.code == 0 and r.text.startswith("embtool ")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_an_example(cli, command) -> None:
+    r = cli(command, "--help")
+    assert r.code == 0 and "Example" in r.text and f"embtool {command}" in r.text
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = (
+        "import sys; from embtool.cli import main; rc = main(['--help']);"
+        "heavy = [m for m in ('torch', 'transformers', 'spacy', 'gensim', 'datasets', 'matplotlib') if m in sys.modules];"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+
+
+def test_init_copies_vocab_tokenizer(xavier_file: Path) -> None:
+    t = load(xavier_file)
+    assert t.tokenizer == "whitespace" and t.tokens[:2] == ["<pad>", "the"] and (t.n, t.dim) == (5, 8)
+
+
+def test_three_stage_shell_pipe(tmp_path: Path, xavier_file: Path) -> None:
+    exe = f"{sys.executable} -m embtool"
+    cmd = (
+        f"{exe} standardize --to normal:0.5 < {xavier_file} | {exe} shuffle --seed 3 "
+        f"| {exe} scale --by sqrt-dim > {tmp_path / 'out.safetensors'}"
+    )
+    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, capture_output=True)
+    t = load(tmp_path / "out.safetensors")
+    assert [h["op"] for h in t.history] == ["init", "standardize", "shuffle", "scale"]
+    assert torch.std(t.vectors).item() == pytest.approx(0.5 * 8**0.5, rel=1e-5)
+
+
+def test_stdin_argument_dash_and_json(xavier_file: Path, cli) -> None:
+    r = cli("stats", "--json", "-", str(xavier_file), stdin=xavier_file.read_bytes())
+    assert r.code == 0, r.stderr
+    rows = [json.loads(line) for line in r.text.splitlines()]
+    assert len(rows) == 2 and rows[0]["std"] == rows[1]["std"]
+    fields = "n dim min max mean std xavier_bound xavier_std std_ratio scaled_min scaled_max scaled_mean scaled_std posenc_std absorption"
+    assert set(fields.split()) <= set(rows[0])
+
+
+def test_stats_table_side_by_side(xavier_file: Path, cli) -> None:
+    r = cli("stats", str(xavier_file), str(xavier_file))
+    assert r.code == 0 and r.text.count("x.safetensors") == 2 and "absorption" in r.text
+
+
+def test_standardize_to_table_file(tmp_path: Path, xavier_file: Path, cli) -> None:
+    wide = tmp_path / "wide.safetensors"
+    assert cli("standardize", str(xavier_file), "--to", "normal:0.37", "-o", str(wide)).code == 0
+    out = cli("standardize", "--to", str(wide), stdin=xavier_file.read_bytes())
+    assert out.code == 0, out.stderr
+    assert torch.std(loads(out.stdout).vectors).item() == pytest.approx(0.37, rel=1e-5)
+
+
+def _table_with_nan(tmp_path: Path, xavier_file: Path) -> Path:
+    t = load(xavier_file)
+    from safetensors.torch import save_file
+
+    v = t.vectors.clone()
+    v[1, 1] = float("nan")
+    path = tmp_path / "nan.safetensors"
+    save_file({"embeddings": v}, str(path), metadata=t.metadata())
+    return path
+
+
+def _bad_cases(tmp: Path, xav: Path) -> list[tuple[str, list[str], str]]:
+    (tmp / "garbage.safetensors").write_bytes(b"not a table at all")
+    (tmp / "empty_line.txt").write_text("a\n\nb\n")
+    return [
+        ("missing input", ["standardize", str(tmp / "none.safetensors")], "none.safetensors: no such file"),
+        ("garbage", ["shuffle", str(tmp / "garbage.safetensors")], "garbage.safetensors: not a readable safetensors"),
+        ("nan", ["scale", str(_table_with_nan(tmp, xav))], "1 non-finite value(s)"),
+        ("bad target", ["standardize", str(xav), "--to", "normal:x"], "--to normal:STD needs a number"),
+        ("missing target table", ["standardize", str(xav), "--to", str(tmp / "t2.safetensors")], "t2.safetensors: no such file"),
+        ("bad axis", ["shuffle", str(xav), "--axis", "diag"], "--axis"),
+        ("bad scale", ["scale", str(xav), "--by", "lots"], "--by 'lots'"),
+        ("bad max-len", ["posenc", str(xav), "--max-len", "0"], "--max-len"),
+        ("vocab empty line", ["init", "xavier", "--vocab", str(tmp / "empty_line.txt"), "--dim", "4"], "empty_line.txt:2: empty token"),
+        ("unknown option", ["stats", str(xav), "--bogus"], "No such option"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_bad_input_exit_2_one_line_no_output(tmp_path: Path, xavier_file: Path, cli, case) -> None:
+    name, args, message = _bad_cases(tmp_path, xavier_file)[case]
+    out = tmp_path / "out.safetensors"
+    r = cli(*args, *(["-o", str(out)] if args[0] != "stats" else []))
+    assert r.code == 2, (name, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("embtool: error: ") and message in lines[0], (name, r.stderr)
+    assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_allow_nonfinite(tmp_path: Path, xavier_file: Path, cli) -> None:
+    r = cli("scale", str(_table_with_nan(tmp_path, xavier_file)), "--by", "2", "--allow-nonfinite")
+    assert r.code == 0 and torch.isnan(loads(r.stdout, allow_nonfinite=True).vectors).sum() == 1
+
+
+def test_existing_output_survives_a_failed_command(tmp_path: Path, xavier_file: Path, cli) -> None:
+    out = tmp_path / "keep.safetensors"
+    out.write_bytes(b"precious")
+    r = cli("standardize", str(tmp_path / "none.safetensors"), "-o", str(out))
+    assert r.code == 2 and out.read_bytes() == b"precious"
+
+
+def test_debug_shows_traceback(embtool, tmp_path: Path) -> None:
+    r = embtool("--debug", "stats", str(tmp_path / "none.safetensors"))
+    assert r.code != 0 and "Traceback" in r.stderr
+
+
+def test_refuses_to_write_a_table_to_a_terminal(xavier_file: Path, tmp_path: Path) -> None:
+    """stdout is a pty: the command must refuse (exit 2) before doing any work."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.run(
+        [sys.executable, "-m", "embtool", "scale", str(xavier_file)],
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    os.close(secondary)
+    os.close(primary)
+    assert proc.returncode == 2 and b"refusing to write a binary table to a terminal" in proc.stderr
+
+
+def test_no_table_on_terminal_stdin(xavier_file: Path) -> None:
+    primary, secondary = pty.openpty()
+    proc = subprocess.run(
+        [sys.executable, "-m", "embtool", "stats", "-"],
+        stdin=secondary,
+        capture_output=True,
+        timeout=60,
+    )
+    os.close(secondary)
+    os.close(primary)
+    assert proc.returncode == 2 and b"no table on stdin" in proc.stderr
