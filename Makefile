@@ -10,7 +10,7 @@ export EMBTOOL_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: setup demo test check lint types pytest completions bench clean
+.PHONY: setup demo test docs bench clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,8 @@ test: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest -q
 
-completions: $(STAMP)
-	$(PY) -m embtool.completion completions
+docs: $(STAMP)
+	$(PY) -m embtool.docgen .
 
 bench: $(STAMP)
 	$(PY) bench/transforms.py

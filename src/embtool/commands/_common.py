@@ -26,7 +26,7 @@ STATE = State()
 
 # Shared option declarations, so every command spells them the same way.
 OUT_TABLE = typer.Option("-", "-o", "--out", help="Output table file, or - for stdout.", metavar="OUT")
-IN_TABLE = typer.Argument("-", help="Input table file, or - for stdin.", metavar="[TABLE]")
+IN_TABLE = typer.Argument("-", help="Input table file, or - for stdin.", metavar="TABLE")
 ALLOW_NONFINITE = typer.Option(
     False, "--allow-nonfinite", help="Accept NaN/Inf values instead of stopping."
 )

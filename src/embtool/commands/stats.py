@@ -38,7 +38,7 @@ _ROWS = [  # (label, field, format)
 
 
 def stats(
-    tables: List[str] = typer.Argument(..., help="Table files (- for stdin).", metavar="TABLE..."),
+    tables: List[str] = typer.Argument(..., help="Table files (- for stdin).", metavar="TABLE"),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per table, one per line."),
     max_len: int = typer.Option(
         DEFAULT_MAX_LEN, "--max-len", min=1, help="Positions L of the reference position encoding."

@@ -1,0 +1,1 @@
+complete --command embtool --no-files --arguments "(env _EMBTOOL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) embtool)" --condition "env _EMBTOOL_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) embtool"
