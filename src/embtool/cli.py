@@ -9,7 +9,19 @@ from collections.abc import Sequence
 import typer
 
 from embtool._version import __version__
-from embtool.commands import _common, init, posenc, scale, shuffle, standardize, stats
+from embtool.commands import (
+    _common,
+    align,
+    extract,
+    init,
+    posenc,
+    report,
+    scale,
+    shuffle,
+    standardize,
+    stats,
+    vocab,
+)
 from embtool.errors import EmbtoolError
 
 # typer ≥ 0.20 vendors click; find its exception classes through the public names either way
@@ -34,7 +46,7 @@ app = typer.Typer(
 )
 
 # Order here is the order of `embtool --help`.
-for module in (init, stats, standardize, shuffle, scale, posenc):
+for module in (init, stats, standardize, shuffle, scale, posenc, report, vocab, extract, align):
     module.register(app)
 
 

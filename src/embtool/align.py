@@ -1,0 +1,165 @@
+"""Reorder tables to a vocabulary, and fill the rows no source has (shared with ``extract``).
+
+Missing rows are filled by default with random values from the found rows' own mean and σ,
+so the table keeps one scale (fairseq mixes scales, OpenNMT uses zeros).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from embtool.errors import BadInput
+from embtool.stats import moments, xavier_bound
+from embtool.table import EmbeddingTable, history_entry
+from embtool.vocabfile import Vocabulary
+
+if TYPE_CHECKING:
+    import torch
+
+MISSING_METHODS = ("normal", "mean", "zero", "xavier")
+
+
+@dataclass
+class Coverage:
+    """How many vocabulary tokens a source had: found as they are, composed from pieces, missing."""
+
+    found: int
+    composed: int
+    missing: int
+    share: float | None = None  # of corpus tokens (vocabulary counts) that found+composed cover
+
+    @property
+    def total(self) -> int:
+        return self.found + self.composed + self.missing
+
+    def line(self) -> str:
+        text = f"{self.found} found, {self.composed} composed, {self.missing} missing of {self.total} tokens"
+        if self.share is not None:
+            text += f"; covers {100 * self.share:.2f}% of corpus tokens"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"found": self.found, "composed": self.composed, "missing": self.missing, "share": self.share}
+
+
+def check_method(missing: str) -> str:
+    if missing not in MISSING_METHODS:
+        raise BadInput(f"--missing {missing!r}: valid choices: {', '.join(MISSING_METHODS)}")
+    return missing
+
+
+def fill_missing(vectors: torch.Tensor, missing: Sequence[int], method: str = "normal", seed: int = 0) -> None:
+    """Fill rows ``missing`` of ``vectors`` (N, D) in place from the other rows' statistics.
+
+    normal: N(μ, σ²) with the found values' mean and σ; mean: the found rows' mean vector;
+    zero: zeros; xavier: U(−a, a), a = √(6/(N+D)).
+    """
+    import torch
+
+    check_method(method)
+    if not missing:
+        return
+    n, d = vectors.shape
+    index = torch.tensor(list(missing), dtype=torch.long)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[index] = False
+    found = vectors[keep]  # (K, D)
+    if method in ("normal", "mean") and found.shape[0] == 0:
+        raise BadInput(f"--missing {method} needs found rows to take statistics from, and none was found")
+    gen = torch.Generator().manual_seed(seed)
+    fill: torch.Tensor  # (M, D)
+    if method == "normal":
+        mean, std = moments(found) if found.numel() > 1 else (float(found.mean()), 0.0)
+        fill = torch.randn(len(index), d, generator=gen) * std + mean
+    elif method == "mean":
+        fill = found.float().mean(dim=0, keepdim=True).expand(len(index), d)
+    elif method == "zero":
+        fill = torch.zeros(len(index), d)
+    else:
+        a = xavier_bound(n, d)
+        fill = torch.empty(len(index), d).uniform_(-a, a, generator=gen)
+    vectors[index] = fill.to(vectors.dtype)
+
+
+def corpus_share(vocab: Vocabulary, covered: Sequence[int]) -> float | None:
+    """The share of the vocabulary's corpus counts that the rows ``covered`` account for."""
+    if vocab.counts is None:
+        return None
+    total = sum(vocab.counts)
+    return sum(vocab.counts[i] for i in covered) / total if total else None
+
+
+def align(
+    tables: EmbeddingTable | Sequence[EmbeddingTable],
+    vocab: Vocabulary,
+    missing: str = "normal",
+    seed: int = 0,
+    case_fallback: bool = True,
+) -> tuple[EmbeddingTable, Coverage]:
+    """A table with one row per vocabulary token, in the vocabulary's order.
+
+    A token's row comes from the first table that has it (exact, then lower-cased with
+    ``case_fallback``); tokens no table has are filled by ``missing`` and listed in
+    ``embtool.missing``. History is the first table's, plus this step.
+    """
+    import torch
+
+    check_method(missing)
+    group = [tables] if isinstance(tables, EmbeddingTable) else list(tables)
+    if not group:
+        raise BadInput("align needs at least one table")
+    first = group[0]
+    for other in group[1:]:
+        if other.dim != first.dim:
+            raise BadInput(
+                f"{other.origin}: dimension {other.dim} does not match {first.origin}'s {first.dim}; "
+                "tables aligned together must have the same D"
+            )
+    indexes = [{t: i for i, t in enumerate(t.tokens)} for t in group]
+    filled_before = [set(t.missing or ()) for t in group]
+    vectors = torch.zeros(len(vocab), first.dim, dtype=first.vectors.dtype)  # (N, D)
+    lost: list[int] = []  # rows no table has: filled here
+    inherited: list[int] = []  # rows a table has, but filled by a fallback when it was made
+    for n, token in enumerate(vocab.tokens):
+        for table, index, before in zip(group, indexes, filled_before, strict=True):
+            i = index.get(token)
+            if i is None and case_fallback:
+                i = index.get(token.lower())
+            if i is not None:
+                vectors[n] = table.vectors[i]
+                if i in before:
+                    inherited.append(n)
+                break
+        else:
+            lost.append(n)
+    if len(lost) == len(vocab):
+        raise BadInput(
+            f"none of the {len(vocab)} vocabulary tokens is in {first.origin}; is the vocabulary made with "
+            f"the table's tokenizer ({first.tokenizer})?"
+        )
+    fill_missing(vectors, lost, missing, seed)
+    not_found = set(lost) | set(inherited)
+    covered = [i for i in range(len(vocab)) if i not in not_found]
+    cov = Coverage(len(covered), 0, len(not_found), corpus_share(vocab, covered))
+    args: dict[str, Any] = {
+        "tables": [t.origin for t in group],
+        "vocab_size": len(vocab),
+        "missing": missing,
+        "seed": seed,
+        "case_fallback": case_fallback,
+        "coverage": cov.as_dict(),
+    }
+    table = EmbeddingTable(
+        vectors,
+        list(vocab.tokens),
+        source=first.source if len(group) == 1 else "+".join(t.source for t in group),
+        tokenizer=vocab.tokenizer or first.tokenizer,
+        history=[*first.history, history_entry("align", args)],
+        missing=sorted(not_found),
+        extra=dict(first.extra),
+        allow_nonfinite=any(t.allow_nonfinite for t in group),
+        origin="aligned",
+    )
+    return table, cov

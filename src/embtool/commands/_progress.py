@@ -1,0 +1,31 @@
+"""A transient rich progress bar on stderr for the source commands (vocab, extract, align).
+
+Imported inside command bodies only: rich's progress module is not needed for ``--help``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from embtool.commands._common import STATE
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n)``; the bar shows only when work lasts over a second and not with -q."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from embtool.commands._common import err_console
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console(),
+        transient=True,
+        disable=STATE.quiet,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)

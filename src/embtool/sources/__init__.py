@@ -1,0 +1,174 @@
+"""Where tables come from: ``extract`` pulls a vocabulary's rows out of a pretrained source.
+
+A source is an alias (``bert``, ``mbert``, ``t5``, ``mt5``, ``xlmr``), a Hugging Face id or
+local checkpoint folder (``hf:`` forces that reading), or a word-vector file (``glove:``,
+``word2vec:``, ``fasttext:`` prefixes, or detected from the file).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embtool.align import Coverage, check_method, corpus_share, fill_missing
+from embtool.errors import BadInput
+from embtool.table import EmbeddingTable, history_entry
+from embtool.tokenizer import ALIASES
+from embtool.vocabfile import Vocabulary
+
+VECTOR_PREFIXES = ("glove", "word2vec", "fasttext")
+COMPOSE_METHODS = ("mean", "none")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A resolved SOURCE: ``kind`` hf|vectors, where it is, and the vector format when known."""
+
+    kind: str
+    location: str
+    fmt: str | None = None
+
+
+def resolve_source(source: str) -> SourceRef:
+    """Tell apart aliases, hub ids, checkpoint folders and vector files."""
+    prefix, colon, rest = source.partition(":")
+    if colon and prefix in VECTOR_PREFIXES:
+        return SourceRef("vectors", rest, prefix)
+    if colon and prefix == "hf":
+        return SourceRef("hf", ALIASES.get(rest, rest))
+    if source in ALIASES:
+        return SourceRef("hf", ALIASES[source])
+    path = Path(source)
+    if path.is_dir():
+        return SourceRef("hf", source)
+    if path.is_file():
+        return SourceRef("vectors", source, None)
+    if source in ALIASES.values() or (_HUB_ID.match(source) and not source.startswith(".")):
+        return SourceRef("hf", source)
+    if os.sep in source or source.startswith("."):
+        raise BadInput(f"{source}: no such file or folder")
+    raise BadInput(
+        f"unknown source {source!r}: not an alias ({', '.join(ALIASES)}), a local folder or file, or a "
+        f"Hugging Face id (org/name; use hf:{source} for an id without an organisation)"
+    )
+
+
+def extract(
+    source: str,
+    vocab: Vocabulary,
+    *,
+    tensor: str | None = None,
+    compose: str = "mean",
+    case_fallback: bool = True,
+    missing: str = "normal",
+    seed: int = 0,
+) -> tuple[EmbeddingTable, Coverage]:
+    """One row per vocabulary token from ``source``; tokens found nowhere are filled by ``missing``.
+
+    Returns the (N, D) float32 table and its coverage (found / composed / missing).
+    """
+    if compose not in COMPOSE_METHODS:
+        raise BadInput(f"--compose {compose!r}: valid choices: {', '.join(COMPOSE_METHODS)}")
+    check_method(missing)
+    ref = resolve_source(source)
+    if ref.kind == "hf":
+        vectors, found, composed, meta = _from_checkpoint(ref, vocab, tensor, compose == "mean", case_fallback)
+    else:
+        if tensor is not None:
+            raise BadInput("--tensor applies to checkpoints only, not to word-vector files")
+        vectors, found, composed, meta = _from_vector_file(ref, vocab, compose == "mean", case_fallback)
+    have = set(found) | set(composed)
+    lost = [i for i in range(len(vocab)) if i not in have]
+    if not have:
+        raise BadInput(
+            f"none of the {len(vocab)} vocabulary tokens was found in {source}; was the vocabulary made "
+            f"with a tokenizer that fits it (vocabulary tokenizer: {vocab.tokenizer or 'unknown'})?"
+        )
+    fill_missing(vectors, lost, missing, seed)
+    cov = Coverage(len(found), len(composed), len(lost), corpus_share(vocab, sorted(have)))
+    args: dict[str, Any] = {
+        "source": source,
+        **meta.pop("args"),
+        "vocab_size": len(vocab),
+        "compose": compose,
+        "case_fallback": case_fallback,
+        "missing": missing,
+        "seed": seed,
+        "coverage": cov.as_dict(),
+    }
+    table = EmbeddingTable(
+        vectors,
+        list(vocab.tokens),
+        source=meta["source"],
+        tokenizer=vocab.tokenizer or meta["tokenizer"],
+        history=[history_entry("extract", args)],
+        missing=lost,
+        origin=source,
+    )
+    return table, cov
+
+
+def _from_checkpoint(
+    ref: SourceRef, vocab: Vocabulary, tensor: str | None, compose: bool, case_fallback: bool
+) -> tuple[Any, list[int], list[int], dict[str, Any]]:
+    import torch
+
+    from embtool.sources.huggingface import (
+        locate_weights,
+        lookup_pieces,
+        read_rows,
+        source_name,
+        tokenizer_for,
+    )
+
+    hf = tokenizer_for(ref.location)
+    weights = locate_weights(ref.location, tensor)
+    specials = {s for s in vocab.info.get("specials", "").split(",") if s}
+    pieces = (vocab.tokenizer or "").startswith("hf:")
+    lk = lookup_pieces(hf, vocab.tokens, pieces=pieces, compose=compose, case_fallback=case_fallback, specials=specials)
+    need = sorted({i for i in lk.ids if i is not None} | {j for ids in lk.compose.values() for j in ids})
+    if not need:
+        return torch.zeros(len(vocab), 1), [], [], {"source": "", "tokenizer": "", "args": {}}
+    rows, n_rows = read_rows(weights, need)  # (K, D), only the rows needed
+    pos = {tid: k for k, tid in enumerate(need)}
+    vectors = torch.zeros(len(vocab), rows.shape[1])  # (N, D)
+    found = [n for n, i in enumerate(lk.ids) if i is not None]
+    vectors[found] = rows[[pos[lk.ids[n]] for n in found]]  # type: ignore[index]
+    for n, ids in lk.compose.items():
+        vectors[n] = rows[[pos[j] for j in ids]].mean(dim=0)  # mean of the pieces' rows
+    name = source_name(ref.location)
+    meta = {
+        "source": name,
+        "tokenizer": name,
+        "args": {"tensor": weights.key, "file": weights.path.name, "source_rows": n_rows},
+    }
+    return vectors, found, sorted(lk.compose), meta
+
+
+def _from_vector_file(
+    ref: SourceRef, vocab: Vocabulary, compose: bool, case_fallback: bool
+) -> tuple[Any, list[int], list[int], dict[str, Any]]:
+    import numpy as np
+    import torch
+
+    from embtool.sources.vectors import load_vector_file, lookup_words
+
+    vf = load_vector_file(ref.fmt, ref.location)
+    rows, composed = lookup_words(vf, vocab.tokens, compose=compose, case_fallback=case_fallback)
+    vectors = torch.zeros(len(vocab), vf.dim)  # (N, D)
+    found = [n for n, r in enumerate(rows) if r is not None]
+    if found:
+        picked = np.asarray([rows[n] for n in found], dtype=np.int64)
+        vectors[found] = torch.from_numpy(np.asarray(vf.kv.vectors[picked], dtype=np.float32))
+    for n, vec in composed.items():
+        vectors[n] = torch.from_numpy(np.asarray(vec, dtype=np.float32))
+    meta = {
+        "source": f"{vf.kind}:{vf.path.name}",
+        "tokenizer": "whitespace",
+        "args": {"format": vf.kind, "file": vf.path.name, "source_rows": len(vf.kv.key_to_index)},
+    }
+    return vectors, found, sorted(composed), meta

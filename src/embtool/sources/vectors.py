@@ -1,0 +1,114 @@
+"""Word-vector files read with gensim: GloVe (no header), word2vec (text or binary), fastText.
+
+A fastText ``.bin`` model also builds vectors for unseen words from its sub-word n-grams; those
+count as composed. Lookups try the exact token, then its lower-cased form.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embtool.errors import BadInput
+
+FORMATS = ("glove", "word2vec", "fasttext")
+_FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # first int32 of a Facebook fastText .bin
+
+
+@dataclass
+class VectorFile:
+    """A loaded vector file: gensim KeyedVectors and whether it has sub-word n-grams."""
+
+    kind: str
+    path: Path
+    kv: Any  # gensim KeyedVectors (FastTextKeyedVectors for fastText .bin)
+    ngrams: bool
+
+    @property
+    def dim(self) -> int:
+        return int(self.kv.vector_size)
+
+
+def _head(path: Path, n: int = 65536) -> bytes:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return bytes(f.read(n))
+    except OSError as e:
+        raise BadInput(f"{path}: could not read ({e})") from None
+
+
+def detect_format(path: Path) -> tuple[str, bool]:
+    """(format, binary) from the file's first bytes: fastText magic, a word2vec "N D" header, or GloVe."""
+    head = _head(path)
+    if head[:4] == _FASTTEXT_MAGIC:
+        return "fasttext", True
+    first, _, rest = head.partition(b"\n")
+    parts = first.split()
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        try:
+            rest[:4096].decode("utf-8")
+        except UnicodeDecodeError as e:
+            if e.start < len(rest[:4096]) - 4:  # not just a character cut at the block's end
+                return "word2vec", True
+        return "word2vec", False
+    return "glove", False
+
+
+def load_vector_file(kind: str | None, path: str) -> VectorFile:
+    """Read a vector file; ``kind`` None detects it. Errors name the file and the expected format."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"{path}: no such vector file")
+    detected, binary = detect_format(p)
+    kind = kind or detected
+    if kind not in FORMATS:
+        raise BadInput(f"unknown vector format {kind!r}; valid choices: {', '.join(FORMATS)}")
+    from gensim.models import KeyedVectors
+
+    try:
+        if kind == "fasttext" and detected == "fasttext":
+            from gensim.models.fasttext import load_facebook_vectors
+
+            return VectorFile(kind, p, load_facebook_vectors(str(p)), ngrams=True)
+        if kind == "fasttext" and binary:
+            raise BadInput(f"{path}: not a fastText .bin model (no fastText magic number) nor a .vec text file")
+        if kind == "glove":
+            if detected == "word2vec":
+                raise BadInput(f"{path}: starts with a word2vec 'count dim' header; use word2vec:{path}")
+            kv = KeyedVectors.load_word2vec_format(str(p), binary=False, no_header=True)
+        else:  # word2vec, or a fastText .vec (word2vec text format)
+            if detected != "word2vec":
+                raise BadInput(
+                    f"{path}: no 'count dim' header line, so not word2vec/.vec format; use glove:{path} "
+                    "for a file without a header"
+                )
+            kv = KeyedVectors.load_word2vec_format(str(p), binary=binary)
+    except BadInput:
+        raise
+    except (ValueError, UnicodeDecodeError, EOFError, OSError, IndexError, AssertionError) as e:
+        raise BadInput(f"{path}: not a readable {kind} vector file ({' '.join(str(e).split())[:200]})") from None
+    return VectorFile(kind, p, kv, ngrams=False)
+
+
+def lookup_words(
+    vf: VectorFile, tokens: list[str], *, compose: bool, case_fallback: bool
+) -> tuple[list[int | None], dict[int, Any]]:
+    """Per token its row in ``vf.kv`` (exact, then lower-cased); and, with ``compose`` on a
+    fastText model, the vectors its sub-word n-grams build for tokens found nowhere."""
+    index: dict[str, int] = vf.kv.key_to_index
+    rows: list[int | None] = []
+    composed: dict[int, Any] = {}
+    for n, token in enumerate(tokens):
+        i = index.get(token)
+        if i is None and case_fallback:
+            i = index.get(token.lower())
+        rows.append(i)
+        if i is None and compose and vf.ngrams:
+            try:
+                composed[n] = vf.kv.get_vector(token)  # (D,) mean of the n-grams' bucket rows
+            except KeyError:  # too short to have any n-gram
+                pass
+    return rows, composed
