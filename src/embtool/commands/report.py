@@ -1,0 +1,63 @@
+"""embtool report: the paper's Table 1, Table 2 and Figure 1 from run folders."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional  # typer reads the annotations
+
+import typer
+
+from embtool.commands._common import info
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
+
+
+def report(
+    runs: List[str] = typer.Argument(
+        ..., help="Run folders (holding config.json), or folders of them, searched recursively.",
+        metavar="RUN_OR_DIR...",
+    ),
+    out: Optional[str] = typer.Option(None, "-o", "--out", help="Write the Markdown here instead of stdout."),
+    plot: Optional[str] = typer.Option(
+        None, "--plot", help="Write Figure 1 (validation curves, one panel per task) to this PNG."
+    ),
+    csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV line per Table 1 cell here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON instead of Markdown."),
+    no_table_stats: bool = typer.Option(
+        False, "--no-table-stats", help="Skip Table 2 (reading the tables the runs used)."
+    ),
+) -> None:
+    """Mean (σ) over seeds of test BLEU or best validation accuracy, per task and initialisation.
+
+    Runs are grouped by task and by the initialisation name read from each run's tables
+    (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …). Incomplete or failed runs
+    (no test.json) are listed and left out of every mean.
+
+    Example:
+
+      embtool report runs/ -o report.md --plot curves.png --csv table1.csv
+    """
+    from embtool import atomic
+    from embtool import report as lib
+
+    rep = lib.build_report(runs, table_stats=not no_table_stats)
+    if plot:
+        titles = lib.plot_curves(rep, plot)
+        info(f"report: Figure 1 ({len(titles)} panel(s): {', '.join(titles)}) → {plot}")
+    if csv_path:
+        atomic.write_text(csv_path, lib.to_csv(rep))
+        info(f"report: {len(rep.cells)} cell(s) → {csv_path}")
+    if json_out:
+        typer.echo(json.dumps(lib.to_json(rep), ensure_ascii=False, indent=1))
+        return
+    text = lib.markdown(rep)
+    if out and out != "-":
+        atomic.write_text(out, text)
+        info(
+            f"report: {len(rep.cells)} cell(s) from {len(rep.runs) - len(rep.left_out)} complete run(s), "
+            f"{len(rep.left_out)} left out → {out}"
+        )
+    else:
+        typer.echo(text, nl=False)

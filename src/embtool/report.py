@@ -1,0 +1,654 @@
+"""Runs → the paper's Table 1 (mean (σ) over seeds), Table 2 (the tables' range, mean (σ)) and
+Figure 1 (validation curves), as Markdown, CSV, JSON and PNG.
+
+A run folder (DESIGN §4) is complete when it holds ``test.json``; a folder with ``config.json``
+and no ``test.json`` is incomplete (still running, interrupted or crashed) and is listed, never
+averaged. Runs are grouped by task and initialisation name (``embtool.naming``); within a task,
+groups whose models differ (embedding size or vocabulary sizes, e.g. Xavier of a GloVe
+experiment and Xavier of a T5 one) stay apart, as the paper's experiment boxes do.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embtool.errors import BadInput
+from embtool.naming import XAVIER, run_name, sort_key
+
+CONFIG, METRICS, TEST = "config.json", "metrics.jsonl", "test.json"
+# Train settings that legitimately differ between the seeds of one cell, or only name inputs.
+_PER_RUN_SETTINGS = {
+    "seed", "out", "resume", "device", "emb", "src_emb", "tgt_emb", "data_dir", "src", "tgt",
+    "quiet", "progress", "num_workers", "compile", "amp",
+}
+# Settings that change what a cell means: they are part of its label (the paper's Table 3).
+_FLAGS = (("freeze_emb", "frozen"), ("no_posenc", "no posenc"), ("tie_output", "tied output"))
+
+
+@dataclass
+class Run:
+    """One run folder as the report sees it."""
+
+    path: Path
+    status: str  # "complete", or "incomplete: …" / "failed: …"
+    task: str = "?"
+    kind: str = "?"  # translation | classification
+    seed: int | None = None
+    name: str = "?"  # initialisation name, e.g. GloVe_Xavier [frozen]
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    test: dict[str, Any] = field(default_factory=dict)
+    value: float | None = None  # test BLEU, or best validation accuracy in %
+    value2: float | None = None  # MNLI mismatched accuracy in %
+    epoch: float | None = None  # best epoch
+    epoch2: float | None = None
+    signature: tuple[Any, ...] = ()  # model shape: runs of one cell share it
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+@dataclass
+class Cell:
+    """One (task, initialisation) group: the figures of one cell of Table 1."""
+
+    task: str
+    kind: str
+    name: str
+    runs: list[Run]
+    mean: float | None = None
+    std: float | None = None  # sample σ (ddof=1); None with one seed
+    epoch: float | None = None
+    mean2: float | None = None
+    std2: float | None = None
+    epoch2: float | None = None
+    best: bool = False
+    best2: bool = False
+    notes: list[str] = field(default_factory=list)
+    table: dict[str, Any] | None = None  # Table 2 figures of the encoder table
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def seeds(self) -> list[int | None]:
+        return [r.seed for r in self.runs]
+
+
+@dataclass
+class Report:
+    cells: list[Cell]
+    runs: list[Run]  # every run found, complete or not
+
+    @property
+    def left_out(self) -> list[Run]:
+        return [r for r in self.runs if not r.complete]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(dict.fromkeys(c.task for c in self.cells))
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+
+def find_run_dirs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Run folders (holding config.json) among ``paths`` and below them, in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise BadInput(f"{p}: no such run folder")
+        if p.is_file():
+            if p.name != CONFIG:
+                raise BadInput(f"{p}: not a run folder; give a folder holding {CONFIG}, or a folder of runs")
+            p = p.parent
+        if (p / CONFIG).is_file():
+            found.append(p)
+            continue
+        below = sorted(c.parent for c in p.rglob(CONFIG))
+        if not below:
+            raise BadInput(f"{p}: no run folders ({CONFIG}) in it; give `embtool train` output folders")
+        found.extend(below)
+    return list(dict.fromkeys(found))
+
+
+def read_run(path: Path) -> Run:
+    """Read one run folder; problems become the run's status, never an exception."""
+    run = Run(path=path, status="complete")
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        run.status = f"failed: {CONFIG} is not readable JSON ({e})"
+        return run
+    run.config = config
+    run.task = str(config.get("task", "?"))
+    seed = config.get("seed", (config.get("train") or {}).get("seed"))
+    run.seed = int(seed) if isinstance(seed, (int, float)) else None
+    train = config.get("train") or {}
+    run.name = run_name(config.get("tables"))
+    flags = [label for key, label in _FLAGS if train.get(key)]
+    if flags:
+        run.name += f" [{', '.join(flags)}]"
+    run.signature = _signature(config)
+    try:
+        run.metrics = _read_metrics(path / METRICS)
+    except ValueError as e:
+        run.status = f"failed: {e}"
+        return run
+    test_path = path / TEST
+    if not test_path.is_file():
+        run.status = f"incomplete: {len(run.metrics)} epoch(s) in {METRICS}, no {TEST}"
+        return run
+    try:
+        test = json.loads(test_path.read_text(encoding="utf-8"))
+        if not isinstance(test, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        run.status = f"failed: {TEST} is not readable JSON ({e})"
+        return run
+    run.test = test
+    run.kind = str(config.get("kind") or ("translation" if "bleu" in test else "classification"))
+    _fill_result(run)
+    return run
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows: list[dict[str, Any]] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{METRICS} line {lineno} is not valid JSON") from None
+        if not isinstance(row, dict) or "epoch" not in row:
+            raise ValueError(f"{METRICS} line {lineno} has no 'epoch'")
+        rows.append(row)
+    return rows
+
+
+def _fill_result(run: Run) -> None:
+    test = run.test
+    if run.kind == "translation":
+        if not _is_number(test.get("bleu")):
+            run.status = f"failed: {TEST} has no number 'bleu'"
+            return
+        run.value = float(test["bleu"])
+        run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_loss", lowest=True)
+        return
+    if not _is_number(test.get("best_val_acc")):
+        run.status = f"failed: {TEST} has no number 'best_val_acc'"
+        return
+    run.value = _percent(float(test["best_val_acc"]))
+    run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_acc")
+    if _is_number(test.get("best_val_acc_mismatched")):
+        run.value2 = _percent(float(test["best_val_acc_mismatched"]))
+        run.epoch2 = _epoch(test.get("best_epoch_mismatched"), run.metrics, "val_acc_mismatched")
+
+
+def _epoch(given: Any, metrics: list[dict[str, Any]], key: str, lowest: bool = False) -> float | None:
+    if _is_number(given):
+        return float(given)
+    rows = [m for m in metrics if _is_number(m.get(key))]
+    if not rows:
+        return None
+    pick = min if lowest else max
+    return float(pick(rows, key=lambda m: float(m[key]))["epoch"])
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _percent(acc: float) -> float:
+    # train may store accuracy as a fraction or in %; the paper's tables show %
+    return acc * 100.0 if acc <= 1.0 else acc
+
+
+def _signature(config: dict[str, Any]) -> tuple[Any, ...]:
+    model = config.get("model") or {}
+    vocab = config.get("vocab") or {}
+    return (model.get("d_model"), vocab.get("src_size"), vocab.get("tgt_size"))
+
+
+# ----------------------------------------------------------------------------- aggregation
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample σ (ddof=1, as the paper's 'σ over seeds'); σ is None for one value."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    m = sum(values) / n
+    if n == 1:
+        return m, None
+    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+
+
+def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = True) -> Report:
+    """Read every run under ``paths`` and compute Table 1's cells (and Table 2's with ``table_stats``)."""
+    runs = [read_run(p) for p in find_run_dirs(paths)]
+    groups: dict[tuple[str, str, tuple[Any, ...]], list[Run]] = {}
+    for r in runs:
+        if r.complete:
+            groups.setdefault((r.task, r.name, r.signature), []).append(r)
+    names_per_task: dict[tuple[str, str], int] = {}
+    for task, name, _ in groups:
+        names_per_task[(task, name)] = names_per_task.get((task, name), 0) + 1
+    cells: list[Cell] = []
+    for (task, name, sig), members in groups.items():
+        label = name if names_per_task[(task, name)] == 1 else f"{name} ({_describe(sig)})"
+        cells.append(_cell(task, label, members))
+    cells.sort(key=lambda c: (c.task, sort_key(c.name)))
+    _mark_best(cells)
+    if table_stats:
+        for c in cells:
+            c.table = encoder_table_stats(c.runs)
+    return Report(cells=cells, runs=runs)
+
+
+def _describe(sig: tuple[Any, ...]) -> str:
+    d, src, tgt = sig
+    vocab = f"{src}/{tgt}" if tgt is not None and tgt != src else f"{src}"
+    return f"D={d}, V={vocab}"
+
+
+def _cell(task: str, name: str, runs: list[Run]) -> Cell:
+    runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
+    cell = Cell(task=task, kind=runs[0].kind, name=name, runs=runs)
+    cell.mean, cell.std = mean_std([r.value for r in runs if r.value is not None])
+    epochs = [r.epoch for r in runs if r.epoch is not None]
+    cell.epoch = sum(epochs) / len(epochs) if epochs else None
+    second = [r.value2 for r in runs if r.value2 is not None]
+    if second:
+        cell.mean2, cell.std2 = mean_std(second)
+        if len(second) != len(runs):
+            cell.notes.append(f"mismatched accuracy from {len(second)} of {len(runs)} runs")
+        epochs2 = [r.epoch2 for r in runs if r.epoch2 is not None]
+        cell.epoch2 = sum(epochs2) / len(epochs2) if epochs2 else None
+    seeds = [r.seed for r in runs]
+    if len(set(seeds)) != len(seeds):
+        cell.notes.append(f"repeated seed(s) {sorted({s for s in seeds if seeds.count(s) > 1}, key=str)}")
+    differ = _differing_settings(runs)
+    if differ:
+        cell.notes.append(f"runs differ in {', '.join(differ)}")
+    return cell
+
+
+def _differing_settings(runs: list[Run]) -> list[str]:
+    keys: set[str] = set()
+    for section in ("train", "model"):
+        values = [r.config.get(section) or {} for r in runs]
+        for key in sorted(set().union(*values)):
+            if key in _PER_RUN_SETTINGS:
+                continue
+            seen = {json.dumps(v.get(key), sort_keys=True) for v in values}
+            if len(seen) > 1:
+                keys.add(key)
+    return sorted(keys)
+
+
+def _mark_best(cells: list[Cell]) -> None:
+    # the paper bolds the best result of each experiment; here: of each task
+    for task in dict.fromkeys(c.task for c in cells):
+        mine = [c for c in cells if c.task == task]
+        top = max((c.mean for c in mine if c.mean is not None), default=None)
+        top2 = max((c.mean2 for c in mine if c.mean2 is not None), default=None)
+        for c in mine:
+            c.best = top is not None and c.mean is not None and math.isclose(c.mean, top, abs_tol=1e-12)
+            c.best2 = top2 is not None and c.mean2 is not None and math.isclose(c.mean2, top2, abs_tol=1e-12)
+
+
+def encoder_table_stats(runs: list[Run]) -> dict[str, Any] | None:
+    """Table 2's figures (range, mean, σ) of the encoder embedding the runs started from.
+
+    From the table file the config names (checked against its sha256); for a run with no table,
+    Xavier's figures for its N × D: ±√(6/(N+D)), mean 0, σ √(2/(N+D)).
+    """
+    from embtool.stats import xavier_bound, xavier_std
+
+    figures: list[dict[str, Any]] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for r in runs:
+        info = _encoder_table(r.config)
+        if info is None:
+            n = (r.config.get("vocab") or {}).get("src_size")
+            d = (r.config.get("model") or {}).get("d_model")
+            if not isinstance(n, int) or not isinstance(d, int):
+                problems.append(f"{r.path}: no vocab.src_size/model.d_model for Xavier's figures")
+                continue
+            a, s = xavier_bound(n, d), xavier_std(n, d)
+            key = f"xavier:{n}x{d}"
+            if key not in seen:
+                seen.add(key)
+                figures.append({"min": -a, "max": a, "mean": 0.0, "std": s, "n": n, "dim": d,
+                                "sha256": None, "path": None})
+            continue
+        digest = str(info.get("sha256") or "")
+        if digest and digest in seen:
+            continue
+        seen.add(digest)
+        got = _file_stats(info, r.path)
+        if isinstance(got, str):
+            problems.append(got)
+        else:
+            figures.append(got)
+    if not figures:
+        return {"problems": problems} if problems else None
+    out: dict[str, Any] = {
+        "min": min(f["min"] for f in figures),
+        "max": max(f["max"] for f in figures),
+        "mean": sum(f["mean"] for f in figures) / len(figures),
+        "std": sum(f["std"] for f in figures) / len(figures),
+        "tables": len(figures),
+        "sha256": [f["sha256"] for f in figures if f["sha256"]],
+        "paths": [f["path"] for f in figures if f["path"]],
+        "problems": problems,
+    }
+    return out
+
+
+def _encoder_table(config: dict[str, Any]) -> dict[str, Any] | None:
+    tables = config.get("tables") or {}
+    if "src" in tables:
+        return tables["src"] or None
+    for value in tables.values():
+        if value:
+            return dict(value)
+    return None
+
+
+def _file_stats(info: dict[str, Any], run_dir: Path) -> dict[str, Any] | str:
+    from embtool.stats import table_stats
+    from embtool.table import load
+
+    raw = info.get("path")
+    if not raw:
+        return f"{run_dir}: the table entry in {CONFIG} has no path"
+    path = Path(raw)
+    if not path.is_absolute() and not path.exists():
+        path = run_dir / raw
+    if not path.is_file():
+        return f"{raw}: table file not found (used by {run_dir}); Table 2 left blank"
+    want = info.get("sha256")
+    if want and sha256_file(path) != want:
+        return f"{raw}: sha256 differs from the one {run_dir} recorded; the file changed since the run"
+    s = table_stats(load(path))
+    return {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std, "n": s.n, "dim": s.dim,
+            "sha256": want, "path": str(raw)}
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- rendering
+
+_TASK_TITLES = {"multi30k": "Multi30k", "iwslt2017": "IWSLT2017", "sst2": "SST2", "mnli": "MNLI"}
+
+
+def task_title(task: str) -> str:
+    return _TASK_TITLES.get(task, task)
+
+
+def _f1(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
+def _ms(mean: float | None, std: float | None, bold: bool) -> str:
+    if mean is None:
+        return "–"
+    text = f"{mean:.1f} ({'–' if std is None else f'{std:.1f}'})"
+    return f"**{text}**" if bold else text
+
+
+def _num(x: float) -> str:
+    """Table 2's style: a few significant digits, whole numbers when large."""
+    a = abs(x)
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 1:
+        return f"{x:.2f}"
+    return f"{x:.2g}"
+
+
+def result_header(kind: str, mnli: bool) -> str:
+    if mnli:
+        return "Match (σ)/Mismatch (σ)"
+    return "BLEU (σ)" if kind == "translation" else "Acc (σ)"
+
+
+def _cell_texts(c: Cell | None) -> tuple[str, str, str]:
+    if c is None:
+        return "–", "–", "–"
+    result = _ms(c.mean, c.std, c.best)
+    epoch = _f1(c.epoch)
+    if c.mean2 is not None:
+        result += "/" + _ms(c.mean2, c.std2, c.best2)
+        epoch += "/" + _f1(c.epoch2)
+    return result, epoch, str(c.n)
+
+
+def markdown(report: Report, title: str = "embtool report") -> str:
+    """The whole report as Markdown: Table 1, Table 2, notes, runs left out, and every run."""
+    out = io.StringIO()
+    w = out.write
+    complete = [r for r in report.runs if r.complete]
+    w(f"# {title}\n\n{len(report.runs)} run(s): {len(complete)} complete, "
+      f"{len(report.left_out)} incomplete or failed (listed below, left out of every figure).\n\n")
+    tasks = report.tasks
+    names = sorted(dict.fromkeys(c.name for c in report.cells), key=sort_key)
+    by = {(c.task, c.name): c for c in report.cells}
+    if report.cells:
+        w("## Table 1: test BLEU or best validation accuracy, mean (σ) over seeds\n\n")
+        header = ["Initialisation"]
+        for t in tasks:
+            kinds = [c for c in report.cells if c.task == t]
+            header += [f"{task_title(t)} {result_header(kinds[0].kind, any(c.mean2 is not None for c in kinds))}",
+                       "Epoch", "Seeds"]
+        w(_md_row(header) + _md_row(["---"] + ["---:"] * (len(header) - 1)))
+        for name in names:
+            row = [name]
+            for t in tasks:
+                row += list(_cell_texts(by.get((t, name))))
+            w(_md_row(row))
+        w("\nBold: the best mean of each task. σ: sample standard deviation over seeds (ddof=1), "
+          "– with one seed. Epoch: mean best epoch (lowest validation loss for translation, "
+          "highest validation accuracy for classification). Accuracy in %.\n\n")
+        w("## Table 2: the encoder embedding tables the runs started from\n\n")
+        header = ["Initialisation"]
+        for t in tasks:
+            header += [f"{task_title(t)} Range", "Mean (σ)"]
+        w(_md_row(header) + _md_row(["---"] + ["---:"] * (len(header) - 1)))
+        for name in names:
+            row = [name]
+            for t in tasks:
+                c = by.get((t, name))
+                s = c.table if c is not None else None
+                if s is None or "min" not in s:
+                    row += ["–", "–"]
+                else:
+                    mean = "≈0" if abs(s["mean"]) < 0.01 * s["std"] else _num(s["mean"])
+                    row += [f"{_num(s['min'])}, {_num(s['max'])}", f"{mean} ({_num(s['std'])})"]
+            w(_md_row(row))
+        w("\nRange: the minimum and maximum value; mean and σ (ddof=1) of all values. "
+          "Runs with no table: Xavier's U(−a, a), a = √(6/(N+D)), σ = √(2/(N+D)).\n\n")
+    notes = [(c, n) for c in report.cells for n in c.notes]
+    notes += [(c, p) for c in report.cells if c.table for p in c.table.get("problems", [])]
+    if notes:
+        w("## Notes\n\n")
+        for c, n in notes:
+            w(f"- {task_title(c.task)} / {c.name}: {n}\n")
+        w("\n")
+    if report.left_out:
+        w("## Runs left out\n\n")
+        w(_md_row(["Run", "Task", "Initialisation", "Seed", "Status"]) + _md_row(["---"] * 5))
+        for r in report.left_out:
+            w(_md_row([str(r.path), r.task, r.name, str(r.seed), r.status]))
+        w("\n")
+    if complete:
+        w("## Runs\n\n")
+        w(_md_row(["Run", "Task", "Initialisation", "Seed", "Result", "Best epoch", "Tables (sha256)"])
+          + _md_row(["---", "---", "---", "---:", "---:", "---:", "---"]))
+        for r in complete:
+            result = _f1(r.value) + ("" if r.value2 is None else "/" + _f1(r.value2))
+            epoch = _f1(r.epoch) + ("" if r.epoch2 is None else "/" + _f1(r.epoch2))
+            w(_md_row([str(r.path), r.task, r.name, str(r.seed), result, epoch, _table_ids(r.config)]))
+    return out.getvalue()
+
+
+def _table_ids(config: dict[str, Any]) -> str:
+    parts = []
+    for side, info in (config.get("tables") or {}).items():
+        if info:
+            parts.append(f"{side}: {Path(str(info.get('path', '?'))).name} {str(info.get('sha256', ''))[:12]}")
+    return "; ".join(parts) or XAVIER
+
+
+def _md_row(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |\n"
+
+
+CSV_FIELDS = [
+    "task", "kind", "initialisation", "seeds", "mean", "std", "best", "epoch", "mean_mismatched",
+    "std_mismatched", "best_mismatched", "epoch_mismatched", "table_min", "table_max", "table_mean",
+    "table_std", "runs",
+]
+
+
+def to_csv(report: Report) -> str:
+    """One line per Table 1 cell (CSV_FIELDS); σ is empty with one seed."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in cell_dicts(report):
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def cell_dicts(report: Report) -> list[dict[str, Any]]:
+    rows = []
+    for c in report.cells:
+        t = c.table if c.table and "min" in c.table else {}
+        rows.append({
+            "task": c.task, "kind": c.kind, "initialisation": c.name, "seeds": c.n,
+            "mean": c.mean, "std": c.std, "best": c.best, "epoch": c.epoch,
+            "mean_mismatched": c.mean2, "std_mismatched": c.std2,
+            "best_mismatched": c.best2 if c.mean2 is not None else None, "epoch_mismatched": c.epoch2,
+            "table_min": t.get("min"), "table_max": t.get("max"), "table_mean": t.get("mean"),
+            "table_std": t.get("std"), "runs": " ".join(str(r.path) for r in c.runs),
+        })
+    return rows
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """Everything in the report as plain JSON types."""
+    cells = cell_dicts(report)
+    for row, c in zip(cells, report.cells, strict=True):
+        row["runs"] = [str(r.path) for r in c.runs]
+        row["seed_values"] = c.seeds
+        row["notes"] = c.notes
+        row["table"] = c.table
+    return {
+        "cells": cells,
+        "runs": [
+            {"path": str(r.path), "status": r.status, "complete": r.complete, "task": r.task,
+             "kind": r.kind, "initialisation": r.name, "seed": r.seed, "value": r.value,
+             "value_mismatched": r.value2, "best_epoch": r.epoch, "best_epoch_mismatched": r.epoch2,
+             "tables": {k: (None if not v else {"path": v.get("path"), "sha256": v.get("sha256")})
+                        for k, v in (r.config.get("tables") or {}).items()}}
+            for r in report.runs
+        ],
+    }
+
+
+# ----------------------------------------------------------------------------- Figure 1
+
+PANEL_INCHES = (4.8, 3.6)  # one panel's width and height
+DPI = 100
+
+
+def curve(runs: list[Run], key: str) -> tuple[list[float], list[float], list[float]]:
+    """Epochs, mean and σ over runs of ``key`` per epoch (σ 0 where one run has the epoch)."""
+    per_epoch: dict[float, list[float]] = {}
+    for r in runs:
+        for row in r.metrics:
+            v, epoch = row.get(key), row.get("epoch")
+            if isinstance(v, (int, float)) and _is_number(v) and isinstance(epoch, (int, float)):
+                per_epoch.setdefault(float(epoch), []).append(float(v))
+    epochs = sorted(per_epoch)
+    means: list[float] = []
+    stds: list[float] = []
+    for e in epochs:
+        m, s = mean_std(per_epoch[e])
+        means.append(m)
+        stds.append(s or 0.0)
+    return epochs, means, stds
+
+
+def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
+    """Figure 1: validation BLEU (or accuracy) per epoch, mean over seeds with a ±σ band, one
+    line per initialisation, one panel per task. Writes a PNG; returns the panel titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from embtool.atomic import atomic_path
+
+    tasks = report.tasks
+    if not tasks:
+        raise BadInput("no complete runs: nothing to plot")
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(PANEL_INCHES[0] * len(tasks), PANEL_INCHES[1]), dpi=DPI, squeeze=False
+    )
+    titles = []
+    for ax, task in zip(axes[0], tasks, strict=True):
+        cells = [c for c in report.cells if c.task == task]
+        key = "val_bleu" if cells[0].kind == "translation" else "val_acc"
+        for c in cells:
+            epochs, means, stds = curve(c.runs, key)
+            if not epochs:
+                continue
+            scale = 100.0 if key == "val_acc" and max(means) <= 1.0 else 1.0
+            m = [v * scale for v in means]
+            s = [v * scale for v in stds]
+            (line,) = ax.plot(epochs, m, marker="o", markersize=3, label=f"{c.name} (n={c.n})")
+            ax.fill_between(epochs, [a - b for a, b in zip(m, s, strict=True)], [a + b for a, b in zip(m, s, strict=True)],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+        title = task_title(task)
+        titles.append(title)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation BLEU" if key == "val_bleu" else "validation accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=suffix, dpi=DPI)
+    plt.close(fig)
+    return titles
