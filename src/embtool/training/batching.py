@@ -1,0 +1,101 @@
+"""Length-bucketed batches: similar lengths together, so a batch is mostly tokens, not padding.
+
+Training: shuffle with the epoch's generator, sort by length inside pools of ~100 batches, cut
+into batches of at most ``batch_size`` examples and (when set) ``max_tokens`` padded tokens, then
+shuffle the batch order. Evaluation: one sort over the whole split, no shuffling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from embtool.training.data import BOS_ID, EOS_ID, PAD_ID
+
+POOL_BATCHES = 100  # batches per sorting pool: enough to bucket well, few enough to stay random
+
+
+def make_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens: int = 0,
+    generator: torch.Generator | None = None,
+) -> list[list[int]]:
+    """Index lists, one per batch. ``lengths[i]`` is example i's padded length (max of its sides).
+
+    With ``generator``: random pools and batch order (training); without: sorted (evaluation).
+    """
+    n = len(lengths)
+    if n == 0:
+        return []
+    if generator is not None:
+        order = torch.randperm(n, generator=generator).tolist()
+        pool = batch_size * POOL_BATCHES
+        pools = [order[i : i + pool] for i in range(0, n, pool)]
+    else:
+        pools = [list(range(n))]
+    batches: list[list[int]] = []
+    for p in pools:
+        p.sort(key=lambda i: lengths[i])  # stable: equal lengths keep their random order
+        batch: list[int] = []
+        longest = 0
+        for i in p:
+            new_longest = max(longest, lengths[i])
+            full = len(batch) >= batch_size or (max_tokens and new_longest * (len(batch) + 1) > max_tokens)
+            if batch and full:
+                batches.append(batch)
+                batch, new_longest = [], lengths[i]
+            batch.append(i)
+            longest = new_longest
+        if batch:
+            batches.append(batch)
+    if generator is not None:
+        perm = torch.randperm(len(batches), generator=generator).tolist()
+        batches = [batches[i] for i in perm]
+    return batches
+
+
+def pad(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> Tensor:
+    """(B, T) int64 tensor of the sequences, right-padded to the longest."""
+    T = max((len(s) for s in seqs), default=1) or 1
+    out = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+@dataclass
+class Batch:
+    src: Tensor  # (B, S) encoder input ids
+    tgt_in: Tensor | None = None  # (B, T) decoder input: <bos> y
+    tgt_out: Tensor | None = None  # (B, T) decoder target: y <eos>
+    labels: Tensor | None = None  # (B,) classes
+    n_tokens: int = 0  # real target tokens (translation) or source tokens (classification)
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        def move(t: Tensor | None) -> Tensor | None:
+            if t is None:
+                return None
+            if non_blocking:
+                t = t.pin_memory()
+            return t.to(device, non_blocking=non_blocking)
+
+        src = move(self.src)
+        assert src is not None
+        return Batch(src, move(self.tgt_in), move(self.tgt_out), move(self.labels), self.n_tokens)
+
+
+def translation_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> Batch:
+    full = [[BOS_ID, *t, EOS_ID] for t in tgt]
+    tgt_in = pad([f[:-1] for f in full])
+    tgt_out = pad([f[1:] for f in full])
+    return Batch(pad(src), tgt_in, tgt_out, n_tokens=sum(len(f) - 1 for f in full))
+
+
+def classification_batch(src: Sequence[Sequence[int]], labels: Sequence[int]) -> Batch:
+    return Batch(pad(src), labels=torch.tensor(list(labels), dtype=torch.long),
+                 n_tokens=sum(len(s) for s in src))

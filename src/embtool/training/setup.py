@@ -1,0 +1,198 @@
+"""From a TrainConfig to what the loop needs: tokenizers, vocabularies, id lists, embedding rows.
+
+Each side's tokenizer comes from its table (DESIGN §2): a language-independent one (``hf:``,
+``whitespace``) serves both sides; a spaCy table tokenizes each side with ``spacy:<its language>``
+and the table's ``+lower``. ``--tokenizer`` overrides; with no table, ``spacy:<lang>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from embtool.errors import BadInput
+from embtool.table import EmbeddingTable
+from embtool.training.config import TrainConfig
+from embtool.training.data import BOS, EOS, EOS_ID, PAD, SEP, UNK, Split, TaskData
+
+SPECIALS = (PAD, UNK, BOS, EOS)
+Example = tuple[list[int], Any]  # (source ids, target ids or class label)
+
+
+@dataclass
+class Side:
+    """One side (src or tgt) of the model's input: how it is tokenized, its vocabulary and rows."""
+
+    name: str  # "src" or "tgt"
+    tokenizer: str  # spec
+    vocab: list[str]
+    table: EmbeddingTable | None = None
+    table_info: dict[str, Any] | None = None  # for config.json
+    rows: torch.Tensor | None = None  # (N, D) from the table, or None for Xavier
+    missing: int = 0  # vocabulary tokens the table lacked (specials included)
+
+    @property
+    def lower(self) -> bool:
+        return self.tokenizer.endswith("+lower")
+
+
+def table_info(path: str, table: EmbeddingTable) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {
+        "path": str(Path(path).resolve()),
+        "sha256": h.hexdigest(),
+        "source": table.source,
+        "tokenizer": table.tokenizer,
+        "history": table.history,
+        "n": table.n,
+        "dim": table.dim,
+    }
+
+
+def _load_table(path: str) -> EmbeddingTable:
+    from embtool.table import load
+
+    return load(path)
+
+
+def side_tokenizer(cfg: TrainConfig, table: EmbeddingTable | None, lang: str, single: bool) -> str:
+    """The spec one side is tokenized with (see the module docstring)."""
+    from embtool.tokenizer import parse_spec
+
+    if cfg.tokenizer:
+        return str(parse_spec(cfg.tokenizer))
+    if table is None:
+        return f"spacy:{lang}"
+    spec = parse_spec(table.tokenizer)
+    if spec.language_independent or not single:
+        return str(spec)
+    return f"spacy:{lang}" + ("+lower" if spec.lower else "")
+
+
+def tokenize(spec: str, lines: list[str]) -> list[list[str]]:
+    from embtool.tokenizer import load_tokenizer
+
+    return list(load_tokenizer(spec).tokenize_lines(lines))
+
+
+def build_side(
+    name: str, spec: str, sentences: list[list[str]], min_freq: int, specials: tuple[str, ...],
+    table: EmbeddingTable | None, info: dict[str, Any] | None, missing: str, seed: int,
+) -> Side:
+    """Vocabulary from the training sentences; rows from the table by token string (align's fill)."""
+    from embtool.align import align
+    from embtool.vocab import build_vocab, count_tokens
+
+    vocab = build_vocab(count_tokens(sentences), min_freq=min_freq, specials=specials,
+                        info={"tokenizer": spec})
+    side = Side(name, spec, list(vocab.tokens), table, info)
+    if table is not None:
+        aligned, cov = align(table, vocab, missing=missing, seed=seed)
+        side.rows = aligned.vectors.float()
+        side.missing = cov.missing
+    return side
+
+
+@dataclass
+class Prepared:
+    src: Side
+    tgt: Side | None
+    train: list[Example]  # (src ids, tgt ids or label)
+    val: list[Example]
+    extra_val: dict[str, list[Example]]
+    test: list[Example]
+    val_refs: list[str]  # raw target sentences (translation)
+    test_refs: list[str]
+    n_classes: int
+    dropped: int  # training examples longer than max_len
+
+
+def prepare(cfg: TrainConfig, data: TaskData) -> Prepared:
+    """Tokenize, build vocabularies, look up rows, and encode every split as id lists."""
+    translation = cfg.kind == "translation"
+    src_path = cfg.src_emb or cfg.emb
+    tgt_path = cfg.tgt_emb or cfg.emb
+    src_table = _load_table(src_path) if src_path else None
+    tgt_table = (src_table if tgt_path == src_path else _load_table(tgt_path)) if tgt_path and translation else None
+    single = cfg.emb is not None
+    src_lang = cfg.src_lang if translation else "en"
+    src_spec = side_tokenizer(cfg, src_table, src_lang, single)
+    tgt_spec = side_tokenizer(cfg, tgt_table, cfg.tgt_lang, single) if translation else ""
+    min_freq = cfg.min_freq or cfg.defaults.min_freq
+
+    def tok_split(split: Split) -> tuple[list[list[str]], list[list[str]] | None]:
+        s = tokenize(src_spec, split.src)
+        if split.src2 is not None:  # MNLI: premise <sep> hypothesis
+            s2 = tokenize(src_spec, split.src2)
+            s = [[*a, SEP, *b] for a, b in zip(s, s2, strict=True)]
+        t = tokenize(tgt_spec, split.tgt) if translation and split.tgt is not None else None
+        return s, t
+
+    tr_src, tr_tgt = tok_split(data.train)
+    src_specials = SPECIALS + ((SEP,) if data.train.src2 is not None else ())
+    src_info = table_info(src_path, src_table) if src_path and src_table is not None else None
+    src = build_side("src", src_spec, tr_src, min_freq, src_specials, src_table, src_info, cfg.missing, cfg.seed)
+    tgt = None
+    if translation:
+        assert tr_tgt is not None
+        tgt_info = (src_info if tgt_path == src_path else table_info(tgt_path, tgt_table)) \
+            if tgt_path and tgt_table is not None else None
+        tgt = build_side("tgt", tgt_spec, tr_tgt, min_freq, SPECIALS, tgt_table, tgt_info, cfg.missing,
+                         cfg.seed + 1)
+    if src.rows is not None and tgt is not None and tgt.rows is not None and src.rows.shape[1] != tgt.rows.shape[1]:
+        raise BadInput(
+            f"--src-emb has D={src.rows.shape[1]} but --tgt-emb has D={tgt.rows.shape[1]}; both sides need one D"
+        )
+
+    src_index = {t: i for i, t in enumerate(src.vocab)}
+    tgt_index = {t: i for i, t in enumerate(tgt.vocab)} if tgt else {}
+    unk = src_index[UNK]
+    limit = cfg.max_len - 2  # room for <bos>/<eos>
+
+    def ids(toks: list[str], index: dict[str, int]) -> list[int]:
+        return [index.get(t, unk) for t in toks]
+
+    def encode(split: Split, train: bool) -> tuple[list[Example], int]:
+        s, t = (tr_src, tr_tgt) if train else tok_split(split)
+        out: list[Example] = []
+        dropped = 0
+        for i, toks in enumerate(s):
+            a = ids(toks, src_index)
+            if translation:
+                a.append(EOS_ID)  # never empty: an all-padding source has nothing to attend to
+                assert t is not None
+                b = ids(t[i], tgt_index)
+                if train and (len(a) > limit + 1 or len(b) > limit):
+                    dropped += 1
+                    continue
+                out.append((a[: limit + 1], b[:limit]))
+            else:
+                assert split.labels is not None
+                if train and len(a) > limit + 1:
+                    dropped += 1
+                    continue
+                out.append((a[: limit + 1] or [EOS_ID], int(split.labels[i])))
+        return out, dropped
+
+    train, dropped = encode(data.train, True)
+    if not train:
+        raise BadInput(f"no training example is at most --max-len {cfg.max_len} tokens long")
+    val, _ = encode(data.val, False)
+    test, _ = encode(data.test, False) if data.test is not data.val else (val, 0)
+    extra = {k: encode(v, False)[0] for k, v in data.extra_val.items()}
+    n_classes = cfg.defaults.n_classes
+    if not translation:
+        labels = [y for _, y in train if isinstance(y, int)]
+        n_classes = max(n_classes, max(labels) + 1)
+    return Prepared(
+        src, tgt, train, val, extra, test,
+        val_refs=list(data.val.tgt or []), test_refs=list(data.test.tgt or []),
+        n_classes=n_classes, dropped=dropped,
+    )
