@@ -121,7 +121,7 @@ def _spacy_split(name: str) -> Callable[[Iterable[str]], Iterator[list[str]]]:
             f"--tokenizer spacy:{name}: spaCy has no language or installed pipeline {name!r} ({e}); "
             "give a language code such as spacy:de or spacy:en"
         ) from None
-    tokenizer = nlp.tokenizer
+    tokenizer: Any = nlp.tokenizer
 
     def split(lines: Iterable[str]) -> Iterator[list[str]]:
         # the tokenizer alone (no pipeline components); whitespace runs become tokens in spaCy
@@ -166,11 +166,14 @@ def load_hf_tokenizer(name: str) -> Any:
         hf_logging.set_verbosity_error()
         return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        where = "folder" if os.path.isdir(name) else "Hugging Face id"
+        if os.path.isdir(name):
+            raise BadInput(
+                f"{name}: could not load a tokenizer from this folder ({_first_line(e)}); it needs the "
+                "tokenizer files that save_pretrained writes (tokenizer.json, vocab.txt or spiece.model)"
+            ) from None
         raise WorkFailure(
-            f"could not load the tokenizer of {where} {name!r} ({_first_line(e)}); without network, "
-            "give a local checkpoint folder that holds tokenizer files (tokenizer.json, vocab.txt or "
-            "spiece.model)"
+            f"could not load the tokenizer of {name!r} from the Hugging Face hub ({_first_line(e)}); "
+            "without network, give a local checkpoint folder that holds its tokenizer files"
         ) from None
 
 

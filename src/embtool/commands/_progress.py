@@ -29,3 +29,11 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
     ) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+def say(message: str) -> None:
+    """One summary line on stderr, unless --quiet: no wrapping, no markup (tokens like [PAD] stay)."""
+    if not STATE.quiet:
+        from embtool.commands._common import err_console
+
+        err_console().print(message, soft_wrap=True, markup=False, highlight=False)

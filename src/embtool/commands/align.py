@@ -11,7 +11,6 @@ from embtool.commands._common import (
     OUT_TABLE,
     SEED,
     check_output,
-    info,
     read_table,
     write_table,
 )
@@ -46,6 +45,7 @@ def align(
     """
     from embtool.align import align as run
     from embtool.align import check_method
+    from embtool.commands._progress import say
     from embtool.vocabfile import read_vocab
 
     check_output(out)
@@ -54,4 +54,4 @@ def align(
     loaded = [read_table(t, allow_nonfinite) for t in (tables or ["-"])]
     table, cov = run(loaded, voc, missing=missing, seed=seed, case_fallback=case_fallback)
     write_table(table, out)
-    info(f"align: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")
+    say(f"align: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from embtool.commands._common import OUT_TABLE, SEED, check_output, info, write_table
+from embtool.commands._common import OUT_TABLE, SEED, check_output, write_table
 
 MISSING_HELP = (
     "Fill for tokens found nowhere: normal (random, the found rows' mean and σ), mean (their mean "
@@ -50,6 +50,7 @@ def extract(
 
       embtool extract glove:glove.6B.300d.txt --vocab en.vocab --missing zero -o glove.safetensors
     """
+    from embtool.commands._progress import say
     from embtool.sources import extract as run
     from embtool.vocabfile import read_vocab
 
@@ -59,4 +60,4 @@ def extract(
         source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback, missing=missing, seed=seed
     )
     write_table(table, out)
-    info(f"extract {table.source}: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")
+    say(f"extract {table.source}: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")

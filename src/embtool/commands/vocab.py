@@ -6,8 +6,6 @@ from typing import List, Optional
 
 import typer
 
-from embtool.commands._common import info
-
 
 def register(app: typer.Typer) -> None:
     app.command("vocab")(vocab)
@@ -55,7 +53,7 @@ def vocab(
 
       embtool vocab --text corpus.txt --tokenizer hf:bert -o bert.vocab
     """
-    from embtool.commands._progress import progress_bar
+    from embtool.commands._progress import progress_bar, say
     from embtool.errors import UsageError
     from embtool.tasks import TranslationData, get_task, load_task, read_lines, task_texts
     from embtool.tokenizer import load_tokenizer, parse_spec
@@ -93,7 +91,7 @@ def vocab(
     kept = sum(result.counts or [])
     total = sum(counts.values())
     share = f"{100 * kept / total:.1f}%" if total else "n/a"
-    info(
+    say(
         f"vocab: {len(result)} tokens ({len(special_tokens)} specials) from {len(lines)} lines, "
         f"{len(counts)} types, min_freq {k}; covers {share} of {total} tokens → {out}"
     )

