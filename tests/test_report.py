@@ -73,7 +73,7 @@ def write_run(
 @pytest.fixture
 def grid(tmp_path: Path) -> Path:
     """Multi30k: Xavier ×3 (37.0, 37.5, 38.0), GloVe_Xavier ×2 (38.5, 38.9), GloVe ×1 (34.1) plus an
-    incomplete GloVe run and a failed one; SST2: Xavier ×2 (fractions .8, .82)."""
+    incomplete GloVe run and a failed one; SST2: Xavier ×2 (80 %, 82 %)."""
     runs = tmp_path / "runs"
     for seed, (bleu, ep) in enumerate([(37.0, 11), (37.5, 12), (38.0, 12)], start=1):
         write_run(runs / f"xavier/s{seed}", seed=seed, result=bleu, best_epoch=ep)
@@ -83,8 +83,8 @@ def grid(tmp_path: Path) -> Path:
     write_run(runs / "glove/s2", seed=2, result=None, tables={"src": GLOVE, "tgt": GLOVE}, curve=[1.0, 2.0])
     bad = write_run(runs / "glove/s3", seed=3, result=99.0, tables={"src": GLOVE, "tgt": GLOVE})
     (bad / "test.json").write_text("{not json")
-    for seed, acc in enumerate([0.80, 0.82], start=1):
-        write_run(runs / f"sst2/s{seed}", task="sst2", seed=seed, result=acc, curve=[0.7, 0.8], best_epoch=seed)
+    for seed, acc in enumerate([80.0, 82.0], start=1):
+        write_run(runs / f"sst2/s{seed}", task="sst2", seed=seed, result=acc, curve=[70.0, 80.0], best_epoch=seed)
     return runs
 
 
@@ -123,22 +123,25 @@ def test_markdown_shows_table1_bold_seeds_and_left_out_runs(grid: Path) -> None:
 
 
 def test_mnli_matched_and_mismatched(tmp_path: Path) -> None:
-    for seed, (m, mm) in enumerate([(0.60, 0.61), (0.62, 0.60)], start=1):
+    for seed, (m, mm) in enumerate([(60.0, 61.0), (62.0, 60.0)], start=1):
         write_run(tmp_path / f"r{seed}", task="mnli", seed=seed, result=m, mismatched=mm, best_epoch=seed + 2,
-                  curve=[0.5, 0.6])
+                  curve=[50.0, 60.0])
+    t = json.loads((tmp_path / "r2/test.json").read_text())
+    del t["best_epoch"]  # then from metrics.jsonl: the epoch of the lowest validation loss
+    (tmp_path / "r2/test.json").write_text(json.dumps(t))
     rep = lib.build_report([tmp_path], table_stats=False)
     (c,) = rep.cells
     assert c.mean == pytest.approx(61.0) and c.mean2 == pytest.approx(60.5)
-    assert c.epoch == pytest.approx(3.5) and c.epoch2 == pytest.approx(2.0)  # mismatched epoch from metrics
+    assert c.epoch == pytest.approx(2.5) and c.epoch2 == pytest.approx(2.5)
     text = lib.markdown(rep)
-    assert "MNLI Match (σ)/Mismatch (σ)" in text and "**61.0 (1.4)**/**60.5 (0.7)** | 3.5/2.0 | 2" in text
+    assert "MNLI Match (σ)/Mismatch (σ)" in text and "**61.0 (1.4)**/**60.5 (0.7)** | 2.5/2.5 | 2" in text
 
 
 def test_same_name_different_model_stays_apart_and_settings_mismatch_is_noted(tmp_path: Path) -> None:
     write_run(tmp_path / "a", seed=1, d_model=4, vocab=(50, 40), result=30.0)
     write_run(tmp_path / "b", seed=1, d_model=8, vocab=(60, 40), result=31.0)
     write_run(tmp_path / "c", seed=2, d_model=8, vocab=(60, 40), result=32.0, train={"lr": 1e-3})
-    write_run(tmp_path / "d", seed=1, result=20.0, train={"freeze_emb": True, "no_posenc": True})
+    write_run(tmp_path / "d", seed=1, result=20.0, train={"freeze_emb": True, "posenc": False})
     rep = lib.build_report([tmp_path], table_stats=False)
     names = sorted(c.name for c in rep.cells)
     assert names == ["Xavier (D=4, V=50/40)", "Xavier (D=8, V=60/40)", "Xavier [frozen, no posenc]"]

@@ -12,6 +12,7 @@ from embtool._version import __version__
 from embtool.commands import (
     _common,
     align,
+    experiment,
     extract,
     init,
     posenc,
@@ -20,6 +21,7 @@ from embtool.commands import (
     shuffle,
     standardize,
     stats,
+    train,
     vocab,
 )
 from embtool.errors import EmbtoolError
@@ -46,7 +48,7 @@ app = typer.Typer(
 )
 
 # Order here is the order of `embtool --help`.
-for module in (init, stats, standardize, shuffle, scale, posenc, report, vocab, extract, align):
+for module in (init, stats, standardize, shuffle, scale, posenc, report, vocab, extract, align, experiment, train):
     module.register(app)
 
 

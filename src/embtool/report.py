@@ -28,10 +28,8 @@ CONFIG, METRICS, TEST = "config.json", "metrics.jsonl", "test.json"
 # Train settings that legitimately differ between the seeds of one cell, or only name inputs.
 _PER_RUN_SETTINGS = {
     "seed", "out", "resume", "device", "emb", "src_emb", "tgt_emb", "data_dir", "src", "tgt",
-    "quiet", "progress", "num_workers", "compile", "amp",
+    "quiet", "progress", "num_workers", "compile", "amp", "threads",
 }
-# Settings that change what a cell means: they are part of its label (the paper's Table 3).
-_FLAGS = (("freeze_emb", "frozen"), ("no_posenc", "no posenc"), ("tie_output", "tied output"))
 
 
 @dataclass
@@ -140,7 +138,7 @@ def read_run(path: Path) -> Run:
     run.seed = int(seed) if isinstance(seed, (int, float)) else None
     train = config.get("train") or {}
     run.name = run_name(config.get("tables"))
-    flags = [label for key, label in _FLAGS if train.get(key)]
+    flags = _flags(train)
     if flags:
         run.name += f" [{', '.join(flags)}]"
     run.signature = _signature(config)
@@ -164,6 +162,18 @@ def read_run(path: Path) -> Run:
     run.kind = str(config.get("kind") or ("translation" if "bleu" in test else "classification"))
     _fill_result(run)
     return run
+
+
+def _flags(train: dict[str, Any]) -> list[str]:
+    """Settings that change what a cell means, shown in its label (the paper's Table 3)."""
+    flags = []
+    if train.get("freeze_emb"):
+        flags.append("frozen")
+    if train.get("posenc") is False or train.get("no_posenc"):
+        flags.append("no posenc")
+    if train.get("tie_output"):
+        flags.append("tied output")
+    return flags
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -195,11 +205,12 @@ def _fill_result(run: Run) -> None:
     if not _is_number(test.get("best_val_acc")):
         run.status = f"failed: {TEST} has no number 'best_val_acc'"
         return
-    run.value = _percent(float(test["best_val_acc"]))
-    run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_acc")
+    run.value = float(test["best_val_acc"])  # train writes accuracy in %
+    run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_loss", lowest=True)
     if _is_number(test.get("best_val_acc_mismatched")):
-        run.value2 = _percent(float(test["best_val_acc_mismatched"]))
-        run.epoch2 = _epoch(test.get("best_epoch_mismatched"), run.metrics, "val_acc_mismatched")
+        run.value2 = float(test["best_val_acc_mismatched"])
+        given = test.get("best_epoch_mismatched", test.get("best_epoch"))
+        run.epoch2 = _epoch(given, run.metrics, "val_loss", lowest=True)
 
 
 def _epoch(given: Any, metrics: list[dict[str, Any]], key: str, lowest: bool = False) -> float | None:
@@ -214,11 +225,6 @@ def _epoch(given: Any, metrics: list[dict[str, Any]], key: str, lowest: bool = F
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _percent(acc: float) -> float:
-    # train may store accuracy as a fraction or in %; the paper's tables show %
-    return acc * 100.0 if acc <= 1.0 else acc
 
 
 def _signature(config: dict[str, Any]) -> tuple[Any, ...]:
@@ -476,8 +482,8 @@ def markdown(report: Report, title: str = "embtool report") -> str:
                 row += list(_cell_texts(by.get((t, name))))
             w(_md_row(row))
         w("\nBold: the best mean of each task. σ: sample standard deviation over seeds (ddof=1), "
-          "– with one seed. Epoch: mean best epoch (lowest validation loss for translation, "
-          "highest validation accuracy for classification). Accuracy in %.\n\n")
+          "– with one seed. Epoch: mean best epoch (lowest validation loss, "
+          "as `train` picks the model). Accuracy in %.\n\n")
         w("## Table 2: the encoder embedding tables the runs started from\n\n")
         header = ["Initialisation"]
         for t in tasks:
@@ -633,9 +639,7 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
             epochs, means, stds = curve(c.runs, key)
             if not epochs:
                 continue
-            scale = 100.0 if key == "val_acc" and max(means) <= 1.0 else 1.0
-            m = [v * scale for v in means]
-            s = [v * scale for v in stds]
+            m, s = means, stds
             (line,) = ax.plot(epochs, m, marker="o", markersize=3, label=f"{c.name} (n={c.n})")
             ax.fill_between(epochs, [a - b for a, b in zip(m, s, strict=True)], [a + b for a, b in zip(m, s, strict=True)],
                             color=line.get_color(), alpha=0.2, linewidth=0)

@@ -1,0 +1,313 @@
+"""One experiment of the paper (a box of its Table 1): every initialisation × every seed, then the report.
+
+From one pretrained table (or one per side) it builds the variant tables of §3 —
+
+- ``xavier``: Xavier-uniform rows for the table's tokens (§3.1), drawn with the run's seed;
+- ``pretrained``: the table itself (§3.2–3.3);
+- ``standardized``: Eq. 1, the table moved to Xavier's mean and σ (Pre-trained_Xavier);
+- ``shuffled``: rows and columns permuted with the run's seed (Pre-trained_Shuffled);
+- ``xavier_like``: Eq. 4, a Xavier table moved to the table's mean and σ (Xavier_Pre-trained, Table 7);
+
+— then trains each with `embtool.training.train` for each seed into ``OUT/runs/<variant>/s<seed>``.
+A run whose folder holds ``test.json`` is skipped and an interrupted one is resumed, so running the
+same command again finishes an interrupted grid without redoing work. ``OUT/experiment.json``
+records the grid; a later call with other inputs or settings is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from embtool._version import __version__
+from embtool.errors import BadInput, EmbtoolError, WorkFailure
+
+VARIANTS = ("xavier", "pretrained", "standardized", "shuffled", "xavier_like")
+RANDOM_VARIANTS = ("xavier", "shuffled", "xavier_like")  # drawn anew for every seed
+GRID_FILE = "experiment.json"
+REPORT_MD, REPORT_PNG, REPORT_CSV = "report.md", "curves.png", "table1.csv"
+# TrainConfig fields the grid sets itself; the rest are the user's training settings
+_GRID_FIELDS = {"task", "seed", "out", "emb", "src_emb", "tgt_emb", "resume"}
+# Settings that may change between calls on one grid without changing its results
+_FREE_SETTINGS = {"device", "threads", "compile", "amp", "data_dir"}
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class PlannedRun:
+    variant: str
+    seed: int
+    out: Path  # the run folder
+    tables: dict[str, Path]  # TrainConfig field ("emb" or "src_emb"/"tgt_emb") → variant table file
+    state: str = "todo"  # "done" (test.json), "resume" (config.json, no test.json) or "todo"
+
+
+@dataclass
+class Grid:
+    task: str
+    out: Path
+    inputs: dict[str, Path]  # "emb", or "src_emb" and/or "tgt_emb" → the pretrained table
+    variants: list[str]
+    seeds: list[int]
+    settings: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields
+    runs: list[PlannedRun] = field(default_factory=list)
+
+    def todo(self) -> list[PlannedRun]:
+        return [r for r in self.runs if r.state != "done"]
+
+
+def parse_variants(text: str) -> list[str]:
+    """``"xavier,standardized"`` → the variant names, checked, in the given order."""
+    names = [v.strip().replace("-", "_") for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad or not names:
+        raise BadInput(f"--variants {text!r}: unknown variant {bad[0] if bad else '(none)'!r}; "
+                       f"valid choices: {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"3"`` → seeds 1, 2, 3; ``"1,5,7"`` → those seeds."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            count = int(text)
+            if count < 1:
+                raise ValueError
+            seeds = list(range(1, count + 1))
+    except ValueError:
+        raise BadInput(f"--seeds {text!r}: give a count (3 → seeds 1,2,3) or a list (1,5,7)") from None
+    if not seeds or any(s < 0 for s in seeds):
+        raise BadInput(f"--seeds {text!r}: seeds must be non-negative integers")
+    return list(dict.fromkeys(seeds))
+
+
+def _side_label(key: str) -> str:
+    return {"emb": "emb", "src_emb": "src", "tgt_emb": "tgt"}[key]
+
+
+def table_path(grid: Grid, key: str, variant: str, seed: int) -> Path:
+    """Where the variant table for one side lives (the input itself for ``pretrained``)."""
+    if variant == "pretrained":
+        return grid.inputs[key]
+    stem = f"{_side_label(key)}.{variant}"
+    if variant in RANDOM_VARIANTS:
+        stem += f".s{seed}"
+    return grid.out / "tables" / f"{stem}.safetensors"
+
+
+def plan(
+    task: str,
+    inputs: dict[str, str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    variants: Sequence[str] = VARIANTS,
+    seeds: Sequence[int] = (1, 2, 3),
+    settings: dict[str, Any] | None = None,
+) -> Grid:
+    """The runs of the grid and the state of each; checks the inputs, writes nothing."""
+    from embtool.table import read_metadata
+
+    given = {k: Path(v) for k, v in inputs.items() if v}
+    if not given:
+        raise BadInput("give the pretrained table: --emb TABLE, or --src-emb/--tgt-emb")
+    if "emb" in given and len(given) > 1:
+        raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
+    for key, path in given.items():
+        if not path.is_file():
+            raise BadInput(f"--{key.replace('_', '-')} {path}: no such table file")
+        if "embtool.format" not in read_metadata(path):
+            raise BadInput(f"--{key.replace('_', '-')} {path}: not an embtool table; make one with `embtool extract`")
+    bad = sorted(set(settings or {}) & _GRID_FIELDS)
+    if bad:
+        raise BadInput(f"the grid sets {', '.join(bad)} itself; leave it out of the training settings")
+    grid = Grid(task=task, out=Path(out), inputs=given, variants=list(variants), seeds=list(seeds),
+                settings=dict(settings or {}))
+    for variant in grid.variants:
+        for seed in grid.seeds:
+            run_dir = grid.out / "runs" / variant / f"s{seed}"
+            tables = {key: table_path(grid, key, variant, seed) for key in given}
+            grid.runs.append(PlannedRun(variant, seed, run_dir, tables, _state(run_dir)))
+    return grid
+
+
+def _state(run_dir: Path) -> str:
+    if (run_dir / "test.json").is_file():
+        return "done"
+    if (run_dir / "config.json").is_file():
+        return "resume"
+    return "todo"
+
+
+def train_config(grid: Grid, run: PlannedRun) -> Any:
+    """The TrainConfig of one run: the user's settings plus the grid's task, seed, folder and tables."""
+    from embtool.training import TrainConfig
+
+    known = {f.name: f for f in fields(TrainConfig)}
+    unknown = sorted(set(grid.settings) - set(known))
+    if unknown:
+        raise BadInput(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(set(known) - _GRID_FIELDS))}")
+    for key, value in grid.settings.items():
+        default = known[key].default
+        want = float if isinstance(default, float) else type(default)
+        if default is not None and not isinstance(value, (int, float) if want is float else want):
+            raise BadInput(f"training setting {key}={value!r}: expected a {want.__name__}")
+        if want is bool and not isinstance(value, bool):
+            raise BadInput(f"training setting {key}={value!r}: expected true or false")
+    values: dict[str, Any] = {**grid.settings, "task": grid.task, "seed": run.seed, "out": str(run.out),
+                              "resume": True}
+    values.update({key: str(path) for key, path in run.tables.items()})
+    return TrainConfig(**values)
+
+
+def variant_table(table: Any, variant: str, seed: int, side_offset: int = 0) -> Any:
+    """One variant of a pretrained table (see the module docstring); random steps use ``seed``."""
+    from embtool import transforms
+
+    if variant == "pretrained":
+        return table
+    if variant == "standardized":
+        return transforms.standardize(table, "xavier")  # Eq. 1
+    if variant == "shuffled":
+        return transforms.shuffle(table, axis="both", seed=seed + side_offset)
+    x = transforms.xavier(table.tokens, table.dim, seed=seed + side_offset, tokenizer=table.tokenizer)
+    if variant == "xavier":
+        return x
+    if variant == "xavier_like":
+        return transforms.standardize(x, table)  # Eq. 4
+    raise BadInput(f"unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
+
+
+def build_tables(grid: Grid, runs: Sequence[PlannedRun] | None = None, event: Event | None = None) -> list[Path]:
+    """Write the variant tables the given runs (default: those not done) need and lack."""
+    from embtool.table import load, save
+
+    event = event or (lambda name, info: None)
+    (grid.out / "tables").mkdir(parents=True, exist_ok=True)
+    loaded: dict[str, Any] = {}
+    written: list[Path] = []
+    for run in grid.todo() if runs is None else runs:
+        for offset, (key, path) in enumerate(sorted(run.tables.items())):
+            if path.exists():
+                continue
+            if key not in loaded:
+                loaded[key] = load(grid.inputs[key])
+            table = variant_table(loaded[key], run.variant, run.seed, side_offset=1000 * offset)
+            save(table, path)
+            written.append(path)
+            event("table", {"path": str(path), "variant": run.variant, "seed": run.seed})
+    return written
+
+
+def grid_record(grid: Grid) -> dict[str, Any]:
+    from embtool.report import sha256_file
+
+    return {
+        "embtool": __version__,
+        "task": grid.task,
+        "inputs": {k: {"path": str(p.resolve()), "sha256": sha256_file(p)} for k, p in grid.inputs.items()},
+        "settings": grid.settings,
+        "variants": grid.variants,
+        "seeds": grid.seeds,
+    }
+
+
+def check_record(grid: Grid) -> dict[str, Any]:
+    """The grid's record; refuses a folder that holds a grid with other inputs or settings."""
+    record = grid_record(grid)
+    path = grid.out / GRID_FILE
+    if not path.is_file():
+        return record
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise BadInput(f"{path}: not readable JSON ({e}); remove it or give another --out") from None
+    differ = []
+    if old.get("task") != record["task"]:
+        differ.append("task")
+    if {k: v.get("sha256") for k, v in (old.get("inputs") or {}).items()} != \
+            {k: v["sha256"] for k, v in record["inputs"].items()}:
+        differ.append("input table(s)")
+    free = _FREE_SETTINGS
+    a = {k: v for k, v in (old.get("settings") or {}).items() if k not in free}
+    b = {k: v for k, v in record["settings"].items() if k not in free}
+    differ += sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if differ:
+        raise BadInput(
+            f"{grid.out} holds a grid with another {', '.join(differ)}; resume it with the same "
+            "settings, or give another --out"
+        )
+    record["variants"] = list(dict.fromkeys([*old.get("variants", []), *grid.variants]))
+    record["seeds"] = list(dict.fromkeys([*old.get("seeds", []), *grid.seeds]))
+    return record
+
+
+def run_grid(
+    grid: Grid,
+    event: Event | None = None,
+    train: Callable[..., Path] | None = None,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
+) -> list[tuple[PlannedRun, str]]:
+    """Build the missing tables, train every run not done, write the report; return failures.
+
+    ``event(name, info)`` hears "table", "skip", "start", "done", "failed" and "report".
+    ``progress`` is passed to `embtool.training.train`. A run that fails while working is
+    recorded and the grid goes on; bad input stops it (it would fail every run).
+    """
+    from embtool import atomic
+
+    event = event or (lambda name, info: None)
+    if train is None:
+        from embtool.training import train as train_fn
+
+        train = train_fn
+    record = check_record(grid)
+    configs = {id(r): train_config(grid, r) for r in grid.todo()}  # check every setting before any work
+    grid.out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(grid.out / GRID_FILE, json.dumps(record, indent=2) + "\n")
+    build_tables(grid, event=event)
+    failures: list[tuple[PlannedRun, str]] = []
+    total = len(grid.runs)
+    for i, run in enumerate(grid.runs, start=1):
+        info = {"index": i, "total": total, "variant": run.variant, "seed": run.seed, "out": str(run.out)}
+        if _state(run.out) == "done":
+            event("skip", info)
+            continue
+        event("start", {**info, "resume": run.state == "resume"})
+        try:
+            train(configs[id(run)], progress) if progress else train(configs[id(run)])
+        except BadInput:
+            raise
+        except (EmbtoolError, RuntimeError, ValueError, OSError) as e:
+            failures.append((run, f"{type(e).__name__}: {e}"))
+            event("failed", {**info, "error": str(e)})
+            continue
+        run.state = "done"
+        event("done", info)
+    return failures
+
+
+def write_report(grid: Grid) -> dict[str, Path]:
+    """``OUT/report.md``, ``OUT/curves.png`` and ``OUT/table1.csv`` for the grid's runs."""
+    from embtool import atomic
+    from embtool import report as lib
+
+    rep = lib.build_report([grid.out / "runs"])
+    paths = {"markdown": grid.out / REPORT_MD, "csv": grid.out / REPORT_CSV}
+    atomic.write_text(paths["markdown"], lib.markdown(rep, title=f"embtool experiment: {grid.task}"))
+    atomic.write_text(paths["csv"], lib.to_csv(rep))
+    if rep.cells:
+        lib.plot_curves(rep, grid.out / REPORT_PNG)
+        paths["plot"] = grid.out / REPORT_PNG
+    return paths
+
+
+def require_runs(grid: Grid) -> None:
+    """Raise when no run of the grid has finished (nothing to report)."""
+    if not any(_state(r.out) == "done" for r in grid.runs):
+        raise WorkFailure(f"no run of the grid in {grid.out} has finished; nothing to report")
