@@ -144,3 +144,9 @@ def test_moments_precise_with_large_offset() -> None:
     a = x.double().numpy()
     mean, std = moments(x)
     assert mean == pytest.approx(a.mean(), rel=1e-9) and std == pytest.approx(a.std(ddof=1), rel=1e-5)
+
+
+def test_standardize_inplace_equals_pure(glove_like) -> None:
+    pure = standardize(glove_like, "xavier").vectors
+    copy = glove_like.derive(glove_like.vectors.clone(), "copy", {})
+    assert torch.equal(standardize(copy, "xavier", inplace=True).vectors, pure)

@@ -14,14 +14,15 @@ if TYPE_CHECKING:  # torch is imported inside the functions: `embtool --help` mu
     from embtool.table import EmbeddingTable
 
 DEFAULT_MAX_LEN = 5000  # positions of the reference encoding; gives Table 6's mean 0.131 at D=300
-_CHUNK = 1 << 20  # elements per block in the second pass: keeps extra memory to a few MB
+_CHUNK = 1 << 22  # elements per block in the second pass: 16 MB of extra memory at most
 
 
 def moments(x: torch.Tensor) -> tuple[float, float]:
     """Mean and sample σ (ddof=1) of all elements of ``x``, accurate to ~1e-9 relative.
 
-    Two passes without a full-size temporary: a float32 cascade sum for a first mean, then
-    blockwise sums of d = x − m and d² (Chan-style correction of the first mean).
+    One blockwise pass without a full-size temporary: float32 cascade sums of d = x − c and d²
+    per block, accumulated in float64, around c = the first block's mean (so that d is small and
+    the sums do not cancel; shifted-data variance).
     """
     import torch
 
@@ -31,15 +32,15 @@ def moments(x: torch.Tensor) -> tuple[float, float]:
         raise BadInput(f"need at least 2 values for a standard deviation, got {n}")
     if flat.dtype != torch.float32:
         flat = flat.float()
-    # round the first mean to float32: the blocks subtract it in float32, and the correction
-    # below must be relative to the value actually subtracted
-    m = torch.tensor(flat.sum().item() / n, dtype=torch.float32).item()
+    blocks = flat.split(_CHUNK)
+    # c is rounded to float32 because the blocks subtract it in float32
+    c = torch.tensor(blocks[0].sum().item() / blocks[0].numel(), dtype=torch.float32).item()
     s1 = s2 = 0.0
-    for block in flat.split(_CHUNK):
-        d = block - m
+    for block in blocks:
+        d = block - c
         s1 += d.sum().item()
         s2 += d.square_().sum().item()
-    mean = m + s1 / n
+    mean = c + s1 / n
     var = max(s2 - s1 * s1 / n, 0.0) / (n - 1)
     return mean, math.sqrt(var)
 
@@ -86,12 +87,10 @@ class TableStats:
 
 def table_stats(table: EmbeddingTable, name: str = "table", max_len: int = DEFAULT_MAX_LEN) -> TableStats:
     """Compute every figure of ``embtool stats`` for one table."""
-    import torch
-
     from embtool.transforms import sinusoidal
 
     x = table.vectors
-    lo, hi = torch.aminmax(x)
+    lo, hi = table.value_range()
     mean, std = moments(x)
     n, dim = table.n, table.dim
     s = math.sqrt(dim)

@@ -55,6 +55,7 @@ class EmbeddingTable:
     extra: dict[str, str] = field(default_factory=dict)  # other metadata, kept as it came
     allow_nonfinite: bool = field(default=False, repr=False, compare=False)
     origin: str = field(default="table", repr=False, compare=False)  # file name for messages
+    _range: tuple[float, float] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         v = self.vectors
@@ -86,8 +87,19 @@ class EmbeddingTable:
             bad = [i for i in self.missing if not 0 <= i < v.shape[0]]
             if bad:
                 raise BadInput(f"{self.origin}: missing-row index {bad[0]} is out of range")
-        if not self.allow_nonfinite:
-            check_finite(v, self.tokens, self.origin)
+        if not self.allow_nonfinite and v.numel():
+            self._range = self.value_range()
+            if not (math.isfinite(self._range[0]) and math.isfinite(self._range[1])):
+                check_finite(v, self.tokens, self.origin)
+
+    def value_range(self) -> tuple[float, float]:
+        """(min, max) of all values; computed once (validation needs it too)."""
+        if self._range is None:
+            if self.vectors.numel() == 0:
+                raise BadInput(f"{self.origin}: the table is empty")
+            lo, hi = torch.aminmax(self.vectors)  # NaN propagates into both
+            self._range = (float(lo), float(hi))
+        return self._range
 
     @property
     def n(self) -> int:
@@ -128,10 +140,7 @@ def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def check_finite(vectors: torch.Tensor, tokens: list[str], origin: str) -> None:
     """Raise BadInput counting NaN/Inf values and naming the first affected row's token."""
-    if vectors.numel() == 0:
-        return
-    lo, hi = torch.aminmax(vectors)  # NaN propagates into both; one fast pass when all is well
-    if math.isfinite(float(lo)) and math.isfinite(float(hi)):
+    if bool(torch.isfinite(vectors).all()):
         return
     bad = ~torch.isfinite(vectors)  # (N, D)
     count = int(bad.sum())

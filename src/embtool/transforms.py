@@ -59,12 +59,14 @@ def standardize(
     table: EmbeddingTable,
     to: str | EmbeddingTable = "xavier",
     fan: int | None = None,
+    inplace: bool = False,
 ) -> EmbeddingTable:
     """Shift and scale all values to a target mean and σ, with the table's global mean and σ.
 
     ``to="xavier"``: Eq. 1, x* = (x − mean(X)) · σ_x/σ(X), σ_x = √(2/(N+D)), N = ``fan`` or the
     row count. ``to="normal:STD"``: mean 0, σ = STD. ``to=<EmbeddingTable>``: that table's mean
     and σ (Eq. 4, the paper's Xavier_Pre-trained when the input is a Xavier table).
+    ``inplace=True`` reuses the input's float32 tensor (for callers that discard the input).
     """
     mean, std = moments(table.vectors)
     if std == 0.0:
@@ -88,8 +90,11 @@ def standardize(
     args.update(from_mean=mean, from_std=std, to_mean=target_mean, to_std=target_std)
     k = target_std / std
     x = table.vectors
-    # Eq. 1 / Eq. 4: x* = (x − mean) · σ_target/σ + mean_target; one new (N, D) tensor
-    out = torch.sub(x.float(), mean).mul_(k)
+    # Eq. 1 / Eq. 4: x* = (x − mean) · σ_target/σ + mean_target
+    if inplace and x.dtype == torch.float32:
+        out = x.sub_(mean).mul_(k)  # no second (N, D) tensor
+    else:
+        out = torch.sub(x.float(), mean).mul_(k)
     if target_mean:
         out.add_(target_mean)
     return table.derive(out.to(x.dtype), "standardize", args)

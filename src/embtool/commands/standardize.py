@@ -50,4 +50,5 @@ def standardize(
     target = read_table(to) if kind == "table" else to
     if kind == "table" and fan is not None:
         raise typer.BadParameter("--fan applies to --to xavier only", param_hint="--fan")
-    write_table(run(read_table(table, allow_nonfinite), target, fan=fan), out)
+    # the loaded table is ours alone: standardize it in place (one (N, D) tensor in memory)
+    write_table(run(read_table(table, allow_nonfinite), target, fan=fan, inplace=True), out)
