@@ -7,12 +7,11 @@ first, then by count) and each token takes its embedding row from a table by tok
 
 from __future__ import annotations
 
-import os
 import re
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from embtool.errors import BadInput
 from embtool.training.config import TrainConfig
@@ -54,16 +53,37 @@ class TaskData:
 
 
 def load_task(cfg: TrainConfig) -> TaskData:
-    """The train/val/test text of ``cfg.task`` (local files for ``files``)."""
+    """The train/val/test text of ``cfg.task`` (``embtool.tasks``; local files for ``files``)."""
     if cfg.task == "files":
         return _files_task(cfg)
-    from embtool.training import sources
+    from embtool import tasks
 
-    return sources.load(cfg.task, cfg.data_dir or os.environ.get("EMBTOOL_DATA_DIR") or None)
+    def get(split: str) -> Split:
+        return _split(tasks.load_task(cfg.task, split, cfg.data_dir))
+
+    train = get("train")
+    if cfg.task == "mnli":
+        val = get("val_matched")
+        return TaskData(train, val, val, {"mismatched": get("val_mismatched")}, "dev_matched")
+    if cfg.task == "sst2":
+        val = get("val")
+        return TaskData(train, val, val, test_split_name="dev")
+    test_name = "test_2016_flickr" if cfg.task == "multi30k" else "test"
+    return TaskData(train, get("val"), get("test"), test_split_name=test_name)
+
+
+def _split(data: Any) -> Split:
+    from embtool.tasks import TranslationData
+
+    if isinstance(data, TranslationData):
+        return Split(list(data.src), list(data.tgt))
+    texts = list(data.texts)
+    src2 = [t[1] for t in texts] if texts and len(texts[0]) > 1 else None
+    return Split([t[0] for t in texts], labels=list(data.labels), src2=src2)
 
 
 def _files_task(cfg: TrainConfig) -> TaskData:
-    from embtool.training.sources import read_pairs
+    from embtool.tasks.local import read_pairs
 
     assert cfg.src and cfg.tgt
     src, tgt = read_pairs(cfg.src, cfg.tgt)
@@ -85,24 +105,6 @@ def _files_task(cfg: TrainConfig) -> TaskData:
     else:
         test, name = val, "val"
     return TaskData(train, val, test, test_split_name=name)
-
-
-# ----------------------------------------------------------------------------- vocabulary
-
-
-def build_vocab(sentences: list[list[str]], min_freq: int, specials: tuple[str, ...]) -> list[str]:
-    """Specials first, then tokens with count ≥ ``min_freq``, most frequent first (ties by string)."""
-    counts: Counter[str] = Counter()
-    for toks in sentences:
-        counts.update(toks)
-    kept = sorted((t for t, c in counts.items() if c >= min_freq and t not in specials),
-                  key=lambda t: (-counts[t], t))
-    return [*specials, *kept]
-
-
-def encode(sentences: list[list[str]], vocab: list[str]) -> list[list[int]]:
-    index = {t: i for i, t in enumerate(vocab)}
-    return [[index.get(t, UNK_ID) for t in toks] for toks in sentences]
 
 
 # ----------------------------------------------------------------------------- detokenizing

@@ -222,8 +222,8 @@ def detok_all(ids: list[list[int]], vocab: list[str], spec: str) -> list[str]:
 def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
     """Train as ``cfg`` says; write and return the run folder (DESIGN §4).
 
-    ``progress(event, info)`` hears "log" ({"message"}), "epoch_start", "step", "epoch" (the
-    metrics line) and "test". With ``cfg.resume``, continues the run in ``cfg.out`` from its last
+    ``progress(event, info)`` hears "run" ({"path"}), "log" ({"message"}), "epoch_start", "step",
+    "epoch" (the metrics line) and "test". With ``cfg.resume``, continues the run in ``cfg.out`` from its last
     completed epoch (a finished run is returned as it is).
     """
     progress = progress or _quiet
@@ -242,6 +242,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
     if not cfg.resume and (run / CONFIG).exists():
         raise BadInput(f"run folder {run} exists; continue it with --resume {run}, or give another --out")
     run.mkdir(parents=True, exist_ok=True)
+    progress("run", {"path": str(run)})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
