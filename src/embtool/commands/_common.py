@@ -5,6 +5,8 @@ Kept light: importing this must not import torch (``embtool --help`` stays fast)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,16 +35,37 @@ ALLOW_NONFINITE = typer.Option(
 SEED = typer.Option(0, "--seed", help="Random seed (every random step is reproducible).")
 
 
+_BIG = 128 * 2**20  # bytes: tables this large take a second or more to read or write
+
+
 def read_table(path: str, allow_nonfinite: bool = False) -> EmbeddingTable:
+    import os
+
     from embtool.table import load
 
-    return load(path, allow_nonfinite=allow_nonfinite)
+    big = path != "-" and os.path.isfile(path) and os.path.getsize(path) > _BIG
+    with working(f"reading {path}", show=big):
+        return load(path, allow_nonfinite=allow_nonfinite)
 
 
 def write_table(table: EmbeddingTable, out: str) -> None:
     from embtool.table import save
 
-    save(table, out)
+    big = table.vectors.numel() * table.vectors.element_size() > _BIG
+    with working(f"writing {out}", show=big and out != "-"):
+        save(table, out)
+
+
+@contextmanager
+def working(message: str, show: bool = True) -> Iterator[None]:
+    """A spinner on stderr while slow work runs (only on a terminal, never with --quiet)."""
+    import sys
+
+    if not show or STATE.quiet or not sys.stderr.isatty():
+        yield
+        return
+    with err_console().status(message):
+        yield
 
 
 def check_output(out: str) -> None:

@@ -47,6 +47,8 @@ def standardize(
 
     check_output(out)
     kind, _ = parse_target(to)
+    if kind == "table" and to == "-" and table == "-":
+        raise typer.BadParameter("stdin can feed only one table; give TABLE or --to as a file", param_hint="--to")
     target = read_table(to) if kind == "table" else to
     if kind == "table" and fan is not None:
         raise typer.BadParameter("--fan applies to --to xavier only", param_hint="--fan")
