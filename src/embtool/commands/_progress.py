@@ -13,19 +13,22 @@ from embtool.commands._common import STATE
 
 @contextmanager
 def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """Yield ``advance(n)``; the bar shows only when work lasts over a second and not with -q."""
+    """Yield ``advance(n)``; the bar is drawn on a terminal only (not in logs or pipes, not with -q)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from embtool.commands._common import err_console
 
+    console = err_console()
+    if STATE.quiet or not console.is_terminal:  # nothing to draw on: a log file or a pipe
+        yield lambda n: None
+        return
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err_console(),
+        console=console,
         transient=True,
-        disable=STATE.quiet,
     ) as progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)

@@ -63,6 +63,8 @@ def vocab(
     if (task is None) == (not text):
         raise UsageError("give a TASK or --text FILE… (one of the two)")
     special_tokens = parse_specials(specials)
+    if min_freq is not None and min_freq < 1:
+        raise UsageError(f"--min-freq must be at least 1, got {min_freq}")
     meta: dict[str, str] = {}
     if task is not None:
         tinfo = get_task(task)

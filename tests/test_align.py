@@ -1,0 +1,105 @@
+"""align: reorder to a vocabulary, fill what is lacking, keep history; several tables."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from embtool.align import align, fill_missing
+from embtool.errors import BadInput
+from embtool.table import load, save
+from embtool.vocabfile import Vocabulary
+
+
+def test_reorder_fill_and_history(make_table) -> None:
+    t = make_table(torch.arange(12.0).reshape(4, 3), ["a", "b", "c", "d"], history=[{"op": "init"}])
+    v = Vocabulary(["d", "A", "zz", "b"], [4, 3, 2, 1], {"tokenizer": "spacy:en"})
+    out, cov = align(t, v, missing="zero")
+    assert out.tokens == ["d", "A", "zz", "b"]
+    assert torch.equal(out.vectors, torch.tensor([[9.0, 10, 11], [0, 1, 2], [0, 0, 0], [3, 4, 5]]))
+    assert out.missing == [2] and out.tokenizer == "spacy:en"
+    assert [h["op"] for h in out.history] == ["init", "align"]
+    assert (cov.found, cov.missing) == (3, 1) and cov.share == pytest.approx(0.8)
+    strict, cov2 = align(t, v, missing="zero", case_fallback=False)
+    assert strict.missing == [1, 2] and cov2.found == 2
+
+
+def test_first_table_wins_and_missing_rows_carry_over(make_table) -> None:
+    a = make_table(torch.ones(2, 2), ["x", "y"], missing=[1])
+    b = make_table(torch.full((2, 2), 2.0), ["y", "z"])
+    out, cov = align([a, b], Vocabulary(["z", "y", "x"]))
+    assert torch.equal(out.vectors, torch.tensor([[2.0, 2], [1, 1], [1, 1]]))
+    assert out.missing == [1] and (cov.found, cov.missing) == (2, 1)  # "y" was filled when a was made
+
+
+@pytest.mark.parametrize("method", ["normal", "mean", "zero", "xavier"])
+def test_fill_is_seeded(method) -> None:
+    base = torch.randn(6, 4, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    a, b = base.clone(), base.clone()
+    fill_missing(a, [1, 4], method, seed=7)
+    fill_missing(b, [1, 4], method, seed=7)
+    assert torch.equal(a, b) and torch.equal(a[[0, 2, 3, 5]], base[[0, 2, 3, 5]])
+
+
+def test_normal_fill_keeps_the_scale() -> None:
+    v = torch.randn(2000, 16, generator=torch.Generator().manual_seed(0)) * 11 + 2  # T5-like σ
+    fill_missing(v, list(range(1000)), "normal", seed=1)
+    filled = v[:1000]
+    assert filled.std().item() == pytest.approx(11, rel=0.05) and filled.mean().item() == pytest.approx(2, abs=0.5)
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [("dim", "dimension 3 does not match"), ("none", "none of the 2 vocabulary tokens"),
+     ("method", "--missing 'ones': valid choices")],
+)  # fmt: skip
+def test_align_errors(make_table, case, message) -> None:
+    a = make_table(torch.ones(2, 2), ["x", "y"])
+    b = make_table(torch.ones(2, 3), ["x", "y"])
+    with pytest.raises(BadInput, match=message):
+        if case == "dim":
+            align([a, b], Vocabulary(["x"]))
+        elif case == "none":
+            align(a, Vocabulary(["p", "q"]))
+        else:
+            align(a, Vocabulary(["x"]), missing="ones")
+
+
+def test_cli_align_stdin_and_files(embtool, make_table, tmp_path, vocab_file) -> None:
+    t = make_table(torch.arange(6.0).reshape(3, 2), ["cat", "the", "dog"], tokenizer="whitespace")
+    save(t, tmp_path / "t.safetensors")
+    from embtool.table import dumps
+
+    for args, stdin in ((["-"], dumps(t)), ([str(tmp_path / "t.safetensors")], None)):
+        out = tmp_path / "o.safetensors"
+        r = embtool("align", *args, "--vocab", str(vocab_file), "--seed", "2", "-o", str(out), stdin=stdin)
+        assert r.code == 0, r.stderr
+        table = load(out)
+        assert table.tokens == ["<pad>", "the", "cat", "sat", "mat"] and table.missing == [0, 3, 4]
+        assert torch.equal(table.vectors[1], torch.tensor([2.0, 3.0]))
+        assert "2 found, 0 composed, 3 missing of 5 tokens" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [("dim", "dimension 3 does not match"), ("vocab_empty_line", "empty token"),
+     ("vocab_utf8", "not valid UTF-8"), ("missing", "--missing 'ones'")],
+)  # fmt: skip
+def test_cli_align_errors(embtool, make_table, tmp_path, case, message) -> None:
+    save(make_table(torch.ones(2, 2), ["the", "cat"]), tmp_path / "a.safetensors")
+    save(make_table(torch.ones(2, 3), ["the", "cat"]), tmp_path / "b.safetensors")
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("the\ncat\n", encoding="utf-8")
+    args = [str(tmp_path / "a.safetensors")]
+    if case == "dim":
+        args.append(str(tmp_path / "b.safetensors"))
+    elif case == "vocab_empty_line":
+        vocab.write_text("the\n\ncat\n", encoding="utf-8")
+    elif case == "vocab_utf8":
+        vocab.write_bytes(b"the\n\xc3\x28\n")
+    else:
+        args += ["--missing", "ones"]
+    out = tmp_path / "o.safetensors"
+    r = embtool("align", *args, "--vocab", str(vocab), "-o", str(out))
+    assert r.code == 2 and r.stderr.startswith("embtool: error: ") and message in r.stderr, r.stderr
+    assert not out.exists()

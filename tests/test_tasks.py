@@ -1,0 +1,99 @@
+"""Task loaders: local folders in ../shared/data's layouts, plain files, and the hub's offline error."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+from embtool.errors import BadInput, WorkFailure
+from embtool.tasks import ClassificationData, TranslationData, load_task, read_pairs, task_texts
+
+
+def _write(path: Path, lines: list[str], gz: bool = False) -> Path:
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "split,rows", [("train", 29000), ("val", 1014), ("test", 1000)]
+)
+def test_multi30k_from_shared_data(shared_data, split, rows) -> None:
+    for data_dir in (shared_data, shared_data / "multi30k"):  # the parent or the task folder
+        data = load_task("multi30k", split, data_dir)
+        assert isinstance(data, TranslationData) and len(data) == rows
+        assert (data.src_lang, data.tgt_lang) == ("de", "en")
+    assert data.src[0] and data.tgt[0]
+
+
+def test_sst2_from_shared_data(shared_data) -> None:
+    data = load_task("sst2", "val", shared_data)
+    assert isinstance(data, ClassificationData) and len(data) == 872
+    assert set(data.labels) == {0, 1} and len(data.texts[0]) == 1
+
+
+def test_env_data_dir(shared_data, monkeypatch) -> None:
+    monkeypatch.setenv("EMBTOOL_DATA_DIR", str(shared_data))
+    assert len(load_task("multi30k", "val")) == 1014
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_iwslt_local_layout(tmp_path, gz) -> None:
+    _write(tmp_path / "train.de", ["Hallo Welt", "Danke"], gz)
+    _write(tmp_path / "train.en", ["Hello world", "Thanks"], gz)
+    data = load_task("iwslt2017", "train", tmp_path)
+    assert isinstance(data, TranslationData)
+    assert data.src == ["Hallo Welt", "Danke"] and list(task_texts(data, "tgt")) == ["Hello world", "Thanks"]
+
+
+def test_mnli_local_glue_columns(tmp_path) -> None:
+    header = "index\tgenre\tsentence1\tsentence2\tlabel1\tgold_label"
+    rows = ["0\tfic\tA man \"sleeps\".\tA person rests.\tentailment\tentailment",
+            "1\tfic\tIt rains.\tIt is dry.\tcontradiction\tcontradiction",
+            "2\tfic\tHm.\tOk.\t-\t-"]  # fmt: skip
+    _write(tmp_path / "dev_matched.tsv", [header, *rows])
+    data = load_task("mnli", "val_matched", tmp_path)
+    assert isinstance(data, ClassificationData)
+    assert data.texts == [('A man "sleeps".', "A person rests."), ("It rains.", "It is dry.")]
+    assert data.labels == [0, 2]
+    assert list(task_texts(data)) == ['A man "sleeps".', "A person rests.", "It rains.", "It is dry."]
+
+
+@pytest.mark.parametrize(
+    "task,split,files,message",
+    [
+        ("multi30k", "val", {"train.de": ["a"], "train.en": ["b"]}, "no val split for multi30k: expected val.de"),
+        ("multi30k", "train", {"train.de": ["a", "b"], "train.en": ["c"]}, "has 2 lines but"),
+        ("multi30k", "dev", {}, "has no split 'dev'; valid choices: train, val, test"),
+        ("sst2", "train", {"train.tsv": ["text\tlabel", "x\t1"]}, "no column sentence"),
+        ("sst2", "train", {"train.tsv": ["sentence\tlabel", "x\t7"]}, "label '7' is not one of"),
+        ("nope", "train", {}, "unknown task 'nope'; valid choices: multi30k, iwslt2017, sst2, mnli"),
+    ],
+)
+def test_local_errors(tmp_path, task, split, files, message) -> None:
+    for name, lines in files.items():
+        _write(tmp_path / name, lines)
+    with pytest.raises(BadInput, match=message.replace("(", r"\(")):
+        load_task(task, split, tmp_path)
+
+
+def test_read_pairs_and_bad_utf8(tmp_path) -> None:
+    src, tgt = _write(tmp_path / "a.de", ["x", "y"]), _write(tmp_path / "a.en", ["u", "v"])
+    assert read_pairs(src, tgt) == (["x", "y"], ["u", "v"])
+    (tmp_path / "b.de").write_bytes(b"ok\n\xff\n")
+    with pytest.raises(BadInput, match=r"b.de:2: not valid UTF-8"):
+        read_pairs(tmp_path / "b.de", tgt)
+
+
+def test_unreachable_hub_says_how_to_point_at_a_local_copy(monkeypatch) -> None:
+    monkeypatch.delenv("EMBTOOL_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(WorkFailure, match="--data-dir DIR or EMBTOOL_DATA_DIR=DIR"):
+        load_task("multi30k", "train")
