@@ -154,11 +154,17 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
         raise BadInput(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(set(known) - _GRID_FIELDS))}")
     for key, value in grid.settings.items():
         default = known[key].default
-        want = float if isinstance(default, float) else type(default)
-        if default is not None and not isinstance(value, (int, float) if want is float else want):
-            raise BadInput(f"training setting {key}={value!r}: expected a {want.__name__}")
-        if want is bool and not isinstance(value, bool):
-            raise BadInput(f"training setting {key}={value!r}: expected true or false")
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise BadInput(f"training setting {key}={value!r}: expected true or false")
+        elif isinstance(default, (int, float)):
+            ok = isinstance(value, int) if isinstance(default, int) else isinstance(value, (int, float))
+            if not ok or isinstance(value, bool):
+                raise BadInput(f"training setting {key}={value!r}: expected a number ({type(default).__name__})")
+        elif not isinstance(value, type(default)):
+            raise BadInput(f"training setting {key}={value!r}: expected {type(default).__name__}")
     values: dict[str, Any] = {**grid.settings, "task": grid.task, "seed": run.seed, "out": str(run.out),
                               "resume": True}
     values.update({key: str(path) for key, path in run.tables.items()})

@@ -1,0 +1,246 @@
+"""`experiment`: the grid plan, the variant tables, resuming, and a tiny real grid end to end."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from embtool import experiment as lib
+from embtool.errors import BadInput
+from embtool.naming import table_name
+from embtool.stats import moments, xavier_std
+from embtool.table import EmbeddingTable, load, save
+
+
+@pytest.fixture
+def toy(tmp_path: Path) -> Path:
+    """A generated reverse-the-words task (120 pairs) and a wide 'pretrained' table for its words."""
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(12)]
+    src = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) for _ in range(120)]
+    (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
+    (tmp_path / "tgt.txt").write_text("\n".join(" ".join(reversed(s.split())) for s in src) + "\n")
+    g = torch.Generator().manual_seed(0)
+    table = EmbeddingTable(torch.randn(len(words), 16, generator=g) * 0.4 + 0.05, words,
+                           source="word2vec:toy.bin", tokenizer="whitespace")
+    save(table, tmp_path / "w2v.safetensors")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"), [("3", [1, 2, 3]), ("1", [1]), ("1,5,7", [1, 5, 7]), ("0,0,2", [0, 2])]
+)
+def test_parse_seeds(text, seeds) -> None:
+    assert lib.parse_seeds(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "x", "1,x", ","])
+def test_parse_seeds_rejects(text) -> None:
+    with pytest.raises(BadInput, match="--seeds"):
+        lib.parse_seeds(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "variants"),
+    [("xavier,pretrained", ["xavier", "pretrained"]), ("xavier-like, shuffled", ["xavier_like", "shuffled"])],
+)
+def test_parse_variants(text, variants) -> None:
+    assert lib.parse_variants(text) == variants
+
+
+def test_parse_variants_lists_choices() -> None:
+    with pytest.raises(BadInput, match="unknown variant 'glove'; valid choices: xavier, pretrained"):
+        lib.parse_variants("xavier,glove")
+
+
+def test_variant_tables_are_the_papers_initialisations(toy: Path) -> None:
+    table = load(toy / "w2v.safetensors")
+    names = {v: lib.variant_table(table, v, seed=3) for v in lib.VARIANTS}
+    assert {v: table_name(t.source, t.history) for v, t in names.items()} == {
+        "xavier": "Xavier", "pretrained": "word2vec", "standardized": "word2vec_Xavier",
+        "shuffled": "word2vec_Shuffled", "xavier_like": "Xavier_word2vec",
+    }
+    x_std = xavier_std(table.n, table.dim)
+    assert moments(names["standardized"].vectors)[1] == pytest.approx(x_std, rel=1e-5)  # Eq. 1
+    assert torch.equal(names["shuffled"].vectors.flatten().sort().values, table.vectors.flatten().sort().values)
+    m, s = moments(table.vectors)
+    assert moments(names["xavier_like"].vectors) == pytest.approx((m, s), rel=1e-4)  # Eq. 4
+    for v in lib.RANDOM_VARIANTS:  # drawn with the run's seed
+        assert not torch.equal(lib.variant_table(table, v, seed=4).vectors, names[v].vectors)
+        assert torch.equal(lib.variant_table(table, v, seed=3).vectors, names[v].vectors)
+
+
+def _fake_train(calls: list[str]):
+    """Stands in for embtool.training.train: writes a complete run folder (DESIGN §4) at once."""
+
+    def train(cfg) -> Path:
+        out = Path(cfg.out)
+        calls.append(f"{out.parent.name}/{out.name}")
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"path": cfg.emb, "sha256": "0", "source": load(cfg.emb).source, "history": load(cfg.emb).history}
+        config = {"task": cfg.task, "kind": "translation", "seed": cfg.seed, "model": {"d_model": 16},
+                  "train": {"epochs": cfg.epochs}, "tables": {"src": info, "tgt": info},
+                  "vocab": {"src_size": 14, "tgt_size": 14}}
+        (out / "config.json").write_text(json.dumps(config))
+        (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 1.0, "val_bleu": 10.0 + cfg.seed}) + "\n")
+        (out / "test.json").write_text(json.dumps({"bleu": 20.0 + cfg.seed, "best_epoch": 1}))
+        return out
+
+    return train
+
+
+def test_grid_skips_complete_runs_and_resumes_incomplete_ones(toy: Path) -> None:
+    def grid():
+        return lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained", "shuffled"], [1, 2],
+                        {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1})
+
+    g = grid()
+    assert [(r.variant, r.seed, r.state) for r in g.runs] == [
+        ("pretrained", 1, "todo"), ("pretrained", 2, "todo"), ("shuffled", 1, "todo"), ("shuffled", 2, "todo")]
+    assert g.runs[0].tables == {"emb": toy / "w2v.safetensors"}
+    assert g.runs[3].tables == {"emb": toy / "grid/tables/emb.shuffled.s2.safetensors"}
+    calls: list[str] = []
+    assert lib.run_grid(g, train=_fake_train(calls)) == []
+    assert calls == ["pretrained/s1", "pretrained/s2", "shuffled/s1", "shuffled/s2"]
+    assert sorted(p.name for p in (toy / "grid/tables").iterdir()) == [
+        "emb.shuffled.s1.safetensors", "emb.shuffled.s2.safetensors"]
+    # an interrupted run: config.json but no test.json → resumed; complete ones are not redone
+    (toy / "grid/runs/shuffled/s1/test.json").unlink()
+    g = grid()
+    assert [r.state for r in g.runs] == ["done", "done", "resume", "done"]
+    events: list[tuple[str, dict]] = []
+    calls.clear()
+    lib.run_grid(g, train=_fake_train(calls), event=lambda name, info: events.append((name, info)))
+    assert calls == ["shuffled/s1"]
+    assert [e for e, _ in events] == ["skip", "skip", "start", "done", "skip"]
+    assert events[2][1]["resume"] is True
+    paths = lib.write_report(g)
+    text = paths["markdown"].read_text()
+    assert "| word2vec | **21.5 (0.7)** | 1.0 | 2 |" in text and "| word2vec_Shuffled |" in text
+    assert paths["plot"].stat().st_size > 0 and paths["csv"].read_text().count("\n") == 3
+
+
+def test_grid_refuses_other_settings_in_the_same_folder(toy: Path) -> None:
+    base = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt")}
+    g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1], {**base, "epochs": 1})
+    lib.run_grid(g, train=_fake_train([]))
+    g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1, 2],
+                 {**base, "epochs": 2, "device": "cpu"})
+    with pytest.raises(BadInput, match="holds a grid with another epochs"):
+        lib.run_grid(g, train=_fake_train([]))
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"epochz": 1}, "unknown training setting(s) epochz"),
+        ({"epochs": "many"}, "epochs='many': expected a number (int)"),
+        ({"freeze_emb": 1}, "freeze_emb=1: expected true or false"),
+        ({"seed": 3}, "the grid sets seed itself"),
+    ],
+)
+def test_bad_training_settings_stop_before_any_work(toy: Path, settings, message) -> None:
+    calls: list[str] = []
+    with pytest.raises(BadInput) as e:
+        g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier"], [1], settings)
+        lib.run_grid(g, train=_fake_train(calls))
+    assert message in str(e.value) and calls == [] and not (toy / "grid" / "tables").exists()
+
+
+def test_cli_dry_run_lists_the_grid(embtool, toy: Path) -> None:
+    done = toy / "grid/runs/standardized/s2"
+    done.mkdir(parents=True)
+    (done / "config.json").write_text("{}")
+    (done / "test.json").write_text("{}")
+    (toy / "grid/runs/xavier/s1").mkdir(parents=True)
+    (toy / "grid/runs/xavier/s1/config.json").write_text("{}")
+    r = embtool("experiment", "multi30k", "--emb", str(toy / "w2v.safetensors"), "--seeds", "2", "-o",
+                str(toy / "grid"), "--dry-run", "--epochs", "3")
+    assert r.code == 0, r.stderr
+    lines = r.text.splitlines()
+    assert lines[0].startswith("experiment multi30k: 5 variant(s) × 2 seed(s) = 10 run(s)")
+    assert "(1 done, 1 to resume, 8 to run)" in lines[0]
+    rows = [line.split()[:3] for line in lines[2:]]
+    assert rows == [[s, v, str(k)] for v in lib.VARIANTS for k in (1, 2)
+                    for s in ["done" if (v, k) == ("standardized", 2) else "resume" if (v, k) == ("xavier", 1)
+                              else "todo"]]
+    assert "emb.shuffled.s2.safetensors" in r.text and not (toy / "grid" / "tables").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--emb", "nope.safetensors"], "--emb nope.safetensors: no such table file"),
+        (["--emb", "w2v.safetensors", "--variants", "xavier,bogus"], "unknown variant 'bogus'"),
+        (["--emb", "w2v.safetensors", "--set", "oops"], "--set 'oops': give KEY=VALUE"),
+    ],
+)
+def test_cli_bad_input(embtool, toy: Path, args, message) -> None:
+    r = embtool("experiment", "multi30k", *args, "--dry-run", cwd=toy)
+    assert r.code == 2, r.stderr
+    assert r.stderr.startswith("embtool: error: ") and message in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"emb": "w2v.safetensors", "src_emb": "w2v.safetensors"}, "not both"),
+        ({}, "give the pretrained table"),
+        ({"emb": "src.txt"}, "not a readable safetensors file"),
+        ({"src_emb": "nope"}, "--src-emb .*nope: no such table file"),
+    ],
+)
+def test_plan_bad_inputs(toy: Path, inputs, message) -> None:
+    with pytest.raises(BadInput, match=message):
+        lib.plan("multi30k", {k: toy / v for k, v in inputs.items()}, toy / "grid")
+
+
+@pytest.mark.slow
+def test_tiny_real_grid_runs_and_resumes_after_interruption(toy: Path) -> None:
+    """2 variants × 2 seeds of the real trainer on the generated task; interrupted in run 3, resumed."""
+    from embtool.training import train as real_train
+
+    settings = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 2, "n_layers": 1,
+                "batch_size": 16, "device": "cpu", "amp": "off"}
+
+    def grid():
+        return lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier", "standardized"], [1, 2],
+                        settings)
+
+    started: list[str] = []
+
+    def interrupted(cfg, progress=None):
+        started.append(Path(cfg.out).parent.name + "/" + Path(cfg.out).name)
+
+        def stop_after_first_epoch(event, info):
+            if len(started) == 3 and event == "epoch" and info["epoch"] == 1:
+                raise KeyboardInterrupt
+
+        return real_train(cfg, stop_after_first_epoch)
+
+    with pytest.raises(KeyboardInterrupt):
+        lib.run_grid(grid(), train=interrupted)
+    assert [r.state for r in grid().runs] == ["done", "done", "resume", "todo"]
+    first = (toy / "grid/runs/xavier/s1/test.json").stat().st_mtime_ns
+    started.clear()
+    logs: list[str] = []
+
+    def resumed(cfg, progress=None):
+        started.append(Path(cfg.out).parent.name + "/" + Path(cfg.out).name)
+        return real_train(cfg, lambda e, i: logs.append(i.get("message", "")) if e == "log" else None)
+
+    assert lib.run_grid(grid(), train=resumed) == []
+    assert started == ["standardized/s1", "standardized/s2"]  # complete runs are not redone
+    assert any("resuming" in m and "after epoch 1" in m for m in logs)
+    assert (toy / "grid/runs/xavier/s1/test.json").stat().st_mtime_ns == first
+    metrics = (toy / "grid/runs/standardized/s1/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(m)["epoch"] for m in metrics] == [1, 2]
+    rep = lib.write_report(grid())
+    text = rep["markdown"].read_text()
+    assert "| Xavier |" in text and "| word2vec_Xavier |" in text and "| 2 |" in text
+    config = json.loads((toy / "grid/runs/standardized/s2/config.json").read_text())
+    assert config["tables"]["src"]["sha256"] and config["tables"]["src"]["path"].endswith("emb.standardized.safetensors")
