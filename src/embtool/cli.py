@@ -12,6 +12,7 @@ from embtool._version import __version__
 from embtool.commands import (
     _common,
     align,
+    analogy,
     experiment,
     extract,
     init,
@@ -19,6 +20,7 @@ from embtool.commands import (
     report,
     scale,
     shuffle,
+    similarity,
     standardize,
     stats,
     train,
@@ -48,7 +50,7 @@ app = typer.Typer(
 )
 
 # Order here is the order of `embtool --help`.
-for module in (init, stats, standardize, shuffle, scale, posenc, report, vocab, extract, align, experiment, train):
+for module in (init, stats, standardize, shuffle, scale, posenc, report, vocab, extract, align, experiment, train, analogy, similarity):
     module.register(app)
 
 
