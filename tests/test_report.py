@@ -125,12 +125,13 @@ def test_markdown_shows_table1_bold_seeds_and_left_out_runs(grid: Path) -> None:
 def test_mnli_matched_and_mismatched(tmp_path: Path) -> None:
     for seed, (m, mm) in enumerate([(60.0, 61.0), (62.0, 60.0)], start=1):
         write_run(tmp_path / f"r{seed}", task="mnli", seed=seed, result=m, mismatched=mm, best_epoch=seed + 2,
-                  curve=[50.0, 60.0])
+                  curve=[50.0, 60.0], tables={"src": GLOVE_X, "tgt": None})  # classification: no target side
     t = json.loads((tmp_path / "r2/test.json").read_text())
     del t["best_epoch"]  # then from metrics.jsonl: the epoch of the lowest validation loss
     (tmp_path / "r2/test.json").write_text(json.dumps(t))
     rep = lib.build_report([tmp_path], table_stats=False)
     (c,) = rep.cells
+    assert c.name == "GloVe_Xavier"
     assert c.mean == pytest.approx(61.0) and c.mean2 == pytest.approx(60.5)
     assert c.epoch == pytest.approx(2.5) and c.epoch2 == pytest.approx(2.5)
     text = lib.markdown(rep)

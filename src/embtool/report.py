@@ -137,7 +137,11 @@ def read_run(path: Path) -> Run:
     seed = config.get("seed", (config.get("train") or {}).get("seed"))
     run.seed = int(seed) if isinstance(seed, (int, float)) else None
     train = config.get("train") or {}
-    run.name = run_name(config.get("tables"))
+    run.kind = str(config.get("kind") or "?")
+    tables = config.get("tables") or {}
+    if run.kind == "classification":  # one side only: its "tgt" is no Xavier decoder
+        tables = {"src": tables.get("src")}
+    run.name = run_name(tables)
     flags = _flags(train)
     if flags:
         run.name += f" [{', '.join(flags)}]"
@@ -159,7 +163,8 @@ def read_run(path: Path) -> Run:
         run.status = f"failed: {TEST} is not readable JSON ({e})"
         return run
     run.test = test
-    run.kind = str(config.get("kind") or ("translation" if "bleu" in test else "classification"))
+    if run.kind == "?":
+        run.kind = "translation" if "bleu" in test else "classification"
     _fill_result(run)
     return run
 
@@ -513,7 +518,7 @@ def markdown(report: Report, title: str = "embtool report") -> str:
         w("## Runs left out\n\n")
         w(_md_row(["Run", "Task", "Initialisation", "Seed", "Status"]) + _md_row(["---"] * 5))
         for r in report.left_out:
-            w(_md_row([str(r.path), r.task, r.name, str(r.seed), r.status]))
+            w(_md_row([_show(r.path), r.task, r.name, str(r.seed), r.status]))
         w("\n")
     if complete:
         w("## Runs\n\n")
@@ -522,8 +527,16 @@ def markdown(report: Report, title: str = "embtool report") -> str:
         for r in complete:
             result = _f1(r.value) + ("" if r.value2 is None else "/" + _f1(r.value2))
             epoch = _f1(r.epoch) + ("" if r.epoch2 is None else "/" + _f1(r.epoch2))
-            w(_md_row([str(r.path), r.task, r.name, str(r.seed), result, epoch, _table_ids(r.config)]))
+            w(_md_row([_show(r.path), r.task, r.name, str(r.seed), result, epoch, _table_ids(r.config)]))
     return out.getvalue()
+
+
+def _show(path: Path) -> str:
+    """A run folder as the reader typed it: relative to the working folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _table_ids(config: dict[str, Any]) -> str:
@@ -622,6 +635,7 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from embtool.atomic import atomic_path
 
@@ -647,6 +661,7 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
         titles.append(title)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("validation BLEU" if key == "val_bleu" else "validation accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")

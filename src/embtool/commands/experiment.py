@@ -7,7 +7,7 @@ from typing import Any, List, Optional  # typer reads the annotations
 
 import typer
 
-from embtool.commands._common import STATE, info
+from embtool.commands._common import info
 
 
 def register(app: typer.Typer) -> None:
@@ -47,10 +47,16 @@ def experiment(
     min_freq: Optional[int] = _opt(None, "--min-freq", help="Vocabulary min count [default: the task's]."),
     max_train_examples: Optional[int] = _opt(None, "--max-train-examples", help="Train on the first N examples."),
     max_eval_examples: Optional[int] = _opt(None, "--max-eval-examples", help="Validate/test on the first N."),
+    max_len: Optional[int] = _opt(None, "--max-len", help="Skip longer training examples [default: 256]."),
+    clip_norm: Optional[float] = _opt(None, "--clip-norm", help="Clip the gradient norm [default: off]."),
     beam: Optional[int] = _opt(None, "--beam", help="Test decoding beam [default: 1, greedy]."),
+    tokenizer: Optional[str] = _opt(None, "--tokenizer", help="Override the tables' tokenizer on both sides."),
+    missing: Optional[str] = _opt(None, "--missing", help="Fill for tokens a table lacks: normal|xavier|zero|mean."),
     freeze_emb: bool = _opt(False, "--freeze-emb", help="Do not train the embeddings (Table 3)."),
     no_posenc: bool = _opt(False, "--no-posenc", help="No position encodings (Table 3)."),
+    tie_output: bool = _opt(False, "--tie-output", help="Share the decoder's embedding with its output layer."),
     device: Optional[str] = _opt(None, "--device", help="auto, cpu or cuda."),
+    amp: Optional[str] = _opt(None, "--amp", help="bf16 autocast: auto, bf16 or off."),
     threads: Optional[int] = _opt(None, "--threads", help="CPU threads."),
     set_: List[str] = _opt([], "--set", help="Any other training setting, KEY=VALUE (repeatable), e.g. --set clip_norm=1."),
 ) -> None:
@@ -71,7 +77,8 @@ def experiment(
         "test_src": test_src, "test_tgt": test_tgt, "epochs": epochs, "batch_size": batch_size,
         "max_tokens": max_tokens, "lr": lr, "n_layers": layers, "n_heads": heads, "dropout": dropout,
         "min_freq": min_freq, "max_train_examples": max_train_examples,
-        "max_eval_examples": max_eval_examples, "beam": beam, "device": device, "threads": threads,
+        "max_eval_examples": max_eval_examples, "max_len": max_len, "clip_norm": clip_norm, "beam": beam,
+        "tokenizer": tokenizer, "missing": missing, "device": device, "amp": amp, "threads": threads,
     }
     settings = {k: v for k, v in settings.items() if v is not None}
     for key in ("src", "tgt", "val_src", "val_tgt", "test_src", "test_tgt", "data_dir"):
@@ -81,6 +88,8 @@ def experiment(
         settings["freeze_emb"] = True
     if no_posenc:
         settings["posenc"] = False
+    if tie_output:
+        settings["tie_output"] = True
     settings.update(_parse_sets(set_))
     inputs = {"emb": emb, "src_emb": src_emb, "tgt_emb": tgt_emb}
     table = emb or src_emb or tgt_emb
@@ -90,7 +99,11 @@ def experiment(
     if dry_run:
         _print_plan(grid)
         return
-    failures = lib.run_grid(grid, event=_event, progress=None if STATE.quiet else _progress)
+    try:
+        failures = lib.run_grid(grid, event=_event, train=_train_one)
+    except KeyboardInterrupt:
+        info("stopped; run the same command again to resume the grid (complete runs are kept)")
+        raise
     lib.require_runs(grid)
     paths = lib.write_report(grid)
     typer.echo(paths["markdown"].read_text(encoding="utf-8").split("\n## Notes")[0].split("\n## Runs")[0], nl=False)
@@ -145,11 +158,10 @@ def _event(name: str, data: dict[str, Any]) -> None:
         info(f"[red]{data['variant']} seed {data['seed']} failed:[/red] {data['error']}")
 
 
-def _progress(name: str, data: dict[str, Any]) -> None:
-    if name == "epoch":
-        score = {k: v for k, v in data.items() if k.startswith("val_") and k != "val_loss"}
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in score.items())
-        info(f"  epoch {data['epoch']}: train loss {data['train_loss']:.3f}, val loss {data['val_loss']:.3f}, {shown}")
-    elif name == "test":
-        shown = ", ".join(f"{k} {v:.2f}" for k, v in data.items() if isinstance(v, float))
-        info(f"  test: {shown}")
+def _train_one(cfg: Any) -> Path:
+    """One run with `train`'s progress display (a bar per epoch, a line per epoch)."""
+    from embtool.commands.train import _Reporter
+    from embtool.training import train
+
+    with _Reporter(cfg) as reporter:
+        return train(cfg, progress=reporter)
