@@ -133,24 +133,37 @@ class _Reporter:
         self.task: Any = None
 
     def __enter__(self) -> _Reporter:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f} · {task.fields[tps]:,.0f} tok/s"), TimeElapsedColumn(),
-            console=err_console(), transient=True, disable=STATE.quiet,
-        )
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def _bar(self) -> Any:
+        # started at the first epoch, so that an early error stays the only line on stderr
+        if self.progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.3f} · {task.fields[tps]:,.0f} tok/s"), TimeElapsedColumn(),
+                console=err_console(), transient=True, disable=STATE.quiet,
+            )
+            self.progress.__enter__()
+        return self.progress
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
-        p = self.progress
         if event == "log":
-            p.console.print(data["message"])
-        elif event == "epoch_start":
+            if self.progress is None:
+                info(data["message"])
+            else:
+                self.progress.console.print(data["message"])
+            return
+        if event == "run":
+            self.run_dir = data["path"]
+            return
+        p = self._bar()
+        if event == "epoch_start":
             if self.task is not None:
                 p.remove_task(self.task)
             self.task = p.add_task(f"epoch {data['epoch']}/{data['epochs']}", total=data["steps"], loss=0.0, tps=0.0)
@@ -162,5 +175,3 @@ class _Reporter:
                 f"epoch {data['epoch']}: train loss {data['train_loss']:.3f}, val loss {data['val_loss']:.3f}, "
                 f"{score}, {data['seconds']:.1f}s, {data['tokens_per_s']:,.0f} tok/s"
             )
-        elif event == "run":
-            self.run_dir = data["path"]

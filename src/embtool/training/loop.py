@@ -1,8 +1,8 @@
 """The training loop and the run folder (DESIGN §4).
 
-Per epoch: train, validation loss and BLEU (greedy) or accuracy, best/last checkpoints, resume
-state, then one line of metrics.jsonl (the commit point: a run killed before it resumes from the
-epoch before). Each epoch's randomness (batch order, dropout) is seeded from (seed, epoch), so a
+Per epoch: train, validation loss and BLEU (greedy) or accuracy, best/last checkpoints, then the
+resume state (state.pt: weights, optimizer, RNG, metrics so far; the commit point) and
+metrics.jsonl. A run killed before state.pt is replaced resumes from the epoch before. Each epoch's randomness (batch order, dropout) is seeded from (seed, epoch), so a
 resumed run repeats an uninterrupted one exactly on CPU.
 """
 
@@ -292,15 +292,15 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
     start_epoch, best_loss, best_epoch = 1, math.inf, 0
     lines: list[dict[str, Any]] = []
     if cfg.resume and (run / STATE).is_file():
+        # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
+        # metrics, so a kill between the writes of an epoch cannot leave a mixed state
         state = ckpt.load_state(run / STATE)
-        last_meta = ckpt.load_weights(model, run / LAST)
-        if int(last_meta.get(ckpt.KEY_EPOCH, -1)) != int(state["epoch"]):
-            raise BadInput(f"{run}: {LAST} and {STATE} are from different epochs; the run cannot resume")
+        model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
         start_epoch = int(state["epoch"]) + 1
         best_loss, best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
-        lines = [x for x in _read_metrics(run) if x["epoch"] <= state["epoch"]]
+        lines = list(state["metrics"])
         progress("log", {"message": f"resuming {run} after epoch {state['epoch']}"})
     train_model: Any = torch.compile(model) if cfg.compile else model
 
@@ -313,11 +313,11 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
             best_loss, best_epoch = line["val_loss"], epoch
             ckpt.save_weights(model, run / BEST, meta, epoch)
         ckpt.save_weights(model, run / LAST, meta, epoch)
-        ckpt.save_state(run / STATE, {
-            "epoch": epoch, "optimizer": opt.state_dict(), "rng": ckpt.rng_state(),
-            "best_val_loss": best_loss, "best_epoch": best_epoch, "embtool": __version__,
-        })
         lines.append(line)
+        ckpt.save_state(run / STATE, {
+            "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(), "rng": ckpt.rng_state(),
+            "best_val_loss": best_loss, "best_epoch": best_epoch, "metrics": lines, "embtool": __version__,
+        })
         atomic.write_text(run / METRICS, "".join(json.dumps(x) + "\n" for x in lines))
         progress("epoch", line)
 

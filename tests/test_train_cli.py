@@ -1,0 +1,149 @@
+"""`embtool train` as a user runs it: a subprocess, its exit codes, its one-line errors, --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_training import reverse_task
+
+TINY = ["--tokenizer", "whitespace", "--d-model", "16", "--heads", "2", "--layers", "1", "--dropout", "0",
+        "--lr", "0.003", "--batch-size", "32", "--device", "cpu", "--threads", "1"]
+
+
+def files_args(files: dict[str, str]) -> list[str]:
+    return ["files", "--src", files["train_src"], "--tgt", files["train_tgt"],
+            "--val-src", files["val_src"], "--val-tgt", files["val_tgt"]]
+
+
+def test_train_files_writes_a_run_folder(tmp_path, embtool):
+    files = reverse_task(tmp_path, n_train=200, n_val=10)
+    r = embtool("train", *files_args(files), *TINY, "--epochs", "2", "-o", str(tmp_path / "run"), "--json")
+    assert r.code == 0, r.stderr
+    result = json.loads(r.text)
+    assert result["split"] == "val" and result["beam"] == 1
+    assert "epoch 2:" in r.stderr and "test BLEU" in r.stderr
+    assert "src vocabulary: 14 tokens (whitespace)" in r.stderr
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def run_in_process(capsys, *args: str) -> tuple[int, str]:
+    """The CLI in this process (fast: torch is imported once); returns (exit code, stderr)."""
+    from embtool.cli import main
+
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["wmt14"], "unknown task 'wmt14'; valid choices: ['multi30k', 'iwslt2017', 'sst2', 'mnli', 'files']"),
+        ([], "give a TASK"),
+        (["files", "--src", "a.txt"], "task files needs --src FILE and --tgt FILE"),
+        (["files", "--src", "nope.de", "--tgt", "nope.en"], "nope.de: no such file"),
+        (["--resume", "no/such/run"], "no config.json"),
+        (["multi30k", "--device", "tpu"], "invalid --device 'tpu'; valid choices: ['auto', 'cpu', 'cuda']"),
+        (["multi30k", "--data-dir", "no/such/dir"], "no/such/dir: no such folder"),
+        (["multi30k", "--emb", "x.safetensors", "--src-emb", "y.safetensors"], "not both"),
+        (["sst2", "--max-len", "2"], "--max-len must be at least 4"),
+    ],
+)
+def test_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_in_process(capsys, "train", *args, "-o", str(tmp_path / "run"))
+    assert code == 2, err
+    assert err.startswith("embtool: error: ")
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_missing_table_is_exit_2(tmp_path, capsys):
+    files = reverse_task(tmp_path, n_train=20, n_val=2)
+    code, err = run_in_process(capsys, "train", *files_args(files), "--emb", str(tmp_path / "none.safetensors"),
+                               "-o", str(tmp_path / "r"))
+    assert code == 2
+    assert err.strip() == f"embtool: error: {tmp_path / 'none.safetensors'}: no such file"
+
+
+def test_existing_run_needs_resume_and_a_finished_run_resumes_to_itself(tmp_path, capsys):
+    files = reverse_task(tmp_path, n_train=100, n_val=5)
+    run = tmp_path / "run"
+    assert run_in_process(capsys, "-q", "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))[0] == 0
+    code, err = run_in_process(capsys, "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))
+    assert code == 2
+    assert err.startswith("embtool: error: run folder") and f"--resume {run}" in err
+    code, err = run_in_process(capsys, "train", "--resume", str(run))
+    assert code == 0, err
+    assert "complete" in err
+
+
+def test_help_has_an_example(embtool):
+    r = embtool("train", "--help")
+    assert r.code == 0
+    assert "embtool train --resume" in r.text
+
+
+def _scores(run: Path) -> list[tuple]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(m["epoch"], m["train_loss"], m["val_loss"], m["val_bleu"]) for m in lines]
+
+
+@pytest.mark.slow
+def test_kill_9_between_epochs_then_resume_equals_uninterrupted(tmp_path, embtool):
+    files = reverse_task(tmp_path, n_train=3000, n_val=30, seed=random.Random(1).randint(0, 99))
+    args = [*files_args(files), *TINY, "--d-model", "32", "--heads", "4", "--dropout", "0.1", "--epochs", "4"]
+    whole = embtool("train", *args, "-o", str(tmp_path / "whole"))
+    assert whole.code == 0, whole.stderr
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "embtool", "-q", "train", *args, "-o", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and metrics.read_text().strip():
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "test.json").exists()
+    done = len(metrics.read_text().splitlines())
+    assert 1 <= done < 4
+
+    resumed = embtool("train", "--resume", str(run))
+    assert resumed.code == 0, resumed.stderr
+    assert f"resuming {run} after epoch {done}" in " ".join(resumed.stderr.split())  # rich may wrap it
+    assert _scores(run) == _scores(tmp_path / "whole")
+    a = json.loads((run / "test.json").read_text())
+    b = json.loads((tmp_path / "whole" / "test.json").read_text())
+    assert a["bleu"] == b["bleu"] and a["best_epoch"] == b["best_epoch"]
+    assert (run / "hyps.test.txt").read_text() == (tmp_path / "whole" / "hyps.test.txt").read_text()
+
+
+@pytest.mark.slow
+def test_short_real_multi30k_run(tmp_path, embtool, shared_data):
+    r = embtool(
+        "train", "multi30k", "--data-dir", str(shared_data / "multi30k"), "--d-model", "64", "--heads", "4",
+        "--layers", "1", "--epochs", "2", "--batch-size", "64", "--lr", "1e-3", "--max-train-examples", "3000",
+        "--max-eval-examples", "100", "--device", "cpu", "-o", str(tmp_path / "run"), "--json",
+    )
+    assert r.code == 0, r.stderr
+    result = json.loads(r.text)
+    assert result["split"] == "test_2016_flickr"
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["src_lang"] == "de" and config["vocab"]["src_size"] > 500
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[1]["val_loss"] < lines[0]["val_loss"]
+    hyps = (tmp_path / "run" / "hyps.test.txt").read_text(encoding="utf-8").splitlines()
+    assert len(hyps) == 100 and sum(bool(h.strip()) for h in hyps) > 50
