@@ -171,7 +171,7 @@ def evaluate_analogies(
 ) -> AnalogyResult:
     """Analogy accuracy per section and in total (3CosAdd: gensim's counts exactly)."""
     if method not in METHODS:
-        raise BadInput(f"invalid method {method!r}; valid choices: {', '.join(METHODS)}")
+        raise BadInput(f"--method {method!r} is not a method; valid choices: {', '.join(METHODS)}")
     if restrict < 1:
         raise BadInput(f"--restrict must be at least 1, got {restrict}")
     name = "questions-words.txt"
