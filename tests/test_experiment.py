@@ -244,3 +244,77 @@ def test_tiny_real_grid_runs_and_resumes_after_interruption(toy: Path) -> None:
     assert "| Xavier |" in text and "| word2vec_Xavier |" in text and "| 2 |" in text
     config = json.loads((toy / "grid/runs/standardized/s2/config.json").read_text())
     assert config["tables"]["src"]["sha256"] and config["tables"]["src"]["path"].endswith("emb.standardized.safetensors")
+
+
+# ----------------------------------------------------------------------------- examples/
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run_example(script: str, cwd: Path, **env: str):
+    import os
+    import subprocess
+    import sys
+
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = subprocess.run(["bash", str(EXAMPLES / script)], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PATH": path, **env}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.mark.parametrize("script", ["reproduce_table1_multi30k.sh", "reproduce_table3.sh", "mt5_iwslt2017.sh"])
+def test_examples_are_valid_bash(script) -> None:
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(EXAMPLES / script)]).returncode == 0
+
+
+@pytest.mark.slow
+def test_example_table1_then_table3_on_real_multi30k(shared_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "t"
+    env = {"SIZE": "tiny", "OUT": str(out), "EMBTOOL_DATA_DIR": str(shared_data)}
+    _run_example("reproduce_table1_multi30k.sh", tmp_path, **env)
+    text = (out / "report.md").read_text()
+    assert "| Xavier |" in text and "| word2vec_Xavier |" in text and (out / "grid/curves.png").is_file()
+    # Table 3 reuses the vocabularies and tables; 4 grids (train × pos.) of one variant, one seed
+    _run_example("reproduce_table3.sh", tmp_path, **env, VARIANTS="standardized")
+    text = (out / "report.md").read_text()
+    for label in ("word2vec_Xavier [frozen, no posenc]", "word2vec_Xavier [no posenc]",
+                  "word2vec_Xavier [frozen]", "| word2vec_Xavier |"):
+        assert label in text
+
+
+def _save_bert(folder: Path) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "der",
+              "die", "katze", "saß", "auf", "hund", "##s", "##e"]
+    BertTokenizer(vocab={t: i for i, t in enumerate(pieces)}).save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(pieces), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=32)
+    BertModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_example_mt5_recipe_with_a_tiny_local_checkpoint(tmp_path: Path) -> None:
+    """The mT5/IWSLT2017 recipe's own steps, offline: a tiny BERT checkpoint for MODEL and a generated
+    iwslt2017 folder for the data."""
+    pytest.importorskip("transformers")
+    ckpt = _save_bert(tmp_path / "tiny-bert")  # a folder name the report can name (BERT)
+    data = tmp_path / "data" / "iwslt2017"
+    data.mkdir(parents=True)
+    rng = random.Random(0)
+    de, en = ["der", "die", "katze", "hund", "saß", "auf"], ["the", "cat", "dog", "sat", "on", "mat"]
+    for split, n in (("train", 200), ("val", 10), ("test", 10)):
+        idx = [[rng.randrange(6) for _ in range(rng.randint(2, 5))] for _ in range(n)]
+        (data / f"{split}.de").write_text("".join(" ".join(de[i] for i in s) + "\n" for s in idx))
+        (data / f"{split}.en").write_text("".join(" ".join(en[i] for i in s) + "\n" for s in idx))
+    out = tmp_path / "out"
+    _run_example("mt5_iwslt2017.sh", tmp_path, OUT=str(out), MODEL=str(ckpt), SEEDS="1", DEVICE="cpu",
+                 VARIANTS="xavier,pretrained", EMBTOOL_DATA_DIR=str(tmp_path / "data"),
+                 EXTRA="--epochs 1 --layers 1 --heads 2 --batch-size 32")
+    text = (out / "grid/report.md").read_text()
+    assert "| Xavier |" in text and "| BERT |" in text and (out / "curves.png").is_file()

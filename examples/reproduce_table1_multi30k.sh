@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The paper's Table 1, GloVe box, on Multi30k de→en (Kim et al. 2024, §4–5): Xavier, the pretrained
+# table, the table standardized to Xavier (Eq. 1) and the table shuffled, each over several seeds,
+# with Table 2 (the tables' range, mean and σ) and Figure 1 (validation BLEU per epoch).
+#
+# The "GloVe-style" tables are word2vec vectors trained here with gensim on each side's training
+# text (spaCy-tokenized like the vocabularies): word vectors with a spread far wider than Xavier's,
+# as GloVe's. To use real GloVe files instead, set SRC_VECTORS/TGT_VECTORS (e.g. glove:vectors_de.txt).
+#
+#   SIZE=cpu  (default) a few minutes on a laptop CPU: a 3,000-pair slice, D=64, 1+1 layers, 3 epochs, 2 seeds
+#   SIZE=gpu  the paper's setting (Table 5): all 29k pairs, D=300, 3+3 layers, 20 epochs, batch 64,
+#             4 seeds, on CUDA — about an hour on one GPU
+#   SIZE=tiny the smoke test the test suite runs (seconds of training)
+#
+# Data: $EMBTOOL_DATA_DIR (a folder holding multi30k/ in ../shared/data's layout), else the
+# Hugging Face hub. Output: $OUT (default table1-multi30k/): tables, grid/runs/…, grid/report.md,
+# grid/curves.png. Running it again resumes an interrupted grid. STEP=tables stops after the tables.
+set -euo pipefail
+SIZE=${SIZE:-cpu}
+out=${OUT:-table1-multi30k}
+case "$SIZE" in
+  tiny) dim=16; w2v_epochs=1; seeds=1; variants=xavier,standardized
+        train=(--epochs 1 --layers 1 --batch-size 32 --max-train-examples 200 --max-eval-examples 20 --device cpu) ;;
+  cpu)  dim=64; w2v_epochs=5; seeds=2; variants=xavier,pretrained,standardized,shuffled
+        train=(--epochs 3 --layers 1 --batch-size 64 --max-train-examples 3000 --max-eval-examples 200 --device cpu) ;;
+  gpu)  dim=300; w2v_epochs=10; seeds=4; variants=xavier,pretrained,standardized,shuffled
+        train=(--batch-size 64 --device cuda) ;;  # epochs, layers, lr: Table 5 / A.2 defaults
+  *) echo "SIZE must be tiny, cpu or gpu, not '$SIZE'" >&2; exit 2 ;;
+esac
+mkdir -p "$out"
+
+# 1. vocabularies of the training split (spaCy de/en, min-freq 2, as the paper)
+for side in src tgt; do
+  [ -s "$out/$side.vocab" ] || embtool vocab multi30k --side "$side" --min-freq 2 -o "$out/$side.vocab"
+done
+
+# 2. word vectors for each side (skipped when SRC_VECTORS/TGT_VECTORS name existing ones)
+if [ -z "${SRC_VECTORS:-}" ] && [ ! -s "$out/tgt.w2v.txt" ]; then
+  python - "$out" "$dim" "$w2v_epochs" <<'PY'
+import sys
+
+from gensim.models import Word2Vec
+
+from embtool.tasks import load_task, task_texts
+from embtool.tokenizer import load_tokenizer
+from embtool.vocabfile import read_vocab
+
+out, dim, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = load_task("multi30k", "train")
+for side in ("src", "tgt"):
+    spec = read_vocab(f"{out}/{side}.vocab").tokenizer  # tokenize as the vocabulary was
+    sentences = list(load_tokenizer(spec).tokenize_lines(task_texts(data, side)))
+    model = Word2Vec(sentences, vector_size=dim, min_count=2, epochs=epochs, seed=1, workers=2)
+    model.wv.save_word2vec_format(f"{out}/{side}.w2v.txt")
+    print(f"word2vec {side}: {len(model.wv)} words × {dim}", file=sys.stderr)
+PY
+fi
+
+# 3. tables for the vocabularies (tokens the vectors lack are filled at the table's own scale)
+[ -s "$out/src.safetensors" ] ||
+  embtool extract "${SRC_VECTORS:-word2vec:$out/src.w2v.txt}" --vocab "$out/src.vocab" -o "$out/src.safetensors"
+[ -s "$out/tgt.safetensors" ] ||
+  embtool extract "${TGT_VECTORS:-word2vec:$out/tgt.w2v.txt}" --vocab "$out/tgt.vocab" -o "$out/tgt.safetensors"
+embtool stats "$out/src.safetensors" "$out/tgt.safetensors"
+[ "${STEP:-}" = tables ] && exit 0
+
+# 4. the grid: every variant × every seed, then report.md / curves.png / table1.csv in $out/grid
+embtool experiment multi30k --src-emb "$out/src.safetensors" --tgt-emb "$out/tgt.safetensors" \
+  --variants "$variants" --seeds "$seeds" "${train[@]}" -o "$out/grid"
+
+# the same report, from the run folders alone (any set of runs can be reported this way)
+embtool report "$out/grid/runs" --csv "$out/table1.csv" > "$out/report.md"
+echo "report: $out/report.md, $out/grid/curves.png" >&2
