@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput
 from embtool.stats import moments, xavier_bound
-from embtool.table import EmbeddingTable, history_entry
 from embtool.vocabfile import Vocabulary
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads when a function needs it: `extract` looks tokens up before that
     import torch
+
+    from embtool.table import EmbeddingTable
 
 MISSING_METHODS = ("normal", "mean", "zero", "xavier")
 
@@ -105,6 +106,8 @@ def align(
     ``embtool.missing``. History is the first table's, plus this step.
     """
     import torch
+
+    from embtool.table import EmbeddingTable, history_entry
 
     check_method(missing)
     group = [tables] if isinstance(tables, EmbeddingTable) else list(tables)

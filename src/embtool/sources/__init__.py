@@ -11,13 +11,15 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from embtool.align import Coverage, check_method, corpus_share, fill_missing
 from embtool.errors import BadInput
-from embtool.table import EmbeddingTable, history_entry
 from embtool.tokenizer import ALIASES
 from embtool.vocabfile import Vocabulary
+
+if TYPE_CHECKING:  # torch (through these) is imported only once the lookup is done, to keep the
+    from embtool.align import Coverage  # tokenizer's and torch's memory peaks apart
+    from embtool.table import EmbeddingTable
 
 VECTOR_PREFIXES = ("glove", "word2vec", "fasttext")
 COMPOSE_METHODS = ("mean", "none")
@@ -71,9 +73,12 @@ def extract(
 
     Returns the (N, D) float32 table and its coverage (found / composed / missing).
     """
+    from embtool.align import MISSING_METHODS
+
     if compose not in COMPOSE_METHODS:
         raise BadInput(f"--compose {compose!r}: valid choices: {', '.join(COMPOSE_METHODS)}")
-    check_method(missing)
+    if missing not in MISSING_METHODS:
+        raise BadInput(f"--missing {missing!r}: valid choices: {', '.join(MISSING_METHODS)}")
     ref = resolve_source(source)
     if ref.kind == "hf":
         vectors, found, composed, meta = _from_checkpoint(ref, vocab, tensor, compose == "mean", case_fallback)
@@ -81,6 +86,9 @@ def extract(
         if tensor is not None:
             raise BadInput("--tensor applies to checkpoints only, not to word-vector files")
         vectors, found, composed, meta = _from_vector_file(ref, vocab, compose == "mean", case_fallback)
+    from embtool.align import Coverage, corpus_share, fill_missing
+    from embtool.table import EmbeddingTable, history_entry
+
     have = set(found) | set(composed)
     lost = [i for i in range(len(vocab)) if i not in have]
     if not have:
@@ -115,33 +123,39 @@ def extract(
 def _from_checkpoint(
     ref: SourceRef, vocab: Vocabulary, tensor: str | None, compose: bool, case_fallback: bool
 ) -> tuple[Any, list[int], list[int], dict[str, Any]]:
-    import torch
-
     from embtool.sources.huggingface import (
         locate_weights,
         lookup_pieces,
         read_rows,
+        release_memory,
         source_name,
         tokenizer_for,
     )
 
     if Path(ref.location).is_dir():  # a local folder: check the cheap things first
         weights = locate_weights(ref.location, tensor)
-        hf = tokenizer_for(ref.location)
+        tok = tokenizer_for(ref.location)
     else:  # a hub id: the small tokenizer files before any weights
-        hf = tokenizer_for(ref.location)
+        tok = tokenizer_for(ref.location)
         weights = locate_weights(ref.location, tensor)
     specials = {s for s in vocab.info.get("specials", "").split(",") if s}
     pieces = (vocab.tokenizer or "").startswith("hf:")
-    lk = lookup_pieces(hf, vocab.tokens, pieces=pieces, compose=compose, case_fallback=case_fallback, specials=specials)
+    lk = lookup_pieces(tok, vocab.tokens, pieces=pieces, compose=compose, case_fallback=case_fallback, specials=specials)
+    del tok  # free the tokenizer before torch comes in: their memory peaks do not add up
+    release_memory()
     need = sorted({i for i in lk.ids if i is not None} | {j for ids in lk.compose.values() for j in ids})
     if not need:
-        return torch.zeros(len(vocab), 1), [], [], {"source": "", "tokenizer": "", "args": {}}
+        return None, [], [], {}
     rows, n_rows = read_rows(weights, need)  # (K, D), only the rows needed
+    import torch
+
     pos = {tid: k for k, tid in enumerate(need)}
-    vectors = torch.zeros(len(vocab), rows.shape[1])  # (N, D)
     found = [n for n, i in enumerate(lk.ids) if i is not None]
-    vectors[found] = rows[[pos[lk.ids[n]] for n in found]]  # type: ignore[index]
+    if len(found) == len(vocab) and [lk.ids[n] for n in found] == need:
+        vectors = rows  # every token is a distinct piece, in id order: the rows as read
+    else:
+        vectors = torch.zeros(len(vocab), rows.shape[1])  # (N, D)
+        vectors[found] = rows[[pos[lk.ids[n]] for n in found]]  # type: ignore[index]
     for n, ids in lk.compose.items():
         vectors[n] = rows[[pos[j] for j in ids]].mean(dim=0)  # mean of the pieces' rows
     name = source_name(ref.location)

@@ -109,21 +109,23 @@ def read_rows(weights: WeightFile, ids: list[int]) -> tuple[torch.Tensor, int]:
 
 def _safetensors_rows(path: Path, key: str, ids: list[int]) -> tuple[torch.Tensor, int]:
     import numpy as np
-    import torch
     from safetensors import SafetensorError, safe_open
 
+    wf = WeightFile(path, key)
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="np") as f:  # the header, validated; no torch yet
             piece = f.get_slice(key)
             shape = tuple(piece.get_shape())
             dtype = piece.get_dtype()
-            wf = WeightFile(path, key)
-            _check_matrix(shape, wf)
-            _check_ids(ids, shape[0], wf)
-            if dtype not in _NP_DTYPES:  # rare formats: read the tensor through safetensors
-                return f.get_tensor(key)[torch.tensor(ids, dtype=torch.long)].float(), shape[0]
     except SafetensorError as e:
         raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
+    _check_matrix(shape, wf)
+    _check_ids(ids, shape[0], wf)
+    if dtype not in _NP_DTYPES:  # rare formats: read the tensor through safetensors
+        import torch
+        from safetensors.torch import load_file
+
+        return load_file(str(path))[key][torch.tensor(ids, dtype=torch.long)].float(), shape[0]
     # Memory-map the tensor's bytes and copy only the wanted rows: the header gives its offsets
     # (safetensors layout: u64 header size, JSON header, then the data block).
     with open(path, "rb") as fh:
@@ -131,11 +133,14 @@ def _safetensors_rows(path: Path, key: str, ids: list[int]) -> tuple[torch.Tenso
         header = json.loads(fh.read(size))
     start, _ = header[key]["data_offsets"]
     mm = np.memmap(path, dtype=_NP_DTYPES[dtype], mode="r", offset=8 + size + start, shape=shape)
-    rows = torch.from_numpy(np.ascontiguousarray(mm[np.asarray(ids, dtype=np.int64)]))  # (K, D)
+    picked = mm[np.asarray(ids, dtype=np.int64)]  # (K, D), a copy of just these rows
     del mm
+    import torch
+
+    rows = torch.from_numpy(picked)
     if dtype == "BF16":
         rows = rows.view(torch.bfloat16)
-    return rows.float(), shape[0]
+    return (rows if rows.dtype == torch.float32 else rows.float()), shape[0]
 
 
 def _check_matrix(shape: tuple[int, ...], wf: WeightFile) -> None:
@@ -155,7 +160,7 @@ def _safetensors_keys(path: Path) -> list[str]:
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="np") as f:
             return list(f.keys())
     except (SafetensorError, OSError) as e:
         raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
@@ -225,8 +230,33 @@ class PieceLookup:
     compose: dict[int, list[int]]
 
 
+class Pieces:
+    """What lookup needs of a tokenizer: piece → id, its size, and how it splits a word.
+
+    Built on the ``tokenizers`` library straight from ``tokenizer.json`` when the checkpoint has
+    one (no transformers import, no Python copy of a 250k-piece vocabulary), else on
+    ``transformers.AutoTokenizer``.
+    """
+
+    def __init__(self, tok: Any, rust: bool, unk: str | None):
+        self._tok = tok
+        self._rust = rust
+        self.unk = unk
+        self.size = int(tok.get_vocab_size(with_added_tokens=True) if rust else len(tok))
+        self._vocab: dict[str, int] | None = None if rust else tok.get_vocab()
+
+    def id(self, piece: str) -> int | None:
+        i = self._tok.token_to_id(piece) if self._vocab is None else self._vocab.get(piece)
+        return int(i) if i is not None and i < self.size else None  # T5's padding rows: never
+
+    def split(self, word: str) -> list[str]:
+        if self._rust:
+            return list(self._tok.encode(word, add_special_tokens=False).tokens)
+        return list(self._tok.tokenize(word))
+
+
 def lookup_pieces(
-    hf: Any, tokens: list[str], *, pieces: bool, compose: bool, case_fallback: bool, specials: set[str]
+    tok: Pieces, tokens: list[str], *, pieces: bool, compose: bool, case_fallback: bool, specials: set[str]
 ) -> PieceLookup:
     """Map vocabulary tokens to tokenizer ids.
 
@@ -234,11 +264,8 @@ def lookup_pieces(
     and match exactly. Otherwise tokens are words: SentencePiece's word-initial ``▁w`` is tried
     before ``w`` (which is a word-internal piece there), and in WordPiece ``w`` is word-initial.
     A token found nowhere is split by the tokenizer and composed from its pieces when ``compose``.
-    Ids at or beyond ``len(hf)`` (T5's padding rows) are never picked.
+    Ids at or beyond the tokenizer's size (T5's padding rows) are never picked.
     """
-    vocab: dict[str, int] = hf.get_vocab()
-    size = len(hf)
-    unk = getattr(hf, "unk_token", None)
 
     def piece_id(token: str) -> int | None:
         forms = [token] if pieces else [SP_SPACE + token, token]
@@ -246,8 +273,8 @@ def lookup_pieces(
             low = token.lower()
             forms += [low] if pieces else [SP_SPACE + low, low]
         for form in forms:
-            i = vocab.get(form)
-            if i is not None and i < size:
+            i = tok.id(form)
+            if i is not None:
                 return i
         return None
 
@@ -258,18 +285,62 @@ def lookup_pieces(
         ids.append(i)
         if i is not None or not compose or token in specials or _SPECIAL.match(token):
             continue
-        parts = hf.tokenize(token)
-        part_ids = [vocab.get(p) for p in parts]
-        if parts and all(p is not None and p < size for p in part_ids) and unk not in parts:
+        parts = tok.split(token)
+        part_ids = [tok.id(p) for p in parts]
+        if parts and tok.unk not in parts and all(p is not None for p in part_ids):
             composed[n] = [int(p) for p in part_ids if p is not None]
     return PieceLookup(ids, composed)
 
 
-def tokenizer_for(location: str) -> Any:
-    """The checkpoint's tokenizer (Hugging Face ``AutoTokenizer``; the model is never built)."""
-    return load_hf_tokenizer(location)
+def tokenizer_for(location: str) -> Pieces:
+    """The checkpoint's tokenizer; the model is never built."""
+    folder = Path(location)
+    path: Path | None = folder / "tokenizer.json" if folder.is_dir() else None
+    if path is not None and not path.is_file():
+        path = None
+    if path is None and not folder.is_dir():
+        path = _hub_file(location, "tokenizer.json")
+    if path is not None:
+        from tokenizers import Tokenizer
+
+        try:
+            rust = Tokenizer.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 - the Rust side raises plain Exception
+            raise BadInput(f"{path}: not a readable tokenizer.json ({' '.join(str(e).split())[:200]})") from None
+        rust.no_padding()  # a saved tokenizer.json may pad or truncate every encoding
+        rust.no_truncation()
+        unk = _config_unk(path.parent) or getattr(rust.model, "unk_token", None)
+        return Pieces(rust, True, unk)
+    hf = load_hf_tokenizer(location)
+    return Pieces(hf, False, getattr(hf, "unk_token", None))
+
+
+def _config_unk(folder: Path) -> str | None:
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            value = json.loads((folder / name).read_text(encoding="utf-8")).get("unk_token")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str):
+            return value
+    return None
 
 
 def source_name(location: str) -> str:
     """``hf:<id>`` or ``hf:<absolute folder>`` for the table's source and tokenizer metadata."""
     return "hf:" + (os.path.abspath(location) if os.path.isdir(location) else location)
+
+
+def release_memory() -> None:
+    """Hand freed heap pages back to the system (glibc), so that a large tokenizer's memory
+    does not stay resident under what comes next; a no-op elsewhere."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
