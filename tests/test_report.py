@@ -209,8 +209,9 @@ def test_cli_markdown_files_and_json(embtool, grid: Path, tmp_path: Path) -> Non
     assert table.read_text().startswith("task,kind,initialisation")
     r = embtool("report", str(grid / "xavier"), str(grid / "glove" / "s1"))
     assert r.code == 0 and "| Xavier | **37.5 (0.5)** |" in r.text and "34.1" in r.text
-    r = embtool("report", str(grid), "--json")
-    assert r.code == 0 and len(json.loads(r.text)["cells"]) == 4
+    r = embtool("report", str(grid), str(grid / "xavier"), "--json", "-o", str(tmp_path / "again.md"))
+    assert r.code == 0 and len(json.loads(r.text)["cells"]) == 4  # runs given twice are read once
+    assert len(json.loads(r.text)["runs"]) == 10 and (tmp_path / "again.md").read_text() == out.read_text()
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,10 @@ def find_run_dirs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         if not below:
             raise BadInput(f"{p}: no run folders ({CONFIG}) in it; give `embtool train` output folders")
         found.extend(below)
-    return list(dict.fromkeys(found))
+    unique: dict[Path, Path] = {}
+    for p in found:  # a folder given twice, or given with a folder of it, is read once
+        unique.setdefault(p.resolve(), p)
+    return list(unique.values())
 
 
 def read_run(path: Path) -> Run:

@@ -71,6 +71,7 @@ def experiment(
       embtool experiment multi30k --emb w2v.safetensors --dry-run
     """
     from embtool import experiment as lib
+    from embtool.errors import WorkFailure
 
     settings: dict[str, Any] = {
         "data_dir": data_dir, "src": src, "tgt": tgt, "val_src": val_src, "val_tgt": val_tgt,
@@ -104,15 +105,18 @@ def experiment(
     except KeyboardInterrupt:
         info("stopped; run the same command again to resume the grid (complete runs are kept)")
         raise
+    if failures and not any(r.state == "done" for r in grid.runs):
+        raise WorkFailure(f"every run failed: {_listed(failures)}")
     lib.require_runs(grid)
     paths = lib.write_report(grid)
     typer.echo(paths["markdown"].read_text(encoding="utf-8").split("\n## Notes")[0].split("\n## Runs")[0], nl=False)
     info(f"experiment: report → {', '.join(str(p) for p in paths.values())}")
     if failures:
-        from embtool.errors import WorkFailure
+        raise WorkFailure(f"{len(failures)} run(s) failed: {_listed(failures)}; run the same command again to retry them")
 
-        listed = "; ".join(f"{r.variant} seed {r.seed} ({why})" for r, why in failures)
-        raise WorkFailure(f"{len(failures)} run(s) failed: {listed}; run the same command again to retry them")
+
+def _listed(failures: list[Any]) -> str:
+    return "; ".join(f"{r.variant} seed {r.seed} ({why})" for r, why in failures)
 
 
 def _parse_sets(items: List[str]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ def report(
         None, "--plot", help="Write Figure 1 (validation curves, one panel per task) to this PNG."
     ),
     csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV line per Table 1 cell here."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON instead of Markdown."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (Markdown still goes to -o)."),
     no_table_stats: bool = typer.Option(
         False, "--no-table-stats", help="Skip Table 2 (reading the tables the runs used)."
     ),
@@ -49,15 +49,15 @@ def report(
     if csv_path:
         atomic.write_text(csv_path, lib.to_csv(rep))
         info(f"report: {len(rep.cells)} cell(s) → {csv_path}")
-    if json_out:
-        typer.echo(json.dumps(lib.to_json(rep), ensure_ascii=False, indent=1))
-        return
     text = lib.markdown(rep)
-    if out and out != "-":
-        atomic.write_text(out, text)
+    to_file = bool(out and out != "-")
+    if to_file:
+        atomic.write_text(str(out), text)
         info(
             f"report: {len(rep.cells)} cell(s) from {len(rep.runs) - len(rep.left_out)} complete run(s), "
             f"{len(rep.left_out)} left out → {out}"
         )
-    else:
+    if json_out:
+        typer.echo(json.dumps(lib.to_json(rep), ensure_ascii=False, indent=1))
+    elif not to_file:
         typer.echo(text, nl=False)
