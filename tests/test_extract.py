@@ -346,3 +346,40 @@ def test_cli_extract_errors(embtool, ckpts, tmp_path, args, message) -> None:
     assert r.stderr.startswith("embtool: error: ") and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_bf16_checkpoint_rows_are_exact(tmp_path) -> None:
+    from transformers import BertModel
+
+    folder = _save_bert(tmp_path / "bert")
+    model = BertModel.from_pretrained(folder).to(torch.bfloat16)
+    model.save_pretrained(folder)
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        weight = f.get_tensor("embeddings.word_embeddings.weight")
+    assert weight.dtype == torch.bfloat16
+    table, _ = extract(str(folder), Vocabulary(["the", "##s"], info={"tokenizer": f"hf:{folder}"}))
+    assert torch.equal(table.vectors, weight[[5, 11]].float())
+
+
+def test_cli_vocab_then_extract_pieces(embtool, ckpts, tmp_path) -> None:
+    """A vocabulary made with the checkpoint's own tokenizer is all pieces: every token is found."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the cat sat on the mat\nthe dog\nhello cats\n", encoding="utf-8")
+    for name in ("t5",):
+        vocab, out = tmp_path / f"{name}.vocab", tmp_path / f"{name}.safetensors"
+        r = embtool("vocab", "--text", str(corpus), "--tokenizer", f"hf:{ckpts[name]}", "--specials", "", "-o", str(vocab))
+        assert r.code == 0, r.stderr
+        r = embtool("extract", str(ckpts[name]), "--vocab", str(vocab), "-o", str(out))
+        assert r.code == 0, r.stderr
+        table = load(out)
+        assert table.missing == [] and table.tokenizer == f"hf:{ckpts[name]}"
+        ids = _tok_ids(ckpts[name], table.tokens)
+        assert torch.equal(table.vectors, _model_embedding(ckpts[name])[ids])
+
+
+def test_cli_hub_id_offline_says_how_to_use_a_local_folder(embtool, tmp_path) -> None:
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("the\n", encoding="utf-8")
+    r = embtool("extract", "google/mt5-small", "--vocab", str(vocab), "-o", str(tmp_path / "o.safetensors"))
+    assert r.code == 1 and "give a local checkpoint folder" in r.stderr, r.stderr
+    assert not (tmp_path / "o.safetensors").exists()
