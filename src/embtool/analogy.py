@@ -197,6 +197,7 @@ def evaluate_analogies(
     a: list[int] = []  # rows of the answered questions' words
     b: list[int] = []
     c: list[int] = []
+    d: list[int] = []
     for si, sec in enumerate(questions):
         for qi, q in enumerate(sec.questions):
             ra, rb, rc, rd = row(q.a), row(q.b), row(q.c), row(q.d)
@@ -208,10 +209,11 @@ def evaluate_analogies(
             a.append(ra)
             b.append(rb)
             c.append(rc)
+            d.append(rd)
 
     fallbacks = 0
     if todo:
-        answers, fallbacks = search.solve(table.vectors[:r], vocab, a, b, c, method=method, device=device)
+        answers, fallbacks = search.solve(table.vectors[:r], vocab, a, b, c, d, method=method, device=device)
         for (si, qi, expected), ans in zip(todo, answers, strict=True):
             predicted[si][qi] = ans
             if ans == expected:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
 BLOCK = 64  # rows per block of the bound (any size gives the same answers; this one is fast)
+DENSE = 0.15  # score a question against every row when its bound leaves more of the blocks
 _U32 = 2.0**-24  # unit roundoff of float32
 _GENSIM_TOPN = 5  # evaluate_word_analogies asks most_similar for topn=5 …
 _GENSIM_TOP = _GENSIM_TOPN + 3  # … which sorts topn + len(question words) rows
@@ -62,15 +63,17 @@ def solve(
     a: Sequence[int],
     b: Sequence[int],
     c: Sequence[int],
+    d: Sequence[int],
     *,
     method: str = "add",
     device: str = "cpu",
 ) -> Answers:
     """Answer "a : b :: c : ?" for rows a, b, c of ``vectors`` (R, D): the key of each answer
-    (None when every row is a question word), and how many questions needed gensim's own steps."""
+    (None when every row is a question word), and how many questions needed gensim's own steps.
+    The expected answers ``d`` only speed the search up; they never change an answer."""
     rows = np.ascontiguousarray(vectors.detach().float().cpu().numpy())  # (R, D) float32, as gensim
-    qa, qb, qc = (np.asarray(x, dtype=np.int64) for x in (a, b, c))
-    return (_solve_add if method == "add" else _solve_mul)(rows, vocab, qa, qb, qc, device)
+    qa, qb, qc, qd = (np.asarray(x, dtype=np.int64) for x in (a, b, c, d))
+    return (_solve_add if method == "add" else _solve_mul)(rows, vocab, qa, qb, qc, qd, device)
 
 
 def _row_norms(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -96,78 +99,107 @@ def _similarities(unit: np.ndarray, words: np.ndarray, device: str) -> np.ndarra
     return sims.cpu().numpy()
 
 
-def _blockreduce(x: np.ndarray, op: Callable[..., np.ndarray]) -> np.ndarray:
-    """(K, R) → (K, ⌈R/BLOCK⌉): ``op`` (np.max or np.min) over each block of BLOCK rows."""
+def _blockreduce(x: np.ndarray, op: str) -> np.ndarray:
+    """(K, R) → (K, ⌈R/BLOCK⌉): the max (``op="max"``) or min of each block of BLOCK rows."""
+    import torch
+
     k, r = x.shape
     full = r // BLOCK
-    parts = [op(x[:, : full * BLOCK].reshape(k, full, BLOCK), axis=2)]
+    reduce = torch.amax if op == "max" else torch.amin
+    t = torch.from_numpy(x)
+    parts = [reduce(t[:, : full * BLOCK].reshape(k, full, BLOCK), dim=2)]
     if r % BLOCK:
-        parts.append(op(x[:, full * BLOCK :], axis=1, keepdims=True))
-    return np.concatenate(parts, axis=1)
+        parts.append(reduce(t[:, full * BLOCK :], dim=1, keepdim=True))
+    return torch.cat(parts, dim=1).numpy()
 
 
-def _search(
-    bound: np.ndarray,
-    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    excluded: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    r: int,
-    delta: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+Arrays = np.ndarray  # (Q,) int64 rows of the question words
+Combine = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (S_b, S_c, S_a) → scores
+
+
+@dataclass
+class _Problem:
+    """One slice of questions: their words as table rows and as rows of S, and the score."""
+
+    sims: np.ndarray  # (W, R) cosines of the question words with every row
+    wa: Arrays  # (Q,) rows of `sims` for a, b, c
+    wb: Arrays
+    wc: Arrays
+    a: Arrays  # (Q,) table rows of a, b, c
+    b: Arrays
+    c: Arrays
+    vocab: Vocab
+    dead: np.ndarray  # (R,) rows without a direction
+    combine: Combine  # elementwise, float32; the block bounds use the same operations
+
+    def score(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(K, n) scores of rows (K, n) for questions q (K,); rows that may not answer: −inf."""
+        s = self.sims
+        vals = self.combine(s[self.wb[q, None], rows], s[self.wc[q, None], rows], s[self.wa[q, None], rows])
+        g = self.vocab.group[rows]  # every case variant of a question word is left out, as gensim does
+        own = (g == self.a[q, None]) | (g == self.b[q, None]) | (g == self.c[q, None]) | self.dead[rows]
+        vals[own] = -np.inf
+        return vals
+
+    def score_all(self, q: np.ndarray) -> np.ndarray:
+        """(K, R) scores of every row for questions q (K,), −inf where a row may not answer."""
+        s = self.sims
+        vals = self.combine(s[self.wb[q]], s[self.wc[q]], s[self.wa[q]])
+        variants, keys = self.vocab.variants, self.vocab.keys
+        for k, i in enumerate(q):
+            for w in (self.a[i], self.b[i], self.c[i]):
+                vals[k, variants.get(keys[w], [w])] = -np.inf
+        vals[:, self.dead] = -np.inf
+        return vals
+
+
+def _search(p: _Problem, bound: np.ndarray, delta: float, hint: Arrays) -> tuple[Arrays, Arrays]:
     """Every (question, row) whose score is within ``delta`` of its question's best.
 
-    ``bound`` (Q, nblocks) bounds the score of every row of a block from above;
-    ``score(q, rows)`` gives (K, n) scores of rows (K, n) for questions q (K,);
-    ``excluded(q, rows)`` marks rows that may not answer. Returns (question, row, score) arrays.
+    ``bound`` (Q, nblocks) bounds the score of every row of a block from above; ``hint`` (Q,) is
+    a row likely to score well (the expected answer), used only to start from a good lower bound.
+    A question whose bound rules out too few blocks is scored against every row instead.
     """
     nq, nblk = bound.shape
+    r = p.sims.shape[1]
     offs = np.arange(BLOCK)
 
     def block_scores(q: np.ndarray, blk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = blk[:, None] * BLOCK + offs  # (K, BLOCK)
         outside = rows >= r
         rows = np.minimum(rows, r - 1)
-        vals = score(q, rows)
-        vals[outside | excluded(q, rows)] = -np.inf
+        vals = p.score(q, rows)
+        vals[outside] = -np.inf
         return rows, vals
 
-    # a first lower bound on each question's best: the rows of its four most promising blocks
-    k0 = min(4, nblk)
-    top = np.argpartition(-bound, k0 - 1, axis=1)[:, :k0] if nblk > k0 else np.tile(np.arange(nblk), (nq, 1))
-    qs = np.repeat(np.arange(nq), k0)
-    _, vals = block_scores(qs, top.reshape(-1))
-    low = vals.reshape(nq, -1).max(axis=1)  # (Q,)
-    # then every block whose bound reaches it, in slices that keep memory small
-    q_all, blk_all = np.nonzero(bound >= (low - delta)[:, None])
-    best = np.full(nq, -np.inf)
+    # a first lower bound on each question's best: the hinted row and its most promising block
+    qs = np.arange(nq)
+    low = np.maximum(block_scores(qs, bound.argmax(axis=1))[1].max(axis=1), p.score(qs, hint[:, None])[:, 0])
+    selected = bound >= (low - delta)[:, None]  # (Q, nblocks): blocks that may hold a candidate
+    dense = selected.sum(axis=1) > DENSE * nblk
+    selected[dense] = False
+    found: list[tuple[np.ndarray, np.ndarray]] = []
+    for part in _chunks(int(dense.sum()), 64):  # few blocks ruled out: score every row
+        q = np.flatnonzero(dense)[part]
+        vals = p.score_all(q)  # (K, R)
+        i, rows = np.nonzero((vals >= (vals.max(axis=1) - delta)[:, None]) & (vals > -np.inf))
+        found.append((q[i], rows))
+    q_all, blk_all = np.nonzero(selected)
+    best = np.full(nq, -np.inf, dtype=np.float32)
     kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    step = 1 << 16
-    for s in range(0, len(q_all), step):
-        q, blk = q_all[s : s + step], blk_all[s : s + step]
+    for part in _chunks(len(q_all), 1 << 15):
+        q, blk = q_all[part], blk_all[part]
         rows, vals = block_scores(q, blk)
         vmax = vals.max(axis=1)
         np.maximum.at(best, q, vmax)
         keep = vmax >= low[q] - delta
         kept.append((q[keep], rows[keep], vals[keep]))
-    q = np.concatenate([k[0] for k in kept])
-    rows = np.concatenate([k[1] for k in kept])
-    vals = np.concatenate([k[2] for k in kept])
-    i, j = np.nonzero((vals >= (best[q] - delta)[:, None]) & (vals > -np.inf))
-    return q[i], rows[i, j], vals[i, j]
-
-
-Arrays = np.ndarray  # (Q,) int64 rows of the question words
-
-
-def _excluder(
-    vocab: Vocab, dead: np.ndarray, a: Arrays, b: Arrays, c: Arrays
-) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    group = vocab.group
-
-    def excluded(q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        g = group[rows]  # every case variant of a question word is excluded, as gensim does
-        return (g == a[q, None]) | (g == b[q, None]) | (g == c[q, None]) | dead[rows]
-
-    return excluded
+    for q, rows, vals in kept:
+        i, j = np.nonzero((vals >= (best[q] - delta)[:, None]) & (vals > -np.inf))
+        found.append((q[i], rows[i, j]))
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
 
 def _chunks(n: int, size: int) -> list[slice]:
@@ -184,9 +216,10 @@ def _prepare(
     return norms, unit, dead, sims, wa, wb, wc
 
 
-def _solve_mul(vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Arrays, device: str) -> Answers:
+def _solve_mul(
+    vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Arrays, d: Arrays, device: str
+) -> Answers:
     """3CosMul: argmax over rows of cos'(d,b)·cos'(d,c)/(cos'(d,a)+ε), lowest row on ties."""
-    r = vectors.shape[0]
     _, _, dead, sims, wa, wb, wc = _prepare(vectors, a, b, c, device)
     half = np.float32(0.5)
 
@@ -196,28 +229,17 @@ def _solve_mul(vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Array
     def mul(sb: np.ndarray, sc: np.ndarray, sa: np.ndarray) -> np.ndarray:
         return shifted(sb) * shifted(sc) / (shifted(sa) + np.float32(MUL_EPS))
 
-    hi, lo = _blockreduce(sims, np.max), _blockreduce(sims, np.min)  # (W, nblocks)
-    excluded = _excluder(vocab, dead, a, b, c)
+    hi, lo = _blockreduce(sims, "max"), _blockreduce(sims, "min")  # (W, nblocks)
     answers: list[str | None] = [None] * len(a)
     for part in _chunks(len(a), 4096):
-        pa, pb, pc = wa[part], wb[part], wc[part]
-        bound = mul(hi[pb], hi[pc], lo[pa])  # monotone in each cosine: an upper bound per block
-
-        def score(q: np.ndarray, rows: np.ndarray, pa=pa, pb=pb, pc=pc) -> np.ndarray:
-            return mul(sims[pb[q, None], rows], sims[pc[q, None], rows], sims[pa[q, None], rows])
-
-        offset = part.start
-
-        def skip(q: np.ndarray, rows: np.ndarray, o: int = offset) -> np.ndarray:
-            return excluded(q + o, rows)
-
-        q, rows, _ = _search(bound, score, skip, r, 0.0)
+        p = _Problem(sims, wa[part], wb[part], wc[part], a[part], b[part], c[part], vocab, dead, mul)
+        bound = mul(hi[p.wb], hi[p.wc], lo[p.wa])  # monotone in each cosine: an upper bound per block
+        q, rows = _search(p, bound, 0.0, d[part])
         order = np.lexsort((rows, q))  # lowest row first within each question
         q, rows = q[order], rows[order]
-        first = np.ones(len(q), dtype=bool)
-        first[1:] = q[1:] != q[:-1]
+        first = np.r_[True, q[1:] != q[:-1]]
         for qi, row in zip(q[first], rows[first], strict=True):
-            answers[offset + qi] = vocab.keys[row]
+            answers[part.start + qi] = vocab.keys[row]
     return answers, 0
 
 
@@ -249,8 +271,10 @@ def _rescore(
     return t, err
 
 
-def _solve_add(vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Arrays, device: str) -> Answers:
-    r, dim = vectors.shape
+def _solve_add(
+    vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Arrays, d: Arrays, device: str
+) -> Answers:
+    dim = vectors.shape[1]
     norms, unit, dead, sims, wa, wb, wc = _prepare(vectors, a, b, c, device)
     # S carries at most D·u error per entry; with the query's own rounding, 3CosAdd scores
     # S[r,b] − S[r,a] + S[r,c] are within E = 6·D·u + 64u of (3‖m‖ ×) gensim's; δ = 4E ≥ 2E.
@@ -258,30 +282,23 @@ def _solve_add(vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Array
     pairs, pair_of = np.unique(np.stack([wa, wb], axis=1), axis=0, return_inverse=True)
     pair_of = pair_of.reshape(-1)
     pair_hi = np.concatenate(
-        [_blockreduce(sims[pairs[s, 1]] - sims[pairs[s, 0]], np.max) for s in _chunks(len(pairs), 64)]
+        [_blockreduce(sims[pairs[s, 1]] - sims[pairs[s, 0]], "max") for s in _chunks(len(pairs), 64)]
     )  # (pairs, nblocks): block maxima of S[:,b] − S[:,a]
-    word_hi = _blockreduce(sims, np.max)  # (W, nblocks)
+    word_hi = _blockreduce(sims, "max")  # (W, nblocks)
     queries = _queries(unit, a, b, c)  # (Q, D)
-    excluded = _excluder(vocab, dead, a, b, c)
+
+    def add(sb: np.ndarray, sc: np.ndarray, sa: np.ndarray) -> np.ndarray:
+        return (sb - sa) + sc  # the order the pair bound assumes
 
     winner = np.full(len(a), -1, dtype=np.int64)
     unsure = np.zeros(len(a), dtype=bool)
     t_win = np.zeros(len(a))
     e_win = np.zeros(len(a))
     for part in _chunks(len(a), 4096):
-        pa, pb, pc, pp = wa[part], wb[part], wc[part], pair_of[part]
-        bound = pair_hi[pp] + word_hi[pc]  # (q, nblocks); ≥ every row's score, rounding included
-
-        def score(q: np.ndarray, rows: np.ndarray, pa=pa, pb=pb, pc=pc) -> np.ndarray:
-            return (sims[pb[q, None], rows] - sims[pa[q, None], rows]) + sims[pc[q, None], rows]
-
-        o = part.start
-
-        def skip(q: np.ndarray, rows: np.ndarray, o: int = o) -> np.ndarray:
-            return excluded(q + o, rows)
-
-        q, rows, _ = _search(bound, score, skip, r, delta)
-        q = q + o
+        p = _Problem(sims, wa[part], wb[part], wc[part], a[part], b[part], c[part], vocab, dead, add)
+        bound = pair_hi[pair_of[part]] + word_hi[p.wc]  # (q, nblocks) ≥ every row's score, rounding included
+        q, rows = _search(p, bound, delta, d[part])
+        q = q + part.start
         t, e = _rescore(vectors, norms, queries, q, rows)
         order = np.lexsort((-t, q))  # per question, best first
         q, rows, t, e = q[order], rows[order], t[order], e[order]
