@@ -181,6 +181,12 @@ def test_resolve_source(source, kind, location) -> None:
     assert (ref.kind, ref.location) == (kind, location)
 
 
+def test_safetensors_file_is_not_a_source(tmp_path) -> None:
+    (tmp_path / "t.safetensors").write_bytes(b"x")
+    with pytest.raises(BadInput, match="embtool align"):
+        resolve_source(str(tmp_path / "t.safetensors"))
+
+
 def test_unknown_alias() -> None:
     with pytest.raises(BadInput, match="unknown source 'bertt'.*alias"):
         resolve_source("bertt")

@@ -48,6 +48,11 @@ def resolve_source(source: str) -> SourceRef:
     if path.is_dir():
         return SourceRef("hf", source)
     if path.is_file():
+        if path.suffix == ".safetensors":
+            raise BadInput(
+                f"{source}: a safetensors file is no vector file; for an embtool table use `embtool align "
+                f"{source} --vocab V`, for a checkpoint give its folder"
+            )
         return SourceRef("vectors", source, None)
     if source in ALIASES.values() or (_HUB_ID.match(source) and not source.startswith(".")):
         return SourceRef("hf", source)
