@@ -97,3 +97,35 @@ def test_unreachable_hub_says_how_to_point_at_a_local_copy(monkeypatch) -> None:
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(WorkFailure, match="--data-dir DIR or EMBTOOL_DATA_DIR=DIR"):
         load_task("multi30k", "train")
+
+
+@pytest.mark.parametrize(
+    "task,split,columns,expect",
+    [
+        ("multi30k", "test", {"en": ["A dog."], "de": ["Ein Hund."]}, (["Ein Hund."], ["A dog."])),
+        ("iwslt2017", "val", {"translation": [{"de": "Danke.", "en": "Thanks."}]}, (["Danke."], ["Thanks."])),
+        ("sst2", "train", {"sentence": ["good", "bad", "?"], "label": [1, 0, -1], "idx": [0, 1, 2]},
+         ([("good",), ("bad",)], [1, 0])),
+        ("mnli", "val_mismatched", {"premise": ["P"], "hypothesis": ["H"], "label": [1], "idx": [0]},
+         ([("P", "H")], [1])),
+    ],
+)  # fmt: skip
+def test_hub_rows_are_shaped_like_local_ones(monkeypatch, task, split, columns, expect) -> None:
+    """The hub path without the hub: a datasets.Dataset with the repository's columns."""
+    import datasets
+
+    import embtool.tasks as tasks
+
+    seen = {}
+
+    def fake(info, hub_split):
+        seen["split"] = hub_split
+        return datasets.Dataset.from_dict(columns)
+
+    monkeypatch.delenv("EMBTOOL_DATA_DIR", raising=False)
+    monkeypatch.setattr(tasks, "_hub_dataset", fake)
+    data = load_task(task, split)
+    got = (data.src, data.tgt) if isinstance(data, TranslationData) else (data.texts, data.labels)
+    assert got == expect
+    assert seen["split"] == tasks.TASKS[task].splits[split].hub
+    assert data.origin.startswith(f"hf:{tasks.TASKS[task].hub_id}")
