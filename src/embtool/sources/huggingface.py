@@ -337,9 +337,7 @@ def release_memory() -> None:
     """Hand freed heap pages back to the system (glibc), so that a large tokenizer's memory
     does not stay resident under what comes next; a no-op elsewhere."""
     import ctypes
-    import gc
 
-    gc.collect()
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
