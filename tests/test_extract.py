@@ -104,6 +104,26 @@ def test_bert_pieces_equal_model_rows(ckpts, name) -> None:
     assert table.history[-1]["op"] == "extract"
 
 
+def test_sharded_bin_checkpoint(ckpts, tmp_path) -> None:
+    import shutil
+
+    src = ckpts["bert_bin"]
+    state = torch.load(src / "pytorch_model.bin", weights_only=True)
+    keys = sorted(state)
+    half = len(keys) // 2
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, tmp_path / name)
+    weight_map = {}
+    for i, part in enumerate((keys[:half], keys[half:])):
+        shard = f"pytorch_model-0000{i + 1}-of-00002.bin"
+        torch.save({k: state[k] for k in part}, tmp_path / shard)
+        weight_map.update(dict.fromkeys(part, shard))
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    table, _ = extract(str(tmp_path), Vocabulary(["the", "##s"], info={"tokenizer": "hf:x"}))
+    assert torch.equal(table.vectors, state["embeddings.word_embeddings.weight"][[5, 11]])
+
+
 def test_sharded_checkpoint_reads_only_the_named_shard(ckpts) -> None:
     folder = ckpts["bert_sharded"]
     index = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
