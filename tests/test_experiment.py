@@ -177,6 +177,7 @@ def test_cli_dry_run_lists_the_grid(embtool, toy: Path) -> None:
         (["--emb", "nope.safetensors"], "--emb nope.safetensors: no such table file"),
         (["--emb", "w2v.safetensors", "--variants", "xavier,bogus"], "unknown variant 'bogus'"),
         (["--emb", "w2v.safetensors", "--set", "oops"], "--set 'oops': give KEY=VALUE"),
+        (["--emb", "w2v.safetensors", "--set", "epochz=2"], "unknown training setting(s) epochz"),
     ],
 )
 def test_cli_bad_input(embtool, toy: Path, args, message) -> None:

@@ -253,6 +253,15 @@ def check_record(grid: Grid) -> dict[str, Any]:
     return record
 
 
+def check(grid: Grid) -> tuple[dict[str, Any], dict[int, Any]]:
+    """Check the grid against its folder and every run's training settings, before any work.
+
+    Returns the grid's record and the TrainConfig of each run not done (keyed by ``id(run)``).
+    """
+    record = check_record(grid)
+    return record, {id(r): train_config(grid, r) for r in grid.todo()}
+
+
 def run_grid(
     grid: Grid,
     event: Event | None = None,
@@ -272,8 +281,7 @@ def run_grid(
         from embtool.training import train as train_fn
 
         train = train_fn
-    record = check_record(grid)
-    configs = {id(r): train_config(grid, r) for r in grid.todo()}  # check every setting before any work
+    record, configs = check(grid)
     grid.out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(grid.out / GRID_FILE, json.dumps(record, indent=2) + "\n")
     build_tables(grid, event=event)

@@ -98,6 +98,7 @@ def experiment(
     grid = lib.plan(task, {k: v for k, v in inputs.items() if v}, folder, lib.parse_variants(variants),
                     lib.parse_seeds(seeds), settings)
     if dry_run:
+        lib.check(grid)  # the same checks as a real run: settings, and the folder's earlier grid
         _print_plan(grid)
         return
     try:
