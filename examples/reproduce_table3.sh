@@ -4,7 +4,8 @@
 # One `embtool experiment` grid per (train, pos.) setting, then one report over all of them: the
 # report labels each cell with its setting ("word2vec_Xavier [frozen, no posenc]").
 #
-#   SIZE=cpu (default) the CPU-sized setting of reproduce_table1_multi30k.sh, 2 seeds
+#   SIZE=cpu (default) the CPU-sized setting of reproduce_table1_multi30k.sh, 3 variants × 2 seeds × 4
+#            settings = 24 short runs (about an hour on two CPU cores, estimated)
 #   SIZE=gpu the paper's: Table 5 settings on CUDA, 3 seeds
 #   SIZE=tiny a smoke test
 #
@@ -17,7 +18,7 @@ case "$SIZE" in
   tiny) seeds=1; variants=${VARIANTS:-xavier,standardized}
         train=(--epochs 1 --layers 1 --batch-size 32 --max-train-examples 200 --max-eval-examples 20 --device cpu) ;;
   cpu)  seeds=2; variants=${VARIANTS:-xavier,pretrained,standardized}
-        train=(--epochs 3 --layers 1 --batch-size 64 --max-train-examples 3000 --max-eval-examples 200 --device cpu) ;;
+        train=(--epochs 5 --layers 1 --lr 1e-3 --batch-size 64 --max-train-examples 10000 --max-eval-examples 300 --device cpu) ;;
   gpu)  seeds=3; variants=${VARIANTS:-xavier,pretrained,standardized}
         train=(--batch-size 64 --device cuda) ;;
   *) echo "SIZE must be tiny, cpu or gpu, not '$SIZE'" >&2; exit 2 ;;
