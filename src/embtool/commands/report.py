@@ -31,13 +31,13 @@ def report(
 ) -> None:
     """Mean (σ) over seeds of test BLEU or best validation accuracy, per task and initialisation.
 
-    Runs are grouped by task and by the initialisation name read from each run's tables
-    (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …). Incomplete or failed runs
-    (no test.json) are listed and left out of every mean.
+    Runs are grouped by task and by the initialisation name read from each run's tables (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …): the paper's Table 1 (best per task in bold, seeds per cell), Table 2 (range, mean (σ) of the tables the runs started from) and, with --plot, Figure 1 (validation BLEU or accuracy per epoch, mean ± σ over seeds, one panel per task). Incomplete or failed runs (no test.json) are listed and left out of every figure.
 
     Example:
 
       embtool report runs/ -o report.md --plot curves.png --csv table1.csv
+
+      embtool report runs/glove_x runs/xavier --json
     """
     from embtool import atomic
     from embtool import report as lib
