@@ -232,3 +232,22 @@ def test_plot_without_complete_runs_is_an_error(embtool, tmp_path: Path) -> None
     write_run(tmp_path / "r", result=None)
     r = embtool("report", str(tmp_path), "--plot", str(tmp_path / "c.png"))
     assert r.code == 2 and "no complete runs" in r.stderr
+
+
+def test_experiment_boxes_name_their_xavier_rows_and_group_rows(tmp_path: Path) -> None:
+    t5 = {"source": "hf:google/mt5-base", "history": [_h("extract")]}
+    t5x = {"source": "hf:google/mt5-base", "history": [_h("extract"), _h("standardize", to="xavier")]}
+    x_t5 = {"source": "xavier", "history": [_h("init", method="xavier"),
+                                             _h("standardize", to="t5.safetensors", to_source="hf:google/mt5-base")]}
+    glove_box = {"x": None, "g": GLOVE, "gx": GLOVE_X}
+    t5_box = {"x": None, "t": t5, "tx": t5x, "xt": x_t5}
+    for box, d, runs in (("glove", 4, glove_box), ("t5", 8, t5_box)):
+        for key, info in runs.items():
+            tables = {"src": info, "tgt": info} if info else None
+            write_run(tmp_path / box / key, d_model=d, vocab=(50 + d, 40 + d), tables=tables)
+    rep = lib.build_report([tmp_path], table_stats=False)
+    assert [c.name for c in rep.cells] == [
+        "Xavier (GloVe box)", "GloVe", "GloVe_Xavier", "Xavier (mT5 box)", "mT5", "mT5_Xavier", "Xavier_mT5"]
+    table1 = lib.markdown(rep).split("## Table 2")[0]
+    rows = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")][2:]
+    assert rows == [c.name for c in rep.cells]

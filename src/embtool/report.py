@@ -72,6 +72,7 @@ class Cell:
     epoch2: float | None = None
     best: bool = False
     best2: bool = False
+    box: str | None = None  # the pretrained table of the cell's experiment (see build_report)
     notes: list[str] = field(default_factory=list)
     table: dict[str, Any] | None = None  # Table 2 figures of the encoder table
 
@@ -262,19 +263,44 @@ def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = Tr
     for r in runs:
         if r.complete:
             groups.setdefault((r.task, r.name, r.signature), []).append(r)
-    names_per_task: dict[tuple[str, str], int] = {}
-    for task, name, _ in groups:
-        names_per_task[(task, name)] = names_per_task.get((task, name), 0) + 1
+    # The paper's experiment boxes: the runs of one task with one model shape (D, vocabularies),
+    # named after the pretrained table they compare against Xavier (GloVe, BERT, T5, …).
+    bases: dict[tuple[str, tuple[Any, ...]], set[str]] = {}
+    for task, name, sig in groups:
+        if _base(name) != XAVIER:
+            bases.setdefault((task, sig), set()).add(_base(name))
+    shapes: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for task, name, sig in groups:
+        shapes.setdefault((task, name), []).append(sig)
     cells: list[Cell] = []
     for (task, name, sig), members in groups.items():
-        label = name if names_per_task[(task, name)] == 1 else f"{name} ({_describe(sig)})"
-        cells.append(_cell(task, label, members))
-    cells.sort(key=lambda c: (c.task, sort_key(c.name)))
+        found = bases.get((task, sig), set())
+        box = next(iter(found)) if len(found) == 1 else None
+        label = name
+        if len(shapes[(task, name)]) > 1:  # the same name in two boxes (e.g. Xavier): say which
+            other_boxes = [bases.get((task, s), set()) for s in shapes[(task, name)]]
+            unique = box is not None and sum(b == {box} for b in other_boxes) == 1
+            label = f"{name} ({box} box)" if unique else f"{name} ({_describe(sig)})"
+        cell = _cell(task, label, members)
+        cell.box = box
+        cells.append(cell)
+    cells.sort(key=lambda c: (c.task, row_key(c)))
     _mark_best(cells)
     if table_stats:
         for c in cells:
             c.table = encoder_table_stats(c.runs)
     return Report(cells=cells, runs=runs)
+
+
+def _base(name: str) -> str:
+    """The pretrained table an initialisation name is about: GloVe_Xavier → GloVe, Xavier_T5 → T5."""
+    parts = name.split(" [")[0].split(" (")[0].split("_")
+    return parts[1] if parts[0] == XAVIER and len(parts) > 1 else parts[0]
+
+
+def row_key(cell: Cell) -> tuple[Any, ...]:
+    """Rows box by box, each in the paper's order (Xavier, X, X_Xavier, X_Shuffled, Xavier_X)."""
+    return ((cell.box or "").lower(), sort_key(cell.name.split(" (")[0]), cell.name)
 
 
 def _describe(sig: tuple[Any, ...]) -> str:
@@ -474,7 +500,10 @@ def markdown(report: Report, title: str = "embtool report") -> str:
     w(f"# {title}\n\n{len(report.runs)} run(s): {len(complete)} complete, "
       f"{len(report.left_out)} incomplete or failed (listed below, left out of every figure).\n\n")
     tasks = report.tasks
-    names = sorted(dict.fromkeys(c.name for c in report.cells), key=sort_key)
+    first: dict[str, Cell] = {}
+    for c in report.cells:
+        first.setdefault(c.name, c)
+    names = sorted(first, key=lambda n: row_key(first[n]))
     by = {(c.task, c.name): c for c in report.cells}
     if report.cells:
         w("## Table 1: test BLEU or best validation accuracy, mean (σ) over seeds\n\n")
@@ -500,8 +529,8 @@ def markdown(report: Report, title: str = "embtool report") -> str:
         for name in names:
             row = [name]
             for t in tasks:
-                c = by.get((t, name))
-                s = c.table if c is not None else None
+                found = by.get((t, name))
+                s = found.table if found is not None else None
                 if s is None or "min" not in s:
                     row += ["–", "–"]
                 else:
