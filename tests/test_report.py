@@ -83,6 +83,8 @@ def grid(tmp_path: Path) -> Path:
     write_run(runs / "glove/s2", seed=2, result=None, tables={"src": GLOVE, "tgt": GLOVE}, curve=[1.0, 2.0])
     bad = write_run(runs / "glove/s3", seed=3, result=99.0, tables={"src": GLOVE, "tgt": GLOVE})
     (bad / "test.json").write_text("{not json")
+    (runs / "checkpoints/bert").mkdir(parents=True)  # a Hugging Face checkpoint's config.json: no run
+    (runs / "checkpoints/bert/config.json").write_text('{"model_type": "bert"}')
     for seed, acc in enumerate([80.0, 82.0], start=1):
         write_run(runs / f"sst2/s{seed}", task="sst2", seed=seed, result=acc, curve=[70.0, 80.0], best_epoch=seed)
     return runs

@@ -116,7 +116,7 @@ def find_run_dirs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
         if (p / CONFIG).is_file():
             found.append(p)
             continue
-        below = sorted(c.parent for c in p.rglob(CONFIG))
+        below = sorted(c.parent for c in p.rglob(CONFIG) if _looks_like_run(c.parent))
         if not below:
             raise BadInput(f"{p}: no run folders ({CONFIG}) in it; give `embtool train` output folders")
         found.extend(below)
@@ -124,6 +124,17 @@ def find_run_dirs(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for p in found:  # a folder given twice, or given with a folder of it, is read once
         unique.setdefault(p.resolve(), p)
     return list(unique.values())
+
+
+def _looks_like_run(folder: Path) -> bool:
+    """A folder found by searching is a run when its config.json is train's (not, say, a checkpoint's)."""
+    if (folder / METRICS).is_file() or (folder / TEST).is_file():
+        return True
+    try:
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "task" in config and "train" in config
 
 
 def read_run(path: Path) -> Run:
