@@ -268,9 +268,9 @@ def run_grid(
     train: Callable[..., Path] | None = None,
     progress: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> list[tuple[PlannedRun, str]]:
-    """Build the missing tables, train every run not done, write the report; return failures.
+    """Build the missing tables and train every run not done; return the failed runs and why.
 
-    ``event(name, info)`` hears "table", "skip", "start", "done", "failed" and "report".
+    ``event(name, info)`` hears "table", "skip", "start", "done" and "failed".
     ``progress`` is passed to `embtool.training.train`. A run that fails while working is
     recorded and the grid goes on; bad input stops it (it would fail every run).
     """
