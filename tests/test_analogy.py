@@ -283,3 +283,31 @@ def test_cli_errors_are_one_line_exit_2(cli, tmp_path: Path, lee_table: Path, ar
     assert r.code == 2
     assert r.stderr.startswith("embtool: error: ") and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- the Table 4 example
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "table4_analogy.sh"
+
+
+def test_example_is_valid_bash() -> None:
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(EXAMPLE)]).returncode == 0
+
+
+@pytest.mark.slow
+def test_example_table4_end_to_end(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SIZE": "tiny", "OUT": str(tmp_path / "t4"), "EMBTOOL_DATA_DIR": str(data)}
+    proc = subprocess.run(["bash", str(EXAMPLE)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    totals = [json.loads(f.read_text())["total"] for f in sorted((tmp_path / "t4").glob("[1-5]-*.json"))]
+    assert len(totals) == 5 and len({t["answered"] for t in totals}) == 1 and totals[0]["answered"] > 0
+    assert abs(totals[0]["correct"] - totals[1]["correct"]) <= 1  # scaling cannot change accuracy
+    assert "standardized × √D + position encodings" in proc.stdout

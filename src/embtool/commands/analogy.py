@@ -79,8 +79,9 @@ def analogy(
     view.add_column("skipped", justify="right")
     for s in [*result.sections, result.total]:
         view.add_row(s.name, _cell(s.correct, s.answered), str(s.skipped), end_section=s is result.sections[-1])
-    view.caption = result.signature
-    Console().print(view)
+    console = Console()
+    console.print(view)
+    console.print(result.signature, style="dim", soft_wrap=True, markup=False, highlight=False)
 
 
 def _cell(correct: int, answered: int) -> str:

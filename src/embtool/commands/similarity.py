@@ -68,5 +68,7 @@ def similarity(
         view.add_column(name, justify="left" if name == "pairs file" else "right")
     for r in results:
         view.add_row(r.name, f"{r.spearman:.4f}", f"{r.pearson:.4f}", str(r.pairs), f"{r.oov} ({r.oov_ratio:.1f}%)")
-    view.caption = results[0].signature.split("|pairs:")[0] + "|" + results[0].signature.split("|", 2)[2]
-    Console().print(view)
+    console = Console()
+    console.print(view)
+    for r in results:
+        console.print(r.signature, style="dim", soft_wrap=True, markup=False, highlight=False)
