@@ -272,8 +272,9 @@ def test_cli_reads_stdin_and_prints_table4_cells(embtool, lee_table: Path) -> No
         (["--questions", "{missing}"], "cannot read the questions file"),
         (["--method", "sub"], "valid choices: add, mul"),
         (["--restrict", "0"], "--restrict"),
+        (["--device", "tpu:x"], "--device"),
     ],
-    ids=["malformed", "missing", "method", "restrict"],
+    ids=["malformed", "missing", "method", "restrict", "device"],
 )
 def test_cli_errors_are_one_line_exit_2(cli, tmp_path: Path, lee_table: Path, args: list[str], message: str) -> None:
     bad = tmp_path / "bad.txt"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from embtool.analogy import MUL_EPS
+from embtool.errors import BadInput
 
 if TYPE_CHECKING:
     import torch
@@ -71,9 +72,23 @@ def solve(
     """Answer "a : b :: c : ?" for rows a, b, c of ``vectors`` (R, D): the key of each answer
     (None when every row is a question word), and how many questions needed gensim's own steps.
     The expected answers ``d`` only speed the search up; they never change an answer."""
+    _check_device(device)
     rows = np.ascontiguousarray(vectors.detach().float().cpu().numpy())  # (R, D) float32, as gensim
     qa, qb, qc, qd = (np.asarray(x, dtype=np.int64) for x in (a, b, c, d))
     return (_solve_add if method == "add" else _solve_mul)(rows, vocab, qa, qb, qc, qd, device)
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise BadInput(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadInput(f"--device {device}: no CUDA device is available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise BadInput(f"--device {device}: only cpu and cuda are supported")
 
 
 def _row_norms(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

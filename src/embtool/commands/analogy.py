@@ -76,7 +76,7 @@ def analogy(
     view = Table(title=f"word analogies ({'3CosAdd' if method == 'add' else '3CosMul'}): {_label(table)}")
     view.add_column("section")
     view.add_column("correct/answered (%)", justify="right")
-    view.add_column("skipped", justify="right")
+    view.add_column("unknown words (counted wrong)" if count_oov else "skipped (unknown words)", justify="right")
     for s in [*result.sections, result.total]:
         view.add_row(s.name, _cell(s.correct, s.answered), str(s.skipped), end_section=s is result.sections[-1])
     console = Console()
