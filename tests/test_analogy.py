@@ -176,6 +176,21 @@ def test_mul_without_pruning_is_brute_force_argmax(trained) -> None:
     assert checked > 20
 
 
+@pytest.mark.parametrize("case_sensitive", [False, True])
+def test_tiny_table_of_question_words_only(tmp_path: Path, case_sensitive: bool) -> None:
+    # gensim's top-five rule: with nothing else left, a case variant of a question word answers
+    tokens = ["a", "b", "c", "A"]
+    vectors = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    questions = tmp_path / "q.txt"
+    questions.write_text(": s\na b c a\na b c A\nb c a b\n", encoding="utf-8")
+    counts, _ = our_counts(tokens, vectors, questions, case_sensitive=case_sensitive)
+    g_counts, _ = gensim_counts(tokens, vectors, questions, case_insensitive=not case_sensitive)
+    assert counts == g_counts
+    table = EmbeddingTable(torch.from_numpy(vectors), tokens)
+    mul = evaluate_analogies(table, questions, method="mul", case_sensitive=case_sensitive)
+    assert mul.total.answered == 3
+
+
 # ----------------------------------------------------------------------------- 3CosMul by hand
 
 

@@ -252,7 +252,7 @@ def _solve_mul(
         q, rows = _search(p, bound, 0.0, d[part])
         order = np.lexsort((rows, q))  # lowest row first within each question
         q, rows = q[order], rows[order]
-        first = np.r_[True, q[1:] != q[:-1]]
+        first = np.r_[True, q[1:] != q[:-1]] if len(q) else np.zeros(0, dtype=bool)
         for qi, row in zip(q[first], rows[first], strict=True):
             answers[part.start + qi] = vocab.keys[row]
     return answers, 0
@@ -313,6 +313,8 @@ def _solve_add(
         p = _Problem(sims, wa[part], wb[part], wc[part], a[part], b[part], c[part], vocab, dead, add)
         bound = pair_hi[pair_of[part]] + word_hi[p.wc]  # (q, nblocks) ≥ every row's score, rounding included
         q, rows = _search(p, bound, delta, d[part])
+        if not len(q):
+            continue  # only question words to choose from: gensim's own steps below
         q = q + part.start
         t, e = _rescore(vectors, norms, queries, q, rows)
         order = np.lexsort((-t, q))  # per question, best first
