@@ -42,15 +42,13 @@ def analogy(
 ) -> None:
     """Word-analogy accuracy (a : b :: c : ?) per section and in total.
 
-    Counts only questions whose four words are among the first --restrict rows (the rest are
-    reported as skipped). 3CosAdd gives exactly the counts of gensim's
-    KeyedVectors.evaluate_word_analogies with its defaults, in a fraction of its time.
+    Counts only questions whose four words are among the first --restrict rows (the rest are reported as skipped). 3CosAdd gives exactly the counts of gensim's KeyedVectors.evaluate_word_analogies with its defaults, in a fraction of its time.
 
     Example:
 
       embtool analogy w2v.safetensors
 
-      embtool standardize --to xavier < w2v.safetensors | embtool posenc --seed 1 | embtool analogy --json
+      embtool standardize --to xavier < w2v.safetensors | embtool analogy --method mul --json
     """
     from embtool.analogy import evaluate_analogies
 

@@ -38,8 +38,7 @@ def similarity(
 ) -> None:
     """Spearman's ρ (and Pearson's r) between cosine similarity and human judgements.
 
-    Same conventions and numbers as gensim's KeyedVectors.evaluate_word_pairs; pairs with a word
-    outside the first --restrict rows are skipped and counted.
+    Same conventions and numbers as gensim's KeyedVectors.evaluate_word_pairs; pairs with a word outside the first --restrict rows are skipped and counted.
 
     Example:
 
