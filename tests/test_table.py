@@ -132,3 +132,10 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         load(tmp_path / "nope.safetensors")
     with pytest.raises(BadInput, match="is a folder"):
         load(tmp_path)
+
+
+def test_library_exports_resolve() -> None:
+    import embtool
+
+    for name in embtool.__all__:
+        assert getattr(embtool, name) is not None, name
