@@ -39,9 +39,12 @@ _ClickUsageError: type[Exception] = next(
 app = typer.Typer(
     name="embtool",
     help=(
-        "Initialise transformer embeddings from pretrained tables.\n\n"
+        "Initialise transformer embeddings from pretrained tables (Kim et al., arXiv 2407.12514).\n\n"
         "Every command reads and writes one safetensors embedding table, so tables pipe:\n\n"
-        "  embtool init xavier --vocab vocab.txt --dim 300 | embtool standardize --to normal:0.02 | embtool stats -"
+        "embtool vocab multi30k --side tgt --tokenizer spacy:en -o en.vocab\n"
+        "embtool extract glove:glove.6B.300d.txt --vocab en.vocab | embtool standardize --to xavier > glove_x.safetensors\n"
+        "embtool train multi30k --tgt-emb glove_x.safetensors --out runs/glove_x\n"
+        "embtool report runs/"
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -50,7 +53,14 @@ app = typer.Typer(
 )
 
 # Order here is the order of `embtool --help`.
-for module in (init, stats, standardize, shuffle, scale, posenc, report, vocab, extract, align, experiment, train, analogy, similarity):
+# sources, then transforms, then measures, then training and its reports
+COMMANDS = (
+    vocab, extract, align,
+    init, stats, standardize, shuffle, scale, posenc,
+    analogy, similarity,
+    train, experiment, report,
+)  # fmt: skip
+for module in COMMANDS:
     module.register(app)
 
 

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 def align(
     tables: Optional[List[str]] = typer.Argument(
         None, help="Input table(s), or - for stdin; a token's row comes from the first that has it.",
-        metavar="[TABLE]...",
+        metavar="TABLE",
     ),
     vocab: str = typer.Option(..., "--vocab", help="Vocabulary file whose order the rows take."),
     missing: str = typer.Option("normal", "--missing", help=MISSING_HELP),

@@ -23,6 +23,7 @@ def extract(
         ...,
         help="An alias (bert, mbert, t5, mt5, xlmr), a Hugging Face id or checkpoint folder (hf: forces "
         "it), or a vector file: glove:PATH, word2vec:PATH, fasttext:PATH, or PATH (detected).",
+        metavar="SOURCE",
     ),
     vocab: str = typer.Option(..., "--vocab", help="Vocabulary file (one token per line)."),
     tensor: Optional[str] = typer.Option(

@@ -13,7 +13,7 @@ def register(app: typer.Typer) -> None:
 
 def vocab(
     task: Optional[str] = typer.Argument(
-        None, help="Task whose training split to count: multi30k, iwslt2017, sst2, mnli.", metavar="[TASK]"
+        None, help="Task whose training split to count: multi30k, iwslt2017, sst2, mnli.", metavar="TASK"
     ),
     text: Optional[List[str]] = typer.Option(
         None, "--text", help="Count these text files (one sentence a line; .gz ok) instead of a task."
