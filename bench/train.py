@@ -10,11 +10,12 @@ pairs per step (--batch-size, Table 5's 128) and the same number of steps:
 - reference: `nn.Transformer` (batch_first), fp32, random fixed-size batches padded to their
   longest sentence, padding masks, full (B, T, V) logits with ignore_index.
 
-Each side runs in its own child process (so peak RSS is its own), the two alternate --rounds
-times, and the best tokens/s of each is kept (machines are noisy). Prints target tokens per
-second, the ratio, peak RSS, and validation loss after the same number of steps.
+The two train side by side in one process, one step each in turn (who goes first alternates),
+so both see the same machine load; the first step of each is a warm-up. Peak RSS comes from a
+child process per side that runs a few steps alone. Prints target tokens per second, the ratio,
+peak RSS, and validation loss (Multi30k val, first 1000 pairs) after the same number of steps.
 
-    python bench/train.py [--steps 12] [--batch-size 128] [--rounds 2] [--data ../shared/data/multi30k]
+    python bench/train.py [--steps 12] [--batch-size 128] [--memory-steps 3] [--data ../shared/data/multi30k]
 
 Without Multi30k on disk it uses synthetic sentences with Multi30k-like lengths and vocabularies.
 """
@@ -40,6 +41,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "multi30k"
 D, HEADS, LAYERS, FF, LR = 512, 8, 3, 2048, 2e-4
+ATTN_DROPOUT = float(os.environ.get("BENCH_ATTN_DROPOUT", "0"))  # train's default; 0.1 matches nn.Transformer
 
 
 # ----------------------------------------------------------------------------- data
@@ -125,125 +127,136 @@ def ref_batch(pairs: list, index: list[int]) -> tuple[torch.Tensor, torch.Tensor
     return b.src, b.tgt_in, b.tgt_out, b.n_tokens
 
 
-def run_reference(payload: dict, steps: int, batch: int) -> dict:
-    torch.manual_seed(0)
-    model = Reference(payload["src_vocab"], payload["tgt_vocab"])
-    opt = torch.optim.Adam(model.parameters(), lr=LR, betas=(0.9, 0.98), eps=1e-9)
-    train = payload["train"]
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
-    batches = [order[i : i + batch] for i in range(0, len(order), batch)][:steps]
+class Side:
+    """One contender: its model, optimizer, batches, and a step function that returns target tokens."""
 
-    def step(index: list[int]) -> int:
-        src, tgt_in, tgt_out, n = ref_batch(train, index)
-        logits = model(src, tgt_in)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        return n
+    def __init__(self, name: str, payload: dict, steps: int, batch: int) -> None:
+        self.name = name
+        self.payload = payload
+        train = [tuple(x) for x in payload["train"]][: (steps + 1) * batch]
+        self.train = train
+        self.seconds = 0.0
+        self.tokens = 0
+        torch.manual_seed(0)
+        if name == "reference":
+            self.model: nn.Module = Reference(payload["src_vocab"], payload["tgt_vocab"])
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=LR, betas=(0.9, 0.98), eps=1e-9)
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
+            self.batches = [order[i : i + batch] for i in range(0, len(order), batch)]
+            self.amp = False
+        else:
+            from embtool.model import ModelConfig, Seq2Seq
+            from embtool.training.config import TrainConfig
+            from embtool.training.loop import batches_of, make_optimizer, pick_amp
+            from embtool.transforms import xavier
 
-    model.train()
-    step(batches[0])  # warm-up (not timed, not counted)
-    start = time.perf_counter()
-    tokens = sum(step(b) for b in batches[1:])
-    seconds = time.perf_counter() - start
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        val = payload["val"]
-        for i in range(0, len(val), batch):
-            src, tgt_in, tgt_out, n = ref_batch(val, list(range(i, min(i + batch, len(val)))))
-            logits = model(src, tgt_in)
-            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
-                                           ignore_index=0, reduction="sum"))
+            self.cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="-")
+            self.amp = pick_amp(self.cfg.amp, torch.device("cpu"))
+            mc = ModelConfig(src_vocab=payload["src_vocab"], tgt_vocab=payload["tgt_vocab"], d_model=D,
+                             n_heads=HEADS, n_layers=LAYERS, d_ff=FF, dropout=self.cfg.dropout,
+                             attn_dropout=ATTN_DROPOUT)
+            model = Seq2Seq(mc)
+            for i, emb in enumerate(model.embeddings().values()):
+                emb.weight.data.copy_(xavier([str(j) for j in range(emb.num_embeddings)], D, seed=i).vectors)
+            self.model = model
+            self.params = [p for p in model.parameters() if p.requires_grad]
+            self.opt = make_optimizer(self.params, self.cfg, torch.device("cpu"))
+            self.batches = batches_of(train, "translation", self.cfg, torch.Generator().manual_seed(0))
+        self.model.train()
+
+    def step(self, i: int) -> None:
+        index = self.batches[i]
+        start = time.perf_counter()
+        if self.name == "reference":
+            src, tgt_in, tgt_out, n = ref_batch(self.train, index)
+            logits = self.model(src, tgt_in)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=0)
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        else:
+            from embtool.training.loop import collate, train_step
+
+            b = collate(self.train, index, "translation")
+            n = b.n_tokens
+            train_step(self.model, self.opt, self.params, b, "translation", 0.0, torch.device("cpu"), self.amp)
+        if i > 0:  # step 0 is the warm-up
+            self.seconds += time.perf_counter() - start
+            self.tokens += n
+
+    @torch.no_grad()
+    def val_loss(self) -> float:
+        self.model.eval()
+        val = self.payload["val"]
+        total, count = 0.0, 0
+        for i in range(0, len(val), 128):
+            src, tgt_in, tgt_out, n = ref_batch(val, list(range(i, min(i + 128, len(val)))))
+            if self.name == "reference":
+                logits = self.model(src, tgt_in)
+                total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
+                                               ignore_index=0, reduction="sum"))
+            else:
+                total += float(self.model.loss(src, tgt_in, tgt_out)[0])  # type: ignore[operator]
             count += n
-    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "val_loss": total / count, "steps": len(batches) - 1}
+        return total / count
 
 
-# ----------------------------------------------------------------------------- embtool
-
-
-def run_embtool(payload: dict, steps: int, batch: int) -> dict:
-    from embtool.model import ModelConfig, Seq2Seq
-    from embtool.training.config import TrainConfig
-    from embtool.training.loop import eval_loss, make_optimizer, pick_amp, train_epoch
-    from embtool.transforms import xavier
-
-    cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="unused")
-    device = torch.device("cpu")
-    amp = pick_amp(cfg.amp, device)
-    torch.manual_seed(0)
-    mc = ModelConfig(src_vocab=payload["src_vocab"], tgt_vocab=payload["tgt_vocab"], d_model=D, n_heads=HEADS,
-                     n_layers=LAYERS, d_ff=FF, dropout=0.1)
-    model = Seq2Seq(mc)
-    for i, emb in enumerate(model.embeddings().values()):
-        emb.weight.data.copy_(xavier([str(j) for j in range(emb.num_embeddings)], D, seed=i).vectors)
-    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg, device)
-    train = [tuple(x) for x in payload["train"]]
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
-    warm = [train[i] for i in order[:batch]]
-    timed = [train[i] for i in order[batch : batch * steps]]
-
-    def quiet(event: str, info: dict) -> None:
-        pass
-
-    train_epoch(model, opt, warm, "translation", cfg, 1, device, amp, quiet)  # warm-up
-    _, seconds, tps = train_epoch(model, opt, timed, "translation", cfg, 2, device, amp, quiet)
-    val_loss, _ = eval_loss(model, [tuple(x) for x in payload["val"]], "translation", cfg, device, amp)
-    return {"tokens_per_s": tps, "seconds": seconds, "val_loss": val_loss, "amp": amp,
-            "steps": math.ceil(len(timed) / batch)}
+def peak_rss_child(which: str, payload_path: str, steps: int, batch: int) -> dict:
+    side = Side(which, json.loads(Path(payload_path).read_text()), steps, batch)
+    for i in range(steps + 1):
+        side.step(i)
+    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 # ----------------------------------------------------------------------------- driver
-
-
-def child(which: str, data: str, steps: int, batch: int) -> dict:
-    payload = json.loads(Path(data).read_text())
-    result = run_embtool(payload, steps, batch) if which == "embtool" else run_reference(payload, steps, batch)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=12, help="timed steps per side (one more is warm-up)")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--memory-steps", type=int, default=3, help="steps of each side's peak-RSS child")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--child", choices=["embtool", "reference"], help=argparse.SUPPRESS)
     ap.add_argument("--payload", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.payload, args.steps, args.batch_size)))
+        print(json.dumps(peak_rss_child(args.child, args.payload, args.steps, args.batch_size)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         payload_path = Path(tmp) / "data.json"
         t0 = time.perf_counter()
-        info = prepare(Path(args.data), payload_path, (args.steps + 1) * args.batch_size, 1000)
-        print(f"data: {info['origin']} · vocab {info['src_vocab']}/{info['tgt_vocab']} · "
+        payload = prepare(Path(args.data), payload_path, (args.steps + 1) * args.batch_size, 1000)
+        print(f"data: {payload['origin']} · vocab {payload['src_vocab']}/{payload['tgt_vocab']} · "
               f"{args.batch_size} pairs/step · {args.steps} timed steps · threads {torch.get_num_threads()} "
               f"· prepared in {time.perf_counter() - t0:.0f}s", flush=True)
-        results: dict[str, list[dict]] = {"reference": [], "embtool": []}
-        for r in range(args.rounds):
-            for which in ("reference", "embtool") if r % 2 == 0 else ("embtool", "reference"):
-                cmd = [sys.executable, __file__, "--child", which, "--payload", str(payload_path),
-                       "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
-                out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-                if out.returncode != 0:
-                    raise SystemExit(f"bench: {which} failed:\n{out.stderr}")
-                res = json.loads(out.stdout.strip().splitlines()[-1])
-                results[which].append(res)
-                print(f"  round {r + 1} {which:9s}: {res['tokens_per_s']:8.0f} target tok/s  "
-                      f"val loss {res['val_loss']:.3f}  peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
-    best = {k: max(v, key=lambda x: x["tokens_per_s"]) for k, v in results.items()}
-    e, ref = best["embtool"], best["reference"]
-    print(f"reference (nn.Transformer, fp32, padded)   : {ref['tokens_per_s']:8.0f} tok/s, "
-          f"peak RSS {ref['peak_rss_mb']:.0f} MB, val loss {ref['val_loss']:.3f}")
-    print(f"embtool (bucketed, amp={'bf16' if e['amp'] else 'off'}, SDPA)          : {e['tokens_per_s']:8.0f} tok/s, "
-          f"peak RSS {e['peak_rss_mb']:.0f} MB, val loss {e['val_loss']:.3f}")
-    print(f"throughput ratio embtool/reference: {e['tokens_per_s'] / ref['tokens_per_s']:.2f}x "
-          f"(goal ≥ 2x); peak memory ratio {e['peak_rss_mb'] / ref['peak_rss_mb']:.2f}; "
-          f"val loss {e['val_loss']:.3f} vs {ref['val_loss']:.3f}")
+        rss = {}
+        for which in ("reference", "embtool"):
+            cmd = [sys.executable, __file__, "--child", which, "--payload", str(payload_path),
+                   "--steps", str(args.memory_steps), "--batch-size", str(args.batch_size)]
+            out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+            if out.returncode != 0:
+                raise SystemExit(f"bench: {which} failed:\n{out.stderr}")
+            rss[which] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    sides = {w: Side(w, payload, args.steps, args.batch_size) for w in ("reference", "embtool")}
+    n_steps = min(len(s.batches) for s in sides.values())
+    # interleaved, alternating who goes first: both see the same machine load
+    for i in range(n_steps):
+        for w in ("reference", "embtool") if i % 2 == 0 else ("embtool", "reference"):
+            sides[w].step(i)
+        if i:
+            r, e = sides["reference"], sides["embtool"]
+            print(f"  step {i:3d}: reference {r.tokens / r.seconds:7.0f} tok/s · embtool {e.tokens / e.seconds:7.0f} tok/s",
+                  flush=True)
+    r, e = sides["reference"], sides["embtool"]
+    r_tps, e_tps = r.tokens / r.seconds, e.tokens / e.seconds
+    r_val, e_val = r.val_loss(), e.val_loss()
+    print(f"reference (nn.Transformer, fp32, padded random batches): {r_tps:7.0f} target tok/s · "
+          f"peak RSS {rss['reference']:.0f} MB · val loss {r_val:.3f} after {n_steps} steps")
+    print(f"embtool ({'bf16' if e.amp else 'fp32'}, bucketed, SDPA, fused Adam, attn dropout {ATTN_DROPOUT}): {e_tps:7.0f} target tok/s · "
+          f"peak RSS {rss['embtool']:.0f} MB · val loss {e_val:.3f} after {n_steps} steps")
+    print(f"throughput ratio embtool/reference: {e_tps / r_tps:.2f}x (goal >= 2x) · "
+          f"peak memory ratio {rss['embtool'] / rss['reference']:.2f} · val loss {e_val:.3f} vs {r_val:.3f}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,10 @@ def train(
     heads: int = typer.Option(0, "--heads", help="Attention heads; 0: 8, or the largest ≤ 10 dividing D."),
     layers: int = typer.Option(3, "--layers", help="Layers in the encoder and in the decoder."),
     ff: int = typer.Option(0, "--ff", help="Feed-forward width; 0: 4·D."),
-    dropout: float = typer.Option(0.1, "--dropout", help="Dropout rate."),
+    dropout: float = typer.Option(0.1, "--dropout", help="Dropout on embeddings, FFN and sub-layer outputs."),
+    attn_dropout: float = typer.Option(
+        0.0, "--attn-dropout", help="Dropout on attention weights (Vaswani et al.: 0; nn.Transformer: 0.1)."
+    ),
     no_posenc: bool = typer.Option(False, "--no-posenc", help="No position encodings (the paper's Table 3)."),
     freeze_emb: bool = typer.Option(False, "--freeze-emb", help="Do not train the embeddings (Table 3)."),
     tie_output: bool = typer.Option(False, "--tie-output", help="Share the decoder's embedding with its output layer."),
@@ -97,7 +100,7 @@ def train(
             task=task, data_dir=data_dir, src=src, tgt=tgt, val_src=val_src, val_tgt=val_tgt,
             test_src=test_src, test_tgt=test_tgt, emb=emb, src_emb=src_emb, tgt_emb=tgt_emb,
             tokenizer=tokenizer, min_freq=min_freq, missing=missing, d_model=d_model, n_heads=heads,
-            n_layers=layers, d_ff=ff, dropout=dropout, posenc=not no_posenc, freeze_emb=freeze_emb,
+            n_layers=layers, d_ff=ff, dropout=dropout, attn_dropout=attn_dropout, posenc=not no_posenc, freeze_emb=freeze_emb,
             tie_output=tie_output, seed=seed, epochs=epochs, batch_size=batch_size, max_tokens=max_tokens,
             lr=lr, clip_norm=clip_norm, max_train_examples=max_train_examples,
             max_eval_examples=max_eval_examples, max_len=max_len, beam=beam, out=out, device=device,

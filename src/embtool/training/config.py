@@ -59,7 +59,8 @@ class TrainConfig:
     n_heads: int = 0  # 0: 8, or the largest count ≤ 10 that divides D
     n_layers: int = 3  # per side
     d_ff: int = 0  # 0: 4·D
-    dropout: float = 0.1
+    dropout: float = 0.1  # embeddings, FFN and sub-layer outputs (A.2)
+    attn_dropout: float = 0.0  # attention weights (Vaswani et al.: none; nn.Transformer: same as dropout)
     posenc: bool = True  # False: --no-posenc (Table 3)
     freeze_emb: bool = False  # --freeze-emb (Table 3)
     tie_output: bool = False  # share the decoder's input embedding with the output projection
@@ -111,8 +112,8 @@ class TrainConfig:
             raise BadInput(f"--beam must be at least 1, got {self.beam}")
         if self.lr < 0 or self.clip_norm < 0:
             raise BadInput("--lr and --clip-norm must not be negative")
-        if not 0.0 <= self.dropout < 1.0:
-            raise BadInput(f"--dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
+            raise BadInput(f"--dropout and --attn-dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}")
         if self.max_len < 4:
             raise BadInput(f"--max-len must be at least 4, got {self.max_len}")
         if self.max_tokens and self.max_tokens < self.max_len:

@@ -102,9 +102,11 @@ def batches_of(examples: Examples, kind: str, cfg: TrainConfig, generator: torch
                batch_size: int | None = None) -> list[list[int]]:
     if kind == "translation":
         lengths = [max(len(s), len(t) + 1) for s, t in examples]
+        keys: list[Any] = [(n, len(t), len(s)) for n, (s, t) in zip(lengths, examples, strict=True)]
     else:
         lengths = [len(s) for s, _ in examples]
-    return make_batches(lengths, batch_size or cfg.batch_size, cfg.max_tokens, generator)
+        keys = lengths
+    return make_batches(lengths, batch_size or cfg.batch_size, cfg.max_tokens, generator, keys)
 
 
 def collate(examples: Examples, index: list[int], kind: str) -> Batch:
@@ -147,15 +149,8 @@ def train_epoch(
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
     for step, index in enumerate(batches, start=1):
         batch = collate(examples, index, kind).to(device, non_blocking)
-        with _autocast(device, amp):
-            loss_sum, n = _loss(model, batch, kind)
-        loss = loss_sum / max(n, 1)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip_norm:
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm)
-        opt.step()
-        total += float(loss_sum.detach())
+        loss_sum, n = train_step(model, opt, params, batch, kind, cfg.clip_norm, device, amp)
+        total += loss_sum
         units += n
         tokens += batch.n_tokens
         elapsed = time.perf_counter() - start
@@ -163,6 +158,22 @@ def train_epoch(
                           "tokens_per_s": tokens / max(elapsed, 1e-9)})
     seconds = time.perf_counter() - start
     return total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
+
+
+def train_step(
+    model: torch.nn.Module, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], batch: Batch,
+    kind: str, clip_norm: float, device: torch.device, amp: bool,
+) -> tuple[float, int]:
+    """One optimizer step on the batch's mean loss; returns (summed loss, scored units)."""
+    with _autocast(device, amp):
+        loss_sum, n = _loss(model, batch, kind)
+    loss = loss_sum / max(n, 1)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_norm:
+        torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    opt.step()
+    return float(loss_sum.detach()), n
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -365,6 +376,7 @@ def _model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
         n_layers=cfg.n_layers,
         d_ff=cfg.d_ff,
         dropout=cfg.dropout,
+        attn_dropout=cfg.attn_dropout,
         max_len=cfg.max_len,
         posenc=cfg.posenc,
         freeze_emb=cfg.freeze_emb,
