@@ -147,3 +147,18 @@ def test_short_real_multi30k_run(tmp_path, embtool, shared_data):
     assert lines[1]["val_loss"] < lines[0]["val_loss"]
     hyps = (tmp_path / "run" / "hyps.test.txt").read_text(encoding="utf-8").splitlines()
     assert len(hyps) == 100 and sum(bool(h.strip()) for h in hyps) > 50
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_with_a_tiny_budget(tmp_path, shared_data):
+    """examples/demo.sh (the `make demo` job) with its knobs turned down."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, EMBTOOL_DATA_DIR=str(shared_data), DEMO_DIR=str(tmp_path / "demo"),
+               DEMO_TRAIN_EXAMPLES="200", DEMO_EPOCHS="1", DEMO_DIM="16", DEMO_LAYERS="1",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run(["bash", str(root / "examples" / "demo.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("xavier", "w2v", "w2v_x", "w2v_shuf"):
+        assert (tmp_path / "demo" / "runs" / name / "test.json").is_file()
+    assert (tmp_path / "demo" / "report.md").is_file()

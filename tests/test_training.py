@@ -111,6 +111,7 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path):
     c = train(tiny_cfg(files, tmp_path / "c", epochs=1, dropout=0.1))
     c = train(dataclasses.replace(tiny_cfg(files, c, epochs=3, dropout=0.1), resume=True))
     assert scores(c) == scores(a)
+    assert json.loads((c / "config.json").read_text())["train"]["epochs"] == 3
     assert json.loads((c / "test.json").read_text())["bleu"] == json.loads((a / "test.json").read_text())["bleu"]
     other = train(tiny_cfg(files, tmp_path / "d", epochs=1, dropout=0.1, seed=1))
     assert scores(other)[0] != scores(a)[0]

@@ -293,10 +293,12 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
         "amp": "bf16" if amp else "off",
         "dropped_train_examples": prep.dropped,
     }
-    if not (run / CONFIG).is_file() or not cfg.resume:
-        atomic.write_text(run / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-        vocabs = {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}
-        atomic.write_text(run / VOCAB, json.dumps(vocabs, ensure_ascii=False) + "\n")
+    # (re)written on resume too: a continued run may have been given more epochs
+    atomic.write_text(run / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    vocabs = {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}
+    atomic.write_text(run / VOCAB, json.dumps(vocabs, ensure_ascii=False) + "\n")
+    for name in (TEST, HYPS):  # a run is complete iff test.json exists: not while it continues
+        (run / name).unlink(missing_ok=True)
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg, device)
