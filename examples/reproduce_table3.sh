@@ -5,7 +5,7 @@
 # report labels each cell with its setting ("word2vec_Xavier [frozen, no posenc]").
 #
 #   SIZE=cpu (default) the CPU-sized setting of reproduce_table1_multi30k.sh, 3 variants × 2 seeds × 4
-#            settings = 24 short runs (about an hour on two CPU cores, estimated)
+#            settings = 24 short runs (about 2–3 hours on two CPU cores, estimated from Table 1's 8 runs)
 #   SIZE=gpu the paper's: Table 5 settings on CUDA, 3 seeds
 #   SIZE=tiny a smoke test
 #
