@@ -1,8 +1,7 @@
-"""The text of a task's splits, tokenized and turned into id lists over a vocabulary.
+"""The text of a task's splits (``Split``, ``TaskData``), the special tokens, and detokenizing.
 
 Task text comes from ``embtool.tasks`` (the hub or a local ``--data-dir``), or from plain local
-files for the ``files`` task. Vocabularies are built from the training split (min-freq, specials
-first, then by count) and each token takes its embedding row from a table by token string.
+files for the ``files`` task; ``setup.py`` tokenizes it and builds the vocabularies.
 """
 
 from __future__ import annotations
