@@ -309,14 +309,16 @@ def run_grid(
 def write_report(grid: Grid) -> dict[str, Path]:
     """``OUT/report.md``, ``OUT/curves.png`` and ``OUT/table1.csv`` for the grid's runs."""
     from embtool import atomic
-    from embtool import report as lib
+    from embtool.report import build_report
+    from embtool.report_plot import plot_curves
+    from embtool.report_render import markdown, to_csv
 
-    rep = lib.build_report([grid.out / "runs"])
+    rep = build_report([grid.out / "runs"])
     paths = {"markdown": grid.out / REPORT_MD, "csv": grid.out / REPORT_CSV}
-    atomic.write_text(paths["markdown"], lib.markdown(rep, title=f"embtool experiment: {grid.task}"))
-    atomic.write_text(paths["csv"], lib.to_csv(rep))
+    atomic.write_text(paths["markdown"], markdown(rep, title=f"embtool experiment: {grid.task}"))
+    atomic.write_text(paths["csv"], to_csv(rep))
     if rep.cells:
-        lib.plot_curves(rep, grid.out / REPORT_PNG)
+        plot_curves(rep, grid.out / REPORT_PNG)
         paths["plot"] = grid.out / REPORT_PNG
     return paths
 

@@ -1,5 +1,6 @@
-"""Runs → the paper's Table 1 (mean (σ) over seeds), Table 2 (the tables' range, mean (σ)) and
-Figure 1 (validation curves), as Markdown, CSV, JSON and PNG.
+"""Runs → the figures of the paper's Table 1 (mean (σ) over seeds), Table 2 (the tables' range,
+mean (σ)) and Figure 1 (validation curves): the report's data model. ``embtool.report_render``
+writes them as Markdown, CSV and JSON, ``embtool.report_plot`` draws Figure 1 as a PNG.
 
 A run folder (DESIGN §4) is complete when it holds ``test.json``; a folder with ``config.json``
 and no ``test.json`` is incomplete (still running, interrupted or crashed) and is listed, never
@@ -10,13 +11,12 @@ experiment and Xavier of a T5 one) stay apart, as the paper's experiment boxes d
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
+import importlib
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +267,24 @@ def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
 
 
+def curve(runs: list[Run], key: str) -> tuple[list[float], list[float], list[float]]:
+    """Epochs, mean and σ over runs of ``key`` per epoch (σ 0 where one run has the epoch)."""
+    per_epoch: dict[float, list[float]] = {}
+    for r in runs:
+        for row in r.metrics:
+            v, epoch = row.get(key), row.get("epoch")
+            if isinstance(v, (int, float)) and _is_number(v) and isinstance(epoch, (int, float)):
+                per_epoch.setdefault(float(epoch), []).append(float(v))
+    epochs = sorted(per_epoch)
+    means: list[float] = []
+    stds: list[float] = []
+    for e in epochs:
+        m, s = mean_std(per_epoch[e])
+        means.append(m)
+        stds.append(s or 0.0)
+    return epochs, means, stds
+
+
 def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = True) -> Report:
     """Read every run under ``paths`` and compute Table 1's cells (and Table 2's with ``table_stats``)."""
     runs = [read_run(p) for p in find_run_dirs(paths)]
@@ -456,261 +474,16 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 # ----------------------------------------------------------------------------- rendering
 
-_TASK_TITLES = {"multi30k": "Multi30k", "iwslt2017": "IWSLT2017", "sst2": "SST2", "mnli": "MNLI"}
+# Rendering lives in embtool.report_render (Markdown, CSV, JSON) and embtool.report_plot (Figure 1);
+# its names stay reachable as `report.markdown` & co. (PEP 562), imported only when first used.
+_MOVED = dict.fromkeys(
+    ("task_title", "result_header", "markdown", "CSV_FIELDS", "to_csv", "cell_dicts", "to_json"),
+    "embtool.report_render",
+)
+_MOVED.update(dict.fromkeys(("PANEL_INCHES", "DPI", "plot_curves"), "embtool.report_plot"))
 
 
-def task_title(task: str) -> str:
-    return _TASK_TITLES.get(task, task)
-
-
-def _f1(x: float | None) -> str:
-    return "–" if x is None else f"{x:.1f}"
-
-
-def _ms(mean: float | None, std: float | None, bold: bool) -> str:
-    if mean is None:
-        return "–"
-    text = f"{mean:.1f} ({'–' if std is None else f'{std:.1f}'})"
-    return f"**{text}**" if bold else text
-
-
-def _num(x: float) -> str:
-    """Table 2's style: a few significant digits, whole numbers when large."""
-    a = abs(x)
-    if a >= 100:
-        return f"{x:.0f}"
-    if a >= 10:
-        return f"{x:.1f}"
-    if a >= 1:
-        return f"{x:.2f}"
-    return f"{x:.2g}"
-
-
-def result_header(kind: str, mnli: bool) -> str:
-    if mnli:
-        return "Match (σ)/Mismatch (σ)"
-    return "BLEU (σ)" if kind == "translation" else "Acc (σ)"
-
-
-def _cell_texts(c: Cell | None) -> tuple[str, str, str]:
-    if c is None:
-        return "–", "–", "–"
-    result = _ms(c.mean, c.std, c.best)
-    epoch = _f1(c.epoch)
-    if c.mean2 is not None:
-        result += "/" + _ms(c.mean2, c.std2, c.best2)
-        epoch += "/" + _f1(c.epoch2)
-    return result, epoch, str(c.n)
-
-
-def markdown(report: Report, title: str = "embtool report") -> str:
-    """The whole report as Markdown: Table 1, Table 2, notes, runs left out, and every run."""
-    out = io.StringIO()
-    w = out.write
-    complete = [r for r in report.runs if r.complete]
-    w(f"# {title}\n\n{len(report.runs)} run(s): {len(complete)} complete, "
-      f"{len(report.left_out)} incomplete or failed (listed below, left out of every figure).\n\n")
-    tasks = report.tasks
-    first: dict[str, Cell] = {}
-    for c in report.cells:
-        first.setdefault(c.name, c)
-    names = sorted(first, key=lambda n: row_key(first[n]))
-    by = {(c.task, c.name): c for c in report.cells}
-    if report.cells:
-        w("## Table 1: test BLEU or best validation accuracy, mean (σ) over seeds\n\n")
-        header = ["Initialisation"]
-        for t in tasks:
-            kinds = [c for c in report.cells if c.task == t]
-            header += [f"{task_title(t)} {result_header(kinds[0].kind, any(c.mean2 is not None for c in kinds))}",
-                       "Epoch", "Seeds"]
-        w(_md_row(header) + _md_row(["---"] + ["---:"] * (len(header) - 1)))
-        for name in names:
-            row = [name]
-            for t in tasks:
-                row += list(_cell_texts(by.get((t, name))))
-            w(_md_row(row))
-        w("\nBold: the best mean of each task. σ: sample standard deviation over seeds (ddof=1), "
-          "– with one seed. Epoch: mean best epoch (lowest validation loss, "
-          "as `train` picks the model). Accuracy in %.\n\n")
-        w("## Table 2: the encoder embedding tables the runs started from\n\n")
-        header = ["Initialisation"]
-        for t in tasks:
-            header += [f"{task_title(t)} Range", "Mean (σ)"]
-        w(_md_row(header) + _md_row(["---"] + ["---:"] * (len(header) - 1)))
-        for name in names:
-            row = [name]
-            for t in tasks:
-                found = by.get((t, name))
-                s = found.table if found is not None else None
-                if s is None or "min" not in s:
-                    row += ["–", "–"]
-                else:
-                    mean = "≈0" if abs(s["mean"]) < 0.01 * s["std"] else _num(s["mean"])
-                    row += [f"{_num(s['min'])}, {_num(s['max'])}", f"{mean} ({_num(s['std'])})"]
-            w(_md_row(row))
-        w("\nRange: the minimum and maximum value; mean and σ (ddof=1) of all values. "
-          "Runs with no table: Xavier's U(−a, a), a = √(6/(N+D)), σ = √(2/(N+D)).\n\n")
-    notes = [(c, n) for c in report.cells for n in c.notes]
-    notes += [(c, p) for c in report.cells if c.table for p in c.table.get("problems", [])]
-    if notes:
-        w("## Notes\n\n")
-        for c, n in notes:
-            w(f"- {task_title(c.task)} / {c.name}: {n}\n")
-        w("\n")
-    if report.left_out:
-        w("## Runs left out\n\n")
-        w(_md_row(["Run", "Task", "Initialisation", "Seed", "Status"]) + _md_row(["---"] * 5))
-        for r in report.left_out:
-            w(_md_row([_show(r.path), r.task, r.name, str(r.seed), r.status]))
-        w("\n")
-    if complete:
-        w("## Runs\n\n")
-        w(_md_row(["Run", "Task", "Initialisation", "Seed", "Result", "Best epoch", "Tables (sha256)"])
-          + _md_row(["---", "---", "---", "---:", "---:", "---:", "---"]))
-        for r in complete:
-            result = _f1(r.value) + ("" if r.value2 is None else "/" + _f1(r.value2))
-            epoch = _f1(r.epoch) + ("" if r.epoch2 is None else "/" + _f1(r.epoch2))
-            w(_md_row([_show(r.path), r.task, r.name, str(r.seed), result, epoch, _table_ids(r.config)]))
-    return out.getvalue()
-
-
-def _show(path: Path) -> str:
-    """A run folder as the reader typed it: relative to the working folder when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-def _table_ids(config: dict[str, Any]) -> str:
-    parts = []
-    for side, info in (config.get("tables") or {}).items():
-        if info:
-            parts.append(f"{side}: {Path(str(info.get('path', '?'))).name} {str(info.get('sha256', ''))[:12]}")
-    return "; ".join(parts) or XAVIER
-
-
-def _md_row(cells: Iterable[str]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |\n"
-
-
-CSV_FIELDS = [
-    "task", "kind", "initialisation", "seeds", "mean", "std", "best", "epoch", "mean_mismatched",
-    "std_mismatched", "best_mismatched", "epoch_mismatched", "table_min", "table_max", "table_mean",
-    "table_std", "runs",
-]
-
-
-def to_csv(report: Report) -> str:
-    """One line per Table 1 cell (CSV_FIELDS); σ is empty with one seed."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in cell_dicts(report):
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
-    return buf.getvalue()
-
-
-def cell_dicts(report: Report) -> list[dict[str, Any]]:
-    rows = []
-    for c in report.cells:
-        t = c.table if c.table and "min" in c.table else {}
-        rows.append({
-            "task": c.task, "kind": c.kind, "initialisation": c.name, "seeds": c.n,
-            "mean": c.mean, "std": c.std, "best": c.best, "epoch": c.epoch,
-            "mean_mismatched": c.mean2, "std_mismatched": c.std2,
-            "best_mismatched": c.best2 if c.mean2 is not None else None, "epoch_mismatched": c.epoch2,
-            "table_min": t.get("min"), "table_max": t.get("max"), "table_mean": t.get("mean"),
-            "table_std": t.get("std"), "runs": " ".join(str(r.path) for r in c.runs),
-        })
-    return rows
-
-
-def to_json(report: Report) -> dict[str, Any]:
-    """Everything in the report as plain JSON types."""
-    cells = cell_dicts(report)
-    for row, c in zip(cells, report.cells, strict=True):
-        row["runs"] = [str(r.path) for r in c.runs]
-        row["seed_values"] = c.seeds
-        row["notes"] = c.notes
-        row["table"] = c.table
-    return {
-        "cells": cells,
-        "runs": [
-            {"path": str(r.path), "status": r.status, "complete": r.complete, "task": r.task,
-             "kind": r.kind, "initialisation": r.name, "seed": r.seed, "value": r.value,
-             "value_mismatched": r.value2, "best_epoch": r.epoch, "best_epoch_mismatched": r.epoch2,
-             "tables": {k: (None if not v else {"path": v.get("path"), "sha256": v.get("sha256")})
-                        for k, v in (r.config.get("tables") or {}).items()}}
-            for r in report.runs
-        ],
-    }
-
-
-# ----------------------------------------------------------------------------- Figure 1
-
-PANEL_INCHES = (4.8, 3.6)  # one panel's width and height
-DPI = 100
-
-
-def curve(runs: list[Run], key: str) -> tuple[list[float], list[float], list[float]]:
-    """Epochs, mean and σ over runs of ``key`` per epoch (σ 0 where one run has the epoch)."""
-    per_epoch: dict[float, list[float]] = {}
-    for r in runs:
-        for row in r.metrics:
-            v, epoch = row.get(key), row.get("epoch")
-            if isinstance(v, (int, float)) and _is_number(v) and isinstance(epoch, (int, float)):
-                per_epoch.setdefault(float(epoch), []).append(float(v))
-    epochs = sorted(per_epoch)
-    means: list[float] = []
-    stds: list[float] = []
-    for e in epochs:
-        m, s = mean_std(per_epoch[e])
-        means.append(m)
-        stds.append(s or 0.0)
-    return epochs, means, stds
-
-
-def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
-    """Figure 1: validation BLEU (or accuracy) per epoch, mean over seeds with a ±σ band, one
-    line per initialisation, one panel per task. Writes a PNG; returns the panel titles."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    from embtool.atomic import atomic_path
-
-    tasks = report.tasks
-    if not tasks:
-        raise BadInput("no complete runs: nothing to plot")
-    fig, axes = plt.subplots(
-        1, len(tasks), figsize=(PANEL_INCHES[0] * len(tasks), PANEL_INCHES[1]), dpi=DPI, squeeze=False
-    )
-    titles = []
-    for ax, task in zip(axes[0], tasks, strict=True):
-        cells = [c for c in report.cells if c.task == task]
-        key = "val_bleu" if cells[0].kind == "translation" else "val_acc"
-        for c in cells:
-            epochs, means, stds = curve(c.runs, key)
-            if not epochs:
-                continue
-            m, s = means, stds
-            (line,) = ax.plot(epochs, m, marker="o", markersize=3, label=f"{c.name} (n={c.n})")
-            ax.fill_between(epochs, [a - b for a, b in zip(m, s, strict=True)], [a + b for a, b in zip(m, s, strict=True)],
-                            color=line.get_color(), alpha=0.2, linewidth=0)
-        title = task_title(task)
-        titles.append(title)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("validation BLEU" if key == "val_bleu" else "validation accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    suffix = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=suffix, dpi=DPI)
-    plt.close(fig)
-    return titles
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,16 +40,18 @@ def report(
       embtool report runs/glove_x runs/xavier --json
     """
     from embtool import atomic
-    from embtool import report as lib
+    from embtool.report import build_report
+    from embtool.report_plot import plot_curves
+    from embtool.report_render import markdown, to_csv, to_json
 
-    rep = lib.build_report(runs, table_stats=not no_table_stats)
+    rep = build_report(runs, table_stats=not no_table_stats)
     if plot:
-        titles = lib.plot_curves(rep, plot)
+        titles = plot_curves(rep, plot)
         info(f"report: Figure 1 ({len(titles)} panel(s): {', '.join(titles)}) → {plot}")
     if csv_path:
-        atomic.write_text(csv_path, lib.to_csv(rep))
+        atomic.write_text(csv_path, to_csv(rep))
         info(f"report: {len(rep.cells)} cell(s) → {csv_path}")
-    text = lib.markdown(rep)
+    text = markdown(rep)
     to_file = bool(out and out != "-")
     if to_file:
         atomic.write_text(str(out), text)
@@ -58,6 +60,6 @@ def report(
             f"{len(rep.left_out)} left out → {out}"
         )
     if json_out:
-        typer.echo(json.dumps(lib.to_json(rep), ensure_ascii=False, indent=1))
+        typer.echo(json.dumps(to_json(rep), ensure_ascii=False, indent=1))
     elif not to_file:
         typer.echo(text, nl=False)
