@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from embtool import report as lib
+from embtool import report_plot as plot
+from embtool import report_render as render
 from embtool.table import save
 
 
@@ -112,7 +114,7 @@ def test_means_sigma_ddof1_best_and_left_out(grid: Path) -> None:
 
 
 def test_markdown_shows_table1_bold_seeds_and_left_out_runs(grid: Path) -> None:
-    text = lib.markdown(lib.build_report([grid], table_stats=False))
+    text = render.markdown(lib.build_report([grid], table_stats=False))
     table1 = text.split("## Table 2")[0]
     rows = {line.split("|")[1].strip(): line for line in table1.splitlines() if line.startswith("| ")}
     assert "Multi30k BLEU (σ)" in text and "SST2 Acc (σ)" in text
@@ -136,7 +138,7 @@ def test_mnli_matched_and_mismatched(tmp_path: Path) -> None:
     assert c.name == "GloVe_Xavier"
     assert c.mean == pytest.approx(61.0) and c.mean2 == pytest.approx(60.5)
     assert c.epoch == pytest.approx(2.5) and c.epoch2 == pytest.approx(2.5)
-    text = lib.markdown(rep)
+    text = render.markdown(rep)
     assert "MNLI Match (σ)/Mismatch (σ)" in text and "**61.0 (1.4)**/**60.5 (0.7)** | 2.5/2.5 | 2" in text
 
 
@@ -150,7 +152,7 @@ def test_same_name_different_model_stays_apart_and_settings_mismatch_is_noted(tm
     assert names == ["Xavier (D=4, V=50/40)", "Xavier (D=8, V=60/40)", "Xavier [frozen, no posenc]"]
     (c8,) = [c for c in rep.cells if "D=8" in c.name]
     assert c8.notes == ["runs differ in lr"]
-    assert "runs differ in lr" in lib.markdown(rep)
+    assert "runs differ in lr" in render.markdown(rep)
 
 
 def test_table2_from_table_files_and_xavier_figures(tmp_path: Path, make_table) -> None:
@@ -168,20 +170,20 @@ def test_table2_from_table_files_and_xavier_figures(tmp_path: Path, make_table) 
     assert g["std"] == pytest.approx(float(torch.tensor([-2.0, 1.0, 0.5, 4.0]).std()))
     x = _cell(rep, "multi30k", "Xavier").table
     assert x is not None and x["max"] == pytest.approx(math.sqrt(6 / 50)) and x["std"] == pytest.approx(0.2)
-    text = lib.markdown(rep)
+    text = render.markdown(rep)
     assert "| -2.00, 4.00 | 0.88 (2.46) |" in text and "| -0.35, 0.35 | ≈0 (0.2) |" in text
     assert "sha256 differs" in text  # word2vec's file changed since its run: said, not used
 
 
 def test_csv_and_json(grid: Path) -> None:
     rep = lib.build_report([grid], table_stats=False)
-    rows = list(csv.DictReader(io.StringIO(lib.to_csv(rep))))
+    rows = list(csv.DictReader(io.StringIO(render.to_csv(rep))))
     assert [(r["task"], r["initialisation"], r["seeds"]) for r in rows] == [
         ("multi30k", "Xavier", "3"), ("multi30k", "GloVe", "1"), ("multi30k", "GloVe_Xavier", "2"),
         ("sst2", "Xavier", "2"),
     ]
     assert rows[1]["std"] == "" and float(rows[0]["std"]) == pytest.approx(0.5)
-    data = lib.to_json(rep)
+    data = render.to_json(rep)
     assert json.loads(json.dumps(data)) == data
     assert sum(not r["complete"] for r in data["runs"]) == 2
 
@@ -193,9 +195,9 @@ def test_plot_has_one_panel_per_task(grid: Path, tmp_path: Path) -> None:
     assert lib.curve(_cell(rep, "multi30k", "Xavier").runs, "val_bleu") == ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0],
                                                                                [0.0, 0.0, 0.0])
     png = tmp_path / "curves.png"
-    assert lib.plot_curves(rep, png) == ["Multi30k", "SST2"]
+    assert plot.plot_curves(rep, png) == ["Multi30k", "SST2"]
     img = matplotlib.image.imread(png)  # (H, W, RGBA)
-    w, h = (round(v * lib.DPI) for v in lib.PANEL_INCHES)
+    w, h = (round(v * plot.DPI) for v in plot.PANEL_INCHES)
     assert img.shape[:2] == (h, 2 * w)
     for k in range(2):  # every panel has drawn lines: coloured pixels, not just white and grey
         panel = img[:, k * w : (k + 1) * w, :3]
@@ -250,6 +252,6 @@ def test_experiment_boxes_name_their_xavier_rows_and_group_rows(tmp_path: Path) 
     rep = lib.build_report([tmp_path], table_stats=False)
     assert [c.name for c in rep.cells] == [
         "Xavier (GloVe box)", "GloVe", "GloVe_Xavier", "Xavier (mT5 box)", "mT5", "mT5_Xavier", "Xavier_mT5"]
-    table1 = lib.markdown(rep).split("## Table 2")[0]
+    table1 = render.markdown(rep).split("## Table 2")[0]
     rows = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")][2:]
     assert rows == [c.name for c in rep.cells]

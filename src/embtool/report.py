@@ -12,7 +12,6 @@ experiment and Xavier of a T5 one) stay apart, as the paper's experiment boxes d
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -470,20 +469,3 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-# ----------------------------------------------------------------------------- rendering
-
-# Rendering lives in embtool.report_render (Markdown, CSV, JSON) and embtool.report_plot (Figure 1);
-# its names stay reachable as `report.markdown` & co. (PEP 562), imported only when first used.
-_MOVED = dict.fromkeys(
-    ("task_title", "result_header", "markdown", "CSV_FIELDS", "to_csv", "cell_dicts", "to_json"),
-    "embtool.report_render",
-)
-_MOVED.update(dict.fromkeys(("PANEL_INCHES", "DPI", "plot_curves"), "embtool.report_plot"))
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
