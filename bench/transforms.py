@@ -5,7 +5,8 @@ Prints ratios against baselines measured in the same run (machines are noisy):
 - peak RSS of `embtool standardize`  vs  the table's size (goal ≤ 2.5×)
 - stats  vs  one safetensors load (goal ≤ 1.5×)
 Each is a whole process (`python -m embtool …` against `python -c "<safetensors load/save>"`), so
-both pay the same interpreter and torch start-up; the best of --repeat runs is kept.
+both pay the same interpreter and torch start-up; the commands take turns, each starting after a
+`sync`, and the best of --repeat runs is kept.
 
     python bench/transforms.py [--rows 250000] [--dim 768] [--repeat 3]
 """
@@ -45,9 +46,22 @@ def run(cmd: list[str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss * 1024  # Linux reports KiB
 
 
-def best(cmd: list[str], repeat: int) -> tuple[float, int]:
-    runs = [run(cmd) for _ in range(repeat)]
-    return min(r[0] for r in runs), max(r[1] for r in runs)
+def interleaved(cmds: dict[str, list[str]], repeat: int, dst: Path) -> dict[str, tuple[float, int]]:
+    """Best wall time and peak RSS per command, the commands taking turns.
+
+    Writes of 700 MB depend on the kernel's write-back state, so before every run the output is
+    removed and dirty pages are flushed (`sync`): each command starts from the same state.
+    """
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    rss: dict[str, int] = dict.fromkeys(cmds, 0)
+    for _ in range(repeat):
+        for name, cmd in cmds.items():
+            dst.unlink(missing_ok=True)
+            os.sync()
+            seconds, peak = run(cmd)
+            times[name].append(seconds)
+            rss[name] = max(rss[name], peak)
+    return {k: (min(times[k]), rss[k]) for k in cmds}
 
 
 def main() -> None:
@@ -67,10 +81,18 @@ def main() -> None:
         size = src.stat().st_size
         table_mb = args.rows * args.dim * 4 / 2**20
 
-        base_ls, _ = best([py, "-c", BASE_LOAD_SAVE, str(src), str(dst)], args.repeat)
-        base_l, _ = best([py, "-c", BASE_LOAD, str(src)], args.repeat)
-        std_s, std_rss = best([py, "-m", "embtool", "standardize", str(src), "--to", "xavier", "-o", str(dst)], args.repeat)
-        stats_s, _ = best([py, "-m", "embtool", "stats", "--json", str(src)], args.repeat)
+        results = interleaved(
+            {
+                "load_save": [py, "-c", BASE_LOAD_SAVE, str(src), str(dst)],
+                "standardize": [py, "-m", "embtool", "standardize", str(src), "--to", "xavier", "-o", str(dst)],
+                "load": [py, "-c", BASE_LOAD, str(src)],
+                "stats": [py, "-m", "embtool", "stats", "--json", str(src)],
+            },
+            args.repeat,
+            dst,
+        )
+        base_ls, base_l = results["load_save"][0], results["load"][0]
+        (std_s, std_rss), stats_s = results["standardize"], results["stats"][0]
         out = {
             "table": f"{args.rows} x {args.dim} float32 ({table_mb:.0f} MiB, file {size / 2**20:.0f} MiB)",
             "safetensors_load_save_s": round(base_ls, 3),

@@ -139,3 +139,20 @@ def test_library_exports_resolve() -> None:
 
     for name in embtool.__all__:
         assert getattr(embtool, name) is not None, name
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("n", [0, 1, 7, 5000])
+def test_streamed_writes_are_safetensors_files(tmp_path: Path, make_table, monkeypatch, dtype, n) -> None:
+    """The streaming writer (stdout, map_rows) gives files that safetensors itself reads back."""
+    import safetensors.torch
+
+    import embtool.table as table_mod
+
+    monkeypatch.setattr(table_mod, "_BLOCK_BYTES", 256)  # many blocks, a short last one
+    t = make_table(torch.randn(n, 5).to(dtype), tokens=[f"w{i}" for i in range(n)])
+    plain, mapped = tmp_path / "plain.safetensors", tmp_path / "mapped.safetensors"
+    plain.write_bytes(dumps(t))
+    save(t, mapped, map_rows=lambda rows: rows.mul_(2))
+    assert torch.equal(safetensors.torch.load_file(str(plain))["embeddings"], t.vectors)
+    assert torch.equal(load(mapped).vectors, t.vectors * 2) and load(mapped).tokens == t.tokens

@@ -15,6 +15,7 @@ import math
 import os
 import struct
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -270,19 +271,19 @@ def _from_parts(
 # ----------------------------------------------------------------------------- writing
 
 
-def dumps(table: EmbeddingTable) -> bytes:
-    """The bytes of the safetensors file for ``table``."""
-    from safetensors.torch import save as st_save
-
-    return st_save({TENSOR_NAME: table.vectors.contiguous()}, metadata=table.metadata())
+RowMap = Callable[[torch.Tensor], torch.Tensor]  # a block of rows (B, D) → the rows to write (B, D)
+_DTYPE_CODES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+_BLOCK_BYTES = 16 << 20  # rows are streamed in blocks of about this size
 
 
-def save(table: EmbeddingTable, path: str | os.PathLike[str]) -> None:
+def save(table: EmbeddingTable, path: str | os.PathLike[str], map_rows: RowMap | None = None) -> None:
     """Write ``table`` to a file atomically, or to stdout when ``path`` is ``-``.
 
     A table is never written to a terminal. A file is written to a temporary name in the
     same folder and renamed into place, so an interrupted write leaves no half-written table
-    and never clobbers the old file.
+    and never clobbers the old file. ``map_rows``, when given, is applied to each block of rows
+    as it is written (to a reused buffer, which it may change in place): a transform of the whole
+    table then streams from the memory-mapped input to the output without a second (N, D) tensor.
     """
     name = str(path)
     if name == STDIO:
@@ -291,20 +292,52 @@ def save(table: EmbeddingTable, path: str | os.PathLike[str]) -> None:
             raise UsageError(
                 "refusing to write a binary table to a terminal: use -o FILE or redirect stdout"
             )
-        _write_stream(table, out)
+        try:
+            _write_streamed(table, out, map_rows)
+            out.flush()
+        except BrokenPipeError:
+            # the reader went away (e.g. `| head`); nothing useful left to do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise WorkFailure("stdout closed before the table was written") from None
         return
-    from safetensors.torch import save_file
-
     with atomic_path(name) as tmp:
-        save_file({TENSOR_NAME: table.vectors.contiguous()}, tmp, metadata=table.metadata())
+        if map_rows is None:
+            from safetensors.torch import save_file
+
+            save_file({TENSOR_NAME: table.vectors.contiguous()}, tmp, metadata=table.metadata())
+        else:
+            with open(tmp, "wb") as f:
+                _write_streamed(table, f, map_rows)
 
 
-def _write_stream(table: EmbeddingTable, out: BinaryIO) -> None:
-    try:
-        out.write(dumps(table))
-        out.flush()
-    except BrokenPipeError:
-        # the reader went away (e.g. `| head`); nothing useful left to do
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise WorkFailure("stdout closed before the table was written") from None
+def _write_streamed(table: EmbeddingTable, out: BinaryIO, map_rows: RowMap | None) -> None:
+    # The safetensors layout: u64 little-endian header size, a JSON header (padded with spaces to
+    # a multiple of 8 bytes) naming dtype, shape and byte offsets, then the raw little-endian data.
+    v = table.vectors.contiguous()  # (N, D)
+    nbytes = v.numel() * v.element_size()
+    header = {
+        "__metadata__": table.metadata(),
+        TENSOR_NAME: {"dtype": _DTYPE_CODES[v.dtype], "shape": list(v.shape), "data_offsets": [0, nbytes]},
+    }
+    raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    out.write(struct.pack("<Q", len(raw)))
+    out.write(raw)
+    rows = max(1, _BLOCK_BYTES // max(1, table.dim * v.element_size()))
+    buffer = torch.empty(min(rows, max(table.n, 1)), table.dim, dtype=v.dtype) if map_rows else None
+    for block in v.split(rows):  # (B, D) views
+        if map_rows is not None and buffer is not None:
+            part = buffer[: block.shape[0]]
+            part.copy_(block)
+            block = map_rows(part).to(v.dtype).contiguous()
+        out.write(block.view(torch.uint8).numpy().data)
+
+
+def dumps(table: EmbeddingTable) -> bytes:
+    """The bytes of the safetensors file for ``table``."""
+    import io
+
+    buf = io.BytesIO()
+    _write_streamed(table, buf, None)
+    return buf.getvalue()

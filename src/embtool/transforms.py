@@ -7,6 +7,7 @@ step that made it. Every random step takes ``seed`` and its own ``torch.Generato
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -68,6 +69,20 @@ def standardize(
     and σ (Eq. 4, the paper's Xavier_Pre-trained when the input is a Xavier table).
     ``inplace=True`` reuses the input's float32 tensor (for callers that discard the input).
     """
+    header, rows = standardize_rows(table, to, fan)
+    x = table.vectors
+    out = rows(x if inplace and x.dtype == torch.float32 else x.to(torch.float32, copy=True))
+    return table.derive(out.to(x.dtype), "standardize", header.history[-1]["args"])
+
+
+def standardize_rows(
+    table: EmbeddingTable, to: str | EmbeddingTable = "xavier", fan: int | None = None
+) -> tuple[EmbeddingTable, Callable[[torch.Tensor], torch.Tensor]]:
+    """``standardize`` as a table header plus a map of row blocks, for streaming it to a file.
+
+    Returns the table with the standardize step in its history (its vectors are still the
+    input's) and the function that turns float32 rows into the standardized rows, in place.
+    """
     mean, std = moments(table.vectors)
     if std == 0.0:
         raise BadInput(f"{table.origin}: all values are equal (σ = 0); cannot standardize")
@@ -89,15 +104,13 @@ def standardize(
         args["fan"] = fan
     args.update(from_mean=mean, from_std=std, to_mean=target_mean, to_std=target_std)
     k = target_std / std
-    x = table.vectors
-    # Eq. 1 / Eq. 4: x* = (x − mean) · σ_target/σ + mean_target
-    if inplace and x.dtype == torch.float32:
-        out = x.sub_(mean).mul_(k)  # no second (N, D) tensor
-    else:
-        out = torch.sub(x.float(), mean).mul_(k)
-    if target_mean:
-        out.add_(target_mean)
-    return table.derive(out.to(x.dtype), "standardize", args)
+
+    def rows(x: torch.Tensor) -> torch.Tensor:
+        # Eq. 1 / Eq. 4: x* = (x − mean) · σ_target/σ + mean_target
+        x.sub_(mean).mul_(k)
+        return x.add_(target_mean) if target_mean else x
+
+    return table.derive(table.vectors, "standardize", args), rows
 
 
 def shuffle(table: EmbeddingTable, axis: str = "both", seed: int = 0) -> EmbeddingTable:

@@ -15,7 +15,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from embtool.table import EmbeddingTable
+    from embtool.table import EmbeddingTable, RowMap
 
 
 @dataclass
@@ -48,12 +48,12 @@ def read_table(path: str, allow_nonfinite: bool = False) -> EmbeddingTable:
         return load(path, allow_nonfinite=allow_nonfinite)
 
 
-def write_table(table: EmbeddingTable, out: str) -> None:
+def write_table(table: EmbeddingTable, out: str, map_rows: RowMap | None = None) -> None:
     from embtool.table import save
 
     big = table.vectors.numel() * table.vectors.element_size() > _BIG
     with working(f"writing {out}", show=big and out != "-"):
-        save(table, out)
+        save(table, out, map_rows=map_rows)
 
 
 @contextmanager

@@ -42,8 +42,7 @@ def standardize(
 
       embtool standardize xavier.safetensors --to bert.safetensors -o xavier_bert.safetensors
     """
-    from embtool.transforms import parse_target
-    from embtool.transforms import standardize as run
+    from embtool.transforms import parse_target, standardize_rows
 
     check_output(out)
     kind, _ = parse_target(to)
@@ -52,5 +51,7 @@ def standardize(
     target = read_table(to) if kind == "table" else to
     if kind == "table" and fan is not None:
         raise typer.BadParameter("--fan applies to --to xavier only", param_hint="--fan")
-    # the loaded table is ours alone: standardize it in place (one (N, D) tensor in memory)
-    write_table(run(read_table(table, allow_nonfinite), target, fan=fan, inplace=True), out)
+    # stream the rows from the memory-mapped input through Eq. 1 into the output: no second
+    # (N, D) tensor, and no copy-on-write of the mapped input
+    header, rows = standardize_rows(read_table(table, allow_nonfinite), target, fan=fan)
+    write_table(header, out, map_rows=rows)
