@@ -113,9 +113,13 @@ class EmbeddingTable:
     def derive(self, vectors: torch.Tensor, op: str, args: dict[str, Any], **changes: Any) -> EmbeddingTable:
         """A new table with ``vectors`` and one more history entry (op, args, version)."""
         entry = history_entry(op, args)
-        return dataclasses.replace(
-            self, vectors=vectors, history=[*self.history, entry], **changes
-        )
+        history = [*self.history, entry]
+        if vectors is not self.vectors:
+            return dataclasses.replace(self, vectors=vectors, history=history, **changes)
+        # the same tensor has passed the finiteness check already: don't scan it again
+        table = dataclasses.replace(self, history=history, allow_nonfinite=True, **changes)
+        table.allow_nonfinite, table._range = self.allow_nonfinite, self._range
+        return table
 
     def metadata(self) -> dict[str, str]:
         """The safetensors header metadata of this table (DESIGN §2)."""
