@@ -39,6 +39,8 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/transforms.py
 	$(PY) bench/extract.py
+	$(PY) bench/train.py
+	$(PY) bench/analogy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo

@@ -165,8 +165,8 @@ def _event(name: str, data: dict[str, Any]) -> None:
 
 def _train_one(cfg: Any) -> Path:
     """One run with `train`'s progress display (a bar per epoch, a line per epoch)."""
-    from embtool.commands.train import _Reporter
+    from embtool.commands._progress import TrainingProgress
     from embtool.training import train
 
-    with _Reporter(cfg) as reporter:
+    with TrainingProgress(cfg) as reporter:
         return train(cfg, progress=reporter)

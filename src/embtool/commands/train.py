@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Optional
 
 import typer
 
-from embtool.commands._common import STATE, err_console, info
-
-if TYPE_CHECKING:
-    from embtool.training import TrainConfig
+from embtool.commands._common import info
 
 
 def register(app: typer.Typer) -> None:
@@ -106,7 +103,9 @@ def train(
             max_eval_examples=max_eval_examples, max_len=max_len, beam=beam, out=out, device=device,
             amp=amp, compile=compile_, threads=threads,
         )
-    reporter = _Reporter(cfg)
+    from embtool.commands._progress import TrainingProgress
+
+    reporter = TrainingProgress(cfg)
     try:
         with reporter:
             run = run_training(cfg, progress=reporter)
@@ -124,57 +123,3 @@ def train(
         if "best_val_acc_mismatched" in result:
             acc += f" / mismatched {result['best_val_acc_mismatched']:.2f}"
         info(f"best {acc} (epoch {result['best_epoch']}) → {run}")
-
-
-class _Reporter:
-    """Turns the trainer's progress events into a rich bar per epoch and a line per epoch."""
-
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
-        self.run_dir: str | None = cfg.out
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> _Reporter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)
-
-    def _bar(self) -> Any:
-        # started at the first epoch, so that an early error stays the only line on stderr
-        if self.progress is None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f} · {task.fields[tps]:,.0f} tok/s"), TimeElapsedColumn(),
-                console=err_console(), transient=True, disable=STATE.quiet,
-            )
-            self.progress.__enter__()
-        return self.progress
-
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event == "log":
-            if self.progress is None:
-                info(data["message"])
-            else:
-                self.progress.console.print(data["message"])
-            return
-        if event == "run":
-            self.run_dir = data["path"]
-            return
-        p = self._bar()
-        if event == "epoch_start":
-            if self.task is not None:
-                p.remove_task(self.task)
-            self.task = p.add_task(f"epoch {data['epoch']}/{data['epochs']}", total=data["steps"], loss=0.0, tps=0.0)
-        elif event == "step" and self.task is not None:
-            p.update(self.task, completed=data["step"], loss=data["loss"], tps=data["tokens_per_s"])
-        elif event == "epoch":
-            score = (f"val BLEU {data['val_bleu']:.2f}" if "val_bleu" in data else f"val acc {data['val_acc']:.2f}")
-            p.console.print(
-                f"epoch {data['epoch']}: train loss {data['train_loss']:.3f}, val loss {data['val_loss']:.3f}, "
-                f"{score}, {data['seconds']:.1f}s, {data['tokens_per_s']:,.0f} tok/s"
-            )
