@@ -13,6 +13,7 @@ The search itself lives in :mod:`embtool.analogy_search`; this module is light t
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,23 +121,31 @@ def default_questions() -> Path:
     return gensim_test_file("questions-words.txt")
 
 
+def read_bytes(path: str | Path, what: str) -> bytes:
+    """The bytes of a benchmark file, or BadInput naming it."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
+
+
+def numbered_lines(data: bytes, origin: str) -> Iterator[tuple[int, str]]:
+    """(line number, text) of UTF-8 lines; a line that is not UTF-8 is an error naming it."""
+    for no, raw in enumerate(data.splitlines(), start=1):
+        try:
+            yield no, raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadInput(f"{origin}, line {no}: not UTF-8 text") from None
+
+
 def read_questions(path: str | Path) -> list[QuestionSection]:
     """Parse a questions file: ``: section`` lines, then lines of four words ``a b c d``."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read the questions file ({e.strerror or e})") from None
-    return parse_questions(data, origin=str(path))
+    return parse_questions(read_bytes(path, "questions"), origin=str(path))
 
 
 def parse_questions(data: bytes, origin: str = "<questions>") -> list[QuestionSection]:
     sections: list[QuestionSection] = []
-    for no, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadInput(f"{origin}, line {no}: not UTF-8 text") from None
+    for no, line in numbered_lines(data, origin):
         if line.startswith(": "):  # gensim's section marker
             sections.append(QuestionSection(line.lstrip(": ").strip()))
             continue

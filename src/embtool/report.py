@@ -140,9 +140,7 @@ def read_run(path: Path) -> Run:
     """Read one run folder; problems become the run's status, never an exception."""
     run = Run(path=path, status="complete")
     try:
-        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-        if not isinstance(config, dict):
-            raise ValueError("not a JSON object")
+        config = _json_object(path / CONFIG)
     except (OSError, ValueError) as e:
         run.status = f"failed: {CONFIG} is not readable JSON ({e})"
         return run
@@ -170,9 +168,7 @@ def read_run(path: Path) -> Run:
         run.status = f"incomplete: {len(run.metrics)} epoch(s) in {METRICS}, no {TEST}"
         return run
     try:
-        test = json.loads(test_path.read_text(encoding="utf-8"))
-        if not isinstance(test, dict):
-            raise ValueError("not a JSON object")
+        test = _json_object(test_path)
     except (OSError, ValueError) as e:
         run.status = f"failed: {TEST} is not readable JSON ({e})"
         return run
@@ -181,6 +177,13 @@ def read_run(path: Path) -> Run:
         run.kind = "translation" if "bleu" in test else "classification"
     _fill_result(run)
     return run
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
 
 
 def _flags(train: dict[str, Any]) -> list[str]:

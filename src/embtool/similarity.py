@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embtool._version import __version__
-from embtool.analogy import DEFAULT_RESTRICT, gensim_test_file
+from embtool.analogy import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
 from embtool.errors import BadInput
 
 if TYPE_CHECKING:
@@ -79,20 +79,12 @@ def default_pairs() -> list[Path]:
 
 def read_pairs(path: str | Path) -> list[Pair]:
     """Parse ``word<TAB>word<TAB>score`` lines; ``#`` lines and blank lines are skipped."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read the pairs file ({e.strerror or e})") from None
-    return parse_pairs(data, origin=str(path))
+    return parse_pairs(read_bytes(path, "pairs"), origin=str(path))
 
 
 def parse_pairs(data: bytes, origin: str = "<pairs>") -> list[Pair]:
     pairs: list[Pair] = []
-    for no, raw in enumerate(data.splitlines(), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadInput(f"{origin}, line {no}: not UTF-8 text") from None
+    for no, line in numbered_lines(data, origin):
         if line.startswith("#") or not line.strip():
             continue
         fields = line.split("\t")
