@@ -91,7 +91,7 @@ class EmbeddingTable:
         if not self.allow_nonfinite and v.numel():
             self._range = self.value_range()
             if not (math.isfinite(self._range[0]) and math.isfinite(self._range[1])):
-                check_finite(v, self.tokens, self.origin)
+                _raise_nonfinite(v, self.tokens, self.origin)
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) of all values; computed once (validation needs it too)."""
@@ -143,10 +143,8 @@ def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"op": op, "args": args, "embtool": __version__}
 
 
-def check_finite(vectors: torch.Tensor, tokens: list[str], origin: str) -> None:
+def _raise_nonfinite(vectors: torch.Tensor, tokens: list[str], origin: str) -> None:
     """Raise BadInput counting NaN/Inf values and naming the first affected row's token."""
-    if bool(torch.isfinite(vectors).all()):
-        return
     bad = ~torch.isfinite(vectors)  # (N, D)
     count = int(bad.sum())
     row = int(bad.any(dim=1).nonzero()[0, 0])

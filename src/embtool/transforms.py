@@ -69,10 +69,10 @@ def standardize(
     and σ (Eq. 4, the paper's Xavier_Pre-trained when the input is a Xavier table).
     ``inplace=True`` reuses the input's float32 tensor (for callers that discard the input).
     """
-    header, rows = standardize_rows(table, to, fan)
+    args, rows = _standardize_plan(table, to, fan)
     x = table.vectors
     out = rows(x if inplace and x.dtype == torch.float32 else x.to(torch.float32, copy=True))
-    return table.derive(out.to(x.dtype), "standardize", header.history[-1]["args"])
+    return table.derive(out.to(x.dtype), "standardize", args)
 
 
 def standardize_rows(
@@ -83,6 +83,14 @@ def standardize_rows(
     Returns the table with the standardize step in its history (its vectors are still the
     input's) and the function that turns float32 rows into the standardized rows, in place.
     """
+    args, rows = _standardize_plan(table, to, fan)
+    return table.derive(table.vectors, "standardize", args), rows
+
+
+def _standardize_plan(
+    table: EmbeddingTable, to: str | EmbeddingTable, fan: int | None
+) -> tuple[dict[str, Any], Callable[[torch.Tensor], torch.Tensor]]:
+    """The history arguments of a standardize step and its in-place map of float32 rows."""
     mean, std = moments(table.vectors)
     if std == 0.0:
         raise BadInput(f"{table.origin}: all values are equal (σ = 0); cannot standardize")
@@ -110,7 +118,7 @@ def standardize_rows(
         x.sub_(mean).mul_(k)
         return x.add_(target_mean) if target_mean else x
 
-    return table.derive(table.vectors, "standardize", args), rows
+    return args, rows
 
 
 def shuffle(table: EmbeddingTable, axis: str = "both", seed: int = 0) -> EmbeddingTable:
