@@ -103,3 +103,13 @@ def test_cli_align_errors(embtool, make_table, tmp_path, case, message) -> None:
     r = embtool("align", *args, "--vocab", str(vocab), "-o", str(out))
     assert r.code == 2 and r.stderr.startswith("embtool: error: ") and message in r.stderr, r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["normal", "mean", "zero", "xavier"])
+def test_fill_is_the_same_on_numpy_and_torch(method) -> None:
+    """extract fills numpy rows, align torch rows: one seed gives one fill."""
+    base = torch.randn(50, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    t, a = base.clone(), base.numpy().copy()
+    fill_missing(t, [0, 7, 49], method, seed=5)
+    fill_missing(a, [0, 7, 49], method, seed=5)
+    assert torch.equal(t, torch.from_numpy(a))

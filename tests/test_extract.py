@@ -409,3 +409,94 @@ def test_cli_hub_id_offline_says_how_to_use_a_local_folder(embtool, tmp_path) ->
     r = embtool("extract", "google/mt5-small", "--vocab", str(vocab), "-o", str(tmp_path / "o.safetensors"))
     assert r.code == 1 and "give a local checkpoint folder" in r.stderr, r.stderr
     assert not (tmp_path / "o.safetensors").exists()
+
+
+# ----------------------------------------------------------------------------- the light path
+
+
+def test_cli_extract_from_safetensors_never_imports_torch(ckpts, tmp_path) -> None:
+    """torch alone costs more time and memory than a whole extraction: the safetensors path skips it."""
+    import subprocess
+    import sys
+
+    folder = ckpts["t5"]
+    vocab = tmp_path / "v.txt"
+    vocab.write_text(f"#embtool tokenizer=hf:{folder}\n▁the\n▁cat\n</s>\n", encoding="utf-8")
+    out = tmp_path / "t.safetensors"
+    code = (
+        "import sys; from embtool.cli import main; rc = main(sys.argv[1:]);"
+        "print('HEAVY', [m for m in ('torch', 'transformers') if m in sys.modules])"
+    )
+    args = ["extract", str(folder), "--vocab", str(vocab), "-o", str(out)]
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert "HEAVY []" in r.stdout, r.stderr
+    table = load(out)
+    ids = _tok_ids(folder, table.tokens)
+    assert torch.equal(table.vectors, _model_embedding(folder)[ids])
+
+
+def _unigram_tokenizer(pieces: list[str]):
+    from tokenizers import Tokenizer, models
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -1.5 - i) for i, p in enumerate(pieces)]
+    return Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
+
+
+ODD_PIECES = ["▁the", 'quo"te', "back\\slash", "tab\there", "▁∑", "[", "]", "],[", "1e-5", "\u2028"]
+
+
+@pytest.mark.parametrize("pretty", [True, False])
+def test_unigram_scan_gives_the_tokenizers_ids(tmp_path, pretty) -> None:
+    """The Unigram vocabulary is scanned, not parsed: ids must be what the tokenizers library says."""
+    from embtool.sources.huggingface import Pieces, _read_tokenizer_json
+
+    tok = _unigram_tokenizer(ODD_PIECES)
+    tok.add_special_tokens(["<extra>"])
+    path = tmp_path / "tokenizer.json"
+    path.write_text(tok.to_str(pretty=pretty), encoding="utf-8")
+    wanted = [*ODD_PIECES, "<extra>", "<unk>", "absent"]
+    _, scan = _read_tokenizer_json(path, dict.fromkeys(wanted))
+    assert scan is not None and scan.size == len(ODD_PIECES) + 3  # the fast path was taken
+    pieces = Pieces(path, wanted)
+    assert {p: pieces.id(p) for p in wanted} == {p: tok.token_to_id(p) for p in wanted}
+    assert pieces.unk == "<unk>" and pieces.size == tok.get_vocab_size(with_added_tokens=True)
+    assert pieces.id("</s>") == 1 and pieces.split("back\\slash") == ["back\\slash"]  # loads the tokenizer
+
+
+def test_unexpected_tokenizer_json_layout_is_parsed_whole(tmp_path) -> None:
+    from embtool.sources.huggingface import Pieces, _read_tokenizer_json
+
+    tok = _unigram_tokenizer(["▁a", "▁b"])
+    data = json.loads(tok.to_str())
+    data["model"]["vocab"] = [[p, s, "extra field"] for p, s in data["model"]["vocab"]]  # not [piece, score]
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert _read_tokenizer_json(path, {})[1] is None
+    assert Pieces(path, ["▁b"]).id("▁b") == 4
+
+
+def test_broken_tokenizer_json_names_the_file(tmp_path) -> None:
+    from embtool.sources.huggingface import Pieces
+
+    path = tmp_path / "tokenizer.json"
+    path.write_text('{"model": {"type": "Unigram", "vocab": [["a", 0.0], ', encoding="utf-8")
+    with pytest.raises(BadInput, match=r"tokenizer\.json: not a readable tokenizer\.json"):
+        Pieces(path, ["a"])
+
+
+def test_save_array_writes_what_save_writes(tmp_path) -> None:
+    import numpy as np
+
+    from embtool.table import EmbeddingTable, save, save_array
+
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    fields = dict(tokens=["a", "b", "c"], source="s", tokenizer="whitespace", history=[{"op": "x"}], missing=[1])
+    save_array(rows, tmp_path / "a.safetensors", **fields)
+    save(EmbeddingTable(torch.from_numpy(rows), **fields), tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    rows[2, 1] = np.nan
+    with pytest.raises(BadInput, match=r"1 non-finite value\(s\) \(NaN/Inf\); first in row 2 \(token 'c'\)"):
+        save_array(rows, tmp_path / "c.safetensors", **fields)
+    with pytest.raises(BadInput, match="duplicate token 'a'"):
+        save_array(rows[:2], tmp_path / "c.safetensors", **{**fields, "tokens": ["a", "a"], "missing": None})
+    assert not (tmp_path / "c.safetensors").exists()

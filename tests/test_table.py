@@ -49,10 +49,11 @@ def test_save_is_atomic_and_keeps_old_file_on_failure(tmp_path: Path, make_table
     save(make_table(torch.zeros(2, 2)), path)
     before = path.read_bytes()
 
-    def boom(*a, **k):
+    def boom(out, *a, **k):
+        out.write(b"half a header")  # the disk fills up part-way
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("safetensors.torch.save_file", boom)
+    monkeypatch.setattr("embtool.table._write_safetensors", boom)
     with pytest.raises(Exception, match="could not write"):
         save(make_table(torch.ones(2, 2)), path)
     assert path.read_bytes() == before

@@ -150,3 +150,12 @@ def test_standardize_inplace_equals_pure(glove_like) -> None:
     pure = standardize(glove_like, "xavier").vectors
     copy = glove_like.derive(glove_like.vectors.clone(), "copy", {})
     assert torch.equal(standardize(copy, "xavier", inplace=True).vectors, pure)
+
+
+def test_block_moments_on_numpy_equal_moments_on_torch() -> None:
+    from embtool.stats import block_moments
+
+    x = torch.randn(3000, 7, generator=torch.Generator().manual_seed(4)) * 5 + 100
+    blocks = [b.reshape(-1) for b in np.array_split(x.numpy(), 5)]
+    assert block_moments(blocks) == pytest.approx(moments(x), rel=1e-9)
+    assert block_moments(blocks) == pytest.approx((x.double().mean().item(), x.double().std().item()), rel=1e-7)

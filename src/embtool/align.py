@@ -6,15 +6,16 @@ so the table keeps one scale (fairseq mixes scales, OpenNMT uses zeros).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput
-from embtool.stats import moments, xavier_bound
+from embtool.stats import block_moments, xavier_bound
 from embtool.vocabfile import Vocabulary
 
-if TYPE_CHECKING:  # torch loads when a function needs it: `extract` looks tokens up before that
+if TYPE_CHECKING:  # torch loads when a function needs it: `extract` never needs it
+    import numpy as np
     import torch
 
     from embtool.table import EmbeddingTable
@@ -51,37 +52,62 @@ def check_method(missing: str) -> str:
     return missing
 
 
-def fill_missing(vectors: torch.Tensor, missing: Sequence[int], method: str = "normal", seed: int = 0) -> None:
-    """Fill rows ``missing`` of ``vectors`` (N, D) in place from the other rows' statistics.
+def fill_missing(
+    vectors: torch.Tensor | np.ndarray, missing: Sequence[int], method: str = "normal", seed: int = 0
+) -> None:
+    """Fill rows ``missing`` of ``vectors`` (N, D; a tensor or a numpy array) in place from the
+    other rows' statistics, computed block by block (no copy of the found rows).
 
     normal: N(μ, σ²) with the found values' mean and σ; mean: the found rows' mean vector;
-    zero: zeros; xavier: U(−a, a), a = √(6/(N+D)).
+    zero: zeros; xavier: U(−a, a), a = √(6/(N+D)). Random values come from numpy's generator
+    seeded with ``seed``, whichever array type ``vectors`` is.
     """
-    import torch
+    import numpy as np
 
     check_method(method)
     if not missing:
         return
     n, d = vectors.shape
-    index = torch.tensor(list(missing), dtype=torch.long)
-    keep = torch.ones(n, dtype=torch.bool)
-    keep[index] = False
-    found = vectors[keep]  # (K, D)
-    if method in ("normal", "mean") and found.shape[0] == 0:
+    index = np.asarray(sorted(set(missing)), dtype=np.int64)
+    found = np.setdiff1d(np.arange(n), index)
+    if method in ("normal", "mean") and not len(found):
         raise BadInput(f"--missing {method} needs found rows to take statistics from, and none was found")
-    gen = torch.Generator().manual_seed(seed)
-    fill: torch.Tensor  # (M, D)
+    rng = np.random.default_rng(seed)
     if method == "normal":
-        mean, std = moments(found) if found.numel() > 1 else (float(found.mean()), 0.0)
-        fill = torch.randn(len(index), d, generator=gen) * std + mean
+        if len(found) * d > 1:
+            mean, std = block_moments(block.reshape(-1) for block in _row_blocks(vectors, found))
+        else:
+            mean, std = float(next(_row_blocks(vectors, found)).mean()), 0.0
+        fill = rng.standard_normal((len(index), d), dtype=np.float32) * np.float32(std) + np.float32(mean)
     elif method == "mean":
-        fill = found.float().mean(dim=0, keepdim=True).expand(len(index), d)
+        total = sum(block.sum(axis=0, dtype=np.float64) for block in _row_blocks(vectors, found))
+        fill = np.broadcast_to((total / len(found)).astype(np.float32), (len(index), d))
     elif method == "zero":
-        fill = torch.zeros(len(index), d)
+        fill = np.zeros((len(index), d), dtype=np.float32)
     else:
         a = xavier_bound(n, d)
-        fill = torch.empty(len(index), d).uniform_(-a, a, generator=gen)
-    vectors[index] = fill.to(vectors.dtype)
+        fill = rng.uniform(-a, a, (len(index), d)).astype(np.float32)
+    if isinstance(vectors, np.ndarray):
+        vectors[index] = fill
+    else:
+        import torch
+
+        vectors[torch.from_numpy(index)] = torch.from_numpy(np.ascontiguousarray(fill)).to(vectors.dtype)
+
+
+def _row_blocks(vectors: torch.Tensor | np.ndarray, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """The rows ``rows`` of ``vectors``, one float32 numpy block of at most 16 MB at a time."""
+    import numpy as np
+
+    step = max(1, (4 << 20) // max(1, vectors.shape[1]))
+    for start in range(0, len(rows), step):
+        part = rows[start : start + step]
+        if isinstance(vectors, np.ndarray):
+            yield vectors[part].astype(np.float32, copy=False)
+        else:
+            import torch
+
+            yield vectors[torch.from_numpy(part)].float().numpy()
 
 
 def corpus_share(vocab: Vocabulary, covered: Sequence[int]) -> float | None:

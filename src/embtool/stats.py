@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput
 
@@ -20,26 +22,36 @@ _CHUNK = 1 << 22  # elements per block in the second pass: 16 MB of extra memory
 def moments(x: torch.Tensor) -> tuple[float, float]:
     """Mean and sample σ (ddof=1) of all elements of ``x``, accurate to ~1e-9 relative.
 
-    One blockwise pass without a full-size temporary: float32 cascade sums of d = x − c and d²
-    per block, accumulated in float64, around c = the first block's mean (so that d is small and
-    the sums do not cancel; shifted-data variance).
+    One blockwise pass without a full-size temporary (see ``block_moments``).
     """
     import torch
 
     flat = x.reshape(-1)
-    n = flat.numel()
-    if n < 2:
-        raise BadInput(f"need at least 2 values for a standard deviation, got {n}")
     if flat.dtype != torch.float32:
         flat = flat.float()
-    blocks = flat.split(_CHUNK)
-    # c is rounded to float32 because the blocks subtract it in float32
-    c = torch.tensor(blocks[0].sum().item() / blocks[0].numel(), dtype=torch.float32).item()
-    s1 = s2 = 0.0
+    return block_moments(flat.split(_CHUNK))
+
+
+def block_moments(blocks: Iterable[Any]) -> tuple[float, float]:
+    """Mean and sample σ (ddof=1) of the values in ``blocks``: 1-D float32 torch tensors or numpy arrays.
+
+    float32 cascade sums of d = x − c and d² per block, accumulated in float64, around c = the
+    first block's mean (so that d is small and the sums do not cancel; shifted-data variance).
+    """
+    n, s1, s2 = 0, 0.0, 0.0
+    c: float | None = None
     for block in blocks:
+        if not len(block):
+            continue
+        if c is None:  # rounded to float32 because the blocks subtract it in float32
+            c = struct.unpack("f", struct.pack("f", float(block.sum()) / len(block)))[0]
         d = block - c
-        s1 += d.sum().item()
-        s2 += d.square_().sum().item()
+        s1 += float(d.sum())
+        d *= d
+        s2 += float(d.sum())
+        n += len(block)
+    if n < 2 or c is None:
+        raise BadInput(f"need at least 2 values for a standard deviation, got {n}")
     mean = c + s1 / n
     var = max(s2 - s1 * s1 / n, 0.0) / (n - 1)
     return mean, math.sqrt(var)

@@ -15,12 +15,10 @@ import math
 import os
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import torch
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from embtool._version import __version__
 from embtool.atomic import atomic_path
@@ -35,8 +33,14 @@ KEY_TOKENIZER = "embtool.tokenizer"
 KEY_HISTORY = "embtool.history"
 KEY_MISSING = "embtool.missing"
 _KNOWN_KEYS = {KEY_FORMAT, KEY_TOKENS, KEY_SOURCE, KEY_TOKENIZER, KEY_HISTORY, KEY_MISSING}
-ALLOWED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Allowed element types, by their name in torch and numpy, with their safetensors codes. torch is
+# imported only where a tensor is made: `extract` writes its numpy rows without it (start-up time).
+DTYPE_CODES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 STDIO = "-"
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 @dataclass
@@ -59,45 +63,24 @@ class EmbeddingTable:
     _range: tuple[float, float] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        import torch
+
         v = self.vectors
         if not isinstance(v, torch.Tensor):
             raise BadInput(f"{self.origin}: vectors must be a torch.Tensor, got {type(v).__name__}")
-        if v.dim() != 2:
-            raise BadInput(
-                f"{self.origin}: tensor '{TENSOR_NAME}' must be 2-D (N, D), got shape {tuple(v.shape)}"
-            )
-        if v.dtype not in ALLOWED_DTYPES:
-            raise BadInput(
-                f"{self.origin}: tensor '{TENSOR_NAME}' has dtype {v.dtype}; "
-                "allowed: float32, float16, bfloat16"
-            )
-        if len(self.tokens) != v.shape[0]:
-            raise BadInput(
-                f"{self.origin}: {len(self.tokens)} tokens for {v.shape[0]} rows; "
-                "the token list must name every row"
-            )
-        if len(set(self.tokens)) != len(self.tokens):
-            seen: dict[str, int] = {}
-            for i, tok in enumerate(self.tokens):
-                if tok in seen:
-                    raise BadInput(
-                        f"{self.origin}: duplicate token {tok!r} at rows {seen[tok]} and {i}"
-                    )
-                seen[tok] = i
-        if self.missing is not None:
-            bad = [i for i in self.missing if not 0 <= i < v.shape[0]]
-            if bad:
-                raise BadInput(f"{self.origin}: missing-row index {bad[0]} is out of range")
+        _check_layout(tuple(v.shape), str(v.dtype).removeprefix("torch."), self.tokens, self.missing, self.origin)
         if not self.allow_nonfinite and v.numel():
             self._range = self.value_range()
             if not (math.isfinite(self._range[0]) and math.isfinite(self._range[1])):
-                _raise_nonfinite(v, self.tokens, self.origin)
+                _raise_nonfinite(v.float().numpy(), self.tokens, self.origin)
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) of all values; computed once (validation needs it too)."""
         if self._range is None:
             if self.vectors.numel() == 0:
                 raise BadInput(f"{self.origin}: the table is empty")
+            import torch
+
             lo, hi = torch.aminmax(self.vectors)  # NaN propagates into both
             self._range = (float(lo), float(hi))
         return self._range
@@ -123,19 +106,55 @@ class EmbeddingTable:
 
     def metadata(self) -> dict[str, str]:
         """The safetensors header metadata of this table (DESIGN §2)."""
-        meta = dict(self.extra)
-        meta.update(
-            {
-                KEY_FORMAT: FORMAT_VERSION,
-                KEY_TOKENS: json.dumps(self.tokens, ensure_ascii=False),
-                KEY_SOURCE: self.source,
-                KEY_TOKENIZER: self.tokenizer,
-                KEY_HISTORY: json.dumps(self.history, ensure_ascii=False),
-            }
+        return table_metadata(self.tokens, self.source, self.tokenizer, self.history, self.missing, self.extra)
+
+
+def table_metadata(
+    tokens: list[str],
+    source: str,
+    tokenizer: str,
+    history: list[dict[str, Any]],
+    missing: list[int] | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The safetensors header metadata of a table with these fields (DESIGN §2)."""
+    meta = dict(extra or {})
+    meta.update(
+        {
+            KEY_FORMAT: FORMAT_VERSION,
+            KEY_TOKENS: json.dumps(tokens, ensure_ascii=False),
+            KEY_SOURCE: source,
+            KEY_TOKENIZER: tokenizer,
+            KEY_HISTORY: json.dumps(history, ensure_ascii=False),
+        }
+    )
+    if missing is not None:
+        meta[KEY_MISSING] = json.dumps(missing)
+    return meta
+
+
+def _check_layout(
+    shape: tuple[int, ...], dtype: str, tokens: list[str], missing: list[int] | None, origin: str
+) -> None:
+    """Shape, element type, one unique token per row and in-range missing rows, or BadInput."""
+    if len(shape) != 2:
+        raise BadInput(f"{origin}: tensor '{TENSOR_NAME}' must be 2-D (N, D), got shape {shape}")
+    if dtype not in DTYPE_CODES:
+        raise BadInput(
+            f"{origin}: tensor '{TENSOR_NAME}' has dtype {dtype}; allowed: float32, float16, bfloat16"
         )
-        if self.missing is not None:
-            meta[KEY_MISSING] = json.dumps(self.missing)
-        return meta
+    if len(tokens) != shape[0]:
+        raise BadInput(f"{origin}: {len(tokens)} tokens for {shape[0]} rows; the token list must name every row")
+    if len(set(tokens)) != len(tokens):
+        seen: dict[str, int] = {}
+        for i, tok in enumerate(tokens):
+            if tok in seen:
+                raise BadInput(f"{origin}: duplicate token {tok!r} at rows {seen[tok]} and {i}")
+            seen[tok] = i
+    if missing is not None:
+        bad = [i for i in missing if not 0 <= i < shape[0]]
+        if bad:
+            raise BadInput(f"{origin}: missing-row index {bad[0]} is out of range")
 
 
 def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -143,11 +162,13 @@ def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"op": op, "args": args, "embtool": __version__}
 
 
-def _raise_nonfinite(vectors: torch.Tensor, tokens: list[str], origin: str) -> None:
+def _raise_nonfinite(vectors: np.ndarray, tokens: list[str], origin: str) -> None:
     """Raise BadInput counting NaN/Inf values and naming the first affected row's token."""
-    bad = ~torch.isfinite(vectors)  # (N, D)
+    import numpy as np
+
+    bad = ~np.isfinite(vectors)  # (N, D)
     count = int(bad.sum())
-    row = int(bad.any(dim=1).nonzero()[0, 0])
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
     raise BadInput(
         f"{origin}: {count} non-finite value(s) (NaN/Inf); first in row {row} "
         f"(token {tokens[row]!r}); pass --allow-nonfinite to accept them"
@@ -273,8 +294,7 @@ def _from_parts(
 # ----------------------------------------------------------------------------- writing
 
 
-RowMap = Callable[[torch.Tensor], torch.Tensor]  # a block of rows (B, D) → the rows to write (B, D)
-_DTYPE_CODES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
+RowMap = Callable[["torch.Tensor"], "torch.Tensor"]  # a block of rows (B, D) → the rows to write (B, D)
 _BLOCK_BYTES = 16 << 20  # rows are streamed in blocks of about this size
 
 
@@ -287,6 +307,39 @@ def save(table: EmbeddingTable, path: str | os.PathLike[str], map_rows: RowMap |
     as it is written (to a reused buffer, which it may change in place): a transform of the whole
     table then streams from the memory-mapped input to the output without a second (N, D) tensor.
     """
+    _emit(path, lambda out: _write_streamed(table, out, map_rows))
+
+
+def save_array(
+    vectors: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    tokens: list[str],
+    source: str,
+    tokenizer: str,
+    history: list[dict[str, Any]],
+    missing: list[int] | None = None,
+    origin: str = "table",
+) -> None:
+    """Write a table whose rows are a numpy array (N, D), checked as ``EmbeddingTable`` checks them.
+
+    The bytes are those ``save`` writes for the same table, but torch is never imported: ``extract``
+    answers in a fraction of a second this way.
+    """
+    import numpy as np
+
+    _check_layout(vectors.shape, vectors.dtype.name, tokens, missing, origin)
+    if vectors.size and not (np.isfinite(vectors.min()) and np.isfinite(vectors.max())):
+        _raise_nonfinite(vectors, tokens, origin)
+    meta = table_metadata(tokens, source, tokenizer, history, missing)
+    rows = np.ascontiguousarray(vectors)
+    step = max(1, _BLOCK_BYTES // max(1, rows.strides[0]))
+    blocks = (memoryview(rows[i : i + step]).cast("B") for i in range(0, max(len(rows), 1), step))
+    _emit(path, lambda out: _write_safetensors(out, meta, DTYPE_CODES[rows.dtype.name], rows.shape, blocks))
+
+
+def _emit(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+    """Run ``write`` on stdout (``-``, never a terminal) or on an atomically replaced file."""
     name = str(path)
     if name == STDIO:
         out = sys.stdout.buffer
@@ -295,7 +348,7 @@ def save(table: EmbeddingTable, path: str | os.PathLike[str], map_rows: RowMap |
                 "refusing to write a binary table to a terminal: use -o FILE or redirect stdout"
             )
         try:
-            _write_streamed(table, out, map_rows)
+            write(out)
             out.flush()
         except BrokenPipeError:
             # the reader went away (e.g. `| head`); nothing useful left to do
@@ -303,37 +356,46 @@ def save(table: EmbeddingTable, path: str | os.PathLike[str], map_rows: RowMap |
             os.dup2(devnull, sys.stdout.fileno())
             raise WorkFailure("stdout closed before the table was written") from None
         return
-    with atomic_path(name) as tmp:
-        if map_rows is None:
-            from safetensors.torch import save_file
-
-            save_file({TENSOR_NAME: table.vectors.contiguous()}, tmp, metadata=table.metadata())
-        else:
-            with open(tmp, "wb") as f:
-                _write_streamed(table, f, map_rows)
+    with atomic_path(name) as tmp, open(tmp, "wb") as f:
+        write(f)
 
 
-def _write_streamed(table: EmbeddingTable, out: BinaryIO, map_rows: RowMap | None) -> None:
+def _write_safetensors(
+    out: BinaryIO, metadata: dict[str, str], dtype: str, shape: tuple[int, ...], blocks: Iterable[Any]
+) -> None:
     # The safetensors layout: u64 little-endian header size, a JSON header (padded with spaces to
-    # a multiple of 8 bytes) naming dtype, shape and byte offsets, then the raw little-endian data.
-    v = table.vectors.contiguous()  # (N, D)
-    nbytes = v.numel() * v.element_size()
+    # a multiple of 8 bytes) naming dtype, shape and byte offsets, then the raw little-endian data,
+    # here written block by block (``blocks``: buffers of consecutive rows).
+    nbytes = math.prod(shape) * (2 if dtype in ("F16", "BF16") else 4)
     header = {
-        "__metadata__": table.metadata(),
-        TENSOR_NAME: {"dtype": _DTYPE_CODES[v.dtype], "shape": list(v.shape), "data_offsets": [0, nbytes]},
+        "__metadata__": metadata,
+        TENSOR_NAME: {"dtype": dtype, "shape": list(shape), "data_offsets": [0, nbytes]},
     }
     raw = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
     out.write(struct.pack("<Q", len(raw)))
     out.write(raw)
+    for block in blocks:
+        out.write(block)
+
+
+def _write_streamed(table: EmbeddingTable, out: BinaryIO, map_rows: RowMap | None) -> None:
+    import torch
+
+    v = table.vectors.contiguous()  # (N, D)
     rows = max(1, _BLOCK_BYTES // max(1, table.dim * v.element_size()))
     buffer = torch.empty(min(rows, max(table.n, 1)), table.dim, dtype=v.dtype) if map_rows else None
-    for block in v.split(rows):  # (B, D) views
-        if map_rows is not None and buffer is not None:
-            part = buffer[: block.shape[0]]
-            part.copy_(block)
-            block = map_rows(part).to(v.dtype).contiguous()
-        out.write(block.view(torch.uint8).numpy().data)
+
+    def blocks() -> Iterator[memoryview]:
+        for block in v.split(rows):  # (B, D) views
+            if map_rows is not None and buffer is not None:
+                part = buffer[: block.shape[0]]
+                part.copy_(block)
+                block = map_rows(part).to(v.dtype).contiguous()
+            yield block.view(torch.uint8).numpy().data
+
+    dtype = DTYPE_CODES[str(v.dtype).removeprefix("torch.")]
+    _write_safetensors(out, table.metadata(), dtype, tuple(v.shape), blocks())
 
 
 def dumps(table: EmbeddingTable) -> bytes:

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from embtool.commands._common import OUT_TABLE, SEED, check_output, write_table
+from embtool.commands._common import OUT_TABLE, SEED, check_output
 
 MISSING_HELP = (
     "Fill for tokens found nowhere: normal (random, the found rows' mean and σ), mean (their mean "
@@ -52,13 +52,14 @@ def extract(
       embtool extract glove:glove.6B.300d.txt --vocab en.vocab --missing zero -o glove.safetensors
     """
     from embtool.commands._progress import say
-    from embtool.sources import extract as run
+    from embtool.sources import extract_rows
     from embtool.vocabfile import read_vocab
 
     check_output(out)
     voc = read_vocab(vocab)
-    table, cov = run(
+    got = extract_rows(
         source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback, missing=missing, seed=seed
     )
-    write_table(table, out)
-    say(f"extract {table.source}: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")
+    got.save(out)  # numpy rows: the whole command runs without importing torch
+    n, dim = got.vectors.shape
+    say(f"extract {got.source}: {got.coverage.line()}; {n} × {dim}, missing filled by {missing} → {out}")

@@ -17,8 +17,10 @@ from embtool.errors import BadInput
 from embtool.tokenizer import ALIASES
 from embtool.vocabfile import Vocabulary
 
-if TYPE_CHECKING:  # torch (through these) is imported only once the lookup is done, to keep the
-    from embtool.align import Coverage  # tokenizer's and torch's memory peaks apart
+if TYPE_CHECKING:  # the checkpoint and vector-file paths never import torch
+    import numpy as np
+
+    from embtool.align import Coverage
     from embtool.table import EmbeddingTable
 
 VECTOR_PREFIXES = ("glove", "word2vec", "fasttext")
@@ -64,7 +66,45 @@ def resolve_source(source: str) -> SourceRef:
     )
 
 
-def extract(
+@dataclass
+class Extracted:
+    """What ``extract`` makes: float32 rows (N, D) in the vocabulary's order and the table's fields.
+
+    Kept as numpy so that ``embtool extract`` writes it without importing torch (``save``);
+    ``table()`` gives the ``EmbeddingTable``.
+    """
+
+    vectors: np.ndarray  # (N, D) float32
+    tokens: list[str]
+    source: str
+    tokenizer: str
+    history: list[dict[str, Any]]
+    missing: list[int]
+    coverage: Coverage
+    origin: str
+
+    def save(self, path: str) -> None:
+        from embtool.table import save_array
+
+        save_array(self.vectors, path, tokens=self.tokens, source=self.source, tokenizer=self.tokenizer,
+                   history=self.history, missing=self.missing, origin=self.origin)  # fmt: skip
+
+    def table(self) -> EmbeddingTable:
+        import torch
+
+        from embtool.table import EmbeddingTable
+
+        return EmbeddingTable(torch.from_numpy(self.vectors), self.tokens, source=self.source, tokenizer=self.tokenizer,
+                              history=self.history, missing=self.missing, origin=self.origin)  # fmt: skip
+
+
+def extract(source: str, vocab: Vocabulary, **options: Any) -> tuple[EmbeddingTable, Coverage]:
+    """``extract_rows`` as an ``EmbeddingTable`` (N, D) float32, with its coverage."""
+    got = extract_rows(source, vocab, **options)
+    return got.table(), got.coverage
+
+
+def extract_rows(
     source: str,
     vocab: Vocabulary,
     *,
@@ -73,10 +113,10 @@ def extract(
     case_fallback: bool = True,
     missing: str = "normal",
     seed: int = 0,
-) -> tuple[EmbeddingTable, Coverage]:
+) -> Extracted:
     """One row per vocabulary token from ``source``; tokens found nowhere are filled by ``missing``.
 
-    Returns the (N, D) float32 table and its coverage (found / composed / missing).
+    Coverage counts the tokens found, composed from pieces and missing.
     """
     from embtool.align import MISSING_METHODS
 
@@ -92,7 +132,7 @@ def extract(
             raise BadInput("--tensor applies to checkpoints only, not to word-vector files")
         vectors, found, composed, meta = _from_vector_file(ref, vocab, compose == "mean", case_fallback)
     from embtool.align import Coverage, corpus_share, fill_missing
-    from embtool.table import EmbeddingTable, history_entry
+    from embtool.table import history_entry
 
     have = set(found) | set(composed)
     lost = [i for i in range(len(vocab)) if i not in have]
@@ -113,61 +153,53 @@ def extract(
         "seed": seed,
         "coverage": cov.as_dict(),
     }
-    table = EmbeddingTable(
-        vectors,
-        list(vocab.tokens),
-        source=meta["source"],
-        tokenizer=vocab.tokenizer or meta["tokenizer"],
-        history=[history_entry("extract", args)],
-        missing=lost,
-        origin=source,
-    )
-    return table, cov
+    return Extracted(vectors, list(vocab.tokens), meta["source"], vocab.tokenizer or meta["tokenizer"],
+                     [history_entry("extract", args)], lost, cov, source)  # fmt: skip
 
 
 def _from_checkpoint(
     ref: SourceRef, vocab: Vocabulary, tensor: str | None, compose: bool, case_fallback: bool
 ) -> tuple[Any, list[int], list[int], dict[str, Any]]:
+    import numpy as np
+
     from embtool.sources.huggingface import (
+        EmbeddingRows,
+        candidate_forms,
         locate_weights,
         lookup_pieces,
-        read_rows,
         release_memory,
         source_name,
         tokenizer_for,
     )
 
+    pieces = (vocab.tokenizer or "").startswith("hf:")
+    wanted = {f for t in vocab.tokens for f in candidate_forms(t, pieces=pieces, case_fallback=case_fallback)}
     if Path(ref.location).is_dir():  # a local folder: check the cheap things first
         weights = locate_weights(ref.location, tensor)
-        tok = tokenizer_for(ref.location)
+        tok = tokenizer_for(ref.location, wanted)
     else:  # a hub id: the small tokenizer files before any weights
-        tok = tokenizer_for(ref.location)
+        tok = tokenizer_for(ref.location, wanted)
         weights = locate_weights(ref.location, tensor)
     specials = {s for s in vocab.info.get("specials", "").split(",") if s}
-    pieces = (vocab.tokenizer or "").startswith("hf:")
     lk = lookup_pieces(tok, vocab.tokens, pieces=pieces, compose=compose, case_fallback=case_fallback, specials=specials)
-    del tok  # free the tokenizer before torch comes in: their memory peaks do not add up
+    del tok, wanted  # free the tokenizer before the rows come in: their memory peaks do not add up
     release_memory()
-    need = sorted({i for i in lk.ids if i is not None} | {j for ids in lk.compose.values() for j in ids})
-    if not need:
-        return None, [], [], {}
-    rows, n_rows = read_rows(weights, need)  # (K, D), only the rows needed
-    import torch
-
-    pos = {tid: k for k, tid in enumerate(need)}
+    table = EmbeddingRows(weights)
     found = [n for n, i in enumerate(lk.ids) if i is not None]
-    if len(found) == len(vocab) and [lk.ids[n] for n in found] == need:
-        vectors = rows  # every token is a distinct piece, in id order: the rows as read
-    else:
-        vectors = torch.zeros(len(vocab), rows.shape[1])  # (N, D)
-        vectors[found] = rows[[pos[lk.ids[n]] for n in found]]  # type: ignore[index]
+    vectors = np.zeros((len(vocab), table.shape[1]), dtype=np.float32)  # (N, D)
+    step = max(1, (4 << 20) // table.shape[1])  # rows per read: 16 MB
+    for start in range(0, len(found), step):
+        rows = np.asarray(found[start : start + step], dtype=np.int64)
+        ids = np.asarray([lk.ids[n] for n in rows], dtype=np.int64)
+        order = np.argsort(ids, kind="stable")  # read the file front to back
+        vectors[rows[order]] = table.take(ids[order])
     for n, ids in lk.compose.items():
-        vectors[n] = rows[[pos[j] for j in ids]].mean(dim=0)  # mean of the pieces' rows
+        vectors[n] = table.take(ids).mean(axis=0)  # mean of the pieces' rows
     name = source_name(ref.location)
     meta = {
         "source": name,
         "tokenizer": name,
-        "args": {"tensor": weights.key, "file": weights.path.name, "source_rows": n_rows},
+        "args": {"tensor": weights.key, "file": weights.path.name, "source_rows": table.shape[0]},
     }
     return vectors, found, sorted(lk.compose), meta
 
@@ -176,19 +208,17 @@ def _from_vector_file(
     ref: SourceRef, vocab: Vocabulary, compose: bool, case_fallback: bool
 ) -> tuple[Any, list[int], list[int], dict[str, Any]]:
     import numpy as np
-    import torch
 
     from embtool.sources.vectors import load_vector_file, lookup_words
 
     vf = load_vector_file(ref.fmt, ref.location)
     rows, composed = lookup_words(vf, vocab.tokens, compose=compose, case_fallback=case_fallback)
-    vectors = torch.zeros(len(vocab), vf.dim)  # (N, D)
+    vectors = np.zeros((len(vocab), vf.dim), dtype=np.float32)  # (N, D)
     found = [n for n, r in enumerate(rows) if r is not None]
     if found:
-        picked = np.asarray([rows[n] for n in found], dtype=np.int64)
-        vectors[found] = torch.from_numpy(np.asarray(vf.kv.vectors[picked], dtype=np.float32))
+        vectors[found] = vf.kv.vectors[np.asarray([rows[n] for n in found], dtype=np.int64)]
     for n, vec in composed.items():
-        vectors[n] = torch.from_numpy(np.asarray(vec, dtype=np.float32))
+        vectors[n] = vec
     meta = {
         "source": f"{vf.kind}:{vf.path.name}",
         "tokenizer": "whitespace",

@@ -14,13 +14,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput, WorkFailure
 from embtool.tokenizer import load_hf_tokenizer
 
 if TYPE_CHECKING:
-    import torch
+    import numpy as np
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -93,67 +94,69 @@ def pick_tensor(keys: list[str], tensor: str | None, origin: str) -> str:
     )
 
 
-def read_rows(weights: WeightFile, ids: list[int]) -> tuple[torch.Tensor, int]:
-    """Rows ``ids`` of the embedding as float32 (len(ids), D), and the tensor's row count."""
-    import torch
+class EmbeddingRows:
+    """The checkpoint's embedding tensor (V, D), read a few rows at a time as float32 numpy arrays.
 
-    if weights.path.name.endswith(".safetensors"):
-        return _safetensors_rows(weights.path, weights.key, ids)
-    state = _torch_state(weights.path)
-    table = state[weights.key]  # (V, D), memory-mapped when the file allows it
-    _check_matrix(tuple(table.shape), weights)
-    index = torch.tensor(ids, dtype=torch.long)
-    _check_ids(ids, int(table.shape[0]), weights)
-    return table.index_select(0, index).float(), int(table.shape[0])
+    safetensors files are memory-mapped through numpy, so torch is never imported (it would cost
+    more time and memory than the whole extraction); ``pytorch_model.bin`` needs torch.
+    """
+
+    def __init__(self, weights: WeightFile):
+        self.weights = weights
+        if weights.path.name.endswith(".safetensors"):
+            self._table: Any = _memmap_tensor(weights)
+        else:
+            self._table = _torch_state(weights.path)[weights.key]  # memory-mapped when the file allows it
+        self.shape: tuple[int, ...] = tuple(self._table.shape)
+        _check_matrix(self.shape, weights)
+
+    def take(self, ids: Sequence[int]) -> np.ndarray:
+        """Rows ``ids`` (K, D) as float32; ids are checked against the tensor's row count."""
+        import numpy as np
+
+        index = np.asarray(ids, dtype=np.int64)
+        if len(index) and int(index.max()) >= self.shape[0]:
+            raise BadInput(
+                f"{self.weights.path}: the tokenizer has id {int(index.max())} but tensor {self.weights.key} has only "
+                f"{self.shape[0]} rows; is it the input embedding of this checkpoint? (--tensor)"
+            )
+        if not isinstance(self._table, np.ndarray):  # a torch tensor
+            import torch
+
+            return self._table.index_select(0, torch.from_numpy(index)).float().numpy()
+        rows = self._table[index]  # (K, D), a copy of just these rows
+        if self._table.dtype == np.uint16:  # bfloat16: the high half of a float32
+            return (rows.astype(np.uint32) << 16).view(np.float32)
+        return rows.astype(np.float32, copy=False)
 
 
-def _safetensors_rows(path: Path, key: str, ids: list[int]) -> tuple[torch.Tensor, int]:
+def _memmap_tensor(weights: WeightFile) -> Any:
+    """A read-only numpy memory map of one tensor of a safetensors file (torch only for rare dtypes)."""
     import numpy as np
     from safetensors import SafetensorError, safe_open
 
-    wf = WeightFile(path, key)
     try:
-        with safe_open(str(path), framework="np") as f:  # the header, validated; no torch yet
-            piece = f.get_slice(key)
+        with safe_open(str(weights.path), framework="np") as f:  # the header, validated
+            piece = f.get_slice(weights.key)
             shape = tuple(piece.get_shape())
             dtype = piece.get_dtype()
     except SafetensorError as e:
-        raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
-    _check_matrix(shape, wf)
-    _check_ids(ids, shape[0], wf)
-    if dtype not in _NP_DTYPES:  # rare formats: read the tensor through safetensors
-        import torch
+        raise BadInput(f"{weights.path}: not a readable safetensors file ({e})") from None
+    _check_matrix(shape, weights)
+    if dtype not in _NP_DTYPES:  # rare formats: read the tensor through safetensors and torch
         from safetensors.torch import load_file
 
-        return load_file(str(path))[key][torch.tensor(ids, dtype=torch.long)].float(), shape[0]
-    # Memory-map the tensor's bytes and copy only the wanted rows: the header gives its offsets
-    # (safetensors layout: u64 header size, JSON header, then the data block).
-    with open(path, "rb") as fh:
+        return load_file(str(weights.path))[weights.key]
+    # The safetensors layout: u64 header size, JSON header (with the tensor's byte offsets), data.
+    with open(weights.path, "rb") as fh:
         size = int.from_bytes(fh.read(8), "little")
-        header = json.loads(fh.read(size))
-    start, _ = header[key]["data_offsets"]
-    mm = np.memmap(path, dtype=_NP_DTYPES[dtype], mode="r", offset=8 + size + start, shape=shape)
-    picked = mm[np.asarray(ids, dtype=np.int64)]  # (K, D), a copy of just these rows
-    del mm
-    import torch
-
-    rows = torch.from_numpy(picked)
-    if dtype == "BF16":
-        rows = rows.view(torch.bfloat16)
-    return (rows if rows.dtype == torch.float32 else rows.float()), shape[0]
+        start, _ = json.loads(fh.read(size))[weights.key]["data_offsets"]
+    return np.memmap(weights.path, dtype=_NP_DTYPES[dtype], mode="r", offset=8 + size + start, shape=shape)
 
 
 def _check_matrix(shape: tuple[int, ...], wf: WeightFile) -> None:
     if len(shape) != 2:
         raise BadInput(f"{wf.path}: tensor {wf.key} has shape {shape}, not (rows, dim); choose another with --tensor")
-
-
-def _check_ids(ids: list[int], rows: int, wf: WeightFile) -> None:
-    if ids and max(ids) >= rows:
-        raise BadInput(
-            f"{wf.path}: the tokenizer has id {max(ids)} but tensor {wf.key} has only {rows} rows; "
-            "is it the input embedding of this checkpoint? (--tensor)"
-        )
 
 
 def _safetensors_keys(path: Path) -> list[str]:
@@ -231,57 +234,180 @@ class PieceLookup:
 
 
 class Pieces:
-    """What lookup needs of a tokenizer: piece → id, its size, and how it splits a word.
+    """What lookup needs of a tokenizer: piece → id, its size, its unknown token, how it splits a word.
 
-    Built on the ``tokenizers`` library straight from ``tokenizer.json`` when the checkpoint has
-    one (no transformers import, no Python copy of a 250k-piece vocabulary), else on
-    ``transformers.AutoTokenizer``.
+    From ``tokenizer.json`` only the ids of ``wanted`` pieces are kept, read with ``json``: a
+    250k-piece vocabulary then leaves no lasting memory behind and neither transformers nor torch
+    is imported. Other pieces, and splitting a word, load the ``tokenizers`` tokenizer on first use.
     """
 
-    def __init__(self, tok: Any, rust: bool, unk: str | None):
-        self._tok = tok
-        self._rust = rust
-        self.unk = unk
-        self.size = int(tok.get_vocab_size(with_added_tokens=True) if rust else len(tok))
-        self._vocab: dict[str, int] | None = None if rust else tok.get_vocab()
+    def __init__(self, path: Path, wanted: Iterable[str]):
+        self.path = path
+        known: dict[str, int | None] = dict.fromkeys(wanted)  # keys stay our strings, not the parse's
+        try:
+            data, unigram = _read_tokenizer_json(path, known)
+            model = data["model"]
+            vocab = model["vocab"]
+            added = {str(a["content"]): int(a["id"]) for a in data.get("added_tokens") or []}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BadInput(f"{path}: not a readable tokenizer.json ({type(e).__name__}: {e})") from None
+        unk: str | None = None
+        if unigram is not None:  # a Unigram vocabulary, scanned without building it
+            size, unk = unigram.size, unigram.piece(model.get("unk_id"))
+        elif isinstance(vocab, list):  # Unigram (SentencePiece): [[piece, score], …], id = position
+            for i, entry in enumerate(vocab):
+                if entry[0] in known:
+                    known[entry[0]] = i
+            size = len(vocab)
+            unk_id = model.get("unk_id")
+            unk = vocab[unk_id][0] if isinstance(unk_id, int) and 0 <= unk_id < size else None
+        elif isinstance(vocab, dict):  # WordPiece, BPE, WordLevel: {piece: id}
+            for piece in known:
+                known[piece] = vocab.get(piece)
+            size = max(vocab.values(), default=-1) + 1
+            unk = model.get("unk_token")
+        else:
+            raise BadInput(f"{path}: the tokenizer model has no vocabulary")
+        for piece in known.keys() & added.keys():  # the tokenizer looks added tokens up first
+            known[piece] = added[piece]
+        del data, vocab
+        self.size = max(size, max(added.values(), default=-1) + 1)
+        self.unk = _config_unk(path.parent) or unk
+        self._known = known
+        self._rust: Any = None
 
     def id(self, piece: str) -> int | None:
-        i = self._tok.token_to_id(piece) if self._vocab is None else self._vocab.get(piece)
+        if piece in self._known:
+            return self._known[piece]
+        i = self._tokenizer().token_to_id(piece)
         return int(i) if i is not None and i < self.size else None  # T5's padding rows: never
 
     def split(self, word: str) -> list[str]:
-        if self._rust:
-            return list(self._tok.encode(word, add_special_tokens=False).tokens)
-        return list(self._tok.tokenize(word))
+        return list(self._tokenizer().encode(word, add_special_tokens=False).tokens)
+
+    def _tokenizer(self) -> Any:
+        if self._rust is None:
+            from tokenizers import Tokenizer
+
+            try:
+                self._rust = Tokenizer.from_file(str(self.path))
+            except Exception as e:  # noqa: BLE001 - the Rust side raises plain Exception
+                raise BadInput(f"{self.path}: not a readable tokenizer.json ({' '.join(str(e).split())[:200]})") from None
+            self._rust.no_padding()  # a saved tokenizer.json may pad or truncate every encoding
+            self._rust.no_truncation()
+        return self._rust
+
+
+# A Unigram vocabulary as tokenizers writes it: "vocab": [["piece", score], …] (id = position).
+_UNIGRAM_VOCAB = re.compile(r'"vocab"\s*:\s*\[')
+_UNIGRAM_ENTRY = re.compile(r'\s*\[\s*"([^"\\]*(?:\\.[^"\\]*)*)"\s*,\s*[-+0-9.eE]+\s*\]\s*([,\]])')
+_LIST_END = re.compile(r"\s*\]")
+
+
+@dataclass
+class UnigramScan:
+    """Where a Unigram vocabulary list lies in the text of a tokenizer.json, and its length."""
+
+    text: str
+    start: int  # offset of the list's "["
+    end: int  # just past its "]"
+    size: int
+
+    def entries(self) -> Iterator[tuple[int, str]]:
+        """(id, piece) of every entry; sets ``end`` and ``size``; ValueError where the text is no such list."""
+        pos = self.start + 1
+        end = _LIST_END.match(self.text, pos)
+        if end is not None:  # an empty list
+            self.end, self.size = end.end(), 0
+            return
+        for i, m in enumerate(_UNIGRAM_ENTRY.finditer(self.text, pos)):
+            if m.start() != pos:  # something else between two entries
+                raise ValueError(f"unexpected text at offset {pos}")
+            pos = m.end()
+            piece = m.group(1)
+            yield i, json.loads(f'"{piece}"') if "\\" in piece else piece
+            if m.group(2) == "]":
+                self.end, self.size = pos, i + 1
+                return
+        raise ValueError("the list does not end")
+
+    def piece(self, i: Any) -> str | None:
+        if not isinstance(i, int) or not 0 <= i < self.size:
+            return None
+        return next(p for j, p in self.entries() if j == i)
+
+
+def _read_tokenizer_json(path: Path, known: dict[str, int | None]) -> tuple[Any, UnigramScan | None]:
+    """The parsed tokenizer.json; a Unigram vocabulary is scanned instead of parsed.
+
+    250k Python lists, strings and floats would cost 3–4× the file's size in memory: when the
+    vocabulary is a list of [piece, score] pairs, the ids of ``known`` pieces are recorded in a
+    pass over the text, and the rest of the file is parsed with that list left empty. Any other
+    layout is parsed as a whole.
+    """
+    text = path.read_text(encoding="utf-8")
+    m = _UNIGRAM_VOCAB.search(text)
+    if m is not None:
+        scan = UnigramScan(text, m.end() - 1, -1, 0)
+        try:
+            found = {piece: i for i, piece in scan.entries() if piece in known}
+        except ValueError:
+            pass  # not this layout: parse it all
+        else:
+            data = json.loads(text[: scan.start] + "[]" + text[scan.end :])
+            if data.get("model", {}).get("vocab") == [] and scan.size:
+                for piece, i in found.items():
+                    known[piece] = i  # assigning an existing key keeps our string
+                return data, scan
+    return json.loads(text), None
+
+
+class HfPieces(Pieces):
+    """The same through ``transformers.AutoTokenizer``, for checkpoints without tokenizer.json."""
+
+    def __init__(self, location: str):
+        self._hf = load_hf_tokenizer(location)
+        self._vocab: dict[str, int] = self._hf.get_vocab()
+        self.size = len(self._hf)
+        self.unk = getattr(self._hf, "unk_token", None)
+
+    def id(self, piece: str) -> int | None:
+        i = self._vocab.get(piece)
+        return i if i is not None and i < self.size else None
+
+    def split(self, word: str) -> list[str]:
+        return list(self._hf.tokenize(word))
+
+
+def candidate_forms(token: str, *, pieces: bool, case_fallback: bool) -> list[str]:
+    """The piece spellings a vocabulary token is looked up as, in order.
+
+    ``pieces``: the vocabulary was made with this kind of tokenizer, so its tokens are pieces and
+    match exactly. Otherwise tokens are words: SentencePiece's word-initial ``▁w`` is tried before
+    ``w`` (a word-internal piece there); in WordPiece ``w`` is word-initial. Then the lower-cased.
+    """
+    forms = [token] if pieces else [SP_SPACE + token, token]
+    if case_fallback and token.lower() != token:
+        low = token.lower()
+        forms += [low] if pieces else [SP_SPACE + low, low]
+    return forms
 
 
 def lookup_pieces(
     tok: Pieces, tokens: list[str], *, pieces: bool, compose: bool, case_fallback: bool, specials: set[str]
 ) -> PieceLookup:
-    """Map vocabulary tokens to tokenizer ids.
+    """Map vocabulary tokens to tokenizer ids, as ``candidate_forms`` spells them.
 
-    ``pieces``: the vocabulary was made with this kind of tokenizer, so its tokens are pieces
-    and match exactly. Otherwise tokens are words: SentencePiece's word-initial ``▁w`` is tried
-    before ``w`` (which is a word-internal piece there), and in WordPiece ``w`` is word-initial.
     A token found nowhere is split by the tokenizer and composed from its pieces when ``compose``.
     Ids at or beyond the tokenizer's size (T5's padding rows) are never picked.
     """
-
-    def piece_id(token: str) -> int | None:
-        forms = [token] if pieces else [SP_SPACE + token, token]
-        if case_fallback and token.lower() != token:
-            low = token.lower()
-            forms += [low] if pieces else [SP_SPACE + low, low]
-        for form in forms:
-            i = tok.id(form)
-            if i is not None:
-                return i
-        return None
-
     ids: list[int | None] = []
     composed: dict[int, list[int]] = {}
     for n, token in enumerate(tokens):
-        i = piece_id(token)
+        i = next(
+            (j for form in candidate_forms(token, pieces=pieces, case_fallback=case_fallback) if (j := tok.id(form)) is not None),
+            None,
+        )
         ids.append(i)
         if i is not None or not compose or token in specials or _SPECIAL.match(token):
             continue
@@ -292,8 +418,8 @@ def lookup_pieces(
     return PieceLookup(ids, composed)
 
 
-def tokenizer_for(location: str) -> Pieces:
-    """The checkpoint's tokenizer; the model is never built."""
+def tokenizer_for(location: str, wanted: Iterable[str] = ()) -> Pieces:
+    """The checkpoint's tokenizer, ready to look ``wanted`` pieces up; the model is never built."""
     folder = Path(location)
     path: Path | None = folder / "tokenizer.json" if folder.is_dir() else None
     if path is not None and not path.is_file():
@@ -301,18 +427,8 @@ def tokenizer_for(location: str) -> Pieces:
     if path is None and not folder.is_dir():
         path = _hub_file(location, "tokenizer.json")
     if path is not None:
-        from tokenizers import Tokenizer
-
-        try:
-            rust = Tokenizer.from_file(str(path))
-        except Exception as e:  # noqa: BLE001 - the Rust side raises plain Exception
-            raise BadInput(f"{path}: not a readable tokenizer.json ({' '.join(str(e).split())[:200]})") from None
-        rust.no_padding()  # a saved tokenizer.json may pad or truncate every encoding
-        rust.no_truncation()
-        unk = _config_unk(path.parent) or getattr(rust.model, "unk_token", None)
-        return Pieces(rust, True, unk)
-    hf = load_hf_tokenizer(location)
-    return Pieces(hf, False, getattr(hf, "unk_token", None))
+        return Pieces(path, wanted)
+    return HfPieces(location)
 
 
 def _config_unk(folder: Path) -> str | None:
