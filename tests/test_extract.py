@@ -500,3 +500,25 @@ def test_save_array_writes_what_save_writes(tmp_path) -> None:
     with pytest.raises(BadInput, match="duplicate token 'a'"):
         save_array(rows[:2], tmp_path / "c.safetensors", **{**fields, "tokens": ["a", "a"], "missing": None})
     assert not (tmp_path / "c.safetensors").exists()
+
+
+def test_align_subword_composes_words_from_a_piece_table(ckpts, embtool, tmp_path) -> None:
+    """A table of T5 pieces, aligned to a word vocabulary: words become the mean of their pieces."""
+    from embtool.align import align
+    from embtool.table import save
+
+    folder = ckpts["t5"]
+    pieces = ["▁the", "▁cat", "s", "▁dog"]
+    table, _ = extract(str(folder), Vocabulary(pieces, info={"tokenizer": f"hf:{folder}"}))
+    words = Vocabulary(["the", "cats", "zzz"], info={"tokenizer": "whitespace"})
+    out, cov = align(table, words, missing="subword", seed=0)
+    rows = dict(zip(pieces, table.vectors))
+    assert torch.equal(out.vectors[0], rows["▁the"])
+    assert torch.allclose(out.vectors[1], (rows["▁cat"] + rows["s"]) / 2)
+    assert (cov.found, cov.composed, cov.missing) == (0, 2, 1) and out.missing == [2]  # "zzz": pieces it lacks
+    src, vocab = tmp_path / "pieces.safetensors", tmp_path / "words.vocab"
+    table.tokenizer = "whitespace"
+    save(table, src)
+    vocab.write_text("the\ncats\n", encoding="utf-8")
+    r = embtool("align", str(src), "--vocab", str(vocab), "--missing", "subword", "-o", str(tmp_path / "o.safetensors"))
+    assert r.code == 2 and "this table's is 'whitespace', not hf:" in r.stderr, r.stderr

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # torch loads when a function needs it: `extract` never needs
     from embtool.table import EmbeddingTable
 
 MISSING_METHODS = ("normal", "mean", "zero", "xavier")
+ALIGN_METHODS = (*MISSING_METHODS, "subword")  # subword: the mean of the token's pieces' rows, else normal
 
 
 @dataclass
@@ -46,9 +47,9 @@ class Coverage:
         return {"found": self.found, "composed": self.composed, "missing": self.missing, "share": self.share}
 
 
-def check_method(missing: str) -> str:
-    if missing not in MISSING_METHODS:
-        raise BadInput(f"--missing {missing!r}: valid choices: {', '.join(MISSING_METHODS)}")
+def check_method(missing: str, methods: Sequence[str] = MISSING_METHODS) -> str:
+    if missing not in methods:
+        raise BadInput(f"--missing {missing!r}: valid choices: {', '.join(methods)}")
     return missing
 
 
@@ -129,13 +130,15 @@ def align(
 
     A token's row comes from the first table that has it (exact, then lower-cased with
     ``case_fallback``); tokens no table has are filled by ``missing`` and listed in
-    ``embtool.missing``. History is the first table's, plus this step.
+    ``embtool.missing``. ``subword`` first composes such a token as the mean of the rows of the
+    pieces that the first table's sub-word tokenizer (``hf:…``) splits it into, when the tables
+    have them all, and fills the rest by ``normal``. History is the first table's, plus this step.
     """
     import torch
 
     from embtool.table import EmbeddingTable, history_entry
 
-    check_method(missing)
+    check_method(missing, ALIGN_METHODS)
     group = [tables] if isinstance(tables, EmbeddingTable) else list(tables)
     if not group:
         raise BadInput("align needs at least one table")
@@ -163,15 +166,20 @@ def align(
                 break
         else:
             lost.append(n)
+    composed: list[int] = []
+    if missing == "subword":
+        composed = _compose_from_pieces(first.tokenizer, [vocab.tokens[n] for n in lost], group, indexes, vectors, lost)
+        done = set(composed)
+        lost = [n for n in lost if n not in done]
     if len(lost) == len(vocab):
         raise BadInput(
             f"none of the {len(vocab)} vocabulary tokens is in {first.origin}; is the vocabulary made with "
             f"the table's tokenizer ({first.tokenizer})?"
         )
-    fill_missing(vectors, lost, missing, seed)
+    fill_missing(vectors, lost, "normal" if missing == "subword" else missing, seed)
     not_found = set(lost) | set(inherited)
     covered = [i for i in range(len(vocab)) if i not in not_found]
-    cov = Coverage(len(covered), 0, len(not_found), corpus_share(vocab, covered))
+    cov = Coverage(len(covered) - len(composed), len(composed), len(not_found), corpus_share(vocab, covered))
     args: dict[str, Any] = {
         "tables": [t.origin for t in group],
         "vocab_size": len(vocab),
@@ -192,3 +200,38 @@ def align(
         origin="aligned",
     )
     return table, cov
+
+
+def _compose_from_pieces(
+    tokenizer: str,
+    words: list[str],
+    group: list[EmbeddingTable],
+    indexes: list[dict[str, int]],
+    vectors: torch.Tensor,
+    rows: list[int],
+) -> list[int]:
+    """Fill ``vectors[rows[k]]`` with the mean of the rows of ``words[k]``'s pieces where the tables
+    have every piece; the rows so filled. The pieces are the tokenizer's (``hf:…``) split."""
+    import torch
+
+    from embtool.sources.huggingface import tokenizer_for
+
+    if not tokenizer.startswith("hf:"):
+        raise BadInput(
+            f"--missing subword splits tokens with the table's sub-word tokenizer, and this table's is "
+            f"{tokenizer!r}, not hf:…; choose normal, mean, zero or xavier"
+        )
+    pieces = tokenizer_for(tokenizer.removeprefix("hf:"))
+    done = []
+    for n, word in zip(rows, words):
+        picked = []
+        for part in pieces.split(word):
+            where = next(((t, i[part]) for t, i in zip(group, indexes) if part in i), None)
+            if where is None:
+                break
+            picked.append(where[0].vectors[where[1]].float())
+        else:
+            if picked:
+                vectors[n] = torch.stack(picked).mean(dim=0).to(vectors.dtype)
+                done.append(n)
+    return done

@@ -334,7 +334,7 @@ def save_array(
     meta = table_metadata(tokens, source, tokenizer, history, missing)
     rows = np.ascontiguousarray(vectors)
     step = max(1, _BLOCK_BYTES // max(1, rows.strides[0]))
-    blocks = (memoryview(rows[i : i + step]).cast("B") for i in range(0, max(len(rows), 1), step))
+    blocks = (rows[i : i + step].data.cast("B") for i in range(0, max(len(rows), 1), step))
     _emit(path, lambda out: _write_safetensors(out, meta, DTYPE_CODES[rows.dtype.name], rows.shape, blocks))
 
 

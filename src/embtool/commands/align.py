@@ -27,7 +27,10 @@ def align(
         metavar="TABLE",
     ),
     vocab: str = typer.Option(..., "--vocab", help="Vocabulary file whose order the rows take."),
-    missing: str = typer.Option("normal", "--missing", help=MISSING_HELP),
+    missing: str = typer.Option(
+        "normal", "--missing", help=MISSING_HELP + " subword: the mean of the rows of the token's pieces "
+        "(split by the table's hf: tokenizer) where the table has them all, else normal."
+    ),
     case_fallback: bool = typer.Option(
         True, "--case-fallback/--no-case-fallback", help="Try the lower-cased token when the exact one is absent."
     ),
@@ -42,14 +45,16 @@ def align(
       embtool align glove.safetensors --vocab de.vocab -o glove_de.safetensors
 
       embtool extract t5 --vocab v.txt | embtool align --vocab other.vocab --missing zero > t5_other.safetensors
+
+      embtool align mt5.safetensors --vocab words.vocab --missing subword -o mt5_words.safetensors
     """
+    from embtool.align import ALIGN_METHODS, check_method
     from embtool.align import align as run
-    from embtool.align import check_method
     from embtool.commands._progress import say
     from embtool.vocabfile import read_vocab
 
     check_output(out)
-    check_method(missing)
+    check_method(missing, ALIGN_METHODS)
     voc = read_vocab(vocab)
     loaded = [read_table(t, allow_nonfinite) for t in (tables or ["-"])]
     table, cov = run(loaded, voc, missing=missing, seed=seed, case_fallback=case_fallback)

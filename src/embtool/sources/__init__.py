@@ -193,8 +193,8 @@ def _from_checkpoint(
         ids = np.asarray([lk.ids[n] for n in rows], dtype=np.int64)
         order = np.argsort(ids, kind="stable")  # read the file front to back
         vectors[rows[order]] = table.take(ids[order])
-    for n, ids in lk.compose.items():
-        vectors[n] = table.take(ids).mean(axis=0)  # mean of the pieces' rows
+    for n, parts in lk.compose.items():
+        vectors[n] = table.take(parts).mean(axis=0)  # mean of the pieces' rows
     name = source_name(ref.location)
     meta = {
         "source": name,

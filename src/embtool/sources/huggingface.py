@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput, WorkFailure
@@ -110,7 +110,7 @@ class EmbeddingRows:
         self.shape: tuple[int, ...] = tuple(self._table.shape)
         _check_matrix(self.shape, weights)
 
-    def take(self, ids: Sequence[int]) -> np.ndarray:
+    def take(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Rows ``ids`` (K, D) as float32; ids are checked against the tensor's row count."""
         import numpy as np
 
