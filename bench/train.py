@@ -4,9 +4,9 @@ The paper's Multi30k model (D=512, 8 heads, 3+3 layers, FFN 2048, dropout 0.1, A
 lr 2e-4) on Multi30k's vocabularies (spacy:de / spacy:en, min-freq 2), the same number of sentence
 pairs per step (--batch-size, Table 5's 128) and the same number of steps:
 
-- embtool: `embtool.training`'s own epoch function and optimizer with the settings `train` uses
-  by default on this device (length-bucketed batches, fused Adam, SDPA; bf16 autocast only where
-  the CPU has native bf16);
+- embtool: `embtool.training`'s own step and optimizer with the settings `train` uses by default
+  on this device: the same random batches as the reference, each run as micro-batches of similar
+  lengths, fused Adam, SDPA, the CPU dropout mask; bf16 autocast only where the CPU has native bf16;
 - reference: `nn.Transformer` (batch_first), fp32, random fixed-size batches padded to their
   longest sentence, padding masks, full (B, T, V) logits with ignore_index.
 
@@ -93,7 +93,8 @@ def prepare(data: Path, out: Path, n_train: int, n_val: int) -> dict:
 
 
 class Reference(nn.Module):
-    """A plain nn.Transformer translation model, as a tutorial would write it."""
+    """A plain nn.Transformer translation model, as PyTorch's translation tutorial writes it
+    (dropout on embedding + position, as Vaswani et al. and that tutorial's PositionalEncoding)."""
 
     def __init__(self, src_vocab: int, tgt_vocab: int) -> None:
         super().__init__()
@@ -102,6 +103,7 @@ class Reference(nn.Module):
         from embtool.transforms import sinusoidal
 
         self.register_buffer("pe", sinusoidal(1024, D))
+        self.drop = nn.Dropout(0.1)
         self.transformer = nn.Transformer(D, HEADS, LAYERS, LAYERS, FF, 0.1, batch_first=True)
         self.out = nn.Linear(D, tgt_vocab)
         for p in self.parameters():
@@ -109,8 +111,8 @@ class Reference(nn.Module):
                 nn.init.xavier_uniform_(p)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        s = self.src_emb(src) * math.sqrt(D) + self.pe[: src.shape[1]]
-        t = self.tgt_emb(tgt_in) * math.sqrt(D) + self.pe[: tgt_in.shape[1]]
+        s = self.drop(self.src_emb(src) * math.sqrt(D) + self.pe[: src.shape[1]])
+        t = self.drop(self.tgt_emb(tgt_in) * math.sqrt(D) + self.pe[: tgt_in.shape[1]])
         causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.shape[1])
         h = self.transformer(
             s, t, tgt_mask=causal, src_key_padding_mask=src == 0, tgt_key_padding_mask=tgt_in == 0,
@@ -175,11 +177,10 @@ class Side:
             loss.backward()
             self.opt.step()
         else:
-            from embtool.training.loop import collate, train_step
+            from embtool.training.loop import collate_parts, train_step
 
-            b = collate(self.train, index, "translation")
-            n = b.n_tokens
-            train_step(self.model, self.opt, self.params, b, "translation", 0.0, torch.device("cpu"), self.amp)
+            parts = collate_parts(self.train, index, "translation", torch.device("cpu"))
+            _, n = train_step(self.model, self.opt, self.params, parts, "translation", 0.0, torch.device("cpu"), self.amp)
         if i > 0:  # step 0 is the warm-up
             self.seconds += time.perf_counter() - start
             self.tokens += n
@@ -253,7 +254,7 @@ def main() -> None:
     r_val, e_val = r.val_loss(), e.val_loss()
     print(f"reference (nn.Transformer, fp32, padded random batches): {r_tps:7.0f} target tok/s · "
           f"peak RSS {rss['reference']:.0f} MB · val loss {r_val:.3f} after {n_steps} steps")
-    print(f"embtool ({'bf16' if e.amp else 'fp32'}, bucketed, SDPA, fused Adam, attn dropout {ATTN_DROPOUT}): {e_tps:7.0f} target tok/s · "
+    print(f"embtool ({'bf16' if e.amp else 'fp32'}, micro-batches, SDPA, fused Adam, attn dropout {ATTN_DROPOUT}): {e_tps:7.0f} target tok/s · "
           f"peak RSS {rss['embtool']:.0f} MB · val loss {e_val:.3f} after {n_steps} steps")
     print(f"throughput ratio embtool/reference: {e_tps / r_tps:.2f}x (goal >= 2x) · "
           f"peak memory ratio {rss['embtool'] / rss['reference']:.2f} · val loss {e_val:.3f} vs {r_val:.3f}")

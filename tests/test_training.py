@@ -13,7 +13,7 @@ import torch
 
 from embtool.errors import BadInput
 from embtool.training import TrainConfig, train
-from embtool.training.batching import make_batches
+from embtool.training.batching import make_batches, micro_batches
 from embtool.training.decoding import beam_search, greedy
 
 DIGITS = [str(i) for i in range(10)]
@@ -204,12 +204,59 @@ def test_batches_cover_every_example_once_within_limits(batch_size, max_tokens):
     assert again == batches
 
 
-def test_bucketing_reduces_padding():
+def test_max_tokens_buckets_by_length():
     rng = random.Random(0)
     lengths = [rng.randint(3, 40) for _ in range(2000)]
-    batches = make_batches(lengths, 64, 0, torch.Generator().manual_seed(0))
+    batches = make_batches(lengths, 64, 64 * 40, torch.Generator().manual_seed(0))
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     assert padded < 1.1 * sum(lengths)
+
+
+def test_sentence_batches_are_random():
+    """Without --max-tokens a step is a random batch, as in the paper (bucketing slows early learning)."""
+    batches = make_batches(list(range(100)), 16, 0, torch.Generator().manual_seed(0))
+    order = torch.randperm(100, generator=torch.Generator().manual_seed(0)).tolist()
+    assert batches == [order[i : i + 16] for i in range(0, 100, 16)]
+
+
+def test_micro_batches_cut_padding_and_cover_the_batch():
+    rng = random.Random(1)
+    src = {i: rng.randint(2, 40) for i in range(128)}
+    tgt = {i: max(2, src[i] + rng.randint(-3, 3)) for i in range(128)}
+    runs = micro_batches(list(range(128)), src, tgt, overhead=64)
+    assert sorted(i for r in runs for i in r) == list(range(128)) and 1 < len(runs) <= 128
+    real = sum(src.values()) + sum(tgt.values())
+    padded = sum(len(r) * (max(src[i] for i in r) + max(tgt[i] for i in r)) for r in runs)
+    whole = 128 * (max(src.values()) + max(tgt.values()))
+    assert padded < 1.15 * real < whole / 1.5
+    assert [len(r) for r in micro_batches(list(range(128)), src, tgt, overhead=10**9)] == [64, 64]  # at most 64 a run
+
+
+@pytest.mark.parametrize("kind", ["translation", "classification"])
+def test_micro_batched_step_equals_the_whole_batch_step(kind):
+    from embtool.model import ModelConfig, build
+    from embtool.training.loop import collate, collate_parts, train_step
+
+    rng = random.Random(2)
+    examples = [([rng.randint(4, 19) for _ in range(rng.randint(1, 30))],
+                 [rng.randint(4, 19) for _ in range(rng.randint(1, 30))] if kind == "translation" else rng.randint(0, 1))
+                for _ in range(40)]  # fmt: skip
+    grads = []
+    for split in (False, True):
+        torch.manual_seed(0)
+        model = build(ModelConfig(kind=kind, src_vocab=20, tgt_vocab=20 if kind == "translation" else 0,
+                                  d_model=16, n_heads=2, n_layers=1, dropout=0.0))  # fmt: skip
+        params = list(model.parameters())
+        opt = torch.optim.SGD(params, lr=0.0)
+        index = list(range(40))
+        parts = collate_parts(examples, index, kind, torch.device("cpu")) if split else [collate(examples, index, kind)]
+        assert (len(parts) > 1) == split
+        loss, units = train_step(model, opt, params, parts, kind, 0.0, torch.device("cpu"), False)
+        grads.append((loss, units, [p.grad.clone() for p in params if p.grad is not None]))
+    (l1, u1, g1), (l2, u2, g2) = grads
+    assert u1 == u2 and l1 == pytest.approx(l2, rel=1e-5)
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -85,6 +85,55 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+class Dropout(nn.Module):
+    """Inverted dropout, as ``nn.Dropout``, with a mask that is cheaper to draw on a CPU.
+
+    PyTorch's CPU dropout draws one 32-bit number per element from a single mt19937 stream: for
+    the paper's model that was a fifth of a training step. Here each 64-bit draw gives four 16-bit
+    lanes, each kept when it is at least round(p·2¹⁶) above the lowest value, so an element is
+    dropped with probability p to within 2⁻¹⁷ (0.1 → 0.100006); the same generator and seed make
+    the same masks. Other devices use ``F.dropout`` (their generators are fast).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        return _MaskedScale.apply(x, keep_mask(x.shape, self.p), 1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Boolean mask of ``shape``, each element False with probability p (to within 2⁻¹⁷), from
+    64-bit draws of the (default or given) CPU generator cut into 16-bit lanes."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1, generator=generator)
+    lanes = words.view(torch.int16)[:n].view(shape)  # uniform over −2¹⁵ … 2¹⁵−1
+    return lanes >= round(p * 65536) - 32768
+
+
+class _MaskedScale(torch.autograd.Function):
+    """x · keep · scale, whose gradient is grad · keep · scale; only the boolean mask is saved."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, keep: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x.mul(keep).mul_(scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep).mul_(ctx.scale), None, None
+
+
 class Attention(nn.Module):
     """Multi-head attention through ``F.scaled_dot_product_attention``."""
 
@@ -142,7 +191,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
         self.out = nn.Linear(cfg.d_ff, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.drop(F.relu(self.fc(x))))  # (B, T, D)
@@ -157,7 +206,7 @@ class EncoderLayer(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.d_model)
         self.ffn = FeedForward(cfg)
         self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         x = self.ln1(x + self.drop(self.attn(x, mask=mask)))  # (B, S, D)
@@ -175,7 +224,7 @@ class DecoderLayer(nn.Module):
         self.ln2 = nn.LayerNorm(cfg.d_model)
         self.ffn = FeedForward(cfg)
         self.ln3 = nn.LayerNorm(cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(
         self, y: Tensor, memory: Tensor, memory_mask: Tensor | None, cache: Cache | None = None
@@ -198,7 +247,7 @@ class TokenInput(nn.Module):
         self.use_posenc = cfg.posenc
         self.pe: Tensor
         self.register_buffer("pe", sinusoidal(cfg.max_len, cfg.d_model), persistent=False)  # (L, D)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         if cfg.freeze_emb:
             self.emb.weight.requires_grad_(False)
 
@@ -233,6 +282,12 @@ def _xavier_init(module: nn.Module, skip: set[int]) -> None:
         if isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+        if isinstance(m, Attention) and m.cross and id(m.q.weight) not in skip:
+            # q, k and v as one (3D, D) matrix, as self-attention's qkv, nn.MultiheadAttention's
+            # in_proj and fairseq's separate projections (gain 1/√2) all have it: U(±√(6/4D))
+            bound = math.sqrt(6.0 / (m.q.weight.shape[1] + 3 * m.q.weight.shape[0]))
+            nn.init.uniform_(m.q.weight, -bound, bound)
+            nn.init.uniform_(m.kv.weight, -bound, bound)
 
 
 class Encoder(nn.Module):

@@ -49,7 +49,7 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same metrics on CPU)."),
     epochs: int = typer.Option(0, "--epochs", help="Epochs; 0: the paper's Table 5 for the task."),
     batch_size: int = typer.Option(0, "--batch-size", help="Sentence pairs per step; 0: Table 5's."),
-    max_tokens: int = typer.Option(0, "--max-tokens", help="Cap padded tokens per batch (length-bucketed)."),
+    max_tokens: int = typer.Option(0, "--max-tokens", help="Length-bucketed batches of at most N padded tokens, instead of random batches of --batch-size."),
     lr: float = typer.Option(0.0, "--lr", help="Adam learning rate; 0: 2e-4 translation, 1e-4 classification."),
     clip_norm: float = typer.Option(0.0, "--clip-norm", help="Clip the gradient norm (0: off)."),
     max_train_examples: int = typer.Option(0, "--max-train-examples", help="Use the first N training examples."),

@@ -68,7 +68,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 0  # 0: Table 5's for the task
     batch_size: int = 0  # sentence pairs per step; 0: Table 5's
-    max_tokens: int = 0  # >0: cap padded tokens per batch (length-bucketed batches by token count)
+    max_tokens: int = 0  # >0: length-bucketed batches of at most this many padded tokens (else random batches)
     lr: float = 0.0  # 0: 2e-4 translation, 1e-4 classification (A.2)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.98

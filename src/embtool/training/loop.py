@@ -26,7 +26,13 @@ from embtool._version import __version__
 from embtool.errors import BadInput
 from embtool.model import Classifier, ModelConfig, Seq2Seq, build, set_embedding
 from embtool.training import checkpoint as ckpt
-from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
+from embtool.training.batching import (
+    Batch,
+    classification_batch,
+    make_batches,
+    micro_batches,
+    translation_batch,
+)
 from embtool.training.config import TrainConfig
 from embtool.training.data import EOS_ID, SPECIALS, detokenizer, load_task
 from embtool.training.decoding import decode, max_output_len
@@ -35,6 +41,11 @@ from embtool.training.setup import Prepared, prepare
 
 Progress = Callable[[str, dict[str, Any]], None]
 Examples = list[tuple[list[int], Any]]
+
+# What one more forward/backward pass costs, in padded tokens, where micro-batches of similar
+# lengths pay (a CPU: bench/train.py, the paper's model on 2 cores, 48–110 all did about as well);
+# a GPU runs a batch whole, as its padding costs less than more passes.
+MICRO_OVERHEAD = {"cpu": 64}
 
 CONFIG, METRICS, BEST, LAST, STATE = "config.json", "metrics.jsonl", "best.safetensors", "last.safetensors", "state.pt"
 TEST, HYPS, VOCAB = "test.json", "hyps.test.txt", "vocab.json"
@@ -116,6 +127,17 @@ def collate(examples: Examples, index: list[int], kind: str) -> Batch:
     return classification_batch(src, [examples[i][1] for i in index])
 
 
+def collate_parts(examples: Examples, index: list[int], kind: str, device: torch.device) -> list[Batch]:
+    """One training batch as micro-batches of similar lengths (``micro_batches``) on a CPU, whole
+    elsewhere; on ``device``."""
+    parts = [index]
+    if device.type in MICRO_OVERHEAD:
+        src_len = {i: len(examples[i][0]) for i in index}
+        tgt_len = {i: len(examples[i][1]) + 1 for i in index} if kind == "translation" else dict.fromkeys(index, 0)
+        parts = micro_batches(index, src_len, tgt_len, MICRO_OVERHEAD[device.type])
+    return [collate(examples, part, kind).to(device, device.type == "cuda") for part in parts]
+
+
 # ----------------------------------------------------------------------------- one epoch
 
 
@@ -142,17 +164,16 @@ def train_epoch(
     torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout
     batches = batches_of(examples, kind, cfg, gen)
     params = [p for p in model.parameters() if p.requires_grad]
-    non_blocking = device.type == "cuda"
     model.train()
     total, units, tokens = 0.0, 0, 0
     start = time.perf_counter()
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
     for step, index in enumerate(batches, start=1):
-        batch = collate(examples, index, kind).to(device, non_blocking)
-        loss_sum, n = train_step(model, opt, params, batch, kind, cfg.clip_norm, device, amp)
+        parts = collate_parts(examples, index, kind, device)
+        loss_sum, n = train_step(model, opt, params, parts, kind, cfg.clip_norm, device, amp)
         total += loss_sum
         units += n
-        tokens += batch.n_tokens
+        tokens += sum(b.n_tokens for b in parts)
         elapsed = time.perf_counter() - start
         progress("step", {"step": step, "steps": len(batches), "loss": total / max(units, 1),
                           "tokens_per_s": tokens / max(elapsed, 1e-9)})
@@ -161,19 +182,23 @@ def train_epoch(
 
 
 def train_step(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], batch: Batch,
+    model: torch.nn.Module, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], parts: list[Batch],
     kind: str, clip_norm: float, device: torch.device, amp: bool,
 ) -> tuple[float, int]:
-    """One optimizer step on the batch's mean loss; returns (summed loss, scored units)."""
-    with _autocast(device, amp):
-        loss_sum, n = _loss(model, batch, kind)
-    loss = loss_sum / max(n, 1)
+    """One optimizer step on the mean loss of a batch given as micro-batches; returns (summed loss,
+    scored units). Each part's backward adds its share, so the gradient is the whole batch's."""
+    units = sum(b.n_tokens if kind == "translation" else len(b.src) for b in parts)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    total = 0.0
+    for batch in parts:
+        with _autocast(device, amp):
+            loss_sum, _ = _loss(model, batch, kind)
+        (loss_sum / max(units, 1)).backward()
+        total += float(loss_sum.detach())
     if clip_norm:
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
     opt.step()
-    return float(loss_sum.detach()), n
+    return total, units
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
