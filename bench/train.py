@@ -6,16 +6,20 @@ pairs per step (--batch-size, Table 5's 128) and the same number of steps:
 
 - embtool: `embtool.training`'s own step and optimizer with the settings `train` uses by default
   on this device: the same random batches as the reference, each run as micro-batches of similar
-  lengths, fused Adam, SDPA, the CPU dropout mask; bf16 autocast only where the CPU has native bf16;
+  lengths, fused Adam, SDPA, the CPU dropout mask, glibc keeping freed memory for the next step;
+  bf16 autocast only where the CPU has native bf16;
 - reference: `nn.Transformer` (batch_first), fp32, random fixed-size batches padded to their
   longest sentence, padding masks, full (B, T, V) logits with ignore_index.
 
-The two train side by side in one process, one step each in turn (who goes first alternates),
-so both see the same machine load; the first step of each is a warm-up. Peak RSS comes from a
-child process per side that runs a few steps alone. Prints target tokens per second, the ratio,
-peak RSS, and validation loss (Multi30k val, first 1000 pairs) after the same number of steps.
+Each side is a child process of its own (its own memory allocator), and they take turns, one
+step each (who goes first alternates), so both see the same machine load; the first step of each
+is a warm-up. Prints target tokens per second, the ratio, each side's peak RSS over its steps,
+and validation loss (Multi30k val, first 1000 pairs) after the same number of steps.
 
-    python bench/train.py [--steps 12] [--batch-size 128] [--memory-steps 3] [--data ../shared/data/multi30k]
+    python bench/train.py [--steps 12] [--batch-size 128] [--seeds 1] [--data ../shared/data/multi30k]
+
+The validation losses after 11 steps vary by about ±0.05 from seed to seed: --seeds 4 compares
+means over four pairs of runs (about 1.5 minutes a seed on 2 cores).
 
 Without Multi30k on disk it uses synthetic sentences with Multi30k-like lengths and vocabularies.
 """
@@ -132,18 +136,18 @@ def ref_batch(pairs: list, index: list[int]) -> tuple[torch.Tensor, torch.Tensor
 class Side:
     """One contender: its model, optimizer, batches, and a step function that returns target tokens."""
 
-    def __init__(self, name: str, payload: dict, steps: int, batch: int) -> None:
+    def __init__(self, name: str, payload: dict, steps: int, batch: int, seed: int = 0) -> None:
         self.name = name
         self.payload = payload
         train = [tuple(x) for x in payload["train"]][: (steps + 1) * batch]
         self.train = train
         self.seconds = 0.0
         self.tokens = 0
-        torch.manual_seed(0)
+        torch.manual_seed(seed)  # the initial weights
         if name == "reference":
             self.model: nn.Module = Reference(payload["src_vocab"], payload["tgt_vocab"])
             self.opt = torch.optim.Adam(self.model.parameters(), lr=LR, betas=(0.9, 0.98), eps=1e-9)
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
             self.batches = [order[i : i + batch] for i in range(0, len(order), batch)]
             self.amp = False
         else:
@@ -159,11 +163,11 @@ class Side:
                              attn_dropout=ATTN_DROPOUT)
             model = Seq2Seq(mc)
             for i, emb in enumerate(model.embeddings().values()):
-                emb.weight.data.copy_(xavier([str(j) for j in range(emb.num_embeddings)], D, seed=i).vectors)
+                emb.weight.data.copy_(xavier([str(j) for j in range(emb.num_embeddings)], D, seed=i + 10 * seed).vectors)
             self.model = model
             self.params = [p for p in model.parameters() if p.requires_grad]
             self.opt = make_optimizer(self.params, self.cfg, torch.device("cpu"))
-            self.batches = batches_of(train, "translation", self.cfg, torch.Generator().manual_seed(0))
+            self.batches = batches_of(train, "translation", self.cfg, torch.Generator().manual_seed(seed))
         self.model.train()
 
     def step(self, i: int) -> None:
@@ -177,9 +181,10 @@ class Side:
             loss.backward()
             self.opt.step()
         else:
-            from embtool.training.loop import collate_parts, train_step
+            from embtool.training.loop import collate_parts, pass_overhead, train_step
 
-            parts = collate_parts(self.train, index, "translation", torch.device("cpu"))
+            cpu = torch.device("cpu")
+            parts = collate_parts(self.train, index, "translation", cpu, pass_overhead(self.model.cfg, cpu))
             _, n = train_step(self.model, self.opt, self.params, parts, "translation", 0.0, torch.device("cpu"), self.amp)
         if i > 0:  # step 0 is the warm-up
             self.seconds += time.perf_counter() - start
@@ -202,11 +207,72 @@ class Side:
         return total / count
 
 
-def peak_rss_child(which: str, payload_path: str, steps: int, batch: int) -> dict:
-    side = Side(which, json.loads(Path(payload_path).read_text()), steps, batch)
-    for i in range(steps + 1):
-        side.step(i)
-    return {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+def serve(which: str, payload_path: str, steps: int, batch: int, seed: int) -> None:
+    """A child process that holds one side and runs a step when told to (one line per command on
+    stdin: "step I", "val"; one JSON line back), so that each side has its own memory allocator."""
+    if which == "embtool":
+        from embtool.training.loop import keep_freed_memory
+
+        keep_freed_memory()  # as `train` does on a CPU
+    side = Side(which, json.loads(Path(payload_path).read_text()), steps, batch, seed)
+    torch.manual_seed(100 + seed)  # dropout
+    print(json.dumps({"batches": len(side.batches), "amp": bool(side.amp)}), flush=True)
+    for line in sys.stdin:
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "step":
+            side.step(int(arg))
+            reply = {"seconds": side.seconds, "tokens": side.tokens}
+        else:  # "val": peak memory of the steps so far, then the validation loss
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            reply = {"peak_rss_mb": rss, "val": side.val_loss()}
+        print(json.dumps(reply), flush=True)
+
+
+class Child:
+    def __init__(self, which: str, payload_path: Path, args: argparse.Namespace, seed: int) -> None:
+        cmd = [sys.executable, __file__, "--serve", which, "--payload", str(payload_path), "--steps", str(args.steps),
+               "--batch-size", str(args.batch_size), "--seed", str(seed)]  # fmt: skip
+        self.which = which
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        hello = self.read()
+        self.batches, self.amp = hello["batches"], hello["amp"]
+
+    def ask(self, command: str) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def read(self) -> dict:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"bench: the {self.which} side failed (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def run_pair(payload_path: Path, args: argparse.Namespace, seed: int, verbose: bool) -> dict[str, dict]:
+    """Both sides, one step each in turn (who goes first alternates); their rates, memory, val loss."""
+    sides = {w: Child(w, payload_path, args, seed) for w in ("reference", "embtool")}
+    last: dict[str, dict] = {}
+    n_steps = min(c.batches for c in sides.values())
+    for i in range(n_steps):
+        for w in ("reference", "embtool") if i % 2 == 0 else ("embtool", "reference"):
+            last[w] = sides[w].ask(f"step {i}")
+        if i and verbose:
+            r, e = last["reference"], last["embtool"]
+            print(f"  step {i:3d}: reference {r['tokens'] / r['seconds']:7.0f} tok/s · "
+                  f"embtool {e['tokens'] / e['seconds']:7.0f} tok/s", flush=True)  # fmt: skip
+    out = {}
+    for w, child in sides.items():
+        out[w] = {"tps": last[w]["tokens"] / last[w]["seconds"], "steps": n_steps, "amp": child.amp, **child.ask("val")}
+        child.close()
+    return out
 
 
 # ----------------------------------------------------------------------------- driver
@@ -216,13 +282,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=12, help="timed steps per side (one more is warm-up)")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--memory-steps", type=int, default=3, help="steps of each side's peak-RSS child")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--child", choices=["embtool", "reference"], help=argparse.SUPPRESS)
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="compare validation loss (and speed) over this many seeds: initial weights, batches, dropout")
+    ap.add_argument("--serve", choices=["embtool", "reference"], help=argparse.SUPPRESS)
     ap.add_argument("--payload", help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        print(json.dumps(peak_rss_child(args.child, args.payload, args.steps, args.batch_size)))
+    if args.serve:
+        serve(args.serve, args.payload, args.steps, args.batch_size, args.seed)
         return
     with tempfile.TemporaryDirectory() as tmp:
         payload_path = Path(tmp) / "data.json"
@@ -231,33 +299,29 @@ def main() -> None:
         print(f"data: {payload['origin']} · vocab {payload['src_vocab']}/{payload['tgt_vocab']} · "
               f"{args.batch_size} pairs/step · {args.steps} timed steps · threads {torch.get_num_threads()} "
               f"· prepared in {time.perf_counter() - t0:.0f}s", flush=True)
-        rss = {}
-        for which in ("reference", "embtool"):
-            cmd = [sys.executable, __file__, "--child", which, "--payload", str(payload_path),
-                   "--steps", str(args.memory_steps), "--batch-size", str(args.batch_size)]
-            out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-            if out.returncode != 0:
-                raise SystemExit(f"bench: {which} failed:\n{out.stderr}")
-            rss[which] = json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-    sides = {w: Side(w, payload, args.steps, args.batch_size) for w in ("reference", "embtool")}
-    n_steps = min(len(s.batches) for s in sides.values())
-    # interleaved, alternating who goes first: both see the same machine load
-    for i in range(n_steps):
-        for w in ("reference", "embtool") if i % 2 == 0 else ("embtool", "reference"):
-            sides[w].step(i)
-        if i:
-            r, e = sides["reference"], sides["embtool"]
-            print(f"  step {i:3d}: reference {r.tokens / r.seconds:7.0f} tok/s · embtool {e.tokens / e.seconds:7.0f} tok/s",
-                  flush=True)
-    r, e = sides["reference"], sides["embtool"]
-    r_tps, e_tps = r.tokens / r.seconds, e.tokens / e.seconds
-    r_val, e_val = r.val_loss(), e.val_loss()
-    print(f"reference (nn.Transformer, fp32, padded random batches): {r_tps:7.0f} target tok/s · "
-          f"peak RSS {rss['reference']:.0f} MB · val loss {r_val:.3f} after {n_steps} steps")
-    print(f"embtool ({'bf16' if e.amp else 'fp32'}, micro-batches, SDPA, fused Adam, attn dropout {ATTN_DROPOUT}): {e_tps:7.0f} target tok/s · "
-          f"peak RSS {rss['embtool']:.0f} MB · val loss {e_val:.3f} after {n_steps} steps")
-    print(f"throughput ratio embtool/reference: {e_tps / r_tps:.2f}x (goal >= 2x) · "
-          f"peak memory ratio {rss['embtool'] / rss['reference']:.2f} · val loss {e_val:.3f} vs {r_val:.3f}")
+        runs = []
+        for seed in range(args.seeds):
+            runs.append(run_pair(payload_path, args, seed, verbose=seed == 0))
+            r, e = runs[-1]["reference"], runs[-1]["embtool"]
+            print(f"  seed {seed}: reference {r['tps']:.0f} tok/s, val loss {r['val']:.3f} · embtool {e['tps']:.0f} tok/s, "
+                  f"val loss {e['val']:.3f} · ratio {e['tps'] / r['tps']:.2f}x", flush=True)  # fmt: skip
+
+    def mean(w: str, key: str) -> float:
+        return sum(run[w][key] for run in runs) / len(runs)
+
+    n_steps = runs[0]["embtool"]["steps"]
+    seeds = f"mean of {args.seeds} seeds" if args.seeds > 1 else "1 seed"
+    ratio = sum(run["embtool"]["tps"] / run["reference"]["tps"] for run in runs) / len(runs)
+    amp = "bf16" if runs[0]["embtool"]["amp"] else "fp32"
+    print(f"reference (nn.Transformer, fp32, padded random batches): {mean('reference', 'tps'):7.0f} target tok/s · "
+          f"peak RSS {mean('reference', 'peak_rss_mb'):.0f} MB · val loss {mean('reference', 'val'):.3f} "
+          f"after {n_steps} steps ({seeds})")  # fmt: skip
+    print(f"embtool ({amp}, micro-batches, SDPA, fused Adam, attn dropout {ATTN_DROPOUT}): "
+          f"{mean('embtool', 'tps'):7.0f} target tok/s · peak RSS {mean('embtool', 'peak_rss_mb'):.0f} MB · "
+          f"val loss {mean('embtool', 'val'):.3f} after {n_steps} steps ({seeds})")  # fmt: skip
+    print(f"throughput ratio embtool/reference: {ratio:.2f}x (goal >= 2x) · peak memory ratio "
+          f"{mean('embtool', 'peak_rss_mb') / mean('reference', 'peak_rss_mb'):.2f} · "
+          f"val loss {mean('embtool', 'val'):.3f} vs {mean('reference', 'val'):.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

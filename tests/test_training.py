@@ -235,7 +235,7 @@ def test_micro_batches_cut_padding_and_cover_the_batch():
 @pytest.mark.parametrize("kind", ["translation", "classification"])
 def test_micro_batched_step_equals_the_whole_batch_step(kind):
     from embtool.model import ModelConfig, build
-    from embtool.training.loop import collate, collate_parts, train_step
+    from embtool.training.loop import collate, collate_parts, pass_overhead, train_step
 
     rng = random.Random(2)
     examples = [([rng.randint(4, 19) for _ in range(rng.randint(1, 30))],
@@ -249,7 +249,9 @@ def test_micro_batched_step_equals_the_whole_batch_step(kind):
         params = list(model.parameters())
         opt = torch.optim.SGD(params, lr=0.0)
         index = list(range(40))
-        parts = collate_parts(examples, index, kind, torch.device("cpu")) if split else [collate(examples, index, kind)]
+        cpu = torch.device("cpu")
+        assert pass_overhead(model.cfg, cpu) > 10_000 and pass_overhead(ModelConfig(), cpu) == 64  # type: ignore[arg-type, operator]
+        parts = collate_parts(examples, index, kind, cpu, 16) if split else [collate(examples, index, kind)]
         assert (len(parts) > 1) == split
         loss, units = train_step(model, opt, params, parts, kind, 0.0, torch.device("cpu"), False)
         grads.append((loss, units, [p.grad.clone() for p in params if p.grad is not None]))

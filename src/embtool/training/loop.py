@@ -42,10 +42,10 @@ from embtool.training.setup import Prepared, prepare
 Progress = Callable[[str, dict[str, Any]], None]
 Examples = list[tuple[list[int], Any]]
 
-# What one more forward/backward pass costs, in padded tokens, where micro-batches of similar
-# lengths pay (a CPU: bench/train.py, the paper's model on 2 cores, 48–110 all did about as well);
-# a GPU runs a batch whole, as its padding costs less than more passes.
-MICRO_OVERHEAD = {"cpu": 64}
+# What one more forward/backward pass costs on a CPU, in padded tokens of the paper's model (D=512,
+# 3+3 layers; bench/train.py on 2 cores: 48–110 all did about as well). A token's work grows with
+# D²·layers and a pass's fixed cost does not, so smaller models take fewer, bigger micro-batches.
+CPU_PASS_TOKENS = 64 * 512**2 * 6
 
 CONFIG, METRICS, BEST, LAST, STATE = "config.json", "metrics.jsonl", "best.safetensors", "last.safetensors", "state.pt"
 TEST, HYPS, VOCAB = "test.json", "hyps.test.txt", "vocab.json"
@@ -127,14 +127,24 @@ def collate(examples: Examples, index: list[int], kind: str) -> Batch:
     return classification_batch(src, [examples[i][1] for i in index])
 
 
-def collate_parts(examples: Examples, index: list[int], kind: str, device: torch.device) -> list[Batch]:
-    """One training batch as micro-batches of similar lengths (``micro_batches``) on a CPU, whole
-    elsewhere; on ``device``."""
+def pass_overhead(cfg: ModelConfig, device: torch.device) -> int | None:
+    """What one more micro-batch costs, in padded tokens, for this model on a CPU; None elsewhere
+    (a GPU runs a batch whole: its padding costs less than more passes)."""
+    if device.type != "cpu":
+        return None
+    layers = cfg.n_layers * (2 if cfg.kind == "translation" else 1)
+    return max(16, round(CPU_PASS_TOKENS / (cfg.d_model**2 * layers)))
+
+
+def collate_parts(examples: Examples, index: list[int], kind: str, device: torch.device,
+                  overhead: int | None) -> list[Batch]:
+    """One training batch as micro-batches of similar lengths (``micro_batches``, at ``overhead``
+    padded tokens a pass), or whole when ``overhead`` is None; on ``device``."""
     parts = [index]
-    if device.type in MICRO_OVERHEAD:
+    if overhead is not None:
         src_len = {i: len(examples[i][0]) for i in index}
         tgt_len = {i: len(examples[i][1]) + 1 for i in index} if kind == "translation" else dict.fromkeys(index, 0)
-        parts = micro_batches(index, src_len, tgt_len, MICRO_OVERHEAD[device.type])
+        parts = micro_batches(index, src_len, tgt_len, overhead)
     return [collate(examples, part, kind).to(device, device.type == "cuda") for part in parts]
 
 
@@ -164,12 +174,13 @@ def train_epoch(
     torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout
     batches = batches_of(examples, kind, cfg, gen)
     params = [p for p in model.parameters() if p.requires_grad]
+    overhead = pass_overhead(model.cfg, device)  # type: ignore[arg-type]
     model.train()
     total, units, tokens = 0.0, 0, 0
     start = time.perf_counter()
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
     for step, index in enumerate(batches, start=1):
-        parts = collate_parts(examples, index, kind, device)
+        parts = collate_parts(examples, index, kind, device, overhead)
         loss_sum, n = train_step(model, opt, params, parts, kind, cfg.clip_norm, device, amp)
         total += loss_sum
         units += n
@@ -283,6 +294,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     amp = pick_amp(cfg.amp, device)
+    if device.type == "cpu":
+        keep_freed_memory()
     kind = cfg.kind
 
     data = load_task(cfg)
@@ -362,6 +375,24 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> Path:
     result = _test(model, prep, cfg, run, lines, best_epoch, device, amp, data.test_split_name)
     progress("test", result)
     return run
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory for the next step instead of handing it back to the system.
+
+    Each CPU step allocates and frees the same activations; by default the big ones are mapped
+    anew every time, and ~35k page faults a step (the paper's model) cost a few percent of it.
+    With no mapped chunks and no trimming below 1 GiB they are reused; peak memory is the same.
+    A no-op where the C library is not glibc.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-4, 0)  # M_MMAP_MAX: serve every allocation from the heap
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free heap
+    except (OSError, AttributeError):
+        pass
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
