@@ -72,7 +72,7 @@ class EmbeddingTable:
         if not self.allow_nonfinite and v.numel():
             self._range = self.value_range()
             if not (math.isfinite(self._range[0]) and math.isfinite(self._range[1])):
-                _raise_nonfinite(v.float().numpy(), self.tokens, self.origin)
+                _raise_nonfinite(v.detach().float().numpy(), self.tokens, self.origin)
 
     def value_range(self) -> tuple[float, float]:
         """(min, max) of all values; computed once (validation needs it too)."""
