@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embtool.analogy import default_questions, evaluate_analogies, read_questions
+from embtool.eval.analogy import default_questions, evaluate_analogies, read_questions
 from embtool.table import EmbeddingTable, save
 
 N, DIM, NOISE, SEED = 100_000, 300, 2.0, 0
@@ -115,7 +115,7 @@ def main() -> None:
         start = time.perf_counter()
         lib = evaluate_analogies(table, questions)
         lib_s = time.perf_counter() - start
-        print(f"embtool.analogy.evaluate_analogies (library, table in memory): {lib_s:.2f} s, "
+        print(f"embtool.eval.analogy.evaluate_analogies (library, table in memory): {lib_s:.2f} s, "
               f"{lib.fallbacks} question(s) settled by gensim's own float32 steps")
 
     theirs = [(s["section"], len(s["correct"]), len(s["incorrect"])) for s in gensim_sections]

@@ -54,11 +54,11 @@ ATTN_DROPOUT = float(os.environ.get("BENCH_ATTN_DROPOUT", "0"))  # train's defau
 def prepare(data: Path, out: Path, n_train: int, n_val: int) -> dict:
     """Token ids of the first n_train/n_val pairs over the full training split's vocabularies."""
     from embtool.tasks.local import read_pairs
+    from embtool.text.vocab import build_vocab, count_tokens
     from embtool.training.setup import SPECIALS
-    from embtool.vocab import build_vocab, count_tokens
 
     if (data / "train.de.gz").is_file():
-        from embtool.tokenizer import load_tokenizer
+        from embtool.text.tokenizer import load_tokenizer
 
         src, tgt = read_pairs(data / "train.de.gz", data / "train.en.gz")
         vsrc, vtgt = read_pairs(data / "val.de.gz", data / "val.en.gz")

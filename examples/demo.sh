@@ -28,7 +28,7 @@ python - "$out" "$dim" "${EMBTOOL_DATA_DIR:-}" <<'PY'
 import sys
 from gensim.models import Word2Vec
 from embtool.tasks import load_task
-from embtool.tokenizer import load_tokenizer
+from embtool.text.tokenizer import load_tokenizer
 
 out, dim, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3] or None
 pairs = load_task("multi30k", "train", data_dir)

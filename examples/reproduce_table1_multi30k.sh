@@ -45,8 +45,8 @@ import sys
 from gensim.models import Word2Vec
 
 from embtool.tasks import load_task, task_texts
-from embtool.tokenizer import load_tokenizer
-from embtool.vocabfile import read_vocab
+from embtool.text.tokenizer import load_tokenizer
+from embtool.text.vocabfile import read_vocab
 
 out, dim, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 data = load_task("multi30k", "train")

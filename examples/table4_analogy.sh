@@ -37,7 +37,7 @@ from pathlib import Path
 from gensim.models import Word2Vec
 from gensim.test.utils import datapath
 
-from embtool.vocabfile import Vocabulary, write_vocab
+from embtool.text.vocabfile import Vocabulary, write_vocab
 
 text, out, dim, epochs = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 if not text.is_file():

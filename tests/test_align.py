@@ -8,7 +8,7 @@ import torch
 from embtool.align import align, fill_missing
 from embtool.errors import BadInput
 from embtool.table import load, save
-from embtool.vocabfile import Vocabulary
+from embtool.text.vocabfile import Vocabulary
 
 
 def test_reorder_fill_and_history(make_table) -> None:

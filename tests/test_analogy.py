@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from embtool import analogy_search
-from embtool.analogy import default_questions, evaluate_analogies, parse_questions, read_questions
 from embtool.errors import BadInput
+from embtool.eval import search as analogy_search
+from embtool.eval.analogy import default_questions, evaluate_analogies, parse_questions, read_questions
 from embtool.table import EmbeddingTable, save
 
 gensim_models = pytest.importorskip("gensim.models")

@@ -11,7 +11,7 @@ import torch
 
 from embtool import experiment as lib
 from embtool.errors import BadInput
-from embtool.naming import table_name
+from embtool.report.naming import table_name
 from embtool.stats import moments, xavier_std
 from embtool.table import EmbeddingTable, load, save
 

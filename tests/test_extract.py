@@ -14,7 +14,7 @@ from safetensors import safe_open
 from embtool.errors import BadInput
 from embtool.sources import extract, resolve_source
 from embtool.table import load
-from embtool.vocabfile import Vocabulary
+from embtool.text.vocabfile import Vocabulary
 
 BERT_PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
                "##s", "h", "##e", "##l", "##o", "play", "##ing"]  # fmt: skip

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from embtool import transforms
-from embtool.naming import run_name, sort_key, source_name, table_name
+from embtool.report.naming import run_name, sort_key, source_name, table_name
 
 
 def _h(op: str, **args) -> dict:

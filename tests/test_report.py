@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from embtool import report as lib
-from embtool import report_plot as plot
-from embtool import report_render as render
+from embtool.report import plot, render
+from embtool.report import runs as lib
 from embtool.table import save
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from embtool.errors import BadInput
-from embtool.similarity import default_pairs, evaluate_pairs, evaluate_similarity, parse_pairs
+from embtool.eval.similarity import default_pairs, evaluate_pairs, evaluate_similarity, parse_pairs
 from embtool.table import EmbeddingTable, save
 
 gensim_models = pytest.importorskip("gensim.models")

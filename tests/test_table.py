@@ -19,7 +19,7 @@ def _meta(tokens, **over):
         "embtool.format": "1",
         "embtool.tokens": json.dumps(tokens),
         "embtool.source": "test",
-        "embtool.tokenizer": "whitespace",
+        "embtool.text.tokenizer": "whitespace",
         "embtool.history": "[]",
     }
     meta.update(over)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from embtool.errors import BadInput
-from embtool.tokenizer import TokenizerSpec, load_tokenizer, parse_spec
+from embtool.text.tokenizer import TokenizerSpec, load_tokenizer, parse_spec
 
 
 @pytest.mark.parametrize(

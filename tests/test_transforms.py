@@ -10,8 +10,8 @@ import torch
 
 from embtool.errors import BadInput
 from embtool.stats import moments, table_stats, xavier_std
+from embtool.text.vocabfile import Vocabulary
 from embtool.transforms import posenc, scale, shuffle, sinusoidal, standardize, xavier
-from embtool.vocabfile import Vocabulary
 
 
 @pytest.fixture

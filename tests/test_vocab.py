@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 
 from embtool.errors import BadInput
-from embtool.vocab import build_vocab, count_tokens, parse_specials
-from embtool.vocabfile import read_vocab
+from embtool.text.vocab import build_vocab, count_tokens, parse_specials
+from embtool.text.vocabfile import read_vocab
 
 
 def test_build_vocab_order_and_cut() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from embtool.errors import BadInput
-from embtool.vocabfile import Vocabulary, parse_vocab, read_vocab, write_vocab
+from embtool.text.vocabfile import Vocabulary, parse_vocab, read_vocab, write_vocab
 
 
 def test_round_trip_with_header_and_counts(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput
 from embtool.stats import block_moments, xavier_bound
-from embtool.vocabfile import Vocabulary
+from embtool.text.vocabfile import Vocabulary
 
 if TYPE_CHECKING:  # torch loads when a function needs it: `extract` never needs it
     import numpy as np

@@ -211,7 +211,7 @@ def build_tables(grid: Grid, runs: Sequence[PlannedRun] | None = None, event: Ev
 
 
 def grid_record(grid: Grid) -> dict[str, Any]:
-    from embtool.report import sha256_file
+    from embtool.report.runs import sha256_file
 
     return {
         "embtool": __version__,
@@ -309,9 +309,9 @@ def run_grid(
 def write_report(grid: Grid) -> dict[str, Path]:
     """``OUT/report.md``, ``OUT/curves.png`` and ``OUT/table1.csv`` for the grid's runs."""
     from embtool import atomic
-    from embtool.report import build_report
-    from embtool.report_plot import plot_curves
-    from embtool.report_render import markdown, to_csv
+    from embtool.report.plot import plot_curves
+    from embtool.report.render import markdown, to_csv
+    from embtool.report.runs import build_report
 
     rep = build_report([grid.out / "runs"])
     paths = {"markdown": grid.out / REPORT_MD, "csv": grid.out / REPORT_CSV}

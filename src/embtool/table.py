@@ -2,7 +2,7 @@
 
 A table is a safetensors file with one tensor ``embeddings`` of shape (N, D) and string
 metadata: ``embtool.format``, ``embtool.tokens`` (JSON list, row i is token i),
-``embtool.source``, ``embtool.tokenizer``, ``embtool.history`` (JSON list of steps) and,
+``embtool.source``, ``embtool.text.tokenizer``, ``embtool.history`` (JSON list of steps) and,
 optionally, ``embtool.missing`` (JSON list of row indices filled by a fallback).
 Only this module knows those names.
 """
@@ -29,7 +29,7 @@ TENSOR_NAME = "embeddings"
 KEY_FORMAT = "embtool.format"
 KEY_TOKENS = "embtool.tokens"
 KEY_SOURCE = "embtool.source"
-KEY_TOKENIZER = "embtool.tokenizer"
+KEY_TOKENIZER = "embtool.text.tokenizer"
 KEY_HISTORY = "embtool.history"
 KEY_MISSING = "embtool.missing"
 _KNOWN_KEYS = {KEY_FORMAT, KEY_TOKENS, KEY_SOURCE, KEY_TOKENIZER, KEY_HISTORY, KEY_MISSING}

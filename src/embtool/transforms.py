@@ -15,7 +15,7 @@ import torch
 from embtool.errors import BadInput
 from embtool.stats import moments, xavier_bound, xavier_std
 from embtool.table import EmbeddingTable, history_entry
-from embtool.vocabfile import Vocabulary
+from embtool.text.vocabfile import Vocabulary
 
 SHUFFLE_AXES = ("both", "rows", "cols", "all")
 DEFAULT_BASE = 10000.0  # Vaswani et al.; the paper's Eq. 2 misprints it as 1000

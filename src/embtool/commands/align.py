@@ -51,7 +51,7 @@ def align(
     from embtool.align import ALIGN_METHODS, check_method
     from embtool.align import align as run
     from embtool.commands._progress import say
-    from embtool.vocabfile import read_vocab
+    from embtool.text.vocabfile import read_vocab
 
     check_output(out)
     check_method(missing, ALIGN_METHODS)

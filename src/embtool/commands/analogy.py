@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from embtool.analogy import DEFAULT_RESTRICT  # light: numpy is imported when scoring
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, STATE, read_table
+from embtool.eval.analogy import DEFAULT_RESTRICT  # light: numpy is imported when scoring
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +50,7 @@ def analogy(
 
       embtool standardize --to xavier < w2v.safetensors | embtool analogy --method mul --json
     """
-    from embtool.analogy import evaluate_analogies
+    from embtool.eval.analogy import evaluate_analogies
 
     data = read_table(table, allow_nonfinite)
     with _status("answering analogy questions"):

@@ -53,7 +53,7 @@ def extract(
     """
     from embtool.commands._progress import say
     from embtool.sources import extract_rows
-    from embtool.vocabfile import read_vocab
+    from embtool.text.vocabfile import read_vocab
 
     check_output(out)
     voc = read_vocab(vocab)

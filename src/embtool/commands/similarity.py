@@ -7,8 +7,8 @@ from typing import List, Optional  # typer reads the annotations
 
 import typer
 
-from embtool.analogy import DEFAULT_RESTRICT
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, read_table
+from embtool.eval.analogy import DEFAULT_RESTRICT
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +46,7 @@ def similarity(
 
       embtool similarity w2v.safetensors --pairs my_pairs.tsv --json
     """
-    from embtool.similarity import evaluate_similarity
+    from embtool.eval.similarity import evaluate_similarity
 
     results = evaluate_similarity(
         read_table(table, allow_nonfinite),

@@ -56,9 +56,9 @@ def vocab(
     from embtool.commands._progress import progress_bar, say
     from embtool.errors import UsageError
     from embtool.tasks import TranslationData, get_task, load_task, read_lines, task_texts
-    from embtool.tokenizer import load_tokenizer, parse_spec
-    from embtool.vocab import build_vocab, count_tokens, parse_specials
-    from embtool.vocabfile import write_vocab
+    from embtool.text.tokenizer import load_tokenizer, parse_spec
+    from embtool.text.vocab import build_vocab, count_tokens, parse_specials
+    from embtool.text.vocabfile import write_vocab
 
     if (task is None) == (not text):
         raise UsageError("give a TASK or --text FILE… (one of the two)")

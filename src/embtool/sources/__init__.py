@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput
-from embtool.tokenizer import ALIASES
-from embtool.vocabfile import Vocabulary
+from embtool.text.tokenizer import ALIASES
+from embtool.text.vocabfile import Vocabulary
 
 if TYPE_CHECKING:  # the checkpoint and vector-file paths never import torch
     import numpy as np

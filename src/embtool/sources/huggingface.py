@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput, WorkFailure
-from embtool.tokenizer import load_hf_tokenizer
+from embtool.text.tokenizer import load_hf_tokenizer
 
 if TYPE_CHECKING:
     import numpy as np

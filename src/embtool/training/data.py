@@ -115,7 +115,7 @@ _NO_SPACE_AFTER = re.compile(r"([(\[{]) ")
 def detokenizer(spec: str) -> Callable[[list[str]], str]:
     """Token list → text: the Hugging Face tokenizer's own for ``hf:``; else rule-based joining."""
     if spec.startswith("hf:"):
-        from embtool.tokenizer import load_hf_tokenizer
+        from embtool.text.tokenizer import load_hf_tokenizer
 
         hf = load_hf_tokenizer(spec.removeprefix("hf:").removesuffix("+lower"))
 

@@ -64,7 +64,7 @@ def _load_table(path: str) -> EmbeddingTable:
 
 def side_tokenizer(cfg: TrainConfig, table: EmbeddingTable | None, lang: str, single: bool) -> str:
     """The spec one side is tokenized with (see the module docstring)."""
-    from embtool.tokenizer import parse_spec
+    from embtool.text.tokenizer import parse_spec
 
     if cfg.tokenizer:
         return str(parse_spec(cfg.tokenizer))
@@ -77,7 +77,7 @@ def side_tokenizer(cfg: TrainConfig, table: EmbeddingTable | None, lang: str, si
 
 
 def tokenize(spec: str, lines: list[str]) -> list[list[str]]:
-    from embtool.tokenizer import load_tokenizer
+    from embtool.text.tokenizer import load_tokenizer
 
     return list(load_tokenizer(spec).tokenize_lines(lines))
 
@@ -88,7 +88,7 @@ def build_side(
 ) -> Side:
     """Vocabulary from the training sentences; rows from the table by token string (align's fill)."""
     from embtool.align import align
-    from embtool.vocab import build_vocab, count_tokens
+    from embtool.text.vocab import build_vocab, count_tokens
 
     vocab = build_vocab(count_tokens(sentences), min_freq=min_freq, specials=specials,
                         info={"tokenizer": spec})

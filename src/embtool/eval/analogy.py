@@ -7,7 +7,7 @@ question with an unknown word is skipped (``count_oov``: counted wrong, gensim's
 ``dummy4unknown``); the answer is gensim's: the best of its top five rows that is not a question
 word. 3CosMul (Levy & Goldberg 2014) scores cos'(d,b)·cos'(d,c)/(cos'(d,a)+ε), cos' = (cos+1)/2.
 
-The search itself lives in :mod:`embtool.analogy_search`; this module is light to import.
+The search itself lives in :mod:`embtool.eval.search`; this module is light to import.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def evaluate_analogies(
     if isinstance(questions, (str, Path)):
         name = Path(questions).name
         questions = read_questions(questions)
-    from embtool import analogy_search as search
+    from embtool.eval import search
 
     r = min(restrict, table.n)
     vocab = search.Vocab.build(table.tokens[:r], case_sensitive)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from embtool.analogy import MUL_EPS
 from embtool.errors import BadInput
+from embtool.eval.analogy import MUL_EPS
 
 if TYPE_CHECKING:
     import torch

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from embtool.errors import BadInput
-from embtool.vocabfile import Vocabulary
+from embtool.text.vocabfile import Vocabulary
 
 DEFAULT_SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")
 

@@ -1,10 +1,10 @@
 """Runs → the figures of the paper's Table 1 (mean (σ) over seeds), Table 2 (the tables' range,
-mean (σ)) and Figure 1 (validation curves): the report's data model. ``embtool.report_render``
-writes them as Markdown, CSV and JSON, ``embtool.report_plot`` draws Figure 1 as a PNG.
+mean (σ)) and Figure 1 (validation curves): the report's data model. ``embtool.report.render``
+writes them as Markdown, CSV and JSON, ``embtool.report.plot`` draws Figure 1 as a PNG.
 
 A run folder (DESIGN §4) is complete when it holds ``test.json``; a folder with ``config.json``
 and no ``test.json`` is incomplete (still running, interrupted or crashed) and is listed, never
-averaged. Runs are grouped by task and initialisation name (``embtool.naming``); within a task,
+averaged. Runs are grouped by task and initialisation name (``embtool.report.naming``); within a task,
 groups whose models differ (embedding size or vocabulary sizes, e.g. Xavier of a GloVe
 experiment and Xavier of a T5 one) stay apart, as the paper's experiment boxes do.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from embtool.errors import BadInput
-from embtool.naming import XAVIER, run_name, sort_key
+from embtool.report.naming import XAVIER, run_name, sort_key
 
 CONFIG, METRICS, TEST = "config.json", "metrics.jsonl", "test.json"
 # Train settings that legitimately differ between the seeds of one cell, or only name inputs.

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embtool._version import __version__
-from embtool.analogy import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
 from embtool.errors import BadInput
+from embtool.eval.analogy import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
 
 if TYPE_CHECKING:
     from embtool.table import EmbeddingTable

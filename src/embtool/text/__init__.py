@@ -1,0 +1,1 @@
+"""Text: tokenizer specs (``tokenizer``), vocabulary building (``vocab``) and vocabulary files (``vocabfile``)."""
