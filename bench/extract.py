@@ -114,7 +114,7 @@ def main() -> None:
 
     from embtool.table import load
 
-    equal = torch.equal(load(ours_out).vectors, load_file(str(ref_out))["embeddings"])
+    equal = torch.equal(load(ours_out).tensor(), load_file(str(ref_out))["embeddings"])
     size = (ckpt / "model.safetensors").stat().st_size
     print(f"checkpoint: {size / 2**30:.2f} GiB, embedding {VOCAB_SIZE} × 512; vocabulary {N_TOKENS} tokens; "
           f"{args.repeats} runs each, medians")  # fmt: skip

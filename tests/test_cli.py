@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from embtool.table import load, loads
 
@@ -60,7 +60,7 @@ def test_three_stage_shell_pipe(tmp_path: Path, xavier_file: Path) -> None:
     subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True, capture_output=True)
     t = load(tmp_path / "out.safetensors")
     assert [h["op"] for h in t.history] == ["init", "standardize", "shuffle", "scale"]
-    assert torch.std(t.vectors).item() == pytest.approx(0.5 * 8**0.5, rel=1e-5)
+    assert np.std(t.vectors, ddof=1) == pytest.approx(0.5 * 8**0.5, rel=1e-5)
 
 
 def test_stdin_argument_dash_and_json(xavier_file: Path, cli) -> None:
@@ -82,15 +82,15 @@ def test_standardize_to_table_file(tmp_path: Path, xavier_file: Path, cli) -> No
     assert cli("standardize", str(xavier_file), "--to", "normal:0.37", "-o", str(wide)).code == 0
     out = cli("standardize", "--to", str(wide), stdin=xavier_file.read_bytes())
     assert out.code == 0, out.stderr
-    assert torch.std(loads(out.stdout).vectors).item() == pytest.approx(0.37, rel=1e-5)
+    assert np.std(loads(out.stdout).vectors, ddof=1) == pytest.approx(0.37, rel=1e-5)
 
 
 def _table_with_nan(tmp_path: Path, xavier_file: Path) -> Path:
     t = load(xavier_file)
-    from safetensors.torch import save_file
+    from safetensors.numpy import save_file
 
-    v = t.vectors.clone()
-    v[1, 1] = float("nan")
+    v = t.vectors.copy()
+    v[1, 1] = np.nan
     path = tmp_path / "nan.safetensors"
     save_file({"embeddings": v}, str(path), metadata=t.metadata())
     return path
@@ -101,32 +101,63 @@ def _bad_cases(tmp: Path, xav: Path) -> list[tuple[str, list[str], str]]:
     (tmp / "empty_line.txt").write_text("a\n\nb\n")
     return [
         ("missing input", ["standardize", str(tmp / "none.safetensors")], "none.safetensors: no such file"),
-        ("garbage", ["shuffle", str(tmp / "garbage.safetensors")], "garbage.safetensors: not a readable safetensors"),
+        (
+            "garbage",
+            ["shuffle", str(tmp / "garbage.safetensors")],
+            "garbage.safetensors: not a readable safetensors",
+        ),
         ("nan", ["scale", str(_table_with_nan(tmp, xav))], "1 non-finite value(s)"),
         ("bad target", ["standardize", str(xav), "--to", "normal:x"], "--to normal:STD needs a number"),
-        ("missing target table", ["standardize", str(xav), "--to", str(tmp / "t2.safetensors")], "t2.safetensors: no such file"),
+        (
+            "missing target table",
+            ["standardize", str(xav), "--to", str(tmp / "t2.safetensors")],
+            "t2.safetensors: no such file",
+        ),
         ("bad axis", ["shuffle", str(xav), "--axis", "diag"], "--axis"),
         ("bad scale", ["scale", str(xav), "--by", "lots"], "--by 'lots'"),
         ("bad max-len", ["posenc", str(xav), "--max-len", "0"], "--max-len"),
-        ("vocab empty line", ["init", "xavier", "--vocab", str(tmp / "empty_line.txt"), "--dim", "4"], "empty_line.txt:2: empty token"),
+        (
+            "huge max-len",
+            ["posenc", str(xav), "--max-len", "10000000000"],
+            "--max-len must be between 1 and 1,000,000",
+        ),
+        (
+            "huge stats max-len",
+            ["stats", str(xav), "--max-len", "2000000"],
+            "--max-len must be between 1 and 1,000,000",
+        ),
+        ("huge seed", ["shuffle", str(xav), "--seed", "99999999999999999999"], "--seed"),
+        (
+            "negative seed",
+            ["init", "xavier", "--vocab", str(tmp / "empty_line.txt"), "--dim", "4", "--seed", "-1"],
+            "--seed",
+        ),
+        (
+            "vocab empty line",
+            ["init", "xavier", "--vocab", str(tmp / "empty_line.txt"), "--dim", "4"],
+            "empty_line.txt:2: empty token",
+        ),
         ("unknown option", ["stats", str(xav), "--bogus"], "No such option"),
     ]
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(14))
 def test_bad_input_exit_2_one_line_no_output(tmp_path: Path, xavier_file: Path, cli, case) -> None:
     name, args, message = _bad_cases(tmp_path, xavier_file)[case]
     out = tmp_path / "out.safetensors"
     r = cli(*args, *(["-o", str(out)] if args[0] != "stats" else []))
     assert r.code == 2, (name, r.stderr)
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("embtool: error: ") and message in lines[0], (name, r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("embtool: error: ") and message in lines[0], (
+        name,
+        r.stderr,
+    )
     assert "Traceback" not in r.stderr and not out.exists()
 
 
 def test_allow_nonfinite(tmp_path: Path, xavier_file: Path, cli) -> None:
     r = cli("scale", str(_table_with_nan(tmp_path, xavier_file)), "--by", "2", "--allow-nonfinite")
-    assert r.code == 0 and torch.isnan(loads(r.stdout, allow_nonfinite=True).vectors).sum() == 1
+    assert r.code == 0 and np.isnan(loads(r.stdout, allow_nonfinite=True).vectors).sum() == 1
 
 
 def test_existing_output_survives_a_failed_command(tmp_path: Path, xavier_file: Path, cli) -> None:
@@ -167,3 +198,61 @@ def test_no_table_on_terminal_stdin(xavier_file: Path) -> None:
     os.close(secondary)
     os.close(primary)
     assert proc.returncode == 2 and b"no table on stdin" in proc.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("io", ["stdio", "files"])
+@pytest.mark.parametrize("to", ["xavier", "normal:0.5"])
+def test_standardize_command_equals_the_library_bit_for_bit(
+    tmp_path: Path, make_table, cli, dtype, io, to
+) -> None:
+    """The command is `standardize()` then `save`: same values, in the input's dtype, either way in."""
+    from embtool.table import dumps, save
+    from embtool.transforms import standardize
+
+    rows = np.random.default_rng(3).standard_normal((300, 12), dtype=np.float32) * 11.5 + 0.7  # T5-like σ
+    table = make_table(rows, dtype=dtype)
+    src, dst = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    save(table, src)
+    if io == "stdio":
+        r = cli("standardize", "--to", to, stdin=dumps(table))
+        data = r.stdout
+    else:
+        r = cli("standardize", str(src), "--to", to, "-o", str(dst))
+        data = dst.read_bytes() if r.code == 0 else b""
+    assert r.code == 0, r.stderr
+    ours, lib = loads(data), standardize(load(src), to)
+    assert ours.dtype == dtype and np.array_equal(ours.vectors.view(np.uint8), lib.vectors.view(np.uint8))
+    assert ours.history[-1] == lib.history[-1] and data[-ours.nbytes :] == dumps(lib)[-ours.nbytes :]
+
+
+TABLE_COMMANDS = [
+    ["init", "xavier", "--vocab", "{vocab}", "--dim", "8", "-o", "{x}"],
+    ["scale", "{x}", "--by", "2", "-o", "{out}"],
+    ["standardize", "{x}", "-o", "{out}"],
+    ["standardize", "{x}", "--to", "{x}", "-o", "{out}"],
+    ["shuffle", "{x}", "--seed", "1", "-o", "{out}"],
+    ["posenc", "{x}", "-o", "{out}"],
+    ["stats", "{x}", "--json"],
+    ["align", "{x}", "--vocab", "{vocab}", "-o", "{out}"],
+]
+
+
+def test_table_commands_never_import_torch(tmp_path: Path, vocab_file: Path) -> None:
+    """The table layer is numpy and safetensors: torch (1.5 s to import) is the trainer's alone."""
+    paths = {
+        "vocab": str(vocab_file),
+        "x": str(tmp_path / "x.safetensors"),
+        "out": str(tmp_path / "o.safetensors"),
+    }
+    runs = [[a.format(**paths) for a in args] for args in TABLE_COMMANDS]
+    code = (
+        "import sys, json; from embtool.cli import main\n"
+        f"codes = [main(args) for args in {runs!r}]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'spacy', 'gensim', 'datasets', 'scipy') if m in sys.modules]\n"
+        "print('RESULT', json.dumps([codes, heavy]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
+    codes, heavy = json.loads(line.removeprefix("RESULT"))
+    assert codes == [0] * len(runs) and heavy == [], out.stderr

@@ -7,6 +7,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -42,7 +43,9 @@ def _save_bert(folder: Path, *, shard: bool = False, bin_file: bool = False) -> 
 def _save_t5(folder: Path) -> Path:
     from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
 
-    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -float(i)) for i, p in enumerate(SP_PIECES)]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [
+        (p, -float(i)) for i, p in enumerate(SP_PIECES)
+    ]
     tok = T5Tokenizer(vocab=pieces, extra_ids=0)
     tok.save_pretrained(folder)
     torch.manual_seed(1)
@@ -98,7 +101,7 @@ def test_bert_pieces_equal_model_rows(ckpts, name) -> None:
     vocab = Vocabulary(tokens, info={"tokenizer": f"hf:{folder}"})
     table, cov = extract(str(folder), vocab)
     ref = _model_embedding(folder)[_tok_ids(folder, tokens)]
-    assert torch.equal(table.vectors, ref)
+    assert torch.equal(table.tensor(), ref)
     assert (cov.found, cov.composed, cov.missing) == (5, 0, 0)
     assert table.tokenizer == f"hf:{folder}" and table.missing == []
     assert table.history[-1]["op"] == "extract"
@@ -121,7 +124,7 @@ def test_sharded_bin_checkpoint(ckpts, tmp_path) -> None:
         weight_map.update(dict.fromkeys(part, shard))
     (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
     table, _ = extract(str(tmp_path), Vocabulary(["the", "##s"], info={"tokenizer": "hf:x"}))
-    assert torch.equal(table.vectors, state["embeddings.word_embeddings.weight"][[5, 11]])
+    assert torch.equal(table.tensor(), state["embeddings.word_embeddings.weight"][[5, 11]])
 
 
 def test_sharded_checkpoint_reads_only_the_named_shard(ckpts) -> None:
@@ -138,9 +141,9 @@ def test_words_against_wordpiece_compose_and_case_fallback(ckpts) -> None:
     ids = dict(zip(BERT_PIECES, range(len(BERT_PIECES)), strict=True))
     vocab = Vocabulary(["<pad>", "The", "cats", "playing", "zzz"], [0, 5, 3, 2, 1], {"tokenizer": "spacy:en"})
     table, cov = extract(str(folder), vocab, seed=3)
-    assert torch.equal(table.vectors[1], emb[ids["the"]])  # uncased tokenizer: "The" → "the"
-    assert torch.allclose(table.vectors[2], (emb[ids["cat"]] + emb[ids["##s"]]) / 2)
-    assert torch.allclose(table.vectors[3], (emb[ids["play"]] + emb[ids["##ing"]]) / 2)
+    assert torch.equal(table.tensor()[1], emb[ids["the"]])  # uncased tokenizer: "The" → "the"
+    assert torch.allclose(table.tensor()[2], (emb[ids["cat"]] + emb[ids["##s"]]) / 2)
+    assert torch.allclose(table.tensor()[3], (emb[ids["play"]] + emb[ids["##ing"]]) / 2)
     assert (cov.found, cov.composed, cov.missing) == (1, 2, 2)  # <pad> is never composed of < pad >
     assert table.missing == [0, 4] and table.tokenizer == "spacy:en"
     assert cov.share == pytest.approx(10 / 11)
@@ -155,10 +158,10 @@ def test_t5_words_use_word_initial_pieces_and_skip_padding_rows(ckpts) -> None:
     ids = _tok_ids(folder, ["▁the", "▁cat", "s", "</s>"])
     vocab = Vocabulary(["the", "cats", "</s>", "<extra_id_0>"], info={"tokenizer": "whitespace"})
     table, cov = extract(str(folder), vocab, missing="zero")
-    assert torch.equal(table.vectors[0], emb[ids[0]])  # "the" is "▁the", not the inner piece
-    assert torch.allclose(table.vectors[1], (emb[ids[1]] + emb[ids[2]]) / 2)
-    assert torch.equal(table.vectors[2], emb[ids[3]])
-    assert table.missing == [3] and torch.equal(table.vectors[3], torch.zeros(16))
+    assert torch.equal(table.tensor()[0], emb[ids[0]])  # "the" is "▁the", not the inner piece
+    assert torch.allclose(table.tensor()[1], (emb[ids[1]] + emb[ids[2]]) / 2)
+    assert torch.equal(table.tensor()[2], emb[ids[3]])
+    assert table.missing == [3] and torch.equal(table.tensor()[3], torch.zeros(16))
     assert table.history[-1]["args"]["tensor"] == "shared.weight"
 
 
@@ -166,7 +169,7 @@ def test_xlmr_pieces_in_roberta_naming(ckpts) -> None:
     folder = ckpts["xlmr"]
     pieces = ["<s>", "▁the", "llo", "<mask>"]
     table, _ = extract(str(folder), Vocabulary(pieces, info={"tokenizer": f"hf:{folder}"}))
-    assert torch.equal(table.vectors, _model_embedding(folder)[_tok_ids(folder, pieces)])
+    assert torch.equal(table.tensor(), _model_embedding(folder)[_tok_ids(folder, pieces)])
 
 
 def test_tensor_override_and_unknown_tensor(ckpts) -> None:
@@ -230,9 +233,9 @@ def test_real_minilm_rows_bit_for_bit() -> None:
         weight = f.get_tensor("embeddings.word_embeddings.weight")
     assert weight.shape == (30522, 384)
     ids = tok.convert_tokens_to_ids(tokens[:5])
-    assert torch.equal(table.vectors[:5], weight[ids].float())
+    assert torch.equal(table.tensor()[:5], weight[ids].float())
     pieces = tok.convert_tokens_to_ids(tok.tokenize("embedding"))
-    assert len(pieces) > 1 and torch.allclose(table.vectors[5], weight[pieces].float().mean(0))
+    assert len(pieces) > 1 and torch.allclose(table.tensor()[5], weight[pieces].float().mean(0))
     assert (cov.found, cov.composed, cov.missing) == (5, 1, 0)
 
 
@@ -272,8 +275,8 @@ def test_vector_files_equal_gensim(prefix, name, tmp_path) -> None:
     words = list(kv.index_to_key[:5])
     vocab = Vocabulary(["<unk>", *words, words[0].upper() + "QQ", words[1].upper()])
     table, cov = extract(prefix + path, vocab, seed=1, compose="none")
-    assert torch.equal(table.vectors[1:6], torch.from_numpy(kv.vectors[:5]))
-    assert torch.equal(table.vectors[7], torch.from_numpy(kv.vectors[1]))  # lower-cased fallback
+    assert np.array_equal(table.vectors[1:6], kv.vectors[:5])
+    assert np.array_equal(table.vectors[7], kv.vectors[1])  # lower-cased fallback
     assert table.missing == [0, 6] and (cov.found, cov.missing) == (6, 2)
     assert table.tokenizer == "whitespace" and table.source.endswith(name)
     _, no_case = extract(prefix + path, vocab, case_fallback=False, compose="none")
@@ -293,7 +296,7 @@ def test_fasttext_bin_composes_unseen_words(tmp_path) -> None:
     vocab = Vocabulary(["cat", "cats", "dogs"])
     table, cov = extract(str(path), vocab)
     assert (cov.found, cov.composed, cov.missing) == (1, 2, 0)
-    assert torch.allclose(table.vectors[1], torch.from_numpy(model.wv["cats"]), atol=1e-6)
+    np.testing.assert_allclose(table.vectors[1], model.wv["cats"], atol=1e-6)
     _, no = extract(f"fasttext:{path}", vocab, compose="none")
     assert (no.found, no.composed, no.missing) == (1, 0, 2)
 
@@ -314,7 +317,7 @@ def test_missing_fill_methods(method) -> None:
     path = _gensim_data("test_glove.txt")
     vocab = Vocabulary(["the", ",", ".", "zzqq1", "zzqq2"])
     table, _ = extract(path, vocab, missing=method, seed=5)
-    found, filled = table.vectors[:3], table.vectors[3:]
+    found, filled = table.tensor()[:3], table.tensor()[3:]
     if method == "zero":
         assert torch.equal(filled, torch.zeros_like(filled))
     elif method == "mean":
@@ -325,7 +328,7 @@ def test_missing_fill_methods(method) -> None:
         a = (6 / (5 + table.dim)) ** 0.5
         assert filled.abs().max() <= a
     again, _ = extract(path, vocab, missing=method, seed=5)
-    assert torch.equal(again.vectors, table.vectors)
+    assert torch.equal(again.tensor(), table.tensor())
 
 
 # ----------------------------------------------------------------------------- the command
@@ -384,7 +387,7 @@ def test_bf16_checkpoint_rows_are_exact(tmp_path) -> None:
         weight = f.get_tensor("embeddings.word_embeddings.weight")
     assert weight.dtype == torch.bfloat16
     table, _ = extract(str(folder), Vocabulary(["the", "##s"], info={"tokenizer": f"hf:{folder}"}))
-    assert torch.equal(table.vectors, weight[[5, 11]].float())
+    assert torch.equal(table.tensor(), weight[[5, 11]].float())
 
 
 def test_cli_vocab_then_extract_pieces(embtool, ckpts, tmp_path) -> None:
@@ -393,14 +396,24 @@ def test_cli_vocab_then_extract_pieces(embtool, ckpts, tmp_path) -> None:
     corpus.write_text("the cat sat on the mat\nthe dog\nhello cats\n", encoding="utf-8")
     for name in ("t5",):
         vocab, out = tmp_path / f"{name}.vocab", tmp_path / f"{name}.safetensors"
-        r = embtool("vocab", "--text", str(corpus), "--tokenizer", f"hf:{ckpts[name]}", "--specials", "", "-o", str(vocab))
+        r = embtool(
+            "vocab",
+            "--text",
+            str(corpus),
+            "--tokenizer",
+            f"hf:{ckpts[name]}",
+            "--specials",
+            "",
+            "-o",
+            str(vocab),
+        )
         assert r.code == 0, r.stderr
         r = embtool("extract", str(ckpts[name]), "--vocab", str(vocab), "-o", str(out))
         assert r.code == 0, r.stderr
         table = load(out)
         assert table.missing == [] and table.tokenizer == f"hf:{ckpts[name]}"
         ids = _tok_ids(ckpts[name], table.tokens)
-        assert torch.equal(table.vectors, _model_embedding(ckpts[name])[ids])
+        assert torch.equal(table.tensor(), _model_embedding(ckpts[name])[ids])
 
 
 def test_cli_hub_id_offline_says_how_to_use_a_local_folder(embtool, tmp_path) -> None:
@@ -432,79 +445,31 @@ def test_cli_extract_from_safetensors_never_imports_torch(ckpts, tmp_path) -> No
     assert "HEAVY []" in r.stdout, r.stderr
     table = load(out)
     ids = _tok_ids(folder, table.tokens)
-    assert torch.equal(table.vectors, _model_embedding(folder)[ids])
+    assert torch.equal(table.tensor(), _model_embedding(folder)[ids])
 
 
-def _unigram_tokenizer(pieces: list[str]):
-    from tokenizers import Tokenizer, models
-
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -1.5 - i) for i, p in enumerate(pieces)]
-    return Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
-
-
-ODD_PIECES = ["▁the", 'quo"te', "back\\slash", "tab\there", "▁∑", "[", "]", "],[", "1e-5", "\u2028"]
-
-
-@pytest.mark.parametrize("pretty", [True, False])
-def test_unigram_scan_gives_the_tokenizers_ids(tmp_path, pretty) -> None:
-    """The Unigram vocabulary is scanned, not parsed: ids must be what the tokenizers library says."""
-    from embtool.sources.huggingface import Pieces, _read_tokenizer_json
-
-    tok = _unigram_tokenizer(ODD_PIECES)
-    tok.add_special_tokens(["<extra>"])
-    path = tmp_path / "tokenizer.json"
-    path.write_text(tok.to_str(pretty=pretty), encoding="utf-8")
-    wanted = [*ODD_PIECES, "<extra>", "<unk>", "absent"]
-    _, scan = _read_tokenizer_json(path, dict.fromkeys(wanted))
-    assert scan is not None and scan.size == len(ODD_PIECES) + 3  # the fast path was taken
-    pieces = Pieces(path, wanted)
-    assert {p: pieces.id(p) for p in wanted} == {p: tok.token_to_id(p) for p in wanted}
-    assert pieces.unk == "<unk>" and pieces.size == tok.get_vocab_size(with_added_tokens=True)
-    assert pieces.id("</s>") == 1 and pieces.split("back\\slash") == ["back\\slash"]  # loads the tokenizer
-
-
-def test_unexpected_tokenizer_json_layout_is_parsed_whole(tmp_path) -> None:
-    from embtool.sources.huggingface import Pieces, _read_tokenizer_json
-
-    tok = _unigram_tokenizer(["▁a", "▁b"])
-    data = json.loads(tok.to_str())
-    data["model"]["vocab"] = [[p, s, "extra field"] for p, s in data["model"]["vocab"]]  # not [piece, score]
-    path = tmp_path / "tokenizer.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-    assert _read_tokenizer_json(path, {})[1] is None
-    assert Pieces(path, ["▁b"]).id("▁b") == 4
-
-
-def test_broken_tokenizer_json_names_the_file(tmp_path) -> None:
-    from embtool.sources.huggingface import Pieces
-
-    path = tmp_path / "tokenizer.json"
-    path.write_text('{"model": {"type": "Unigram", "vocab": [["a", 0.0], ', encoding="utf-8")
-    with pytest.raises(BadInput, match=r"tokenizer\.json: not a readable tokenizer\.json"):
-        Pieces(path, ["a"])
-
-
-def test_save_array_writes_what_save_writes(tmp_path) -> None:
-    import numpy as np
-
-    from embtool.table import EmbeddingTable, save, save_array
+def test_extracted_rows_are_written_as_they_are(tmp_path) -> None:
+    """extract builds a table from its numpy rows and saves it: header, then the float32 rows."""
+    from embtool.table import EmbeddingTable, save
 
     rows = np.arange(12, dtype=np.float32).reshape(3, 4)
-    fields = dict(tokens=["a", "b", "c"], source="s", tokenizer="whitespace", history=[{"op": "x"}], missing=[1])
-    save_array(rows, tmp_path / "a.safetensors", **fields)
-    save(EmbeddingTable(torch.from_numpy(rows), **fields), tmp_path / "b.safetensors")
-    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    fields = dict(
+        tokens=["a", "b", "c"], source="s", tokenizer="whitespace", history=[{"op": "x"}], missing=[1]
+    )
+    save(EmbeddingTable(rows, **fields), tmp_path / "a.safetensors")
+    data = (tmp_path / "a.safetensors").read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    assert data[8 + size :] == rows.tobytes() and data[8 + size - 1 : 8 + size] in (b"}", b" ")
+    with safe_open(str(tmp_path / "a.safetensors"), "np") as f:
+        assert np.array_equal(f.get_tensor("embeddings"), rows) and f.metadata()["embtool.missing"] == "[1]"
     rows[2, 1] = np.nan
     with pytest.raises(BadInput, match=r"1 non-finite value\(s\) \(NaN/Inf\); first in row 2 \(token 'c'\)"):
-        save_array(rows, tmp_path / "c.safetensors", **fields)
-    with pytest.raises(BadInput, match="duplicate token 'a'"):
-        save_array(rows[:2], tmp_path / "c.safetensors", **{**fields, "tokens": ["a", "a"], "missing": None})
-    assert not (tmp_path / "c.safetensors").exists()
+        EmbeddingTable(rows, **fields)
 
 
 def test_align_subword_composes_words_from_a_piece_table(ckpts, embtool, tmp_path) -> None:
     """A table of T5 pieces, aligned to a word vocabulary: words become the mean of their pieces."""
-    from embtool.align import align
+    from embtool.alignment import align
     from embtool.table import save
 
     folder = ckpts["t5"]
@@ -512,13 +477,24 @@ def test_align_subword_composes_words_from_a_piece_table(ckpts, embtool, tmp_pat
     table, _ = extract(str(folder), Vocabulary(pieces, info={"tokenizer": f"hf:{folder}"}))
     words = Vocabulary(["the", "cats", "zzz"], info={"tokenizer": "whitespace"})
     out, cov = align(table, words, missing="subword", seed=0)
-    rows = dict(zip(pieces, table.vectors))
-    assert torch.equal(out.vectors[0], rows["▁the"])
-    assert torch.allclose(out.vectors[1], (rows["▁cat"] + rows["s"]) / 2)
-    assert (cov.found, cov.composed, cov.missing) == (0, 2, 1) and out.missing == [2]  # "zzz": pieces it lacks
+    rows = dict(zip(pieces, table.tensor()))
+    assert torch.equal(out.tensor()[0], rows["▁the"])
+    assert torch.allclose(out.tensor()[1], (rows["▁cat"] + rows["s"]) / 2)
+    assert (cov.found, cov.composed, cov.missing) == (0, 2, 1) and out.missing == [
+        2
+    ]  # "zzz": pieces it lacks
     src, vocab = tmp_path / "pieces.safetensors", tmp_path / "words.vocab"
     table.tokenizer = "whitespace"
     save(table, src)
     vocab.write_text("the\ncats\n", encoding="utf-8")
-    r = embtool("align", str(src), "--vocab", str(vocab), "--missing", "subword", "-o", str(tmp_path / "o.safetensors"))
+    r = embtool(
+        "align",
+        str(src),
+        "--vocab",
+        str(vocab),
+        "--missing",
+        "subword",
+        "-o",
+        str(tmp_path / "o.safetensors"),
+    )
     assert r.code == 2 and "this table's is 'whitespace', not hf:" in r.stderr, r.stderr

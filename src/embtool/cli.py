@@ -1,42 +1,30 @@
-"""The typer app: registers the commands and turns errors into one line. No logic lives here."""
+"""The typer app: registers the commands and turns errors into one line. No logic lives here.
+
+A run registers only the command it runs (``embtool scale …`` never imports the trainer's command
+modules): table commands are piped several at a time, so each one's start-up counts.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import typer
 
 from embtool._version import __version__
-from embtool.commands import (
-    _common,
-    align,
-    analogy,
-    experiment,
-    extract,
-    init,
-    posenc,
-    report,
-    scale,
-    shuffle,
-    similarity,
-    standardize,
-    stats,
-    train,
-    vocab,
-)
+from embtool.commands import _common
 from embtool.errors import EmbtoolError
 
 # typer ≥ 0.20 vendors click; find its exception classes through the public names either way
 _ClickException: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
 )
-_ClickUsageError: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
-)
+_ClickUsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
-app = typer.Typer(
+APP_SETTINGS: dict[str, Any] = dict(
     name="embtool",
     help=(
         "Initialise transformer embeddings from pretrained tables (Kim et al., arXiv 2407.12514).\n\n"
@@ -52,16 +40,15 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# Order here is the order of `embtool --help`.
+# Modules of embtool.commands; order here is the order of `embtool --help`.
 # sources, then transforms, then measures, then training and its reports
 COMMANDS = (
-    vocab, extract, align,
-    init, stats, standardize, shuffle, scale, posenc,
-    analogy, similarity,
-    train, experiment, report,
+    "vocab", "extract", "align",
+    "init", "stats", "standardize", "shuffle", "scale", "posenc",
+    "analogy", "similarity",
+    "train", "experiment", "report",
 )  # fmt: skip
-for module in COMMANDS:
-    module.register(app)
+_ROOT_FLAGS = ("--debug", "-q", "--quiet")  # root options that may come before the command
 
 
 def _version(value: bool) -> None:
@@ -70,7 +57,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -86,11 +72,39 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def build_app(names: Sequence[str] = COMMANDS) -> typer.Typer:
+    """The typer app with the commands ``names`` (all by default: help, completion, docs)."""
+    app = typer.Typer(**APP_SETTINGS)
+    app.callback()(root)
+    for name in names:
+        importlib.import_module(f"embtool.commands.{name}").register(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # the whole app, for docgen and tests
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _command(args: Sequence[str]) -> str | None:
+    """The command ``args`` run, when it is one of COMMANDS (None for help, version, completion)."""
+    if os.environ.get("_EMBTOOL_COMPLETE"):
+        return None
+    for arg in args:
+        if arg not in _ROOT_FLAGS:
+            return arg if arg in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage)."""
     _common.STATE.debug = os.environ.get("EMBTOOL_DEBUG", "") not in ("", "0")
+    args = list(argv) if argv is not None else sys.argv[1:]
+    command = _command(args)
     try:
-        rv = app(args=list(argv) if argv is not None else None, prog_name="embtool", standalone_mode=False)
+        app = build_app((command,) if command else COMMANDS)
+        rv = app(args=args, prog_name="embtool", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except EmbtoolError as e:
         if _common.STATE.debug:

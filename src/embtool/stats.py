@@ -6,38 +6,47 @@ import math
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from embtool.errors import BadInput
+from embtool.positional import DEFAULT_MAX_LEN, check_max_len, encodings
 
-if TYPE_CHECKING:  # torch is imported inside the functions: `embtool --help` must stay fast
-    import torch
-
+if TYPE_CHECKING:
     from embtool.table import EmbeddingTable
 
-DEFAULT_MAX_LEN = 5000  # positions of the reference encoding; gives Table 6's mean 0.131 at D=300
-_CHUNK = 1 << 22  # elements per block in the second pass: 16 MB of extra memory at most
+__all__ = ["DEFAULT_MAX_LEN", "TableStats", "block_moments", "moments", "table_moments", "table_stats"]
+_CHUNK = 1 << 16  # values per block: a block and its temporaries stay in the CPU's cache
 
 
-def moments(x: torch.Tensor) -> tuple[float, float]:
-    """Mean and sample σ (ddof=1) of all elements of ``x``, accurate to ~1e-9 relative.
+def moments(x: np.ndarray) -> tuple[float, float]:
+    """Mean and sample σ (ddof=1) of all elements of the array ``x``, accurate to ~1e-8 relative.
 
     One blockwise pass without a full-size temporary (see ``block_moments``).
     """
-    import torch
-
-    flat = x.reshape(-1)
-    if flat.dtype != torch.float32:
-        flat = flat.float()
-    return block_moments(flat.split(_CHUNK))
+    flat = np.asarray(x).reshape(-1)
+    return block_moments(
+        flat[i : i + _CHUNK].astype(np.float32, copy=False) for i in range(0, flat.size, _CHUNK)
+    )
 
 
-def block_moments(blocks: Iterable[Any]) -> tuple[float, float]:
-    """Mean and sample σ (ddof=1) of the values in ``blocks``: 1-D float32 torch tensors or numpy arrays.
+def table_moments(table: EmbeddingTable) -> tuple[float, float]:
+    """``moments`` of a table's values, block by block (a pending map too), never a copy of the table."""
+    return block_moments(block.reshape(-1) for block in table.blocks(_CHUNK))
+
+
+def block_moments(blocks: Iterable[np.ndarray]) -> tuple[float, float]:
+    """Mean and sample σ (ddof=1) of the values in ``blocks``: 1-D float32 numpy arrays.
 
     float32 cascade sums of d = x − c and d² per block, accumulated in float64, around c = the
     first block's mean (so that d is small and the sums do not cancel; shifted-data variance).
     """
+    with np.errstate(all="ignore"):  # NaN/Inf (--allow-nonfinite) give NaN figures, not warnings
+        return _moments(blocks)
+
+
+def _moments(blocks: Iterable[np.ndarray]) -> tuple[float, float]:
     n, s1, s2 = 0, 0.0, 0.0
     c: float | None = None
     for block in blocks:
@@ -45,7 +54,7 @@ def block_moments(blocks: Iterable[Any]) -> tuple[float, float]:
             continue
         if c is None:  # rounded to float32 because the blocks subtract it in float32
             c = struct.unpack("f", struct.pack("f", float(block.sum()) / len(block)))[0]
-        d = block - c
+        d = block - np.float32(c)
         s1 += float(d.sum())
         d *= d
         s2 += float(d.sum())
@@ -55,6 +64,13 @@ def block_moments(blocks: Iterable[Any]) -> tuple[float, float]:
     mean = c + s1 / n
     var = max(s2 - s1 * s1 / n, 0.0) / (n - 1)
     return mean, math.sqrt(var)
+
+
+def posenc_moments(max_len: int, dim: int) -> tuple[float, float]:
+    """``moments`` of the sinusoidal encoding (max_len, dim), computed a few positions at a time."""
+    step = max(1, _CHUNK // dim)  # positions per block
+    return block_moments(encodings(np.arange(i, min(i + step, max_len)), dim).reshape(-1)
+                         for i in range(0, max_len, step))  # fmt: skip
 
 
 def xavier_bound(n: int, dim: int) -> float:
@@ -99,14 +115,12 @@ class TableStats:
 
 def table_stats(table: EmbeddingTable, name: str = "table", max_len: int = DEFAULT_MAX_LEN) -> TableStats:
     """Compute every figure of ``embtool stats`` for one table."""
-    from embtool.transforms import sinusoidal
-
-    x = table.vectors
+    check_max_len(max_len)
     lo, hi = table.value_range()
-    mean, std = moments(x)
+    mean, std = table_moments(table)
     n, dim = table.n, table.dim
     s = math.sqrt(dim)
-    pe_mean, pe_std = moments(sinusoidal(max_len, dim))
+    pe_mean, pe_std = posenc_moments(max_len, dim)
     return TableStats(
         name=name,
         n=n,

@@ -1,32 +1,32 @@
 """Pure functions on tables: xavier, standardize, shuffle, scale, posenc.
 
-Each returns a new EmbeddingTable (the input is left as it was) whose history ends with the
-step that made it. Every random step takes ``seed`` and its own ``torch.Generator``.
+Each returns a new EmbeddingTable (the input is left as it was) whose history ends with the step
+that made it. Values are computed in float32 and stored in the input's dtype. Every random step
+takes ``seed`` and its own ``numpy.random.Generator``, never global state. ``standardize`` and
+``scale`` return their elementwise map pending (``table.Affine``): ``save`` streams it from the
+input, ``vectors`` computes it when asked.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
-import torch
+import numpy as np
 
 from embtool.errors import BadInput
-from embtool.stats import moments, xavier_bound, xavier_std
-from embtool.table import EmbeddingTable, history_entry
+from embtool.positional import DEFAULT_BASE, DEFAULT_MAX_LEN, check_max_len, encodings
+from embtool.stats import table_moments, xavier_bound, xavier_std
+from embtool.table import Affine, EmbeddingTable, history_entry
 from embtool.text.vocabfile import Vocabulary
 
 SHUFFLE_AXES = ("both", "rows", "cols", "all")
-DEFAULT_BASE = 10000.0  # Vaswani et al.; the paper's Eq. 2 misprints it as 1000
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def xavier(vocab: Vocabulary | list[str], dim: int, seed: int = 0, tokenizer: str | None = None) -> EmbeddingTable:
-    """The random baseline: rows drawn from U(−a, a), a = √(6/(N+D)) (Glorot & Bengio)."""
+def xavier(
+    vocab: Vocabulary | list[str], dim: int, seed: int = 0, tokenizer: str | None = None
+) -> EmbeddingTable:
+    """The random baseline (N, D) float32: rows drawn from U(−a, a), a = √(6/(N+D)) (Glorot & Bengio)."""
     tokens = list(vocab.tokens if isinstance(vocab, Vocabulary) else vocab)
     if dim < 1:
         raise BadInput(f"--dim must be at least 1, got {dim}")
@@ -35,7 +35,9 @@ def xavier(vocab: Vocabulary | list[str], dim: int, seed: int = 0, tokenizer: st
     if tokenizer is None:
         tokenizer = (vocab.tokenizer if isinstance(vocab, Vocabulary) else None) or "whitespace"
     a = xavier_bound(len(tokens), dim)
-    vectors = torch.empty(len(tokens), dim).uniform_(-a, a, generator=_generator(seed))  # (N, D)
+    vectors = np.random.default_rng(seed).random((len(tokens), dim), dtype=np.float32)  # (N, D) U[0, 1)
+    vectors *= np.float32(2 * a)
+    vectors -= np.float32(a)  # U[−a, a)
     entry = history_entry("init", {"method": "xavier", "dim": dim, "seed": seed})
     return EmbeddingTable(vectors, tokens, source="xavier", tokenizer=tokenizer, history=[entry])
 
@@ -57,46 +59,20 @@ def parse_target(to: str) -> tuple[str, float | None]:
 
 
 def standardize(
-    table: EmbeddingTable,
-    to: str | EmbeddingTable = "xavier",
-    fan: int | None = None,
-    inplace: bool = False,
+    table: EmbeddingTable, to: str | EmbeddingTable = "xavier", fan: int | None = None
 ) -> EmbeddingTable:
     """Shift and scale all values to a target mean and σ, with the table's global mean and σ.
 
     ``to="xavier"``: Eq. 1, x* = (x − mean(X)) · σ_x/σ(X), σ_x = √(2/(N+D)), N = ``fan`` or the
     row count. ``to="normal:STD"``: mean 0, σ = STD. ``to=<EmbeddingTable>``: that table's mean
     and σ (Eq. 4, the paper's Xavier_Pre-trained when the input is a Xavier table).
-    ``inplace=True`` reuses the input's float32 tensor (for callers that discard the input).
     """
-    args, rows = _standardize_plan(table, to, fan)
-    x = table.vectors
-    out = rows(x if inplace and x.dtype == torch.float32 else x.to(torch.float32, copy=True))
-    return table.derive(out.to(x.dtype), "standardize", args)
-
-
-def standardize_rows(
-    table: EmbeddingTable, to: str | EmbeddingTable = "xavier", fan: int | None = None
-) -> tuple[EmbeddingTable, Callable[[torch.Tensor], torch.Tensor]]:
-    """``standardize`` as a table header plus a map of row blocks, for streaming it to a file.
-
-    Returns the table with the standardize step in its history (its vectors are still the
-    input's) and the function that turns float32 rows into the standardized rows, in place.
-    """
-    args, rows = _standardize_plan(table, to, fan)
-    return table.derive(table.vectors, "standardize", args), rows
-
-
-def _standardize_plan(
-    table: EmbeddingTable, to: str | EmbeddingTable, fan: int | None
-) -> tuple[dict[str, Any], Callable[[torch.Tensor], torch.Tensor]]:
-    """The history arguments of a standardize step and its in-place map of float32 rows."""
-    mean, std = moments(table.vectors)
+    mean, std = table_moments(table)
     if std == 0.0:
         raise BadInput(f"{table.origin}: all values are equal (σ = 0); cannot standardize")
     args: dict[str, Any] = {}
     if isinstance(to, EmbeddingTable):
-        target_mean, target_std = moments(to.vectors)
+        target_mean, target_std = table_moments(to)
         args["to"] = to.origin
         args["to_source"] = to.source
     else:
@@ -111,14 +87,8 @@ def _standardize_plan(
     if fan is not None:
         args["fan"] = fan
     args.update(from_mean=mean, from_std=std, to_mean=target_mean, to_std=target_std)
-    k = target_std / std
-
-    def rows(x: torch.Tensor) -> torch.Tensor:
-        # Eq. 1 / Eq. 4: x* = (x − mean) · σ_target/σ + mean_target
-        x.sub_(mean).mul_(k)
-        return x.add_(target_mean) if target_mean else x
-
-    return args, rows
+    # Eq. 1 / Eq. 4: x* = (x − mean) · σ_target/σ + mean_target
+    return table.derive_map("standardize", args, Affine(target_std / std, shift=mean, add=target_mean))
 
 
 def shuffle(table: EmbeddingTable, axis: str = "both", seed: int = 0) -> EmbeddingTable:
@@ -129,18 +99,25 @@ def shuffle(table: EmbeddingTable, axis: str = "both", seed: int = 0) -> Embeddi
     """
     if axis not in SHUFFLE_AXES:
         raise BadInput(f"--axis {axis!r} is not valid; choose one of: {', '.join(SHUFFLE_AXES)}")
-    g = _generator(seed)
+    rng = np.random.default_rng(seed)
     x = table.vectors  # (N, D)
     n, d = x.shape
     if axis == "all":
-        out = x.reshape(-1)[torch.randperm(n * d, generator=g)].reshape(n, d)
-    else:
-        out = x
-        if axis in ("both", "rows"):
-            out = out[torch.randperm(n, generator=g)]
-        if axis in ("both", "cols"):
-            out = out[:, torch.randperm(d, generator=g)]
-        out = out.contiguous() if out is not x else x.clone()
+        out = x.reshape(-1)[rng.permutation(n * d)].reshape(n, d)
+        return table.derive(out, "shuffle", {"axis": axis, "seed": seed})
+    rows = rng.permutation(n) if axis in ("both", "rows") else None  # (N,)
+    cols = rng.permutation(d) if axis in ("both", "cols") else None  # (D,)
+    out = np.empty_like(x)  # (N, D): out[i, j] = x[rows[i], cols[j]]
+    step = max(
+        1, (1 << 20) // max(1, d * x.itemsize)
+    )  # rows per 1 MiB block: gathered into cache, then their columns
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        block = x[rows[start:stop]] if rows is not None else x[start:stop]  # (B, D)
+        if cols is None:
+            out[start:stop] = block
+        else:
+            np.take(block, cols, axis=1, out=out[start:stop])
     return table.derive(out, "shuffle", {"axis": axis, "seed": seed})
 
 
@@ -155,36 +132,24 @@ def scale(table: EmbeddingTable, by: str | float = "sqrt-dim") -> EmbeddingTable
             raise BadInput(f"--by {by!r}: give sqrt-dim or a number") from None
         if not math.isfinite(factor):
             raise BadInput(f"--by {by!r}: the factor must be finite")
-    out = table.vectors * factor
-    return table.derive(out, "scale", {"by": by if by == "sqrt-dim" else factor, "factor": factor})
-
-
-def sinusoidal(max_len: int, dim: int, base: float = DEFAULT_BASE) -> torch.Tensor:
-    """The sinusoidal position encoding P (max_len, dim) of Vaswani et al. (Appendix A.1, Eq. 2).
-
-    P[i, 2k] = sin(i / base^(2k/D)), P[i, 2k+1] = cos(i / base^(2k/D)).
-    """
-    if max_len < 1 or dim < 1:
-        raise BadInput(f"position encoding needs max_len ≥ 1 and dim ≥ 1, got {max_len}, {dim}")
-    pos = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)  # (L, 1)
-    two_k = torch.arange(0, dim, 2, dtype=torch.float64)  # (ceil(D/2),)
-    angle = pos / base ** (two_k / dim)  # (L, ceil(D/2))
-    pe = torch.empty(max_len, dim, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(angle)
-    pe[:, 1::2] = torch.cos(angle[:, : dim // 2])
-    return pe.float()
+    args = {"by": by if by == "sqrt-dim" else factor, "factor": factor}
+    return table.derive_map("scale", args, Affine(factor))
 
 
 def posenc(
-    table: EmbeddingTable, max_len: int = 5000, base: float = DEFAULT_BASE, seed: int = 0
+    table: EmbeddingTable, max_len: int = DEFAULT_MAX_LEN, base: float = DEFAULT_BASE, seed: int = 0
 ) -> EmbeddingTable:
     """Add to each row the encoding of one uniformly drawn position (the paper's footnote 6)."""
-    if max_len < 1:
-        raise BadInput(f"--max-len must be at least 1, got {max_len}")
+    check_max_len(max_len)
     if not base > 1:
         raise BadInput(f"--base must be greater than 1, got {base}")
-    pe = sinusoidal(max_len, table.dim, base)  # (L, D)
-    positions = torch.randint(0, max_len, (table.n,), generator=_generator(seed))  # (N,)
-    out = (table.vectors.float() + pe[positions]).to(table.vectors.dtype)
+    positions = np.random.default_rng(seed).integers(0, max_len, size=table.n)  # (N,)
+    x = table.vectors  # (N, D)
+    out = np.empty(x.shape, np.float32)  # (N, D)
+    step = max(1, (1 << 20) // max(1, table.dim))  # rows per block: the encodings stay small
+    for start in range(0, table.n, step):
+        drawn, back = np.unique(positions[start : start + step], return_inverse=True)  # (U,), (B,)
+        pe = encodings(drawn, table.dim, base)  # (U, D)
+        np.add(x[start : start + step], pe[back.reshape(-1)], out=out[start : start + step])
     args = {"max_len": max_len, "base": base, "seed": seed}
-    return table.derive(out, "posenc", args)
+    return table.derive(out, "posenc", args)  # stored in the input's dtype

@@ -1,6 +1,7 @@
 """What every command shares: global flags, table I/O at the edge, stderr output.
 
-Kept light: importing this must not import torch (``embtool --help`` stays fast).
+Kept light: importing this must not import torch or numpy (``embtool --help`` stays fast), and the
+table commands never import torch at all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from embtool.table import EmbeddingTable, RowMap
+    from embtool.table import EmbeddingTable
 
 
 @dataclass
@@ -29,10 +30,10 @@ STATE = State()
 # Shared option declarations, so every command spells them the same way.
 OUT_TABLE = typer.Option("-", "-o", "--out", help="Output table file, or - for stdout.", metavar="OUT")
 IN_TABLE = typer.Argument("-", help="Input table file, or - for stdin.", metavar="TABLE")
-ALLOW_NONFINITE = typer.Option(
-    False, "--allow-nonfinite", help="Accept NaN/Inf values instead of stopping."
+ALLOW_NONFINITE = typer.Option(False, "--allow-nonfinite", help="Accept NaN/Inf values instead of stopping.")
+SEED = typer.Option(
+    0, "--seed", min=0, max=2**63 - 1, help="Random seed (every random step is reproducible)."
 )
-SEED = typer.Option(0, "--seed", help="Random seed (every random step is reproducible).")
 
 
 _BIG = 128 * 2**20  # bytes: tables this large take a second or more to read or write
@@ -48,12 +49,11 @@ def read_table(path: str, allow_nonfinite: bool = False) -> EmbeddingTable:
         return load(path, allow_nonfinite=allow_nonfinite)
 
 
-def write_table(table: EmbeddingTable, out: str, map_rows: RowMap | None = None) -> None:
+def write_table(table: EmbeddingTable, out: str) -> None:
     from embtool.table import save
 
-    big = table.vectors.numel() * table.vectors.element_size() > _BIG
-    with working(f"writing {out}", show=big and out != "-"):
-        save(table, out, map_rows=map_rows)
+    with working(f"writing {out}", show=table.nbytes > _BIG and out != "-"):
+        save(table, out)
 
 
 @contextmanager
@@ -75,9 +75,7 @@ def check_output(out: str) -> None:
     from embtool.errors import UsageError
 
     if out == "-" and sys.stdout.isatty():
-        raise UsageError(
-            "refusing to write a binary table to a terminal: use -o FILE or redirect stdout"
-        )
+        raise UsageError("refusing to write a binary table to a terminal: use -o FILE or redirect stdout")
 
 
 def err_console() -> Console:

@@ -48,8 +48,8 @@ def align(
 
       embtool align mt5.safetensors --vocab words.vocab --missing subword -o mt5_words.safetensors
     """
-    from embtool.align import ALIGN_METHODS, check_method
-    from embtool.align import align as run
+    from embtool.alignment import ALIGN_METHODS, check_method
+    from embtool.alignment import align as run
     from embtool.commands._progress import say
     from embtool.text.vocabfile import read_vocab
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from embtool.commands._common import OUT_TABLE, SEED, check_output
+from embtool.commands._common import OUT_TABLE, SEED, check_output, write_table
 
 MISSING_HELP = (
     "Fill for tokens found nowhere: normal (random, the found rows' mean and σ), mean (their mean "
@@ -30,10 +30,14 @@ def extract(
         None, "--tensor", help="Checkpoint tensor to read (full name or suffix); default: found by name."
     ),
     compose: str = typer.Option(
-        "mean", "--compose", help="A word that is no piece of a sub-word model: mean of its pieces' rows, or none."
+        "mean",
+        "--compose",
+        help="A word that is no piece of a sub-word model: mean of its pieces' rows, or none.",
     ),
     case_fallback: bool = typer.Option(
-        True, "--case-fallback/--no-case-fallback", help="Try the lower-cased token when the exact one is absent."
+        True,
+        "--case-fallback/--no-case-fallback",
+        help="Try the lower-cased token when the exact one is absent.",
     ),
     missing: str = typer.Option("normal", "--missing", help=MISSING_HELP),
     seed: int = SEED,
@@ -52,14 +56,13 @@ def extract(
       embtool extract glove:glove.6B.300d.txt --vocab en.vocab --missing zero -o glove.safetensors
     """
     from embtool.commands._progress import say
-    from embtool.sources import extract_rows
+    from embtool.sources import extract as run
     from embtool.text.vocabfile import read_vocab
 
     check_output(out)
     voc = read_vocab(vocab)
-    got = extract_rows(
+    table, cov = run(
         source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback, missing=missing, seed=seed
     )
-    got.save(out)  # numpy rows: the whole command runs without importing torch
-    n, dim = got.vectors.shape
-    say(f"extract {got.source}: {got.coverage.line()}; {n} × {dim}, missing filled by {missing} → {out}")
+    write_table(table, out)
+    say(f"extract {table.source}: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")

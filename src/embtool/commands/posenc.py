@@ -13,7 +13,7 @@ from embtool.commands._common import (
     read_table,
     write_table,
 )
-from embtool.stats import DEFAULT_MAX_LEN
+from embtool.positional import DEFAULT_BASE, DEFAULT_MAX_LEN
 
 
 def register(app: typer.Typer) -> None:
@@ -22,8 +22,10 @@ def register(app: typer.Typer) -> None:
 
 def posenc(
     table: str = IN_TABLE,
-    max_len: int = typer.Option(DEFAULT_MAX_LEN, "--max-len", min=1, help="Positions L to draw from."),
-    base: float = typer.Option(10000.0, "--base", help="Wavelength base of the encoding."),
+    max_len: int = typer.Option(
+        DEFAULT_MAX_LEN, "--max-len", help="Positions L to draw from (1 … 1,000,000)."
+    ),
+    base: float = typer.Option(DEFAULT_BASE, "--base", help="Wavelength base of the encoding."),
     seed: int = SEED,
     out: str = OUT_TABLE,
     allow_nonfinite: bool = ALLOW_NONFINITE,
@@ -34,7 +36,9 @@ def posenc(
 
       embtool scale --by sqrt-dim < glove.safetensors | embtool posenc --seed 1 > glove_pe.safetensors
     """
+    from embtool.positional import check_max_len
     from embtool.transforms import posenc as run
 
     check_output(out)
+    check_max_len(max_len)  # before the table is read
     write_table(run(read_table(table, allow_nonfinite), max_len=max_len, base=base, seed=seed), out)

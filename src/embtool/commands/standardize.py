@@ -42,16 +42,17 @@ def standardize(
 
       embtool standardize xavier.safetensors --to bert.safetensors -o xavier_bert.safetensors
     """
-    from embtool.transforms import parse_target, standardize_rows
+    from embtool.transforms import parse_target
+    from embtool.transforms import standardize as run
 
     check_output(out)
     kind, _ = parse_target(to)
     if kind == "table" and to == "-" and table == "-":
-        raise typer.BadParameter("stdin can feed only one table; give TABLE or --to as a file", param_hint="--to")
+        raise typer.BadParameter(
+            "stdin can feed only one table; give TABLE or --to as a file", param_hint="--to"
+        )
     target = read_table(to) if kind == "table" else to
     if kind == "table" and fan is not None:
         raise typer.BadParameter("--fan applies to --to xavier only", param_hint="--fan")
-    # stream the rows from the memory-mapped input through Eq. 1 into the output: no second
-    # (N, D) tensor, and no copy-on-write of the mapped input
-    header, rows = standardize_rows(read_table(table, allow_nonfinite), target, fan=fan)
-    write_table(header, out, map_rows=rows)
+    # Eq. 1 stays pending in the result: save streams it from the memory-mapped input
+    write_table(run(read_table(table, allow_nonfinite), target, fan=fan), out)

@@ -8,7 +8,7 @@ from typing import List  # typer reads the annotation
 import typer
 
 from embtool.commands._common import ALLOW_NONFINITE, read_table
-from embtool.stats import DEFAULT_MAX_LEN
+from embtool.positional import DEFAULT_MAX_LEN
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +41,7 @@ def stats(
     tables: List[str] = typer.Argument(..., help="Table files (- for stdin).", metavar="TABLE"),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per table, one per line."),
     max_len: int = typer.Option(
-        DEFAULT_MAX_LEN, "--max-len", min=1, help="Positions L of the reference position encoding."
+        DEFAULT_MAX_LEN, "--max-len", help="Positions L of the reference position encoding (1 … 1,000,000)."
     ),
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
@@ -54,11 +54,12 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
+    from embtool.positional import check_max_len
     from embtool.stats import table_stats
 
+    check_max_len(max_len)  # before any table is read
     results = [
-        table_stats(read_table(path, allow_nonfinite), name=_label(path), max_len=max_len)
-        for path in tables
+        table_stats(read_table(path, allow_nonfinite), name=_label(path), max_len=max_len) for path in tables
     ]
     if json_out:
         for r in results:

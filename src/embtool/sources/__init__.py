@@ -18,9 +18,7 @@ from embtool.text.tokenizer import ALIASES
 from embtool.text.vocabfile import Vocabulary
 
 if TYPE_CHECKING:  # the checkpoint and vector-file paths never import torch
-    import numpy as np
-
-    from embtool.align import Coverage
+    from embtool.alignment import Coverage
     from embtool.table import EmbeddingTable
 
 VECTOR_PREFIXES = ("glove", "word2vec", "fasttext")
@@ -66,45 +64,7 @@ def resolve_source(source: str) -> SourceRef:
     )
 
 
-@dataclass
-class Extracted:
-    """What ``extract`` makes: float32 rows (N, D) in the vocabulary's order and the table's fields.
-
-    Kept as numpy so that ``embtool extract`` writes it without importing torch (``save``);
-    ``table()`` gives the ``EmbeddingTable``.
-    """
-
-    vectors: np.ndarray  # (N, D) float32
-    tokens: list[str]
-    source: str
-    tokenizer: str
-    history: list[dict[str, Any]]
-    missing: list[int]
-    coverage: Coverage
-    origin: str
-
-    def save(self, path: str) -> None:
-        from embtool.table import save_array
-
-        save_array(self.vectors, path, tokens=self.tokens, source=self.source, tokenizer=self.tokenizer,
-                   history=self.history, missing=self.missing, origin=self.origin)  # fmt: skip
-
-    def table(self) -> EmbeddingTable:
-        import torch
-
-        from embtool.table import EmbeddingTable
-
-        return EmbeddingTable(torch.from_numpy(self.vectors), self.tokens, source=self.source, tokenizer=self.tokenizer,
-                              history=self.history, missing=self.missing, origin=self.origin)  # fmt: skip
-
-
-def extract(source: str, vocab: Vocabulary, **options: Any) -> tuple[EmbeddingTable, Coverage]:
-    """``extract_rows`` as an ``EmbeddingTable`` (N, D) float32, with its coverage."""
-    got = extract_rows(source, vocab, **options)
-    return got.table(), got.coverage
-
-
-def extract_rows(
+def extract(
     source: str,
     vocab: Vocabulary,
     *,
@@ -113,12 +73,11 @@ def extract_rows(
     case_fallback: bool = True,
     missing: str = "normal",
     seed: int = 0,
-) -> Extracted:
-    """One row per vocabulary token from ``source``; tokens found nowhere are filled by ``missing``.
-
-    Coverage counts the tokens found, composed from pieces and missing.
+) -> tuple[EmbeddingTable, Coverage]:
+    """A float32 table (N, D) with one row per vocabulary token from ``source``, and its coverage
+    (tokens found, composed from pieces, missing); tokens found nowhere are filled by ``missing``.
     """
-    from embtool.align import MISSING_METHODS
+    from embtool.alignment import MISSING_METHODS
 
     if compose not in COMPOSE_METHODS:
         raise BadInput(f"--compose {compose!r}: valid choices: {', '.join(COMPOSE_METHODS)}")
@@ -126,13 +85,15 @@ def extract_rows(
         raise BadInput(f"--missing {missing!r}: valid choices: {', '.join(MISSING_METHODS)}")
     ref = resolve_source(source)
     if ref.kind == "hf":
-        vectors, found, composed, meta = _from_checkpoint(ref, vocab, tensor, compose == "mean", case_fallback)
+        vectors, found, composed, meta = _from_checkpoint(
+            ref, vocab, tensor, compose == "mean", case_fallback
+        )
     else:
         if tensor is not None:
             raise BadInput("--tensor applies to checkpoints only, not to word-vector files")
         vectors, found, composed, meta = _from_vector_file(ref, vocab, compose == "mean", case_fallback)
-    from embtool.align import Coverage, corpus_share, fill_missing
-    from embtool.table import history_entry
+    from embtool.alignment import Coverage, corpus_share, fill_missing
+    from embtool.table import EmbeddingTable, history_entry
 
     have = set(found) | set(composed)
     lost = [i for i in range(len(vocab)) if i not in have]
@@ -153,8 +114,10 @@ def extract_rows(
         "seed": seed,
         "coverage": cov.as_dict(),
     }
-    return Extracted(vectors, list(vocab.tokens), meta["source"], vocab.tokenizer or meta["tokenizer"],
-                     [history_entry("extract", args)], lost, cov, source)  # fmt: skip
+    table = EmbeddingTable(vectors, list(vocab.tokens), source=meta["source"],
+                           tokenizer=vocab.tokenizer or meta["tokenizer"], history=[history_entry("extract", args)],
+                           missing=lost, origin=source)  # fmt: skip
+    return table, cov
 
 
 def _from_checkpoint(
@@ -162,15 +125,8 @@ def _from_checkpoint(
 ) -> tuple[Any, list[int], list[int], dict[str, Any]]:
     import numpy as np
 
-    from embtool.sources.huggingface import (
-        EmbeddingRows,
-        candidate_forms,
-        locate_weights,
-        lookup_pieces,
-        release_memory,
-        source_name,
-        tokenizer_for,
-    )
+    from embtool.sources.huggingface import EmbeddingRows, locate_weights, release_memory, source_name
+    from embtool.sources.pieces import candidate_forms, lookup_pieces, tokenizer_for
 
     pieces = (vocab.tokenizer or "").startswith("hf:")
     wanted = {f for t in vocab.tokens for f in candidate_forms(t, pieces=pieces, case_fallback=case_fallback)}
@@ -181,7 +137,9 @@ def _from_checkpoint(
         tok = tokenizer_for(ref.location, wanted)
         weights = locate_weights(ref.location, tensor)
     specials = {s for s in vocab.info.get("specials", "").split(",") if s}
-    lk = lookup_pieces(tok, vocab.tokens, pieces=pieces, compose=compose, case_fallback=case_fallback, specials=specials)
+    lk = lookup_pieces(
+        tok, vocab.tokens, pieces=pieces, compose=compose, case_fallback=case_fallback, specials=specials
+    )
     del tok, wanted  # free the tokenizer before the rows come in: their memory peaks do not add up
     release_memory()
     table = EmbeddingRows(weights)

@@ -10,14 +10,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from embtool.errors import BadInput
 from embtool.stats import block_moments, xavier_bound
 from embtool.text.vocabfile import Vocabulary
 
-if TYPE_CHECKING:  # torch loads when a function needs it: `extract` never needs it
-    import numpy as np
-    import torch
-
+if TYPE_CHECKING:
     from embtool.table import EmbeddingTable
 
 MISSING_METHODS = ("normal", "mean", "zero", "xavier")
@@ -54,20 +53,18 @@ def check_method(missing: str, methods: Sequence[str] = MISSING_METHODS) -> str:
 
 
 def fill_missing(
-    vectors: torch.Tensor | np.ndarray, missing: Sequence[int], method: str = "normal", seed: int = 0
-) -> None:
-    """Fill rows ``missing`` of ``vectors`` (N, D; a tensor or a numpy array) in place from the
-    other rows' statistics, computed block by block (no copy of the found rows).
+    vectors: np.ndarray, missing: Sequence[int], method: str = "normal", seed: int = 0
+) -> np.ndarray:
+    """Fill rows ``missing`` of ``vectors`` (N, D) in place from the other rows' statistics, computed
+    block by block (no copy of the found rows); returns ``vectors``.
 
     normal: N(μ, σ²) with the found values' mean and σ; mean: the found rows' mean vector;
     zero: zeros; xavier: U(−a, a), a = √(6/(N+D)). Random values come from numpy's generator
-    seeded with ``seed``, whichever array type ``vectors`` is.
+    seeded with ``seed``.
     """
-    import numpy as np
-
     check_method(method)
     if not missing:
-        return
+        return vectors
     n, d = vectors.shape
     index = np.asarray(sorted(set(missing)), dtype=np.int64)
     found = np.setdiff1d(np.arange(n), index)
@@ -88,27 +85,15 @@ def fill_missing(
     else:
         a = xavier_bound(n, d)
         fill = rng.uniform(-a, a, (len(index), d)).astype(np.float32)
-    if isinstance(vectors, np.ndarray):
-        vectors[index] = fill
-    else:
-        import torch
-
-        vectors[torch.from_numpy(index)] = torch.from_numpy(np.ascontiguousarray(fill)).to(vectors.dtype)
+    vectors[index] = fill
+    return vectors
 
 
-def _row_blocks(vectors: torch.Tensor | np.ndarray, rows: np.ndarray) -> Iterator[np.ndarray]:
-    """The rows ``rows`` of ``vectors``, one float32 numpy block of at most 16 MB at a time."""
-    import numpy as np
-
+def _row_blocks(vectors: np.ndarray, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """The rows ``rows`` of ``vectors``, one float32 block of at most 16 MB at a time."""
     step = max(1, (4 << 20) // max(1, vectors.shape[1]))
     for start in range(0, len(rows), step):
-        part = rows[start : start + step]
-        if isinstance(vectors, np.ndarray):
-            yield vectors[part].astype(np.float32, copy=False)
-        else:
-            import torch
-
-            yield vectors[torch.from_numpy(part)].float().numpy()
+        yield vectors[rows[start : start + step]].astype(np.float32, copy=False)
 
 
 def corpus_share(vocab: Vocabulary, covered: Sequence[int]) -> float | None:
@@ -134,8 +119,6 @@ def align(
     pieces that the first table's sub-word tokenizer (``hf:…``) splits it into, when the tables
     have them all, and fills the rest by ``normal``. History is the first table's, plus this step.
     """
-    import torch
-
     from embtool.table import EmbeddingTable, history_entry
 
     check_method(missing, ALIGN_METHODS)
@@ -151,24 +134,31 @@ def align(
             )
     indexes = [{t: i for i, t in enumerate(t.tokens)} for t in group]
     filled_before = [set(t.missing or ()) for t in group]
-    vectors = torch.zeros(len(vocab), first.dim, dtype=first.vectors.dtype)  # (N, D)
+    # float32, or float16 for float16 tables (a bfloat16 table's rows are float32 already)
+    vectors = np.zeros((len(vocab), first.dim), dtype=first.vectors.dtype)  # (N, D)
+    picks: list[tuple[list[int], list[int]]] = [([], []) for _ in group]  # per table: (our rows, its rows)
     lost: list[int] = []  # rows no table has: filled here
     inherited: list[int] = []  # rows a table has, but filled by a fallback when it was made
     for n, token in enumerate(vocab.tokens):
-        for table, index, before in zip(group, indexes, filled_before, strict=True):
+        for k, (index, before) in enumerate(zip(indexes, filled_before, strict=True)):
             i = index.get(token)
             if i is None and case_fallback:
                 i = index.get(token.lower())
             if i is not None:
-                vectors[n] = table.vectors[i]
+                picks[k][0].append(n)
+                picks[k][1].append(i)
                 if i in before:
                     inherited.append(n)
                 break
         else:
             lost.append(n)
+    for table, (ours, theirs) in zip(group, picks):
+        vectors[ours] = table.vectors[theirs]  # (K, D), one gather per table
     composed: list[int] = []
     if missing == "subword":
-        composed = _compose_from_pieces(first.tokenizer, [vocab.tokens[n] for n in lost], group, indexes, vectors, lost)
+        composed = _compose_from_pieces(
+            first.tokenizer, [vocab.tokens[n] for n in lost], group, indexes, vectors, lost
+        )
         done = set(composed)
         lost = [n for n in lost if n not in done]
     if len(lost) == len(vocab):
@@ -198,6 +188,7 @@ def align(
         extra=dict(first.extra),
         allow_nonfinite=any(t.allow_nonfinite for t in group),
         origin="aligned",
+        dtype=first.dtype,
     )
     return table, cov
 
@@ -207,14 +198,12 @@ def _compose_from_pieces(
     words: list[str],
     group: list[EmbeddingTable],
     indexes: list[dict[str, int]],
-    vectors: torch.Tensor,
+    vectors: np.ndarray,
     rows: list[int],
 ) -> list[int]:
     """Fill ``vectors[rows[k]]`` with the mean of the rows of ``words[k]``'s pieces where the tables
     have every piece; the rows so filled. The pieces are the tokenizer's (``hf:…``) split."""
-    import torch
-
-    from embtool.sources.huggingface import tokenizer_for
+    from embtool.sources.pieces import tokenizer_for
 
     if not tokenizer.startswith("hf:"):
         raise BadInput(
@@ -229,9 +218,9 @@ def _compose_from_pieces(
             where = next(((t, i[part]) for t, i in zip(group, indexes) if part in i), None)
             if where is None:
                 break
-            picked.append(where[0].vectors[where[1]].float())
+            picked.append(where[0].vectors[where[1]])
         else:
             if picked:
-                vectors[n] = torch.stack(picked).mean(dim=0).to(vectors.dtype)
+                vectors[n] = np.asarray(picked, dtype=np.float32).mean(axis=0)  # (D,) as extract composes
                 done.append(n)
     return done

@@ -1,0 +1,87 @@
+"""Distribution figures (the paper's Tables 2 and 6) held against numpy's float64 answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from embtool.errors import BadInput
+from embtool.positional import sinusoidal
+from embtool.stats import block_moments, moments, posenc_moments, table_moments, table_stats
+from embtool.table import Affine
+
+
+@pytest.fixture
+def glove_like(make_table):
+    rows = np.random.default_rng(0).standard_normal((500, 40), dtype=np.float32) * 0.37 + 0.053
+    return make_table(rows, source="glove:test")
+
+
+def test_stats_equal_numpy(glove_like) -> None:
+    x = glove_like.vectors.astype(np.float64)
+    s = table_stats(glove_like, max_len=100)
+    assert (s.n, s.dim) == (500, 40)
+    assert s.min == x.min() and s.max == x.max()
+    assert s.mean == pytest.approx(x.mean(), rel=1e-6) and s.std == pytest.approx(x.std(ddof=1), rel=1e-7)
+    assert s.xavier_bound == pytest.approx(math.sqrt(6 / 540)) and s.xavier_std == pytest.approx(
+        math.sqrt(2 / 540)
+    )
+    assert s.scaled_std == pytest.approx(x.std(ddof=1) * math.sqrt(40), rel=1e-7)
+    pe = sinusoidal(100, 40).astype(np.float64)
+    assert s.posenc_mean == pytest.approx(pe.mean(), abs=1e-9) and s.posenc_std == pytest.approx(
+        pe.std(ddof=1), rel=1e-6
+    )
+    assert s.absorption == pytest.approx(s.scaled_std / s.posenc_std)
+
+
+def test_stats_reference_posenc_matches_paper_table6(make_table) -> None:
+    s = table_stats(make_table(np.random.default_rng(1).standard_normal((10, 300), dtype=np.float32)))
+    assert s.posenc_mean == pytest.approx(0.131, abs=5e-4)  # Table 6: Pos. Encoding mean 0.131
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_stats_of_half_tables_are_of_their_stored_values(glove_like, dtype) -> None:
+    half = glove_like.derive(glove_like.vectors, "cast", {}, dtype=dtype)
+    x = half.vectors.astype(np.float64)
+    s = table_stats(half, max_len=10)
+    assert s.min == x.min() and s.std == pytest.approx(x.std(ddof=1), rel=1e-7)
+
+
+def test_stats_of_a_pending_map_are_those_of_its_values(glove_like) -> None:
+    lazy = glove_like.derive_map("scale", {}, Affine(-3.0, shift=0.5))
+    values = glove_like.derive_map("scale", {}, Affine(-3.0, shift=0.5)).vectors.astype(np.float64)  # whole
+    assert table_moments(lazy) == pytest.approx((values.mean(), values.std(ddof=1)), rel=1e-7)
+    assert lazy.value_range() == (values.min(), values.max())
+
+
+def test_stats_max_len_is_bounded(glove_like) -> None:
+    with pytest.raises(BadInput, match="--max-len must be between 1 and 1,000,000"):
+        table_stats(glove_like, max_len=2_000_000)
+
+
+def test_posenc_moments_equal_those_of_the_whole_encoding() -> None:
+    pe = sinusoidal(3000, 30).astype(np.float64)
+    assert posenc_moments(3000, 30) == pytest.approx((pe.mean(), pe.std(ddof=1)), rel=1e-7)
+
+
+def test_moments_precise_with_large_offset() -> None:
+    x = np.random.default_rng(1).standard_normal((2000, 300), dtype=np.float32) * 0.01 + 50.0
+    a = x.astype(np.float64)
+    mean, std = moments(x)
+    assert mean == pytest.approx(a.mean(), rel=1e-9) and std == pytest.approx(a.std(ddof=1), rel=1e-5)
+
+
+def test_block_moments_do_not_depend_on_the_blocks() -> None:
+    x = np.random.default_rng(4).standard_normal((3000, 7), dtype=np.float32) * 5 + 100
+    blocks = [b.reshape(-1) for b in np.array_split(x, 5)]
+    truth = (x.astype(np.float64).mean(), x.astype(np.float64).std(ddof=1))
+    assert block_moments(blocks) == pytest.approx(truth, rel=3e-8) and moments(x) == pytest.approx(
+        truth, rel=3e-8
+    )
+
+
+def test_moments_need_two_values() -> None:
+    with pytest.raises(BadInput, match="at least 2 values"):
+        moments(np.ones(1, np.float32))
