@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from embtool.eval.analogy import default_questions, evaluate_analogies, read_questions
 from embtool.table import EmbeddingTable, save
@@ -73,8 +72,12 @@ def run_cli(table: Path, questions: Path) -> tuple[float, dict]:
     exe = Path(sys.executable).with_name("embtool")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "embtool"]
     start = time.perf_counter()
-    proc = subprocess.run([*cmd, "analogy", str(table), "--questions", str(questions), "--json"],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [*cmd, "analogy", str(table), "--questions", str(questions), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return time.perf_counter() - start, json.loads(proc.stdout)
 
 
@@ -91,9 +94,9 @@ def main() -> None:
         questions = subset(default_questions(), args.every, folder)
         tokens, vectors = bench_table(default_questions())
         table_path = folder / "bench.safetensors"
-        table = EmbeddingTable(torch.from_numpy(vectors), tokens, source="bench")
+        table = EmbeddingTable(vectors, tokens, source="bench")
         save(table, table_path)
-        print(f"table {N} × {DIM}, questions {questions.name}, threads torch={torch.get_num_threads()}")
+        print(f"table {N} × {DIM}, questions {questions.name}, {os.cpu_count()} CPU(s)")
 
         cli_times = []
         t, ours = run_cli(table_path, questions)
@@ -115,14 +118,18 @@ def main() -> None:
         start = time.perf_counter()
         lib = evaluate_analogies(table, questions)
         lib_s = time.perf_counter() - start
-        print(f"embtool.eval.analogy.evaluate_analogies (library, table in memory): {lib_s:.2f} s, "
-              f"{lib.fallbacks} question(s) settled by gensim's own float32 steps")
+        print(
+            f"embtool.eval.analogy.evaluate_analogies (library, table in memory): {lib_s:.2f} s, "
+            f"{lib.fallbacks} question(s) settled by gensim's own float32 steps"
+        )
 
     theirs = [(s["section"], len(s["correct"]), len(s["incorrect"])) for s in gensim_sections]
     mine = [(s["section"], s["correct"], s["incorrect"]) for s in [*ours["sections"], ours["total"]]]
     print(f"\n{'section':30} {'gensim':>16} {'embtool':>16}")
     for (name, gc, gi), (_, ec, ei) in zip(theirs, mine, strict=True):
-        print(f"{name:30} {gc:>7}/{gc + gi:<8} {ec:>7}/{ec + ei:<8}{'' if (gc, gi) == (ec, ei) else '  DIFFERENT'}")
+        print(
+            f"{name:30} {gc:>7}/{gc + gi:<8} {ec:>7}/{ec + ei:<8}{'' if (gc, gi) == (ec, ei) else '  DIFFERENT'}"
+        )
     same = theirs == mine
     cli_s = statistics.median(cli_times)
     ratio, lib_ratio = gensim_s / cli_s, gensim_s / lib_s

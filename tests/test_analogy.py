@@ -6,10 +6,10 @@ import gzip
 import json
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from embtool.errors import BadInput
 from embtool.eval import search as analogy_search
@@ -30,7 +30,9 @@ SETTINGS = {  # name → (our keyword arguments, gensim's)
 }
 
 
-def gensim_counts(tokens: list[str], vectors: np.ndarray, questions: Path = QUESTIONS, **kw) -> tuple[list, list]:
+def gensim_counts(
+    tokens: list[str], vectors: np.ndarray, questions: Path = QUESTIONS, **kw
+) -> tuple[list, list]:
     kv = gensim_models.KeyedVectors(vectors.shape[1])
     kv.add_vectors(tokens, vectors)
     with warnings.catch_warnings():  # zero rows: gensim divides by zero norms
@@ -40,8 +42,10 @@ def gensim_counts(tokens: list[str], vectors: np.ndarray, questions: Path = QUES
     return counts, [set(s["correct"]) for s in sections[:-1]]
 
 
-def our_counts(tokens: list[str], vectors: np.ndarray, questions: Path = QUESTIONS, **kw) -> tuple[list, list]:
-    result = evaluate_analogies(EmbeddingTable(torch.from_numpy(vectors.copy()), tokens), questions, **kw)
+def our_counts(
+    tokens: list[str], vectors: np.ndarray, questions: Path = QUESTIONS, **kw
+) -> tuple[list, list]:
+    result = evaluate_analogies(EmbeddingTable(vectors.copy(), tokens), questions, **kw)
     counts = [(s.name, s.correct, s.incorrect) for s in [*result.sections, result.total]]
     sections = read_questions(questions)
     upper = not kw.get("case_sensitive", False)
@@ -147,7 +151,7 @@ def test_parity_with_case_variants_ties_and_zero_rows(some_questions: Path, seed
 @pytest.mark.parametrize("block", [1, 7, 5000])
 @pytest.mark.parametrize("method", ["add", "mul"])
 def test_answers_do_not_depend_on_the_block_size(monkeypatch, trained, block: int, method: str) -> None:
-    table = EmbeddingTable(torch.from_numpy(trained[1].copy()), trained[0])
+    table = EmbeddingTable(trained[1].copy(), trained[0])
     expected = evaluate_analogies(table, method=method).predicted
     monkeypatch.setattr(analogy_search, "BLOCK", block)
     assert evaluate_analogies(table, method=method).predicted == expected
@@ -155,7 +159,7 @@ def test_answers_do_not_depend_on_the_block_size(monkeypatch, trained, block: in
 
 def test_mul_without_pruning_is_brute_force_argmax(trained) -> None:
     tokens, vectors = trained
-    result = evaluate_analogies(EmbeddingTable(torch.from_numpy(vectors.copy()), tokens), method="mul")
+    result = evaluate_analogies(EmbeddingTable(vectors.copy(), tokens), method="mul")
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     first = {}
     for i, t in enumerate(tokens):
@@ -186,9 +190,29 @@ def test_tiny_table_of_question_words_only(tmp_path: Path, case_sensitive: bool)
     counts, _ = our_counts(tokens, vectors, questions, case_sensitive=case_sensitive)
     g_counts, _ = gensim_counts(tokens, vectors, questions, case_insensitive=not case_sensitive)
     assert counts == g_counts
-    table = EmbeddingTable(torch.from_numpy(vectors), tokens)
+    table = EmbeddingTable(vectors, tokens)
     mul = evaluate_analogies(table, questions, method="mul", case_sensitive=case_sensitive)
     assert mul.total.answered == 3
+
+
+HELD_AS = {  # name → (torch, float32 rows) → (rows for the table layer, the same rows as a torch tensor)
+    "float32": lambda torch, v: (v, torch.from_numpy(v)),
+    "float16": lambda torch, v: (v.astype(np.float16), torch.from_numpy(v).half()),
+    "bfloat16": lambda torch, v: (torch.from_numpy(v).bfloat16(),) * 2,  # numpy has no bfloat16
+}
+
+
+@pytest.mark.parametrize("method", ["add", "mul"])
+@pytest.mark.parametrize("dtype", list(HELD_AS))
+def test_rows_held_by_numpy_or_torch_answer_alike(dtype: str, method: str) -> None:
+    torch = pytest.importorskip("torch")
+    tokens, vectors = gensim_file("lee_fasttext.vec")
+    for_table, as_torch = HELD_AS[dtype](torch, vectors)
+    table = EmbeddingTable(for_table, tokens)  # whatever array type the table layer keeps
+    raw = SimpleNamespace(vectors=as_torch, tokens=tokens)  # all that eval reads
+    expected = evaluate_analogies(table, method=method)
+    assert evaluate_analogies(raw, method=method).predicted == expected.predicted
+    assert expected.total.answered > 90
 
 
 # ----------------------------------------------------------------------------- 3CosMul by hand
@@ -197,7 +221,7 @@ def test_tiny_table_of_question_words_only(tmp_path: Path, case_sensitive: bool)
 def test_3cosmul_finds_the_planted_answer() -> None:
     # man : king :: woman : ?  — queen is king − man + woman; the distractor is close to king only
     tokens = ["man", "king", "woman", "queen", "prince", "apple"]
-    vectors = torch.tensor(
+    vectors = np.array(
         [
             [1.0, 0.0, 0.2],  # man
             [1.0, 1.0, 0.2],  # king
@@ -205,7 +229,8 @@ def test_3cosmul_finds_the_planted_answer() -> None:
             [0.0, 1.0, 1.0],  # queen
             [1.0, 1.2, 0.0],  # prince
             [-1.0, -1.0, -1.0],  # apple
-        ]
+        ],
+        dtype=np.float32,
     )
     questions = parse_questions(b": family\nman king woman queen\nking man queen woman\n")
     for method in ("add", "mul"):
@@ -216,12 +241,16 @@ def test_3cosmul_finds_the_planted_answer() -> None:
 
 def test_oov_questions_are_skipped_or_counted_wrong() -> None:
     tokens = ["a", "b", "c", "d", "e"]
-    vectors = torch.eye(5)
+    vectors = np.eye(5, dtype=np.float32)
     questions = parse_questions(b": s\na b c d\na b c zzz\nzzz b c d\n")
     skip = evaluate_analogies(EmbeddingTable(vectors, tokens), questions)
     count = evaluate_analogies(EmbeddingTable(vectors, tokens), questions, count_oov=True)
     assert (skip.total.answered, skip.total.skipped) == (1, 2)
-    assert (count.total.answered, count.total.incorrect - skip.total.incorrect, count.total.skipped) == (3, 2, 2)
+    assert (count.total.answered, count.total.incorrect - skip.total.incorrect, count.total.skipped) == (
+        3,
+        2,
+        2,
+    )
 
 
 # ----------------------------------------------------------------------------- question files
@@ -258,7 +287,7 @@ def test_sections_and_blank_lines_parse_like_gensim() -> None:
 def lee_table(tmp_path: Path) -> Path:
     tokens, vectors = gensim_file("lee_fasttext.vec")
     path = tmp_path / "lee.safetensors"
-    save(EmbeddingTable(torch.from_numpy(vectors), tokens), path)
+    save(EmbeddingTable(vectors, tokens), path)
     return path
 
 
@@ -291,7 +320,9 @@ def test_cli_reads_stdin_and_prints_table4_cells(embtool, lee_table: Path) -> No
     ],
     ids=["malformed", "missing", "method", "restrict", "device"],
 )
-def test_cli_errors_are_one_line_exit_2(cli, tmp_path: Path, lee_table: Path, args: list[str], message: str) -> None:
+def test_cli_errors_are_one_line_exit_2(
+    cli, tmp_path: Path, lee_table: Path, args: list[str], message: str
+) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text(": s\nking queen man\n", encoding="utf-8")
     args = [a.format(bad=bad, missing=tmp_path / "nope.txt") for a in args]
@@ -319,9 +350,16 @@ def test_example_table4_end_to_end(tmp_path: Path) -> None:
     import sys
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "SIZE": "tiny", "OUT": str(tmp_path / "t4"), "EMBTOOL_DATA_DIR": str(data)}
-    proc = subprocess.run(["bash", str(EXAMPLE)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SIZE": "tiny",
+        "OUT": str(tmp_path / "t4"),
+        "EMBTOOL_DATA_DIR": str(data),
+    }
+    proc = subprocess.run(
+        ["bash", str(EXAMPLE)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     totals = [json.loads(f.read_text())["total"] for f in sorted((tmp_path / "t4").glob("[1-5]-*.json"))]
     assert len(totals) == 5 and len({t["answered"] for t in totals}) == 1 and totals[0]["answered"] > 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from embtool.errors import BadInput
 from embtool.eval.similarity import default_pairs, evaluate_pairs, evaluate_similarity, parse_pairs
@@ -59,15 +59,28 @@ def test_agrees_with_gensim_evaluate_word_pairs(cased_table, source: str, pairs:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pearson, spearman, oov_ratio = kv.evaluate_word_pairs(datapath(pairs), **gensims)
-    r = evaluate_pairs(EmbeddingTable(torch.from_numpy(vectors.copy()), tokens), datapath(pairs), **ours)
+    r = evaluate_pairs(EmbeddingTable(vectors.copy(), tokens), datapath(pairs), **ours)
     assert r.spearman == pytest.approx(spearman.statistic, abs=1e-12)
     assert r.pearson == pytest.approx(pearson.statistic, abs=1e-6)
     assert r.oov_ratio == pytest.approx(oov_ratio, abs=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_rows_held_by_numpy_or_torch_score_alike(dtype: str) -> None:
+    torch = pytest.importorskip("torch")
+    tokens, vectors = gensim_file("lee_fasttext.vec")
+    rows = torch.from_numpy(vectors).to(getattr(torch, dtype))
+    table = EmbeddingTable(rows.float().numpy() if dtype == "bfloat16" else rows.numpy(), tokens)
+    raw = SimpleNamespace(vectors=rows, tokens=tokens)  # all that eval reads
+    expected = evaluate_pairs(table, default_pairs()[0])
+    got = evaluate_pairs(raw, default_pairs()[0])
+    assert (got.spearman, got.pearson, got.pairs) == (expected.spearman, expected.pearson, expected.pairs)
+    assert expected.pairs > 40
+
+
 def test_defaults_are_wordsim_and_simlex() -> None:
     tokens, vectors = gensim_file("lee_fasttext.vec")
-    results = evaluate_similarity(EmbeddingTable(torch.from_numpy(vectors), tokens))
+    results = evaluate_similarity(EmbeddingTable(vectors, tokens))
     assert [r.name for r in results] == ["wordsim353.tsv", "simlex999.txt"]
     assert all(r.pairs + r.oov in (353, 999) for r in results)
 
@@ -89,7 +102,7 @@ def test_bad_pairs_files_name_the_line(text: bytes, message: str) -> None:
 
 
 def test_no_known_pair_is_an_error() -> None:
-    table = EmbeddingTable(torch.eye(3), ["x", "y", "z"])
+    table = EmbeddingTable(np.eye(3, dtype=np.float32), ["x", "y", "z"])
     with pytest.raises(BadInput, match="no pair has both words"):
         evaluate_pairs(table)
 
@@ -97,7 +110,7 @@ def test_no_known_pair_is_an_error() -> None:
 def test_cli_json_and_errors(cli, tmp_path: Path) -> None:
     tokens, vectors = gensim_file("lee_fasttext.vec")
     path = tmp_path / "lee.safetensors"
-    save(EmbeddingTable(torch.from_numpy(vectors), tokens), path)
+    save(EmbeddingTable(vectors, tokens), path)
     own = tmp_path / "pairs.tsv"
     own.write_text("# mine\nman\twoman\t8.0\ncar\tdog\t1.0\nday\tnight\t5.0\n", encoding="utf-8")
     r = cli("similarity", str(path), "--json", "--pairs", str(own))

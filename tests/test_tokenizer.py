@@ -15,7 +15,12 @@ from embtool.text.tokenizer import TokenizerSpec, load_tokenizer, parse_spec
         ("whitespace+lower", False, TokenizerSpec("whitespace", "", True), "whitespace+lower"),
         ("spacy:de", True, TokenizerSpec("spacy", "de", True), "spacy:de+lower"),
         ("hf:bert", False, TokenizerSpec("hf", "bert-base-uncased", False), "hf:bert-base-uncased"),
-        ("hf:mbert", False, TokenizerSpec("hf", "bert-base-multilingual-cased", False), "hf:bert-base-multilingual-cased"),
+        (
+            "hf:mbert",
+            False,
+            TokenizerSpec("hf", "bert-base-multilingual-cased", False),
+            "hf:bert-base-multilingual-cased",
+        ),
         ("hf:t5", False, TokenizerSpec("hf", "t5-small", False), "hf:t5-small"),
         ("hf:mt5", False, TokenizerSpec("hf", "google/mt5-base", False), "hf:google/mt5-base"),
         ("hf:xlmr", False, TokenizerSpec("hf", "xlm-roberta-base", False), "hf:xlm-roberta-base"),

@@ -88,6 +88,7 @@ def test_cli_vocab_unreachable_hub(embtool, tmp_path) -> None:
     assert r.code == 1 and "--data-dir DIR or EMBTOOL_DATA_DIR=DIR" in r.stderr
 
 
+@pytest.mark.slow  # spaCy over the 29,000 real training sentences: about 8 s
 def test_cli_vocab_multi30k_german_spacy(embtool, shared_data, tmp_path) -> None:
     out = tmp_path / "de.vocab"
     r = embtool("vocab", "multi30k", "--data-dir", str(shared_data / "multi30k"), "--side", "src",

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, STATE, read_table
-from embtool.eval.analogy import DEFAULT_RESTRICT  # light: numpy is imported when scoring
+from embtool.eval.benchmarks import DEFAULT_RESTRICT  # stdlib only: numpy is imported when scoring
 
 
 def register(app: typer.Typer) -> None:
@@ -31,12 +31,16 @@ def analogy(
         DEFAULT_RESTRICT, "--restrict", min=1, help="Only the first N rows are candidates and count as known."
     ),
     case_sensitive: bool = typer.Option(
-        False, "--case-sensitive", help="Match words as written (default: upper-case both, first variant wins)."
+        False,
+        "--case-sensitive",
+        help="Match words as written (default: upper-case both, first variant wins).",
     ),
     count_oov: bool = typer.Option(
         False, "--count-oov", help="Count questions with unknown words as wrong instead of skipping them."
     ),
-    device: str = typer.Option("cpu", "--device", help="Where the similarity product runs: cpu, cuda, cuda:1 …"),
+    device: str = typer.Option(
+        "cpu", "--device", help="Where the similarity product runs: cpu, cuda, cuda:1 …"
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as one JSON object."),
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
@@ -74,9 +78,13 @@ def analogy(
     view = Table(title=f"word analogies ({'3CosAdd' if method == 'add' else '3CosMul'}): {_label(table)}")
     view.add_column("section")
     view.add_column("correct/answered (%)", justify="right")
-    view.add_column("unknown words (counted wrong)" if count_oov else "skipped (unknown words)", justify="right")
+    view.add_column(
+        "unknown words (counted wrong)" if count_oov else "skipped (unknown words)", justify="right"
+    )
     for s in [*result.sections, result.total]:
-        view.add_row(s.name, _cell(s.correct, s.answered), str(s.skipped), end_section=s is result.sections[-1])
+        view.add_row(
+            s.name, _cell(s.correct, s.answered), str(s.skipped), end_section=s is result.sections[-1]
+        )
     console = Console()
     console.print(view)
     console.print(result.signature, style="dim", soft_wrap=True, markup=False, highlight=False)

@@ -8,7 +8,7 @@ from typing import List, Optional  # typer reads the annotations
 import typer
 
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, read_table
-from embtool.eval.analogy import DEFAULT_RESTRICT
+from embtool.eval.benchmarks import DEFAULT_RESTRICT  # stdlib only: numpy is imported when scoring
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +28,9 @@ def similarity(
         DEFAULT_RESTRICT, "--restrict", min=1, help="Only the first N rows count as known."
     ),
     case_sensitive: bool = typer.Option(
-        False, "--case-sensitive", help="Match words as written (default: upper-case both, first variant wins)."
+        False,
+        "--case-sensitive",
+        help="Match words as written (default: upper-case both, first variant wins).",
     ),
     count_oov: bool = typer.Option(
         False, "--count-oov", help="Score pairs with unknown words as 0 instead of skipping them."
@@ -66,7 +68,9 @@ def similarity(
     for name in ("pairs file", "Spearman ρ", "Pearson r", "pairs", "unknown"):
         view.add_column(name, justify="left" if name == "pairs file" else "right")
     for r in results:
-        view.add_row(r.name, f"{r.spearman:.4f}", f"{r.pearson:.4f}", str(r.pairs), f"{r.oov} ({r.oov_ratio:.1f}%)")
+        view.add_row(
+            r.name, f"{r.spearman:.4f}", f"{r.pearson:.4f}", str(r.pairs), f"{r.oov} ({r.oov_ratio:.1f}%)"
+        )
     console = Console()
     console.print(view)
     for r in results:

@@ -7,26 +7,26 @@ question with an unknown word is skipped (``count_oov``: counted wrong, gensim's
 ``dummy4unknown``); the answer is gensim's: the best of its top five rows that is not a question
 word. 3CosMul (Levy & Goldberg 2014) scores cos'(d,b)·cos'(d,c)/(cos'(d,a)+ε), cos' = (cos+1)/2.
 
-The search itself lives in :mod:`embtool.eval.search`; this module is light to import.
+The search itself lives in :mod:`embtool.eval.search`, gensim's view of the table's keys in
+:mod:`embtool.eval.keyed`, and reading benchmark files in :mod:`embtool.eval.benchmarks`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embtool._version import __version__
 from embtool.errors import BadInput
+from embtool.eval import search
+from embtool.eval.benchmarks import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
+from embtool.eval.keyed import Keys
 
 if TYPE_CHECKING:
     from embtool.table import EmbeddingTable
 
 METHODS = ("add", "mul")
-DEFAULT_RESTRICT = 300_000  # gensim's restrict_vocab
-MUL_EPS = 1e-3  # Levy & Goldberg's ε
 
 
 @dataclass(frozen=True)
@@ -105,37 +105,9 @@ class AnalogyResult:
 # ----------------------------------------------------------------------------- question files
 
 
-def gensim_test_file(name: str) -> Path:
-    """A file that gensim ships in ``gensim/test/test_data`` (found without importing gensim)."""
-    spec = importlib.util.find_spec("gensim")
-    if spec is None or not spec.submodule_search_locations:
-        raise BadInput(f"gensim is not installed, so its {name} is not available; pass the file instead")
-    path = Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data" / name
-    if not path.is_file():
-        raise BadInput(f"{path}: not found in this gensim installation; pass the file instead")
-    return path
-
-
 def default_questions() -> Path:
     """Mikolov's questions-words.txt, as gensim ships it."""
     return gensim_test_file("questions-words.txt")
-
-
-def read_bytes(path: str | Path, what: str) -> bytes:
-    """The bytes of a benchmark file, or BadInput naming it."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read the {what} file ({e.strerror or e})") from None
-
-
-def numbered_lines(data: bytes, origin: str) -> Iterator[tuple[int, str]]:
-    """(line number, text) of UTF-8 lines; a line that is not UTF-8 is an error naming it."""
-    for no, raw in enumerate(data.splitlines(), start=1):
-        try:
-            yield no, raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadInput(f"{origin}, line {no}: not UTF-8 text") from None
 
 
 def read_questions(path: str | Path) -> list[QuestionSection]:
@@ -189,15 +161,13 @@ def evaluate_analogies(
     if isinstance(questions, (str, Path)):
         name = Path(questions).name
         questions = read_questions(questions)
-    from embtool.eval import search
-
-    r = min(restrict, table.n)
-    vocab = search.Vocab.build(table.tokens[:r], case_sensitive)
+    r = min(restrict, len(table.tokens))
+    vocab = Keys.build(table.tokens[:r], case_sensitive)
     row_of: dict[str, int] = {}  # question word → its row (-1: unknown), looked up once
 
     def row(word: str) -> int:
         if word not in row_of:
-            row_of[word] = vocab.first.get(word if case_sensitive else word.upper(), -1)
+            row_of[word] = vocab.row(word)
         return row_of[word]
 
     scores = [SectionScore(s.name) for s in questions]
@@ -235,4 +205,6 @@ def evaluate_analogies(
         sum(s.incorrect for s in scores),
         sum(s.skipped for s in scores),
     )
-    return AnalogyResult(scores, total, method, restrict, case_sensitive, count_oov, name, predicted, fallbacks)
+    return AnalogyResult(
+        scores, total, method, restrict, case_sensitive, count_oov, name, predicted, fallbacks
+    )

@@ -9,22 +9,21 @@ read. Rows within ``δ`` (a proven bound on the float32 error of S) are re-score
 them (float32 query, row·q/‖row‖) in float64 with a rigorous error bar; when the best two are
 closer than their error bars, or gensim's top-five rule could matter, that one question is
 answered by repeating gensim's own float32 computation, so ties break as gensim breaks them.
+The one product runs in :mod:`embtool.eval.product` (numpy on the CPU, torch on CUDA).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from embtool.errors import BadInput
-from embtool.eval.analogy import MUL_EPS
+from embtool.eval.keyed import Keys, as_float32
+from embtool.eval.product import cosines, cuda_device
 
-if TYPE_CHECKING:
-    import torch
-
+MUL_EPS = 1e-3  # Levy & Goldberg's ε in 3CosMul
 BLOCK = 64  # rows per block of the bound (any size gives the same answers; this one is fast)
 DENSE = 0.15  # score a question against every row when its bound leaves more of the blocks
 _U32 = 2.0**-24  # unit roundoff of float32
@@ -32,35 +31,12 @@ _GENSIM_TOPN = 5  # evaluate_word_analogies asks most_similar for topn=5 …
 _GENSIM_TOP = _GENSIM_TOPN + 3  # … which sorts topn + len(question words) rows
 
 
-@dataclass
-class Vocab:
-    """The first ``restrict`` rows as gensim sees them: a key per row, the first row per key."""
-
-    keys: list[str]  # (R,) token, upper-cased unless case-sensitive
-    first: dict[str, int]  # key → its first row (gensim's ok_vocab)
-    group: np.ndarray  # (R,) int64: first row of the row's key
-    variants: dict[str, list[int]]  # key → all its rows, only for keys with several
-
-    @classmethod
-    def build(cls, tokens: Sequence[str], case_sensitive: bool) -> Vocab:
-        keys = list(tokens) if case_sensitive else [t.upper() for t in tokens]
-        first: dict[str, int] = {}
-        variants: dict[str, list[int]] = {}
-        group: list[int] = []
-        for i, k in enumerate(keys):
-            f = first.setdefault(k, i)
-            group.append(f)
-            if f != i:
-                variants.setdefault(k, [f]).append(i)
-        return cls(keys, first, np.array(group, dtype=np.int64), variants)
-
-
 Answers = tuple[list["str | None"], int]  # the key each question answers with, and fallbacks
 
 
 def solve(
-    vectors: torch.Tensor,
-    vocab: Vocab,
+    vectors: Any,
+    vocab: Keys,
     a: Sequence[int],
     b: Sequence[int],
     c: Sequence[int],
@@ -69,26 +45,14 @@ def solve(
     method: str = "add",
     device: str = "cpu",
 ) -> Answers:
-    """Answer "a : b :: c : ?" for rows a, b, c of ``vectors`` (R, D): the key of each answer
-    (None when every row is a question word), and how many questions needed gensim's own steps.
-    The expected answers ``d`` only speed the search up; they never change an answer."""
-    _check_device(device)
-    rows = np.ascontiguousarray(vectors.detach().float().cpu().numpy())  # (R, D) float32, as gensim
+    """Answer "a : b :: c : ?" for rows a, b, c of ``vectors`` (R, D), a numpy array or a torch
+    tensor: the key of each answer (None when every row is a question word), and how many
+    questions needed gensim's own steps. The expected answers ``d`` only speed the search up;
+    they never change an answer. ``device``: where the similarity product runs (cpu: numpy)."""
+    cuda = cuda_device(device)
+    rows = as_float32(vectors)  # (R, D) float32, as gensim
     qa, qb, qc, qd = (np.asarray(x, dtype=np.int64) for x in (a, b, c, d))
-    return (_solve_add if method == "add" else _solve_mul)(rows, vocab, qa, qb, qc, qd, device)
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise BadInput(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInput(f"--device {device}: no CUDA device is available here; use --device cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise BadInput(f"--device {device}: only cpu and cuda are supported")
+    return (_solve_add if method == "add" else _solve_mul)(rows, vocab, qa, qb, qc, qd, cuda)
 
 
 def _row_norms(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,33 +63,15 @@ def _row_norms(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return norms, unit, dead
 
 
-def _similarities(unit: np.ndarray, words: np.ndarray, device: str) -> np.ndarray:
-    """S = Ŵ V̂ᵀ, (W, R) float32: the cosine of every row with every question word."""
-    import torch
-
-    dev = torch.device(device)
-    rows = torch.from_numpy(unit).to(dev)  # (R, D)
-    old = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False  # the error bound δ assumes true float32
-    try:
-        sims = rows[torch.from_numpy(words).to(dev)] @ rows.T  # (W, R)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = old
-    return sims.cpu().numpy()
-
-
 def _blockreduce(x: np.ndarray, op: str) -> np.ndarray:
     """(K, R) → (K, ⌈R/BLOCK⌉): the max (``op="max"``) or min of each block of BLOCK rows."""
-    import torch
-
     k, r = x.shape
     full = r // BLOCK
-    reduce = torch.amax if op == "max" else torch.amin
-    t = torch.from_numpy(x)
-    parts = [reduce(t[:, : full * BLOCK].reshape(k, full, BLOCK), dim=2)]
+    reduce = np.max if op == "max" else np.min
+    parts = [reduce(x[:, : full * BLOCK].reshape(k, full, BLOCK), axis=2)]
     if r % BLOCK:
-        parts.append(reduce(t[:, full * BLOCK :], dim=1, keepdim=True))
-    return torch.cat(parts, dim=1).numpy()
+        parts.append(reduce(x[:, full * BLOCK :], axis=1, keepdims=True))
+    return np.concatenate(parts, axis=1)
 
 
 Arrays = np.ndarray  # (Q,) int64 rows of the question words
@@ -143,7 +89,7 @@ class _Problem:
     a: Arrays  # (Q,) table rows of a, b, c
     b: Arrays
     c: Arrays
-    vocab: Vocab
+    vocab: Keys
     dead: np.ndarray  # (R,) rows without a direction
     combine: Combine  # elementwise, float32; the block bounds use the same operations
 
@@ -222,20 +168,20 @@ def _chunks(n: int, size: int) -> list[slice]:
 
 
 def _prepare(
-    vectors: np.ndarray, a: Arrays, b: Arrays, c: Arrays, device: str
+    vectors: np.ndarray, a: Arrays, b: Arrays, c: Arrays, cuda: str | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, Arrays, Arrays, Arrays]:
     norms, unit, dead = _row_norms(vectors)
     words, inv = np.unique(np.concatenate([a, b, c]), return_inverse=True)
     wa, wb, wc = inv.reshape(3, -1)  # question words as rows of S
-    sims = _similarities(unit, words, device)  # (W, R)
+    sims = cosines(unit, words, cuda)  # (W, R)
     return norms, unit, dead, sims, wa, wb, wc
 
 
 def _solve_mul(
-    vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Arrays, d: Arrays, device: str
+    vectors: np.ndarray, vocab: Keys, a: Arrays, b: Arrays, c: Arrays, d: Arrays, cuda: str | None
 ) -> Answers:
     """3CosMul: argmax over rows of cos'(d,b)·cos'(d,c)/(cos'(d,a)+ε), lowest row on ties."""
-    _, _, dead, sims, wa, wb, wc = _prepare(vectors, a, b, c, device)
+    _, _, dead, sims, wa, wb, wc = _prepare(vectors, a, b, c, cuda)
     half = np.float32(0.5)
 
     def shifted(x: np.ndarray) -> np.ndarray:  # cos' = (cos + 1)/2, kept ≥ 0 so bounds stay monotone
@@ -282,15 +228,16 @@ def _rescore(
     w = queries[q].astype(np.float64)  # (K, D)
     n = norms[rows].astype(np.float64)
     t = np.einsum("kd,kd->k", v, w) / n
-    err = (vectors.shape[1] + 4) * _U32 * np.einsum("kd,kd->k", np.abs(v), np.abs(w)) / n + 2 * _U32 * np.abs(t)
+    dots = np.einsum("kd,kd->k", np.abs(v), np.abs(w))  # (K,) Σ|row_i q_i|
+    err = (vectors.shape[1] + 4) * _U32 * dots / n + 2 * _U32 * np.abs(t)
     return t, err
 
 
 def _solve_add(
-    vectors: np.ndarray, vocab: Vocab, a: Arrays, b: Arrays, c: Arrays, d: Arrays, device: str
+    vectors: np.ndarray, vocab: Keys, a: Arrays, b: Arrays, c: Arrays, d: Arrays, cuda: str | None
 ) -> Answers:
     dim = vectors.shape[1]
-    norms, unit, dead, sims, wa, wb, wc = _prepare(vectors, a, b, c, device)
+    norms, unit, dead, sims, wa, wb, wc = _prepare(vectors, a, b, c, cuda)
     # S carries at most D·u error per entry; with the query's own rounding, 3CosAdd scores
     # S[r,b] − S[r,a] + S[r,c] are within E = 6·D·u + 64u of (3‖m‖ ×) gensim's; δ = 4E ≥ 2E.
     delta = 4 * (6 * dim * _U32 + 64 * _U32)
@@ -350,7 +297,7 @@ def _solve_add(
     return answers, len(fallbacks)
 
 
-def _top5_suspects(vocab: Vocab, a: Arrays, b: Arrays, c: Arrays) -> list[int]:
+def _top5_suspects(vocab: Keys, a: Arrays, b: Arrays, c: Arrays) -> list[int]:
     """Questions with a word that has other case variants (case-insensitive mode only)."""
     if not vocab.variants:
         return []
@@ -359,7 +306,7 @@ def _top5_suspects(vocab: Vocab, a: Arrays, b: Arrays, c: Arrays) -> list[int]:
     return np.flatnonzero(many[a] | many[b] | many[c]).tolist()
 
 
-def _gensim_answer(vectors: np.ndarray, norms: np.ndarray, vocab: Vocab, a: int, b: int, c: int) -> str | None:
+def _gensim_answer(vectors: np.ndarray, norms: np.ndarray, vocab: Keys, a: int, b: int, c: int) -> str | None:
     """One question answered by gensim's own float32 steps, so near-ties fall gensim's way."""
     from scipy.linalg.blas import dnrm2, dscal
 

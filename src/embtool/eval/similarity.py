@@ -14,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from embtool._version import __version__
 from embtool.errors import BadInput
-from embtool.eval.analogy import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
+from embtool.eval.benchmarks import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
+from embtool.eval.keyed import Keys, as_float32
 
 if TYPE_CHECKING:
     from embtool.table import EmbeddingTable
@@ -114,18 +117,15 @@ def evaluate_pairs(
     """Spearman's ρ and Pearson's r of the table's cosines against one pairs file."""
     import warnings
 
-    import numpy as np
-    from scipy import stats
+    from scipy import stats  # slow to import: only when scoring
     from scipy.linalg.blas import dnrm2, dscal
 
     if restrict < 1:
         raise BadInput(f"--restrict must be at least 1, got {restrict}")
     path = Path(pairs) if pairs is not None else default_pairs()[0]
     items = read_pairs(path)
-    first: dict[str, int] = {}
-    for i, tok in enumerate(table.tokens[:restrict]):
-        first.setdefault(tok if case_sensitive else tok.upper(), i)
-    vectors = table.vectors[:restrict].detach().float().cpu().numpy()  # (R, D)
+    vocab = Keys.build(table.tokens[:restrict], case_sensitive)
+    vectors = as_float32(table.vectors[:restrict])  # (R, D)
 
     def unit(row: int) -> np.ndarray:  # gensim's matutils.unitvec: float64 norm and scaling
         v = vectors[row]
@@ -136,8 +136,7 @@ def evaluate_pairs(
     model: list[float] = []
     oov = 0
     for p in items:
-        ra = first.get(p.a if case_sensitive else p.a.upper(), -1)
-        rb = first.get(p.b if case_sensitive else p.b.upper(), -1)
+        ra, rb = vocab.row(p.a), vocab.row(p.b)
         if ra < 0 or rb < 0:
             oov += 1
             if count_oov:
