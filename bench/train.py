@@ -53,15 +53,15 @@ ATTN_DROPOUT = float(os.environ.get("BENCH_ATTN_DROPOUT", "0"))  # train's defau
 
 def prepare(data: Path, out: Path, n_train: int, n_val: int) -> dict:
     """Token ids of the first n_train/n_val pairs over the full training split's vocabularies."""
-    from embtool.tasks.local import read_pairs
+    from embtool.tasks.local import read_parallel
     from embtool.text.vocab import build_vocab, count_tokens
-    from embtool.training.setup import SPECIALS
+    from embtool.training.data import SPECIALS
 
     if (data / "train.de.gz").is_file():
         from embtool.text.tokenizer import load_tokenizer
 
-        src, tgt = read_pairs(data / "train.de.gz", data / "train.en.gz")
-        vsrc, vtgt = read_pairs(data / "val.de.gz", data / "val.en.gz")
+        src, tgt = read_parallel(data / "train.de.gz", data / "train.en.gz")
+        vsrc, vtgt = read_parallel(data / "val.de.gz", data / "val.en.gz")
         de, en = load_tokenizer("spacy:de"), load_tokenizer("spacy:en")
         s_tok, t_tok = list(de.tokenize_lines(src)), list(en.tokenize_lines(tgt))
         vs_tok, vt_tok = list(de.tokenize_lines(vsrc)), list(en.tokenize_lines(vtgt))
@@ -104,9 +104,9 @@ class Reference(nn.Module):
         super().__init__()
         self.src_emb = nn.Embedding(src_vocab, D, padding_idx=0)
         self.tgt_emb = nn.Embedding(tgt_vocab, D, padding_idx=0)
-        from embtool.transforms import sinusoidal
+        from embtool.positional import sinusoidal
 
-        self.register_buffer("pe", sinusoidal(1024, D))
+        self.register_buffer("pe", torch.from_numpy(sinusoidal(1024, D)))
         self.drop = nn.Dropout(0.1)
         self.transformer = nn.Transformer(D, HEADS, LAYERS, LAYERS, FF, 0.1, batch_first=True)
         self.out = nn.Linear(D, tgt_vocab)
@@ -153,7 +153,7 @@ class Side:
         else:
             from embtool.model import ModelConfig, Seq2Seq
             from embtool.training.config import TrainConfig
-            from embtool.training.loop import batches_of, make_optimizer, pick_amp
+            from embtool.training.epoch import batches_of, make_optimizer, pick_amp
             from embtool.transforms import xavier
 
             self.cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="-")
@@ -163,7 +163,8 @@ class Side:
                              attn_dropout=ATTN_DROPOUT)
             model = Seq2Seq(mc)
             for i, emb in enumerate(model.embeddings().values()):
-                emb.weight.data.copy_(xavier([str(j) for j in range(emb.num_embeddings)], D, seed=i + 10 * seed).vectors)
+                rows = xavier([str(j) for j in range(emb.num_embeddings)], D, seed=i + 10 * seed).vectors  # (N, D)
+                emb.weight.data.copy_(torch.as_tensor(rows))
             self.model = model
             self.params = [p for p in model.parameters() if p.requires_grad]
             self.opt = make_optimizer(self.params, self.cfg, torch.device("cpu"))
@@ -181,10 +182,10 @@ class Side:
             loss.backward()
             self.opt.step()
         else:
-            from embtool.training.loop import collate_parts, pass_overhead, train_step
+            from embtool.training.epoch import collate_parts, model_overhead, train_step
 
             cpu = torch.device("cpu")
-            parts = collate_parts(self.train, index, "translation", cpu, pass_overhead(self.model.cfg, cpu))
+            parts = collate_parts(self.train, index, "translation", cpu, model_overhead(self.model.cfg, cpu))
             _, n = train_step(self.model, self.opt, self.params, parts, "translation", 0.0, torch.device("cpu"), self.amp)
         if i > 0:  # step 0 is the warm-up
             self.seconds += time.perf_counter() - start
@@ -211,9 +212,9 @@ def serve(which: str, payload_path: str, steps: int, batch: int, seed: int) -> N
     """A child process that holds one side and runs a step when told to (one line per command on
     stdin: "step I", "val"; one JSON line back), so that each side has its own memory allocator."""
     if which == "embtool":
-        from embtool.training.loop import keep_freed_memory
+        from embtool.training.cpu import process_settings
 
-        keep_freed_memory()  # as `train` does on a CPU
+        process_settings(torch.device("cpu")).__enter__()  # as `train` does on a CPU, for the process's life
     side = Side(which, json.loads(Path(payload_path).read_text()), steps, batch, seed)
     torch.manual_seed(100 + seed)  # dropout
     print(json.dumps({"batches": len(side.batches), "amp": bool(side.amp)}), flush=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -56,7 +58,7 @@ def vocab_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_table():
-    """Build an EmbeddingTable from an (N, D) tensor; tokens default to t0…t{N-1}."""
+    """Build an EmbeddingTable from an (N, D) numpy array or torch tensor; tokens default to t0…t{N-1}."""
     from embtool.table import EmbeddingTable
 
     def make(vectors, tokens=None, **kw):
@@ -98,3 +100,144 @@ def run_in_process(*args: str, stdin: bytes | None = None) -> Result:
 def cli():
     """Like ``embtool`` but in-process: for checks that need no real pipe."""
     return run_in_process
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+DIGITS = [str(i) for i in range(10)]
+
+
+def reverse_task(folder: Path, n_train: int = 1000, n_val: int = 60, seed: int = 0) -> dict[str, str]:
+    """Digit sequences and their reversals, as local parallel files."""
+    rng = random.Random(seed)
+    paths = {}
+    for split, n in (("train", n_train), ("val", n_val)):
+        src, tgt = [], []
+        for _ in range(n):
+            x = [rng.choice(DIGITS) for _ in range(rng.randint(3, 8))]
+            src.append(" ".join(x))
+            tgt.append(" ".join(reversed(x)))
+        for side, lines in (("src", src), ("tgt", tgt)):
+            p = folder / f"{split}.{side}"
+            p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            paths[f"{split}_{side}"] = str(p)
+    return paths
+
+
+def tiny_cfg(files: dict[str, str], out: Path, **kw):
+    """A one-layer D=32 run on the reverse task, on one CPU thread (kw override any setting)."""
+    from embtool.training import TrainConfig
+
+    base = dict(
+        task="files", src=files["train_src"], tgt=files["train_tgt"], val_src=files["val_src"],
+        val_tgt=files["val_tgt"], tokenizer="whitespace", d_model=32, heads=4, layers=1, dropout=0.0,
+        epochs=6, batch_size=64, lr=3e-3, out=str(out), device="cpu", threads=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def metrics(run: Path) -> list[dict]:
+    """metrics.jsonl of a run folder."""
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def scores(run: Path) -> list[tuple]:
+    """The metrics that must repeat exactly (not seconds or tokens/s)."""
+    return [(m["epoch"], m["train_loss"], m["val_loss"], m.get("val_bleu"), m.get("val_acc")) for m in metrics(run)]
+
+
+
+def train_dir(cfg, progress=None) -> Path:
+    """Train and return the run folder (``train`` returns a RunResult)."""
+    from embtool.training import train
+
+    return train(cfg, progress).path
+
+
+@pytest.fixture(scope="session")
+def reverse_run(tmp_path_factory) -> Path:
+    """A finished 6-epoch run of the reverse task, shared by the tests that read one."""
+    folder = tmp_path_factory.mktemp("reverse")
+    files = reverse_task(folder)
+    return train_dir(tiny_cfg(files, folder / "run"))
+
+
+# ----------------------------------------------------------------------------- run folders for reports
+
+
+def _h(op: str, **args) -> dict:
+    return {"op": op, "args": args, "embtool": "0.1.0"}
+
+
+GLOVE = {"path": "glove.safetensors", "sha256": "a" * 64, "source": "glove:g.txt", "tokenizer": "spacy:de",
+         "history": [_h("extract")], "n": 10, "dim": 4}
+
+
+GLOVE_X = {**GLOVE, "sha256": "b" * 64, "history": [_h("extract"), _h("standardize", to="xavier")]}
+
+
+def write_run(
+    folder: Path,
+    *,
+    task: str = "multi30k",
+    seed: int = 1,
+    tables: dict | None = None,
+    result: float | None = 30.0,
+    curve: list[float] = (10.0, 20.0, 30.0),
+    best_epoch: int = 3,
+    mismatched: float | None = None,
+    train: dict | None = None,
+    d_model: int = 4,
+    vocab: tuple[int, int] = (50, 40),
+) -> Path:
+    """A run folder as `train` writes it; ``result=None`` leaves it incomplete (no test.json)."""
+    kind = "translation" if task in ("multi30k", "iwslt2017") else "classification"
+    folder.mkdir(parents=True)
+    config = {
+        "embtool": "0.1.0", "task": task, "kind": kind, "seed": seed,
+        "model": {"d_model": d_model, "layers": 3},
+        "train": {"epochs": len(curve), "lr": 2e-4, "freeze_emb": False, "posenc": True, "seed": seed,
+                  **(train or {})},
+        "tables": tables if tables is not None else {"src": None, "tgt": None},
+        "vocab": {"src_size": vocab[0], "tgt_size": vocab[1], "src_missing": 0, "tgt_missing": 0},
+        "device": "cpu",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    key = "val_bleu" if kind == "translation" else "val_acc"
+    lines = []
+    for i, v in enumerate(curve, start=1):
+        row = {"epoch": i, "train_loss": 5.0 / i, "val_loss": 4.0 / i, key: v, "seconds": 1.0, "tokens_per_s": 9.0}
+        if mismatched is not None:
+            row["val_acc_mismatched"] = v
+        lines.append(json.dumps(row))
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    if result is not None:
+        if kind == "translation":
+            test = {"bleu": result, "signature": "BLEU|nrefs:1", "best_epoch": best_epoch, "split": "test", "beam": 1}
+        else:
+            test = {"best_val_acc": result, "best_epoch": best_epoch}
+            if mismatched is not None:
+                test["best_val_acc_mismatched"] = mismatched
+        (folder / "test.json").write_text(json.dumps(test))
+    return folder
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Path:
+    """Multi30k: Xavier ×3 (37.0, 37.5, 38.0), GloVe_Xavier ×2 (38.5, 38.9), GloVe ×1 (34.1) plus an
+    incomplete GloVe run and a failed one; SST2: Xavier ×2 (80 %, 82 %)."""
+    runs = tmp_path / "runs"
+    for seed, (bleu, ep) in enumerate([(37.0, 11), (37.5, 12), (38.0, 12)], start=1):
+        write_run(runs / f"xavier/s{seed}", seed=seed, result=bleu, best_epoch=ep)
+    for seed, bleu in enumerate([38.5, 38.9], start=1):
+        write_run(runs / f"glove_x/s{seed}", seed=seed, result=bleu, tables={"src": GLOVE_X, "tgt": GLOVE_X})
+    write_run(runs / "glove/s1", seed=1, result=34.1, tables={"src": GLOVE, "tgt": GLOVE}, best_epoch=20)
+    write_run(runs / "glove/s2", seed=2, result=None, tables={"src": GLOVE, "tgt": GLOVE}, curve=[1.0, 2.0])
+    bad = write_run(runs / "glove/s3", seed=3, result=99.0, tables={"src": GLOVE, "tgt": GLOVE})
+    (bad / "test.json").write_text("{not json")
+    (runs / "checkpoints/bert").mkdir(parents=True)  # a Hugging Face checkpoint's config.json: no run
+    (runs / "checkpoints/bert/config.json").write_text('{"model_type": "bert"}')
+    for seed, acc in enumerate([80.0, 82.0], start=1):
+        write_run(runs / f"sst2/s{seed}", task="sst2", seed=seed, result=acc, curve=[70.0, 80.0], best_epoch=seed)
+    return runs

@@ -66,12 +66,12 @@ def test_variant_tables_are_the_papers_initialisations(toy: Path) -> None:
     }
     x_std = xavier_std(table.n, table.dim)
     assert moments(names["standardized"].vectors)[1] == pytest.approx(x_std, rel=1e-5)  # Eq. 1
-    assert torch.equal(names["shuffled"].vectors.flatten().sort().values, table.vectors.flatten().sort().values)
+    assert torch.equal(names["shuffled"].tensor().flatten().sort().values, table.tensor().flatten().sort().values)
     m, s = moments(table.vectors)
     assert moments(names["xavier_like"].vectors) == pytest.approx((m, s), rel=1e-4)  # Eq. 4
     for v in lib.RANDOM_VARIANTS:  # drawn with the run's seed
-        assert not torch.equal(lib.variant_table(table, v, seed=4).vectors, names[v].vectors)
-        assert torch.equal(lib.variant_table(table, v, seed=3).vectors, names[v].vectors)
+        assert not torch.equal(lib.variant_table(table, v, seed=4).tensor(), names[v].tensor())
+        assert torch.equal(lib.variant_table(table, v, seed=3).tensor(), names[v].tensor())
 
 
 def _fake_train(calls: list[str]):
@@ -83,7 +83,7 @@ def _fake_train(calls: list[str]):
         out.mkdir(parents=True, exist_ok=True)
         info = {"path": cfg.emb, "sha256": "0", "source": load(cfg.emb).source, "history": load(cfg.emb).history}
         config = {"task": cfg.task, "kind": "translation", "seed": cfg.seed, "model": {"d_model": 16},
-                  "train": {"epochs": cfg.epochs}, "tables": {"src": info, "tgt": info},
+                  "train": cfg.to_dict(), "tables": {"src": info, "tgt": info},
                   "vocab": {"src_size": 14, "tgt_size": 14}}
         (out / "config.json").write_text(json.dumps(config))
         (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 1.0, "val_bleu": 10.0 + cfg.seed}) + "\n")
@@ -122,6 +122,26 @@ def test_grid_skips_complete_runs_and_resumes_incomplete_ones(toy: Path) -> None
     text = paths["markdown"].read_text()
     assert "| word2vec | **21.5 (0.7)** | 1.0 | 2 |" in text and "| word2vec_Shuffled |" in text
     assert paths["plot"].stat().st_size > 0 and paths["csv"].read_text().count("\n") == 3
+
+
+def test_grid_axes_are_every_combination_in_folders_of_their_own(toy: Path) -> None:
+    base = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1}
+    axes = lib.parse_grid(["layers=1,2", "--lr=1e-3"])
+    assert axes == {"layers": [1, 2], "lr": [1e-3]}
+    g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1, 2], base, axes)
+    folders = [str(r.out.relative_to(toy / "grid/runs")) for r in g.runs]
+    assert folders == ["pretrained/layers=1,lr=0.001/s1", "pretrained/layers=1,lr=0.001/s2",
+                       "pretrained/layers=2,lr=0.001/s1", "pretrained/layers=2,lr=0.001/s2"]
+    _, configs = lib.check(g)
+    assert [(configs[id(r)].layers, configs[id(r)].lr, configs[id(r)].seed) for r in g.runs] == [
+        (1, 1e-3, 1), (1, 1e-3, 2), (2, 1e-3, 1), (2, 1e-3, 2)]
+    assert lib.run_grid(g, train=_fake_train([])) == []
+    rep = lib.write_report(g)["markdown"].read_text()
+    assert "| word2vec [layers=1] |" in rep and "| word2vec [layers=2] |" in rep  # a cell per point
+    other = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1], base,
+                     {"layers": [3]})
+    with pytest.raises(BadInput, match="another --grid axes"):
+        lib.check(other)
 
 
 def test_grid_refuses_other_settings_in_the_same_folder(toy: Path) -> None:
@@ -176,8 +196,11 @@ def test_cli_dry_run_lists_the_grid(embtool, toy: Path) -> None:
     [
         (["--emb", "nope.safetensors"], "--emb nope.safetensors: no such table file"),
         (["--emb", "w2v.safetensors", "--variants", "xavier,bogus"], "unknown variant 'bogus'"),
-        (["--emb", "w2v.safetensors", "--set", "oops"], "--set 'oops': give KEY=VALUE"),
-        (["--emb", "w2v.safetensors", "--set", "epochz=2"], "unknown training setting(s) epochz"),
+        (["--emb", "w2v.safetensors", "--grid", "oops"], "--grid 'oops': give NAME=V1,V2"),
+        (["--emb", "w2v.safetensors", "--grid", "epochz=2"], "'epochz' is not a training setting the grid can vary"),
+        (["--emb", "w2v.safetensors", "--grid", "layers=two"], "--grid layers: 'two' is not an integer"),
+        (["--emb", "w2v.safetensors", "--grid", "seed=1,2"], "'seed' is not a training setting the grid can vary"),
+        (["--emb", "w2v.safetensors", "--layers", "2", "--grid", "layers=1,3"], "layers: give a setting once"),
     ],
 )
 def test_cli_bad_input(embtool, toy: Path, args, message) -> None:
@@ -205,7 +228,7 @@ def test_tiny_real_grid_runs_and_resumes_after_interruption(toy: Path) -> None:
     """2 variants × 2 seeds of the real trainer on the generated task; interrupted in run 3, resumed."""
     from embtool.training import train as real_train
 
-    settings = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 2, "n_layers": 1,
+    settings = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 2, "layers": 1,
                 "batch_size": 16, "device": "cpu", "amp": "off"}
 
     def grid():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from embtool.errors import BadInput, WorkFailure
-from embtool.tasks import ClassificationData, TranslationData, load_task, read_pairs, task_texts
+from embtool.tasks import ClassificationData, TranslationData, load_task, task_texts
 
 
 def _write(path: Path, lines: list[str], gz: bool = False) -> Path:
@@ -83,12 +83,44 @@ def test_local_errors(tmp_path, task, split, files, message) -> None:
         load_task(task, split, tmp_path)
 
 
-def test_read_pairs_and_bad_utf8(tmp_path) -> None:
-    src, tgt = _write(tmp_path / "a.de", ["x", "y"]), _write(tmp_path / "a.en", ["u", "v"])
-    assert read_pairs(src, tgt) == (["x", "y"], ["u", "v"])
-    (tmp_path / "b.de").write_bytes(b"ok\n\xff\n")
-    with pytest.raises(BadInput, match=r"b.de:2: not valid UTF-8"):
-        read_pairs(tmp_path / "b.de", tgt)
+def test_load_splits_follows_the_registry(shared_data) -> None:
+    from embtool.tasks import load_splits
+
+    text = load_splits("sst2", shared_data)
+    assert text.test is text.val and text.test_name == "dev" and text.extra_val == {}
+    assert text.train.labels is not None and len(text.train) == len(text.train.labels)
+    cut = text.cut(max_train=10, max_eval=5)
+    assert (len(cut.train), len(cut.val), len(cut.test)) == (10, 5, 5)
+
+
+def test_load_splits_mnli_has_its_mismatched_validation(tmp_path) -> None:
+    from embtool.tasks import load_splits
+
+    for name in ("train", "dev_matched", "dev_mismatched"):
+        _write(tmp_path / f"{name}.tsv", ["premise\thypothesis\tlabel", f"a {name}\tb\tneutral"])
+    text = load_splits("mnli", tmp_path)
+    assert text.test_name == "dev_matched" and text.val.src2 == ["b"]
+    assert text.extra_val["mismatched"].src == ["a dev_mismatched"]
+
+
+def test_load_files_holds_out_the_last_pairs_or_takes_given_splits(tmp_path) -> None:
+    from embtool.tasks import load_files
+
+    src = _write(tmp_path / "t.de", [f"s{i}" for i in range(40)])
+    tgt = _write(tmp_path / "t.en", [f"t{i}" for i in range(40)])
+    text = load_files(str(src), str(tgt))
+    assert text.val.src == ["s38", "s39"] and len(text.train) == 38 and text.test is text.val
+    text = load_files(str(src), str(tgt), test_src=str(src), test_tgt=str(tgt))
+    assert text.test_name == "t.de" and len(text.test) == 40
+    with pytest.raises(BadInput, match="give both --val-src and --val-tgt"):
+        load_files(str(src), str(tgt), val_src=str(src))
+    with pytest.raises(BadInput, match="need at least 2 sentence pairs"):
+        load_files(str(_write(tmp_path / "one.de", ["x"])), str(_write(tmp_path / "one.en", ["y"])))
+
+
+def test_files_task_has_no_named_splits() -> None:
+    with pytest.raises(BadInput, match="task files reads local files only"):
+        load_task("files", "train")
 
 
 def test_unreachable_hub_says_how_to_point_at_a_local_copy(monkeypatch) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from test_training import reverse_task
+from conftest import reverse_task
 
 TINY = ["--tokenizer", "whitespace", "--d-model", "16", "--heads", "2", "--layers", "1", "--dropout", "0",
         "--lr", "0.003", "--batch-size", "32", "--device", "cpu", "--threads", "1"]
@@ -46,7 +46,7 @@ def run_in_process(capsys, *args: str) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["wmt14"], "unknown task 'wmt14'; valid choices: ['multi30k', 'iwslt2017', 'sst2', 'mnli', 'files']"),
+        (["wmt14"], "unknown task 'wmt14'; valid choices: multi30k, iwslt2017, sst2, mnli, files"),
         ([], "give a TASK"),
         (["files", "--src", "a.txt"], "task files needs --src FILE and --tgt FILE"),
         (["files", "--src", "nope.de", "--tgt", "nope.en"], "nope.de: no such file"),
@@ -54,7 +54,10 @@ def run_in_process(capsys, *args: str) -> tuple[int, str]:
         (["multi30k", "--device", "tpu"], "invalid --device 'tpu'; valid choices: ['auto', 'cpu', 'cuda']"),
         (["multi30k", "--data-dir", "no/such/dir"], "no/such/dir: no such folder"),
         (["multi30k", "--emb", "x.safetensors", "--src-emb", "y.safetensors"], "not both"),
-        (["sst2", "--max-len", "2"], "--max-len must be at least 4"),
+        (["sst2", "--max-len", "2"], "--max-len must be between 4 and 100000"),
+        (["sst2", "--max-len", "1000000000000"], "--max-len must be between 4 and 100000"),
+        (["sst2", "--seed", "99999999999999999999"], "--seed must be below 2**63"),
+        (["sst2", "--layers", "0"], "--layers must be at least 1"),
     ],
 )
 def test_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch, args, message):

@@ -8,7 +8,9 @@ From one pretrained table (or one per side) it builds the variant tables of §3 
 - ``shuffled``: rows and columns permuted with the run's seed (Pre-trained_Shuffled);
 - ``xavier_like``: Eq. 4, a Xavier table moved to the table's mean and σ (Xavier_Pre-trained, Table 7);
 
-— then trains each with `embtool.training.train` for each seed into ``OUT/runs/<variant>/s<seed>``.
+— then trains each with `embtool.training.train` for each seed into ``OUT/runs/<variant>/s<seed>``,
+and for each point of ``--grid NAME=V1,V2`` axes (any TrainConfig field) into
+``OUT/runs/<variant>/<name>=<v>,…/s<seed>``.
 A run whose folder holds ``test.json`` is skipped and an interrupted one is resumed, so running the
 same command again finishes an interrupted grid without redoing work. ``OUT/experiment.json``
 records the grid; a later call with other inputs or settings is refused rather than mixed in.
@@ -16,10 +18,11 @@ records the grid; a later call with other inputs or settings is refused rather t
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +34,7 @@ RANDOM_VARIANTS = ("xavier", "shuffled", "xavier_like")  # drawn anew for every 
 GRID_FILE = "experiment.json"
 REPORT_MD, REPORT_PNG, REPORT_CSV = "report.md", "curves.png", "table1.csv"
 # TrainConfig fields the grid sets itself; the rest are the user's training settings
-_GRID_FIELDS = {"task", "seed", "out", "emb", "src_emb", "tgt_emb", "resume"}
-# Settings that may change between calls on one grid without changing its results
-_FREE_SETTINGS = {"device", "threads", "compile", "amp", "data_dir"}
+GRID_FIELDS = frozenset({"task", "seed", "out", "emb", "src_emb", "tgt_emb", "resume"})
 
 Event = Callable[[str, dict[str, Any]], None]
 
@@ -45,6 +46,7 @@ class PlannedRun:
     out: Path  # the run folder
     tables: dict[str, Path]  # TrainConfig field ("emb" or "src_emb"/"tgt_emb") → variant table file
     state: str = "todo"  # "done" (test.json), "resume" (config.json, no test.json) or "todo"
+    point: dict[str, Any] = field(default_factory=dict)  # this run's values of the --grid axes
 
 
 @dataclass
@@ -55,7 +57,13 @@ class Grid:
     variants: list[str]
     seeds: list[int]
     settings: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields
+    axes: dict[str, list[Any]] = field(default_factory=dict)  # --grid NAME=V1,V2: field → values
     runs: list[PlannedRun] = field(default_factory=list)
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every combination of the axes' values ([{}] without axes), in the order given."""
+        names = list(self.axes)
+        return [dict(zip(names, values)) for values in itertools.product(*self.axes.values())]
 
     def todo(self) -> list[PlannedRun]:
         return [r for r in self.runs if r.state != "done"]
@@ -88,6 +96,33 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["layers=3,6", "lr=1e-4,2e-4"]`` → {"layers": [3, 6], "lr": [0.0001, 0.0002]}: any TrainConfig
+    field the grid does not set itself, each value parsed as the field's type."""
+    from embtool.training.config import parse_value, settable_fields
+
+    allowed = settable_fields() - GRID_FIELDS
+    axes: dict[str, list[Any]] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        name = key.strip().lstrip("-").replace("-", "_")
+        if not eq or not name or not text.strip():
+            raise BadInput(f"--grid {item!r}: give NAME=V1,V2 (e.g. --grid layers=3,6)")
+        if name not in allowed:
+            raise BadInput(f"--grid {item!r}: {name!r} is not a training setting the grid can vary; "
+                           f"valid: {', '.join(sorted(allowed))}")
+        if name in axes:
+            raise BadInput(f"--grid {item!r}: {name} is given twice")
+        values = [parse_value(name, v.strip(), f"--grid {name}") for v in text.split(",") if v.strip()]
+        axes[name] = list(dict.fromkeys(values))
+    return axes
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """A grid point as a folder name: ``layers=6,lr=0.0002``."""
+    return ",".join(f"{k}={v}" for k, v in point.items())
+
+
 def _side_label(key: str) -> str:
     return {"emb": "emb", "src_emb": "src", "tgt_emb": "tgt"}[key]
 
@@ -109,6 +144,7 @@ def plan(
     variants: Sequence[str] = VARIANTS,
     seeds: Sequence[int] = (1, 2, 3),
     settings: dict[str, Any] | None = None,
+    axes: dict[str, list[Any]] | None = None,
 ) -> Grid:
     """The runs of the grid and the state of each; checks the inputs, writes nothing."""
     from embtool.table import read_metadata
@@ -123,52 +159,41 @@ def plan(
             raise BadInput(f"--{key.replace('_', '-')} {path}: no such table file")
         if "embtool.format" not in read_metadata(path):
             raise BadInput(f"--{key.replace('_', '-')} {path}: not an embtool table; make one with `embtool extract`")
-    bad = sorted(set(settings or {}) & _GRID_FIELDS)
+    bad = sorted(set(settings or {}) & GRID_FIELDS)
     if bad:
         raise BadInput(f"the grid sets {', '.join(bad)} itself; leave it out of the training settings")
+    both = sorted(set(settings or {}) & set(axes or {}))
+    if both:
+        raise BadInput(f"{', '.join(both)}: give a setting once, as an option or as a --grid axis")
     grid = Grid(task=task, out=Path(out), inputs=given, variants=list(variants), seeds=list(seeds),
-                settings=dict(settings or {}))
+                settings=dict(settings or {}), axes=dict(axes or {}))
     for variant in grid.variants:
-        for seed in grid.seeds:
-            run_dir = grid.out / "runs" / variant / f"s{seed}"
-            tables = {key: table_path(grid, key, variant, seed) for key in given}
-            grid.runs.append(PlannedRun(variant, seed, run_dir, tables, _state(run_dir)))
+        for point in grid.points():
+            for seed in grid.seeds:
+                folder = grid.out / "runs" / variant
+                if point:
+                    folder = folder / point_label(point)
+                run_dir = folder / f"s{seed}"
+                tables = {key: table_path(grid, key, variant, seed) for key in given}
+                grid.runs.append(PlannedRun(variant, seed, run_dir, tables, _state(run_dir), point))
     return grid
 
 
 def _state(run_dir: Path) -> str:
-    if (run_dir / "test.json").is_file():
-        return "done"
-    if (run_dir / "config.json").is_file():
-        return "resume"
-    return "todo"
+    from embtool.training.runfolder import RunFolder
+
+    return RunFolder(run_dir).state
 
 
 def train_config(grid: Grid, run: PlannedRun) -> Any:
-    """The TrainConfig of one run: the user's settings plus the grid's task, seed, folder and tables."""
-    from embtool.training import TrainConfig
+    """The TrainConfig of one run: the user's settings and grid point, plus the grid's task, seed,
+    folder and tables (TrainConfig checks every value)."""
+    from embtool.training.config import TrainConfig
 
-    known = {f.name: f for f in fields(TrainConfig)}
-    unknown = sorted(set(grid.settings) - set(known))
-    if unknown:
-        raise BadInput(f"unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(set(known) - _GRID_FIELDS))}")
-    for key, value in grid.settings.items():
-        default = known[key].default
-        if default is None:
-            continue
-        if isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise BadInput(f"training setting {key}={value!r}: expected true or false")
-        elif isinstance(default, (int, float)):
-            ok = isinstance(value, int) if isinstance(default, int) else isinstance(value, (int, float))
-            if not ok or isinstance(value, bool):
-                raise BadInput(f"training setting {key}={value!r}: expected a number ({type(default).__name__})")
-        elif not isinstance(value, type(default)):
-            raise BadInput(f"training setting {key}={value!r}: expected {type(default).__name__}")
-    values: dict[str, Any] = {**grid.settings, "task": grid.task, "seed": run.seed, "out": str(run.out),
-                              "resume": True}
+    values: dict[str, Any] = {**grid.settings, **run.point, "task": grid.task, "seed": run.seed,
+                              "out": str(run.out), "resume": True}
     values.update({key: str(path) for key, path in run.tables.items()})
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values, origin="training settings")
 
 
 def variant_table(table: Any, variant: str, seed: int, side_offset: int = 0) -> Any:
@@ -211,13 +236,14 @@ def build_tables(grid: Grid, runs: Sequence[PlannedRun] | None = None, event: Ev
 
 
 def grid_record(grid: Grid) -> dict[str, Any]:
-    from embtool.report.runs import sha256_file
+    from embtool.atomic import sha256_file
 
     return {
         "embtool": __version__,
         "task": grid.task,
         "inputs": {k: {"path": str(p.resolve()), "sha256": sha256_file(p)} for k, p in grid.inputs.items()},
         "settings": grid.settings,
+        "grid": grid.axes,
         "variants": grid.variants,
         "seeds": grid.seeds,
     }
@@ -239,10 +265,14 @@ def check_record(grid: Grid) -> dict[str, Any]:
     if {k: v.get("sha256") for k, v in (old.get("inputs") or {}).items()} != \
             {k: v["sha256"] for k, v in record["inputs"].items()}:
         differ.append("input table(s)")
-    free = _FREE_SETTINGS
+    from embtool.training.config import fields_with_role
+
+    free = fields_with_role("env")  # where and how runs execute may change between calls
     a = {k: v for k, v in (old.get("settings") or {}).items() if k not in free}
     b = {k: v for k, v in record["settings"].items() if k not in free}
     differ += sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if (old.get("grid") or {}) != record["grid"]:
+        differ.append("--grid axes")
     if differ:
         raise BadInput(
             f"{grid.out} holds a grid with another {', '.join(differ)}; resume it with the same "
@@ -265,7 +295,7 @@ def check(grid: Grid) -> tuple[dict[str, Any], dict[int, Any]]:
 def run_grid(
     grid: Grid,
     event: Event | None = None,
-    train: Callable[..., Path] | None = None,
+    train: Callable[..., Any] | None = None,
     progress: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> list[tuple[PlannedRun, str]]:
     """Build the missing tables and train every run not done; return the failed runs and why.
@@ -288,7 +318,8 @@ def run_grid(
     failures: list[tuple[PlannedRun, str]] = []
     total = len(grid.runs)
     for i, run in enumerate(grid.runs, start=1):
-        info = {"index": i, "total": total, "variant": run.variant, "seed": run.seed, "out": str(run.out)}
+        info = {"index": i, "total": total, "variant": run.variant, "seed": run.seed, "out": str(run.out),
+                "point": point_label(run.point)}
         if _state(run.out) == "done":
             event("skip", info)
             continue
@@ -309,9 +340,9 @@ def run_grid(
 def write_report(grid: Grid) -> dict[str, Path]:
     """``OUT/report.md``, ``OUT/curves.png`` and ``OUT/table1.csv`` for the grid's runs."""
     from embtool import atomic
+    from embtool.report.cells import build_report
     from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv
-    from embtool.report.runs import build_report
 
     rep = build_report([grid.out / "runs"])
     paths = {"markdown": grid.out / REPORT_MD, "csv": grid.out / REPORT_CSV}
@@ -327,3 +358,24 @@ def require_runs(grid: Grid) -> None:
     """Raise when no run of the grid has finished (nothing to report)."""
     if not any(_state(r.out) == "done" for r in grid.runs):
         raise WorkFailure(f"no run of the grid in {grid.out} has finished; nothing to report")
+
+
+def run_experiment(
+    task: str,
+    inputs: dict[str, str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    variants: Sequence[str] = VARIANTS,
+    seeds: Sequence[int] = (1, 2, 3),
+    settings: dict[str, Any] | None = None,
+    axes: dict[str, list[Any]] | None = None,
+) -> tuple[dict[str, Path], list[tuple[PlannedRun, str]]]:
+    """`embtool experiment` as one call: plan, build the tables, train every run not done, report.
+
+    ``inputs``: {"emb": path} or {"src_emb": …, "tgt_emb": …}; ``settings``: TrainConfig fields for
+    every run; ``axes``: {field: [values]} to vary (``--grid``). Returns the report's files and the
+    runs that failed (with why); raises WorkFailure when no run has finished.
+    """
+    grid = plan(task, inputs, out, variants, seeds, settings, axes)
+    failures = run_grid(grid)
+    require_runs(grid)
+    return write_report(grid), failures

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from embtool.errors import BadInput
-from embtool.transforms import sinusoidal
+from embtool.positional import sinusoidal
+from embtool.training.cpu import Dropout
 
 KINDS = ("translation", "classification")
 Cache = dict[str, dict[str, Tensor]]  # one decoder layer's {"self": {k, v}, "cross": {k, v}}
@@ -83,55 +84,6 @@ class ModelConfig:
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
-
-
-class Dropout(nn.Module):
-    """Inverted dropout, as ``nn.Dropout``, with a mask that is cheaper to draw on a CPU.
-
-    PyTorch's CPU dropout draws one 32-bit number per element from a single mt19937 stream: for
-    the paper's model that was a fifth of a training step. Here each 64-bit draw gives four 16-bit
-    lanes, each kept when it is at least round(p·2¹⁶) above the lowest value, so an element is
-    dropped with probability p to within 2⁻¹⁷ (0.1 → 0.100006); the same generator and seed make
-    the same masks. Other devices use ``F.dropout`` (their generators are fast).
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        return _MaskedScale.apply(x, keep_mask(x.shape, self.p), 1.0 / (1.0 - self.p))
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None) -> Tensor:
-    """Boolean mask of ``shape``, each element False with probability p (to within 2⁻¹⁷), from
-    64-bit draws of the (default or given) CPU generator cut into 16-bit lanes."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1, generator=generator)
-    lanes = words.view(torch.int16)[:n].view(shape)  # uniform over −2¹⁵ … 2¹⁵−1
-    return lanes >= round(p * 65536) - 32768
-
-
-class _MaskedScale(torch.autograd.Function):
-    """x · keep · scale, whose gradient is grad · keep · scale; only the boolean mask is saved."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, keep: Tensor, scale: float) -> Tensor:
-        ctx.save_for_backward(keep)
-        ctx.scale = scale
-        return x.mul(keep).mul_(scale)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        (keep,) = ctx.saved_tensors
-        return grad.mul(keep).mul_(ctx.scale), None, None
 
 
 class Attention(nn.Module):
@@ -246,7 +198,7 @@ class TokenInput(nn.Module):
         self.scale = math.sqrt(cfg.d_model) if cfg.scale_emb else 1.0
         self.use_posenc = cfg.posenc
         self.pe: Tensor
-        self.register_buffer("pe", sinusoidal(cfg.max_len, cfg.d_model), persistent=False)  # (L, D)
+        self.register_buffer("pe", torch.from_numpy(sinusoidal(cfg.max_len, cfg.d_model)), persistent=False)  # (L, D)
         self.drop = Dropout(cfg.dropout)
         if cfg.freeze_emb:
             self.emb.weight.requires_grad_(False)

@@ -40,9 +40,9 @@ def report(
       embtool report runs/glove_x runs/xavier --json
     """
     from embtool import atomic
+    from embtool.report.cells import build_report
     from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv, to_json
-    from embtool.report.runs import build_report
 
     rep = build_report(runs, table_stats=not no_table_stats)
     if plot:

@@ -9,7 +9,7 @@ __all__ = ["build_report"]
 
 def __getattr__(name: str) -> Any:  # lazily: `embtool --help` must not import what reports need
     if name == "build_report":
-        from embtool.report.runs import build_report
+        from embtool.report.cells import build_report
 
         return build_report
     raise AttributeError(f"module 'embtool.report' has no attribute {name!r}")

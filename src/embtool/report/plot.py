@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 from embtool.errors import BadInput
-from embtool.report.render import task_title
-from embtool.report.runs import Report, curve
+from embtool.report.cells import Report, curve
+from embtool.tasks.registry import task_title
 
 PANEL_INCHES = (4.8, 3.6)  # one panel's width and height
 DPI = 100

@@ -1,6 +1,6 @@
 """A ``Report`` as text: the paper's Table 1 and Table 2 in Markdown, Table 1 as CSV, everything as JSON.
 
-The figures come from ``embtool.report.runs`` (reading runs, grouping, averaging); this module only
+The figures come from ``embtool.report.cells`` (grouping and averaging the runs); this module only
 formats them.
 """
 
@@ -12,14 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from embtool.report.cells import Cell, Report, row_key
 from embtool.report.naming import XAVIER
-from embtool.report.runs import Cell, Report, row_key
-
-_TASK_TITLES = {"multi30k": "Multi30k", "iwslt2017": "IWSLT2017", "sst2": "SST2", "mnli": "MNLI"}
-
-
-def task_title(task: str) -> str:
-    return _TASK_TITLES.get(task, task)
+from embtool.tasks.registry import task_title
 
 
 def _f1(x: float | None) -> str:

@@ -1,18 +1,12 @@
-"""Runs → the figures of the paper's Table 1 (mean (σ) over seeds), Table 2 (the tables' range,
-mean (σ)) and Figure 1 (validation curves): the report's data model. ``embtool.report.render``
-writes them as Markdown, CSV and JSON, ``embtool.report.plot`` draws Figure 1 as a PNG.
+"""Run folders as the report reads them: ``Run`` (settings, metrics, result) and finding them.
 
-A run folder (DESIGN §4) is complete when it holds ``test.json``; a folder with ``config.json``
-and no ``test.json`` is incomplete (still running, interrupted or crashed) and is listed, never
-averaged. Runs are grouped by task and initialisation name (``embtool.report.naming``); within a task,
-groups whose models differ (embedding size or vocabulary sizes, e.g. Xavier of a GloVe
-experiment and Xavier of a T5 one) stay apart, as the paper's experiment boxes do.
+A run folder (DESIGN §4, ``embtool.training.runfolder``) is complete when it holds ``test.json``;
+a folder with ``config.json`` and no ``test.json`` is incomplete (still running, interrupted or
+crashed) and is listed, never averaged. ``embtool.report.cells`` groups runs into Table 1's cells.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -21,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from embtool.errors import BadInput
-from embtool.report.naming import XAVIER, run_name, sort_key
+from embtool.report.naming import run_name
+from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, read_json_object
 
-CONFIG, METRICS, TEST = "config.json", "metrics.jsonl", "test.json"
-# Train settings that legitimately differ between the seeds of one cell, or only name inputs.
-_PER_RUN_SETTINGS = {
-    "seed", "out", "resume", "device", "emb", "src_emb", "tgt_emb", "data_dir", "src", "tgt",
-    "quiet", "progress", "num_workers", "compile", "amp", "threads",
-}
+
+def per_run_settings() -> frozenset[str]:
+    """Train settings that may differ between the runs of one cell: the seed, where and how a run
+    executes, and the input files (the tables are the cell's name already)."""
+    from embtool.training.config import fields_with_role
+
+    return fields_with_role("env") | fields_with_role("input") | {"seed"}
 
 
 @dataclass
@@ -53,49 +49,6 @@ class Run:
     @property
     def complete(self) -> bool:
         return self.status == "complete"
-
-
-@dataclass
-class Cell:
-    """One (task, initialisation) group: the figures of one cell of Table 1."""
-
-    task: str
-    kind: str
-    name: str
-    runs: list[Run]
-    mean: float | None = None
-    std: float | None = None  # sample σ (ddof=1); None with one seed
-    epoch: float | None = None
-    mean2: float | None = None
-    std2: float | None = None
-    epoch2: float | None = None
-    best: bool = False
-    best2: bool = False
-    box: str | None = None  # the pretrained table of the cell's experiment (see build_report)
-    notes: list[str] = field(default_factory=list)
-    table: dict[str, Any] | None = None  # Table 2 figures of the encoder table
-
-    @property
-    def n(self) -> int:
-        return len(self.runs)
-
-    @property
-    def seeds(self) -> list[int | None]:
-        return [r.seed for r in self.runs]
-
-
-@dataclass
-class Report:
-    cells: list[Cell]
-    runs: list[Run]  # every run found, complete or not
-
-    @property
-    def left_out(self) -> list[Run]:
-        return [r for r in self.runs if not r.complete]
-
-    @property
-    def tasks(self) -> list[str]:
-        return list(dict.fromkeys(c.task for c in self.cells))
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -130,17 +83,18 @@ def _looks_like_run(folder: Path) -> bool:
     if (folder / METRICS).is_file() or (folder / TEST).is_file():
         return True
     try:
-        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+        config = read_json_object(folder / CONFIG)
     except (OSError, ValueError):
         return False
-    return isinstance(config, dict) and "task" in config and "train" in config
+    return "task" in config and "train" in config
 
 
 def read_run(path: Path) -> Run:
     """Read one run folder; problems become the run's status, never an exception."""
     run = Run(path=path, status="complete")
+    folder = RunFolder(path)
     try:
-        config = _json_object(path / CONFIG)
+        config = folder.read_config()
     except (OSError, ValueError) as e:
         run.status = f"failed: {CONFIG} is not readable JSON ({e})"
         return run
@@ -159,7 +113,7 @@ def read_run(path: Path) -> Run:
         run.name += f" [{', '.join(flags)}]"
     run.signature = _signature(config)
     try:
-        run.metrics = _read_metrics(path / METRICS)
+        run.metrics = folder.read_metrics()
     except ValueError as e:
         run.status = f"failed: {e}"
         return run
@@ -168,7 +122,7 @@ def read_run(path: Path) -> Run:
         run.status = f"incomplete: {len(run.metrics)} epoch(s) in {METRICS}, no {TEST}"
         return run
     try:
-        test = _json_object(test_path)
+        test = folder.read_test()
     except (OSError, ValueError) as e:
         run.status = f"failed: {TEST} is not readable JSON ({e})"
         return run
@@ -179,73 +133,49 @@ def read_run(path: Path) -> Run:
     return run
 
 
-def _json_object(path: Path) -> dict[str, Any]:
-    value = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(value, dict):
-        raise ValueError("not a JSON object")
-    return value
-
-
 def _flags(train: dict[str, Any]) -> list[str]:
     """Settings that change what a cell means, shown in its label (the paper's Table 3)."""
     flags = []
     if train.get("freeze_emb"):
         flags.append("frozen")
-    if train.get("posenc") is False or train.get("no_posenc"):
+    if train.get("posenc") is False:
         flags.append("no posenc")
     if train.get("tie_output"):
         flags.append("tied output")
     return flags
 
 
-def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows: list[dict[str, Any]] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise ValueError(f"{METRICS} line {lineno} is not valid JSON") from None
-        if not isinstance(row, dict) or "epoch" not in row:
-            raise ValueError(f"{METRICS} line {lineno} has no 'epoch'")
-        rows.append(row)
-    return rows
-
-
 def _fill_result(run: Run) -> None:
     test = run.test
     if run.kind == "translation":
-        if not _is_number(test.get("bleu")):
+        if not is_number(test.get("bleu")):
             run.status = f"failed: {TEST} has no number 'bleu'"
             return
         run.value = float(test["bleu"])
         run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_loss", lowest=True)
         return
-    if not _is_number(test.get("best_val_acc")):
+    if not is_number(test.get("best_val_acc")):
         run.status = f"failed: {TEST} has no number 'best_val_acc'"
         return
     run.value = float(test["best_val_acc"])  # train writes accuracy in %
     run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_loss", lowest=True)
-    if _is_number(test.get("best_val_acc_mismatched")):
+    if is_number(test.get("best_val_acc_mismatched")):
         run.value2 = float(test["best_val_acc_mismatched"])
         given = test.get("best_epoch_mismatched", test.get("best_epoch"))
         run.epoch2 = _epoch(given, run.metrics, "val_loss", lowest=True)
 
 
 def _epoch(given: Any, metrics: list[dict[str, Any]], key: str, lowest: bool = False) -> float | None:
-    if _is_number(given):
+    if is_number(given):
         return float(given)
-    rows = [m for m in metrics if _is_number(m.get(key))]
+    rows = [m for m in metrics if is_number(m.get(key))]
     if not rows:
         return None
     pick = min if lowest else max
     return float(pick(rows, key=lambda m: float(m[key]))["epoch"])
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -253,222 +183,3 @@ def _signature(config: dict[str, Any]) -> tuple[Any, ...]:
     model = config.get("model") or {}
     vocab = config.get("vocab") or {}
     return (model.get("d_model"), vocab.get("src_size"), vocab.get("tgt_size"))
-
-
-# ----------------------------------------------------------------------------- aggregation
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample σ (ddof=1, as the paper's 'σ over seeds'); σ is None for one value."""
-    n = len(values)
-    if n == 0:
-        raise ValueError("no values")
-    m = sum(values) / n
-    if n == 1:
-        return m, None
-    return m, math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-
-
-def curve(runs: list[Run], key: str) -> tuple[list[float], list[float], list[float]]:
-    """Epochs, mean and σ over runs of ``key`` per epoch (σ 0 where one run has the epoch)."""
-    per_epoch: dict[float, list[float]] = {}
-    for r in runs:
-        for row in r.metrics:
-            v, epoch = row.get(key), row.get("epoch")
-            if isinstance(v, (int, float)) and _is_number(v) and isinstance(epoch, (int, float)):
-                per_epoch.setdefault(float(epoch), []).append(float(v))
-    epochs = sorted(per_epoch)
-    means: list[float] = []
-    stds: list[float] = []
-    for e in epochs:
-        m, s = mean_std(per_epoch[e])
-        means.append(m)
-        stds.append(s or 0.0)
-    return epochs, means, stds
-
-
-def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = True) -> Report:
-    """Read every run under ``paths`` and compute Table 1's cells (and Table 2's with ``table_stats``)."""
-    runs = [read_run(p) for p in find_run_dirs(paths)]
-    groups: dict[tuple[str, str, tuple[Any, ...]], list[Run]] = {}
-    for r in runs:
-        if r.complete:
-            groups.setdefault((r.task, r.name, r.signature), []).append(r)
-    # The paper's experiment boxes: the runs of one task with one model shape (D, vocabularies),
-    # named after the pretrained table they compare against Xavier (GloVe, BERT, T5, …).
-    bases: dict[tuple[str, tuple[Any, ...]], set[str]] = {}
-    for task, name, sig in groups:
-        if _base(name) != XAVIER:
-            bases.setdefault((task, sig), set()).add(_base(name))
-    shapes: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-    for task, name, sig in groups:
-        shapes.setdefault((task, name), []).append(sig)
-    cells: list[Cell] = []
-    for (task, name, sig), members in groups.items():
-        found = bases.get((task, sig), set())
-        box = next(iter(found)) if len(found) == 1 else None
-        label = name
-        if len(shapes[(task, name)]) > 1:  # the same name in two boxes (e.g. Xavier): say which
-            other_boxes = [bases.get((task, s), set()) for s in shapes[(task, name)]]
-            unique = box is not None and sum(b == {box} for b in other_boxes) == 1
-            label = f"{name} ({box} box)" if unique else f"{name} ({_describe(sig)})"
-        cell = _cell(task, label, members)
-        cell.box = box
-        cells.append(cell)
-    cells.sort(key=lambda c: (c.task, row_key(c)))
-    _mark_best(cells)
-    if table_stats:
-        for c in cells:
-            c.table = encoder_table_stats(c.runs)
-    return Report(cells=cells, runs=runs)
-
-
-def _base(name: str) -> str:
-    """The pretrained table an initialisation name is about: GloVe_Xavier → GloVe, Xavier_T5 → T5."""
-    parts = name.split(" [")[0].split(" (")[0].split("_")
-    return parts[1] if parts[0] == XAVIER and len(parts) > 1 else parts[0]
-
-
-def row_key(cell: Cell) -> tuple[Any, ...]:
-    """Rows box by box, each in the paper's order (Xavier, X, X_Xavier, X_Shuffled, Xavier_X)."""
-    return ((cell.box or "").lower(), sort_key(cell.name.split(" (")[0]), cell.name)
-
-
-def _describe(sig: tuple[Any, ...]) -> str:
-    d, src, tgt = sig
-    vocab = f"{src}/{tgt}" if tgt is not None and tgt != src else f"{src}"
-    return f"D={d}, V={vocab}"
-
-
-def _cell(task: str, name: str, runs: list[Run]) -> Cell:
-    runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
-    cell = Cell(task=task, kind=runs[0].kind, name=name, runs=runs)
-    cell.mean, cell.std = mean_std([r.value for r in runs if r.value is not None])
-    epochs = [r.epoch for r in runs if r.epoch is not None]
-    cell.epoch = sum(epochs) / len(epochs) if epochs else None
-    second = [r.value2 for r in runs if r.value2 is not None]
-    if second:
-        cell.mean2, cell.std2 = mean_std(second)
-        if len(second) != len(runs):
-            cell.notes.append(f"mismatched accuracy from {len(second)} of {len(runs)} runs")
-        epochs2 = [r.epoch2 for r in runs if r.epoch2 is not None]
-        cell.epoch2 = sum(epochs2) / len(epochs2) if epochs2 else None
-    seeds = [r.seed for r in runs]
-    if len(set(seeds)) != len(seeds):
-        cell.notes.append(f"repeated seed(s) {sorted({s for s in seeds if seeds.count(s) > 1}, key=str)}")
-    differ = _differing_settings(runs)
-    if differ:
-        cell.notes.append(f"runs differ in {', '.join(differ)}")
-    return cell
-
-
-def _differing_settings(runs: list[Run]) -> list[str]:
-    keys: set[str] = set()
-    for section in ("train", "model"):
-        values = [r.config.get(section) or {} for r in runs]
-        for key in sorted(set().union(*values)):
-            if key in _PER_RUN_SETTINGS:
-                continue
-            seen = {json.dumps(v.get(key), sort_keys=True) for v in values}
-            if len(seen) > 1:
-                keys.add(key)
-    return sorted(keys)
-
-
-def _mark_best(cells: list[Cell]) -> None:
-    # the paper bolds the best result of each experiment; here: of each task
-    for task in dict.fromkeys(c.task for c in cells):
-        mine = [c for c in cells if c.task == task]
-        top = max((c.mean for c in mine if c.mean is not None), default=None)
-        top2 = max((c.mean2 for c in mine if c.mean2 is not None), default=None)
-        for c in mine:
-            c.best = top is not None and c.mean is not None and math.isclose(c.mean, top, abs_tol=1e-12)
-            c.best2 = top2 is not None and c.mean2 is not None and math.isclose(c.mean2, top2, abs_tol=1e-12)
-
-
-def encoder_table_stats(runs: list[Run]) -> dict[str, Any] | None:
-    """Table 2's figures (range, mean, σ) of the encoder embedding the runs started from.
-
-    From the table file the config names (checked against its sha256); for a run with no table,
-    Xavier's figures for its N × D: ±√(6/(N+D)), mean 0, σ √(2/(N+D)).
-    """
-    from embtool.stats import xavier_bound, xavier_std
-
-    figures: list[dict[str, Any]] = []
-    problems: list[str] = []
-    seen: set[str] = set()
-    for r in runs:
-        info = _encoder_table(r.config)
-        if info is None:
-            n = (r.config.get("vocab") or {}).get("src_size")
-            d = (r.config.get("model") or {}).get("d_model")
-            if not isinstance(n, int) or not isinstance(d, int):
-                problems.append(f"{r.path}: no vocab.src_size/model.d_model for Xavier's figures")
-                continue
-            a, s = xavier_bound(n, d), xavier_std(n, d)
-            key = f"xavier:{n}x{d}"
-            if key not in seen:
-                seen.add(key)
-                figures.append({"min": -a, "max": a, "mean": 0.0, "std": s, "n": n, "dim": d,
-                                "sha256": None, "path": None})
-            continue
-        digest = str(info.get("sha256") or "")
-        if digest and digest in seen:
-            continue
-        seen.add(digest)
-        got = _file_stats(info, r.path)
-        if isinstance(got, str):
-            problems.append(got)
-        else:
-            figures.append(got)
-    if not figures:
-        return {"problems": problems} if problems else None
-    out: dict[str, Any] = {
-        "min": min(f["min"] for f in figures),
-        "max": max(f["max"] for f in figures),
-        "mean": sum(f["mean"] for f in figures) / len(figures),
-        "std": sum(f["std"] for f in figures) / len(figures),
-        "tables": len(figures),
-        "sha256": [f["sha256"] for f in figures if f["sha256"]],
-        "paths": [f["path"] for f in figures if f["path"]],
-        "problems": problems,
-    }
-    return out
-
-
-def _encoder_table(config: dict[str, Any]) -> dict[str, Any] | None:
-    tables = config.get("tables") or {}
-    if "src" in tables:
-        return tables["src"] or None
-    for value in tables.values():
-        if value:
-            return dict(value)
-    return None
-
-
-def _file_stats(info: dict[str, Any], run_dir: Path) -> dict[str, Any] | str:
-    from embtool.stats import table_stats
-    from embtool.table import load
-
-    raw = info.get("path")
-    if not raw:
-        return f"{run_dir}: the table entry in {CONFIG} has no path"
-    path = Path(raw)
-    if not path.is_absolute() and not path.exists():
-        path = run_dir / raw
-    if not path.is_file():
-        return f"{raw}: table file not found (used by {run_dir}); Table 2 left blank"
-    want = info.get("sha256")
-    if want and sha256_file(path) != want:
-        return f"{raw}: sha256 differs from the one {run_dir} recorded; the file changed since the run"
-    s = table_stats(load(path))
-    return {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std, "n": s.n, "dim": s.dim,
-            "sha256": want, "path": str(raw)}
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

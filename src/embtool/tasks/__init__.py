@@ -16,87 +16,10 @@ from pathlib import Path
 from typing import Any, Union
 
 from embtool.errors import BadInput, WorkFailure
-from embtool.tasks.local import find_file, read_lines, read_pairs, read_tsv
+from embtool.tasks.local import find_file, read_lines, read_parallel, read_tsv
+from embtool.tasks.registry import TASKS, Task, get_task, task_title
 
 ENV_DATA_DIR = "EMBTOOL_DATA_DIR"
-
-
-@dataclass(frozen=True)
-class Split:
-    hub: str  # the split's name in the Hugging Face dataset
-    files: tuple[str, ...]  # file stems tried, in order, in a local folder
-
-
-@dataclass(frozen=True)
-class TaskInfo:
-    """Where a task's data lives and how it is shaped."""
-
-    name: str
-    kind: str  # "translation" or "classification"
-    hub_id: str  # Hugging Face dataset repository
-    splits: dict[str, Split]  # embtool's split name → hub split and local file stems
-    min_freq: int  # the paper's vocabulary cut-off (Appendix A.2)
-    hub_config: str | None = None
-    hub_revision: str | None = None
-    hub_data_dir: str | None = None
-    src_lang: str = "de"
-    tgt_lang: str = "en"
-    fields: tuple[tuple[str, ...], ...] = ()  # classification: the text columns, each with aliases
-    labels: tuple[str, ...] = ()  # classification: label names, index = class id
-
-
-_TRANSLATION_SPLITS = {
-    "train": Split("train", ("train",)),
-    "val": Split("validation", ("val", "valid", "validation", "dev")),
-    "test": Split("test", ("test", "test_2016_flickr")),
-}
-
-TASKS: dict[str, TaskInfo] = {
-    "multi30k": TaskInfo(
-        "multi30k",
-        "translation",
-        "bentrevett/multi30k",
-        # the paper's Multi30k test is test_2016_flickr (the hub copy calls it "test")
-        {**_TRANSLATION_SPLITS, "test": Split("test", ("test_2016_flickr", "test"))},
-        min_freq=2,
-    ),
-    "iwslt2017": TaskInfo(
-        "iwslt2017",
-        "translation",
-        "IWSLT/iwslt2017",
-        _TRANSLATION_SPLITS,
-        min_freq=5,
-        # the repository's loading script no longer runs; its parquet conversion does
-        hub_revision="refs/convert/parquet",
-        hub_data_dir="iwslt2017-de-en",
-    ),
-    "sst2": TaskInfo(
-        "sst2",
-        "classification",
-        "nyu-mll/glue",
-        {"train": Split("train", ("train",)), "val": Split("validation", ("dev", "val", "validation"))},
-        min_freq=2,
-        hub_config="sst2",
-        fields=(("sentence",),),
-        labels=("negative", "positive"),
-    ),
-    "mnli": TaskInfo(
-        "mnli",
-        "classification",
-        "nyu-mll/glue",
-        {
-            "train": Split("train", ("train",)),
-            "val_matched": Split("validation_matched", ("dev_matched", "val_matched", "validation_matched")),
-            "val_mismatched": Split(
-                "validation_mismatched", ("dev_mismatched", "val_mismatched", "validation_mismatched")
-            ),
-        },
-        min_freq=2,
-        hub_config="mnli",
-        fields=(("premise", "sentence1"), ("hypothesis", "sentence2")),
-        labels=("entailment", "neutral", "contradiction"),  # GLUE's class ids
-    ),
-}
 _LABEL_COLUMNS = ("label", "gold_label")
 
 
@@ -127,19 +50,11 @@ class ClassificationData:
         return len(self.labels)
 
 
-TaskData = Union[TranslationData, ClassificationData]
+SplitData = Union[TranslationData, ClassificationData]  # one split as loaded
 
 
-def get_task(name: str) -> TaskInfo:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise BadInput(
-            f"unknown task {name!r}; valid choices: {', '.join(TASKS)} (or give local files)"
-        ) from None
 
-
-def task_folder(info: TaskInfo, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+def task_folder(info: Task, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """The local folder for a task: ``data_dir`` (or $EMBTOOL_DATA_DIR) itself or its ``<task>/``."""
     given = data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR) or None
     if given is None:
@@ -151,9 +66,11 @@ def task_folder(info: TaskInfo, data_dir: str | os.PathLike[str] | None = None) 
     return root / info.name if (root / info.name).is_dir() else root
 
 
-def load_task(name: str, split: str = "train", data_dir: str | os.PathLike[str] | None = None) -> TaskData:
+def load_task(name: str, split: str = "train", data_dir: str | os.PathLike[str] | None = None) -> SplitData:
     """One split of a task, from ``data_dir``/$EMBTOOL_DATA_DIR when set, else from the hub."""
     info = get_task(name)
+    if info.local_only:
+        raise BadInput(f"task {name} reads local files only (train --src/--tgt); it has no named splits")
     if split not in info.splits:
         raise BadInput(f"task {name} has no split {split!r}; valid choices: {', '.join(info.splits)}")
     folder = task_folder(info, data_dir)
@@ -162,7 +79,7 @@ def load_task(name: str, split: str = "train", data_dir: str | os.PathLike[str] 
     return _load_hub(info, split)
 
 
-def task_texts(data: TaskData, side: str = "src") -> Iterator[str]:
+def task_texts(data: SplitData, side: str = "src") -> Iterator[str]:
     """The sentences a vocabulary is counted on: one side of pairs, every field of examples."""
     if isinstance(data, TranslationData):
         if side not in ("src", "tgt"):
@@ -173,10 +90,108 @@ def task_texts(data: TaskData, side: str = "src") -> Iterator[str]:
             yield from example
 
 
+# ----------------------------------------------------------------------------- a run's text
+
+
+@dataclass
+class TextSplit:
+    """The raw examples of one split as the trainer takes them: source text, then target text
+    (translation) or class ids (classification)."""
+
+    src: list[str]
+    tgt: list[str] | None = None
+    labels: list[int] | None = None
+    src2: list[str] | None = None  # MNLI hypotheses (src holds the premises)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def head(self, n: int) -> TextSplit:
+        """The first ``n`` examples (all of them when ``n`` is 0 or more than there are)."""
+        if n <= 0 or n >= len(self.src):
+            return self
+
+        def cut(x: list | None) -> list | None:
+            return x[:n] if x is not None else None
+
+        return TextSplit(self.src[:n], cut(self.tgt), cut(self.labels), cut(self.src2))
+
+    @classmethod
+    def of(cls, data: SplitData) -> TextSplit:
+        if isinstance(data, TranslationData):
+            return cls(list(data.src), list(data.tgt))
+        texts = list(data.texts)
+        src2 = [t[1] for t in texts] if texts and len(texts[0]) > 1 else None
+        return cls([t[0] for t in texts], labels=list(data.labels), src2=src2)
+
+
+@dataclass
+class TaskText:
+    """The splits one run trains, validates and tests on (the registry's ``val``, ``test``, ``extra_val``)."""
+
+    train: TextSplit
+    val: TextSplit
+    test: TextSplit
+    extra_val: dict[str, TextSplit] = field(default_factory=dict)  # MNLI: {"mismatched": …}
+    test_name: str = "test"  # recorded in test.json
+
+    def cut(self, max_train: int = 0, max_eval: int = 0) -> TaskText:
+        """The first ``max_train`` training and ``max_eval`` evaluation examples (0: all)."""
+        return TaskText(
+            self.train.head(max_train),
+            self.val.head(max_eval),
+            self.test.head(max_eval),
+            {k: v.head(max_eval) for k, v in self.extra_val.items()},
+            self.test_name,
+        )
+
+
+def load_splits(name: str, data_dir: str | os.PathLike[str] | None = None) -> TaskText:
+    """The training, validation and test text of a registered task, as its record names them."""
+    task = get_task(name)
+    loaded: dict[str, TextSplit] = {}
+
+    def get(split: str) -> TextSplit:
+        if split not in loaded:
+            loaded[split] = TextSplit.of(load_task(name, split, data_dir))
+        return loaded[split]
+
+    extra = {label: get(split) for label, split in task.extra_val.items()}
+    return TaskText(get("train"), get(task.val), get(task.test), extra, task.test_name)
+
+
+def load_files(
+    src: str,
+    tgt: str,
+    val_src: str | None = None,
+    val_tgt: str | None = None,
+    test_src: str | None = None,
+    test_tgt: str | None = None,
+) -> TaskText:
+    """The ``files`` task: parallel sentence files; validation defaults to the last 5% of the
+    training pairs (at least one), test to the validation pairs."""
+    s, t = read_parallel(src, tgt)
+    if len(s) < 2:
+        raise BadInput(f"{src}: need at least 2 sentence pairs to train and validate")
+    if val_src or val_tgt:
+        if not (val_src and val_tgt):
+            raise BadInput("give both --val-src and --val-tgt")
+        val = TextSplit(*read_parallel(val_src, val_tgt))
+        train = TextSplit(s, t)
+    else:
+        k = max(1, len(s) // 20)
+        train, val = TextSplit(s[:-k], t[:-k]), TextSplit(s[-k:], t[-k:])
+    if test_src or test_tgt:
+        if not (test_src and test_tgt):
+            raise BadInput("give both --test-src and --test-tgt")
+        return TaskText(train, val, TextSplit(*read_parallel(test_src, test_tgt)), test_name=Path(test_src).name)
+    return TaskText(train, val, val, test_name="val")
+
+
 # ----------------------------------------------------------------------------- local folders
 
 
-def _load_local(info: TaskInfo, split: str, folder: Path) -> TaskData:
+def _load_local(info: Task, split: str, folder: Path) -> SplitData:
     stems = info.splits[split].files
     if info.kind == "translation":
         src = find_file(folder, stems, info.src_lang)
@@ -187,7 +202,7 @@ def _load_local(info: TaskInfo, split: str, folder: Path) -> TaskData:
                 f"{folder}: no {split} split for {info.name}: expected {stems[0]}.{lang} or "
                 f"{stems[0]}.{lang}.gz (tried {', '.join(stems)}); point --data-dir at a folder in that layout"
             )
-        s, t = read_pairs(src, tgt)
+        s, t = read_parallel(src, tgt)
         return TranslationData(s, t, info.src_lang, info.tgt_lang, origin=str(src.parent))
     path = find_file(folder, stems, "tsv")
     if path is None:
@@ -234,7 +249,7 @@ def _label(text: str, names: tuple[str, ...], where: str) -> int | None:
 # ----------------------------------------------------------------------------- the hub
 
 
-def _load_hub(info: TaskInfo, split: str) -> TaskData:
+def _load_hub(info: Task, split: str) -> SplitData:
     hub_split = info.splits[split].hub
     try:
         ds = _hub_dataset(info, hub_split)
@@ -268,7 +283,7 @@ def _load_hub(info: TaskInfo, split: str) -> TaskData:
     )
 
 
-def _hub_dataset(info: TaskInfo, hub_split: str) -> Any:
+def _hub_dataset(info: Task, hub_split: str) -> Any:
     from datasets import load_dataset
 
     kwargs: dict[str, Any] = {"split": hub_split}
@@ -284,13 +299,18 @@ def _hub_dataset(info: TaskInfo, hub_split: str) -> Any:
 __all__ = [
     "TASKS",
     "ClassificationData",
-    "TaskData",
-    "TaskInfo",
+    "SplitData",
+    "Task",
+    "TaskText",
+    "TextSplit",
     "TranslationData",
     "get_task",
+    "load_files",
+    "load_splits",
     "load_task",
     "read_lines",
-    "read_pairs",
+    "read_parallel",
     "task_folder",
     "task_texts",
+    "task_title",
 ]

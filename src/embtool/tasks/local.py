@@ -34,7 +34,7 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
     return [line.removesuffix("\r") for line in lines]
 
 
-def read_pairs(src: str | os.PathLike[str], tgt: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+def read_parallel(src: str | os.PathLike[str], tgt: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """Parallel sentences from two files; their line counts must agree."""
     s, t = read_lines(src), read_lines(tgt)
     if len(s) != len(t):

@@ -3,7 +3,7 @@
 A spec is ``spacy:<lang>`` (spaCy's rule-based tokenizer ``spacy.blank(lang)``, or an installed
 pipeline by name such as ``de_core_news_sm``), ``hf:<id-or-path>`` (any Hugging Face tokenizer;
 aliases ``bert``, ``mbert``, ``t5``, ``mt5``, ``xlmr``) or ``whitespace``; a ``+lower`` suffix
-lower-cases. The spec string is stored in ``embtool.text.tokenizer`` and in vocabulary headers, so
+lower-cases. The spec string is stored in ``embtool.tokenizer`` and in vocabulary headers, so
 ``train`` splits text exactly as the table's tokens were made.
 """
 

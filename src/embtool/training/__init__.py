@@ -1,7 +1,28 @@
-"""The trainer: ``train(TrainConfig) -> run folder`` (DESIGN §4), used by `embtool train` and `experiment`."""
+"""The trainer: ``train(TrainConfig) -> RunResult`` (DESIGN §4), used by `embtool train` and `experiment`.
 
-from embtool.model import ModelConfig
-from embtool.training.config import TASK_DEFAULTS, TrainConfig
-from embtool.training.loop import resume_config, train
+Names load lazily: `TrainConfig` and the run-folder module need no torch (`embtool --help`,
+`report` and `experiment --dry-run` stay fast); `train` imports it.
+"""
 
-__all__ = ["ModelConfig", "TASK_DEFAULTS", "TrainConfig", "resume_config", "train"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "TrainConfig": "embtool.training.config",
+    "RunResult": "embtool.training.runfolder",
+    "RunFolder": "embtool.training.runfolder",
+    "resume_config": "embtool.training.runfolder",
+    "ModelConfig": "embtool.model",
+    "train": "embtool.training.loop",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embtool.training' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

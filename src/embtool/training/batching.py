@@ -2,7 +2,7 @@
 
 Training with a sentence count (``--batch-size``, the paper's Table 5): each step is a random
 batch, as in the paper and in a plain ``nn.Transformer`` loop, so the optimisation is theirs. The
-step then runs as micro-batches of similar lengths (``micro_batches``): their gradients add up to
+step then runs, on a CPU, as micro-batches of similar lengths (``embtool.training.cpu``): their gradients add up to
 the whole batch's, and padding drops from ~110% of the real tokens on Multi30k to ~10%.
 Training with ``--max-tokens``: length-bucketed batches by padded-token count (fairseq's way):
 shuffle, sort by length inside pools of ~100 batches, cut at the budget, shuffle the batch order.
@@ -13,7 +13,7 @@ Evaluation: one sort over the whole split, no shuffling.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,6 @@ from torch import Tensor
 from embtool.training.data import BOS_ID, EOS_ID, PAD_ID
 
 POOL_BATCHES = 100  # batches per sorting pool: enough to bucket well, few enough to stay random
-MICRO_WINDOW = 64  # examples a micro-batch holds at most
 
 
 def make_batches(
@@ -72,36 +71,6 @@ def make_batches(
         perm = torch.randperm(len(batches), generator=generator).tolist()
         batches = [batches[i] for i in perm]
     return batches
-
-
-def micro_batches(
-    index: Sequence[int], src_len: Mapping[int, int], tgt_len: Mapping[int, int], overhead: int
-) -> list[list[int]]:
-    """Cut one batch into runs of similar lengths that minimise padded tokens + ``overhead`` per run.
-
-    ``src_len[i]``/``tgt_len[i]`` are example i's padded lengths per side (``tgt_len`` all 0 for
-    classification); ``overhead`` is what one more forward/backward pass costs, in padded tokens.
-    Examples are sorted by length, then cut by dynamic programming over runs of at most
-    ``MICRO_WINDOW`` examples.
-    """
-    order = sorted(index, key=lambda i: (max(src_len[i], tgt_len[i]), tgt_len[i], src_len[i]))
-    n = len(order)
-    best = [0] + [2**62] * n  # best[j]: cost of the first j examples
-    cut = [0] * (n + 1)
-    for j in range(1, n + 1):
-        s_max = t_max = 0
-        for i in range(j - 1, max(j - MICRO_WINDOW, 0) - 1, -1):  # run order[i:j]
-            s_max = max(s_max, src_len[order[i]])
-            t_max = max(t_max, tgt_len[order[i]])
-            cost = best[i] + (j - i) * (s_max + t_max) + overhead
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    runs = []
-    j = n
-    while j > 0:
-        runs.append(order[cut[j] : j])
-        j = cut[j]
-    return runs[::-1]
 
 
 def pad(seqs: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> Tensor:

@@ -1,101 +1,110 @@
-"""TrainConfig: every setting of a run, checked on construction, stored in config.json."""
+"""TrainConfig: every setting of a run, the one place a train option is defined.
+
+Each field is an option of `embtool train` and `embtool experiment` of the same name
+(``batch_size`` ↔ ``--batch-size``; a boolean whose default is True is ``--x/--no-x``), with its
+help text in the field's metadata; config.json's ``train`` object holds exactly these fields.
+Adding an option is adding a field here (plus what it does). Task facts come from the registry
+(``embtool.tasks.registry``); a 0 means "the task's value" where the help says so.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import types
+import typing
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any
 
 from embtool.errors import BadInput
+from embtool.tasks.registry import TASKS, Task, get_task
 
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "off")
+MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+
+# help panels of the generated options, in the order `--help` lists them
+DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
 
 
-@dataclass(frozen=True)
-class TaskDefaults:
-    """The paper's Table 5 settings for a task (and its A.2 learning rate)."""
+def option(
+    default: Any, help: str, panel: str, *, metavar: str | None = None, cli: bool = True, role: str = "setting"
+) -> Any:
+    """A TrainConfig field that is also a command-line option (``cli=False``: a field only).
 
-    kind: str  # "translation" or "classification"
-    epochs: int
-    batch_size: int
-    lr: float
-    min_freq: int
-    n_classes: int = 0
-
-
-# Table 5 (epochs, batch size) and A.2 (lr 2e-4 translation, 1e-4 otherwise). Multi30k's batch is
-# 64 with GloVe, 128 with mBERT, 96 with mT5; 128 is the common case. MNLI: 9 epochs with GloVe.
-TASK_DEFAULTS: dict[str, TaskDefaults] = {
-    "multi30k": TaskDefaults("translation", 20, 128, 2e-4, 2),
-    "iwslt2017": TaskDefaults("translation", 20, 128, 2e-4, 5),
-    "sst2": TaskDefaults("classification", 5, 128, 1e-4, 2, n_classes=2),
-    "mnli": TaskDefaults("classification", 10, 128, 1e-4, 2, n_classes=3),
-    "files": TaskDefaults("translation", 20, 128, 2e-4, 2),  # local parallel files (--src/--tgt)
-}
+    ``role``: "setting" (changes what a run learns), "input" (names an input file: runs that
+    compare inputs differ in it), or "env" (where and how a run executes, not what it learns:
+    the runs of one report cell or experiment may differ in it).
+    """
+    meta = {"help": help, "panel": panel, "metavar": metavar, "cli": cli, "role": role}
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class TrainConfig:
     # --- what to learn
-    task: str = "multi30k"  # multi30k | iwslt2017 | sst2 | mnli | files (local --src/--tgt pairs)
-    data_dir: str | None = None  # local copy of the task (../shared/data layouts); None: EMBTOOL_DATA_DIR or the hub
-    src: str | None = None  # files: training source sentences, one a line
-    tgt: str | None = None  # files: training target sentences, line i translates src line i
-    val_src: str | None = None  # files: validation pairs (default: the last 5% of the training pairs)
-    val_tgt: str | None = None
-    test_src: str | None = None  # files: test pairs (default: the validation pairs)
-    test_tgt: str | None = None
-    src_lang: str = "de"  # translation source language (spacy:<lang> when no table says otherwise)
-    tgt_lang: str = "en"  # translation target language
+    task: str = option("multi30k", "multi30k, iwslt2017 (de→en), sst2, mnli, or files (--src/--tgt).", DATA, cli=False)
+    data_dir: str | None = option(
+        None, "Local task data (../shared/data layout); default $EMBTOOL_DATA_DIR, else the hub.", DATA, metavar="DIR"
+    , role="env")
+    src: str | None = option(None, "files: training source sentences, one a line.", DATA, metavar="FILE", role="input")
+    tgt: str | None = option(None, "files: training target sentences (line i translates --src line i).", DATA, metavar="FILE", role="input")
+    val_src: str | None = option(None, "files: validation sources (default: the last 5% of the pairs).", DATA, metavar="FILE", role="input")
+    val_tgt: str | None = option(None, "files: validation targets.", DATA, metavar="FILE", role="input")
+    test_src: str | None = option(None, "files: test sources (default: the validation pairs).", DATA, metavar="FILE", role="input")
+    test_tgt: str | None = option(None, "files: test targets.", DATA, metavar="FILE", role="input")
+    src_lang: str = option("de", "files: source language (spacy:<lang> when no table names a tokenizer).", DATA)
+    tgt_lang: str = option("en", "files: target language.", DATA)
+    max_train_examples: int = option(0, "Use the first N training examples (0: all).", DATA, metavar="N")
+    max_eval_examples: int = option(0, "Use the first N validation and test examples (0: all).", DATA, metavar="N")
+    max_len: int = option(256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N")
     # --- embeddings and vocabulary
-    emb: str | None = None  # one table for both sides (looked up by token string)
-    src_emb: str | None = None  # table for the encoder side
-    tgt_emb: str | None = None  # table for the decoder side
-    tokenizer: str | None = None  # overrides the tables' tokenizers on both sides
-    min_freq: int = 0  # vocabulary min count; 0: the task's (2, or 5 for iwslt2017)
-    missing: str = "normal"  # fill for tokens a table lacks: normal (found rows' mean, σ) | xavier | zero | mean
+    emb: str | None = option(None, "Embedding table for both sides (rows looked up by token).", EMBEDDINGS, metavar="TABLE", role="input")
+    src_emb: str | None = option(None, "Table for the encoder side.", EMBEDDINGS, metavar="TABLE", role="input")
+    tgt_emb: str | None = option(None, "Table for the decoder side.", EMBEDDINGS, metavar="TABLE", role="input")
+    tokenizer: str | None = option(
+        None, "Override the tables' tokenizer on both sides (spacy:<lang>, hf:<id>, whitespace).", EMBEDDINGS,
+        metavar="SPEC",
+    )
+    min_freq: int = option(0, "Vocabulary min count; 0: the task's (2; 5 for iwslt2017).", EMBEDDINGS, metavar="N")
+    missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
+    freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
     # --- model (the resolved ModelConfig is stored beside this in config.json)
-    d_model: int = 0  # 0: the table's D, or 512 without a table
-    n_heads: int = 0  # 0: 8, or the largest count ≤ 10 that divides D
-    n_layers: int = 3  # per side
-    d_ff: int = 0  # 0: 4·D
-    dropout: float = 0.1  # embeddings, FFN and sub-layer outputs (A.2)
-    attn_dropout: float = 0.0  # attention weights (Vaswani et al.: none; nn.Transformer: same as dropout)
-    posenc: bool = True  # False: --no-posenc (Table 3)
-    freeze_emb: bool = False  # --freeze-emb (Table 3)
-    tie_output: bool = False  # share the decoder's input embedding with the output projection
+    d_model: int = option(0, "Model width D; 0: the table's D (512 without a table).", MODEL, metavar="D")
+    heads: int = option(0, "Attention heads; 0: 8, or the largest count ≤ 10 that divides D.", MODEL, metavar="N")
+    layers: int = option(3, "Layers in the encoder and in the decoder.", MODEL, metavar="N")
+    ff: int = option(0, "Feed-forward width; 0: 4·D.", MODEL, metavar="N")
+    dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
+    attn_dropout: float = option(
+        0.0, "Dropout on attention weights (Vaswani et al.: 0; nn.Transformer: 0.1).", MODEL
+    )
+    posenc: bool = option(True, "Add sinusoidal position encodings (--no-posenc: the paper's Table 3).", MODEL)
+    tie_output: bool = option(False, "Share the decoder's input embedding with its output layer.", MODEL)
     # --- optimisation
-    seed: int = 0
-    epochs: int = 0  # 0: Table 5's for the task
-    batch_size: int = 0  # sentence pairs per step; 0: Table 5's
-    max_tokens: int = 0  # >0: length-bucketed batches of at most this many padded tokens (else random batches)
-    lr: float = 0.0  # 0: 2e-4 translation, 1e-4 classification (A.2)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    adam_eps: float = 1e-9
-    clip_norm: float = 0.0  # >0: clip the gradient norm
-    max_train_examples: int = 0  # >0: the first N training examples only (quick runs)
-    max_eval_examples: int = 0  # >0: the first N validation and test examples only
-    max_len: int = 256  # longer training examples are skipped; longer eval inputs are cut
-    beam: int = 1  # test decoding: 1 greedy, K > 1 beam search
+    seed: int = option(0, "Random seed (same seed, same metrics on CPU).", OPTIM)
+    epochs: int = option(0, "Epochs; 0: the paper's Table 5 for the task.", OPTIM, metavar="N")
+    batch_size: int = option(0, "Sentences (pairs) per step; 0: Table 5's.", OPTIM, metavar="N")
+    max_tokens: int = option(
+        0, "Length-bucketed batches of at most N padded tokens instead of random batches (0: off).", OPTIM,
+        metavar="N",
+    )
+    lr: float = option(0.0, "Adam learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
+    adam_beta1: float = option(0.9, "Adam β1 (A.2).", OPTIM)
+    adam_beta2: float = option(0.98, "Adam β2 (A.2).", OPTIM)
+    adam_eps: float = option(1e-9, "Adam ε (A.2).", OPTIM)
+    clip_norm: float = option(0.0, "Clip the gradient norm to this (0: off).", OPTIM)
+    beam: int = option(1, "Test decoding: 1 greedy, K > 1 beam search.", OPTIM, metavar="K")
     # --- where and how
-    out: str | None = None  # run folder; None: runs/<task>-<table>-s<seed>
-    device: str = "auto"  # auto | cpu | cuda
-    amp: str = "auto"  # bf16 autocast: auto (CUDA, or CPUs with native bf16) | bf16 | off
-    compile: bool = False  # torch.compile the model (CUDA)
-    threads: int = 0  # >0: torch.set_num_threads
-    resume: bool = False  # continue the run in `out` from its last completed epoch
+    out: str | None = option(None, "Run folder (default runs/<task>-<table>-s<seed>).", RUN, metavar="DIR", role="env")
+    device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
+    amp: str = option("auto", "bf16 autocast: auto (CUDA, or CPUs with native bf16), bf16, off.", RUN, role="env")
+    compile: bool = option(False, "torch.compile the model (CUDA).", RUN, role="env")
+    threads: int = option(0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env")
+    resume: bool = option(False, "Continue the run in --out from its last completed epoch.", RUN, role="env")
 
     def __post_init__(self) -> None:
-        if self.task not in TASK_DEFAULTS:
-            raise BadInput(f"unknown task {self.task!r}; valid choices: {list(TASK_DEFAULTS)}")
-        if self.device not in DEVICES:
-            raise BadInput(f"invalid --device {self.device!r}; valid choices: {list(DEVICES)}")
-        if self.amp not in AMP_CHOICES:
-            raise BadInput(f"invalid --amp {self.amp!r}; valid choices: {list(AMP_CHOICES)}")
-        missing_choices = ("normal", "xavier", "zero", "mean")
-        if self.missing not in missing_choices:
-            raise BadInput(f"invalid --missing {self.missing!r}; valid choices: {list(missing_choices)}")
+        get_task(self.task)  # BadInput listing the valid tasks
+        for name, choices in (("device", DEVICES), ("amp", AMP_CHOICES), ("missing", MISSING_FILLS)):
+            if getattr(self, name) not in choices:
+                raise BadInput(f"invalid --{name} {getattr(self, name)!r}; valid choices: {list(choices)}")
         if self.emb and (self.src_emb or self.tgt_emb):
             raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
         if self.kind == "classification" and self.tgt_emb:
@@ -103,44 +112,130 @@ class TrainConfig:
         if self.task == "files" and not (self.src and self.tgt):
             raise BadInput("task files needs --src FILE and --tgt FILE (parallel sentences)")
         for name in ("epochs", "batch_size", "max_tokens", "min_freq", "max_train_examples",
-                     "max_eval_examples", "d_model", "n_heads", "d_ff", "threads"):
+                     "max_eval_examples", "d_model", "heads", "ff", "threads", "seed"):
             if getattr(self, name) < 0:
-                raise BadInput(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
-        if self.n_layers < 1:
-            raise BadInput(f"--layers must be at least 1, got {self.n_layers}")
+                raise BadInput(f"{option_name(name)} must not be negative, got {getattr(self, name)}")
+        if self.seed >= 2**63:
+            raise BadInput(f"--seed must be below 2**63, got {self.seed}")
+        if self.layers < 1:
+            raise BadInput(f"--layers must be at least 1, got {self.layers}")
         if self.beam < 1:
             raise BadInput(f"--beam must be at least 1, got {self.beam}")
         if self.lr < 0 or self.clip_norm < 0:
             raise BadInput("--lr and --clip-norm must not be negative")
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
-            raise BadInput(f"--dropout and --attn-dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}")
-        if self.max_len < 4:
-            raise BadInput(f"--max-len must be at least 4, got {self.max_len}")
+        for name in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise BadInput(f"{option_name(name)} must be in [0, 1), got {getattr(self, name)}")
+        if not (0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0) or self.adam_eps <= 0:
+            raise BadInput("--adam-beta1/--adam-beta2 must be in [0, 1) and --adam-eps positive")
+        if not 4 <= self.max_len <= 100_000:
+            raise BadInput(f"--max-len must be between 4 and 100000, got {self.max_len}")
         if self.max_tokens and self.max_tokens < self.max_len:
             raise BadInput(f"--max-tokens {self.max_tokens} must be at least --max-len {self.max_len}")
 
     @property
-    def defaults(self) -> TaskDefaults:
-        return TASK_DEFAULTS[self.task]
+    def task_info(self) -> Task:
+        return TASKS[self.task]
 
     @property
     def kind(self) -> str:
-        return TASK_DEFAULTS[self.task].kind
+        return self.task_info.kind
 
-    def resolved(self) -> dict[str, Any]:
-        """The settings with the task's defaults filled in (what config.json's "train" holds)."""
+    def resolved(self) -> TrainConfig:
+        """The config with the task's defaults filled in where a setting is 0 (what config.json holds)."""
+        t = self.task_info
         d = asdict(self)
-        t = self.defaults
-        d["epochs"] = self.epochs or t.epochs
-        d["batch_size"] = self.batch_size or t.batch_size
-        d["lr"] = self.lr or t.lr
-        d["min_freq"] = self.min_freq or t.min_freq
-        return d
+        d.update(
+            epochs=self.epochs or t.epochs,
+            batch_size=self.batch_size or t.batch_size,
+            lr=self.lr or t.lr,
+            min_freq=self.min_freq or t.min_freq,
+        )
+        return TrainConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, d: dict[str, Any], origin: str = "settings") -> TrainConfig:
+        """A config from a dict of field names (config.json's ``train``); unknown keys are an error."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise BadInput(f"{origin}: unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        for key, value in d.items():
+            check_type(key, value, origin)
+        return cls(**d)
+
+
+def option_name(name: str) -> str:
+    """The command-line option of a TrainConfig field: ``batch_size`` → ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def config_fields() -> list[Field[Any]]:
+    """The TrainConfig fields that are command-line options, in declaration order."""
+    return [f for f in fields(TrainConfig) if f.metadata.get("cli", True)]
+
+
+def field_default(f: Field[Any]) -> Any:
+    return f.default if f.default is not MISSING else None
+
+
+def settable_fields() -> set[str]:
+    """The names of the fields that are command-line options."""
+    return {f.name for f in config_fields()}
+
+
+def field_type(name: str) -> type:
+    """A field's type without ``None``: bool, int, float or str."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint not in (bool, int, float, str):  # pragma: no cover - a new field of another type needs a parser
+        raise TypeError(f"TrainConfig.{name}: settings of type {hint} are not supported")
+    return typing.cast(type, hint)
+
+
+def check_type(name: str, value: Any, origin: str = "settings") -> None:
+    """BadInput unless ``value`` fits field ``name`` (None only where the default is None)."""
+    f = next(f for f in fields(TrainConfig) if f.name == name)
+    if value is None:
+        if field_default(f) is None:
+            return
+        raise BadInput(f"{origin}: training setting {name}=None: a value is needed")
+    kind = field_type(name)
+    if kind is bool:
+        ok, expected = isinstance(value, bool), "true or false"
+    elif kind is int:
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "a number (int)"
+    elif kind is float:
+        ok, expected = isinstance(value, (int, float)) and not isinstance(value, bool), "a number (float)"
+    else:
+        ok, expected = isinstance(value, str), "text"
+    if not ok:
+        raise BadInput(f"{origin}: training setting {name}={value!r}: expected {expected}")
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_value(name: str, text: str, where: str) -> Any:
+    """A setting's value from text (``--grid layers=3,6``), as the field's type; BadInput naming ``where``."""
+    kind = field_type(name)
+    low = text.strip().lower()
+    if kind is bool:
+        if low in _TRUE or low in _FALSE:
+            return low in _TRUE
+        raise BadInput(f"{where}: {text!r} is not a boolean; use true or false")
+    if kind is str:
+        return text
+    try:
+        return int(text) if kind is int else float(text)
+    except ValueError:
+        raise BadInput(f"{where}: {text!r} is not {'an integer' if kind is int else 'a number'}") from None
+
+
+def fields_with_role(role: str) -> frozenset[str]:
+    """The names of the fields of one role ("setting", "input" or "env"; see ``option``)."""
+    return frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("role") == role)

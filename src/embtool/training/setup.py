@@ -7,17 +7,18 @@ and the table's ``+lower``. ``--tokenizer`` overrides; with no table, ``spacy:<l
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from embtool.atomic import sha256_file
 from embtool.errors import BadInput
 from embtool.table import EmbeddingTable
+from embtool.tasks import TaskText, TextSplit
 from embtool.training.config import TrainConfig
-from embtool.training.data import BOS, EOS, EOS_ID, PAD, SEP, UNK, Split, TaskData
+from embtool.training.data import BOS, EOS, EOS_ID, PAD, SEP, UNK
 
 SPECIALS = (PAD, UNK, BOS, EOS)
 Example = tuple[list[int], Any]  # (source ids, target ids or class label)
@@ -41,13 +42,9 @@ class Side:
 
 
 def table_info(path: str, table: EmbeddingTable) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return {
         "path": str(Path(path).resolve()),
-        "sha256": h.hexdigest(),
+        "sha256": sha256_file(path),
         "source": table.source,
         "tokenizer": table.tokenizer,
         "history": table.history,
@@ -87,7 +84,7 @@ def build_side(
     table: EmbeddingTable | None, info: dict[str, Any] | None, missing: str, seed: int,
 ) -> Side:
     """Vocabulary from the training sentences; rows from the table by token string (align's fill)."""
-    from embtool.align import align
+    from embtool.alignment import align
     from embtool.text.vocab import build_vocab, count_tokens
 
     vocab = build_vocab(count_tokens(sentences), min_freq=min_freq, specials=specials,
@@ -95,7 +92,7 @@ def build_side(
     side = Side(name, spec, list(vocab.tokens), table, info)
     if table is not None:
         aligned, cov = align(table, vocab, missing=missing, seed=seed)
-        side.rows = aligned.vectors.float()
+        side.rows = aligned.tensor()
         side.missing = cov.missing
     return side
 
@@ -112,9 +109,10 @@ class Prepared:
     test_refs: list[str]
     n_classes: int
     dropped: int  # training examples longer than max_len
+    test_name: str = "test"  # the test split's name, recorded in test.json
 
 
-def prepare(cfg: TrainConfig, data: TaskData) -> Prepared:
+def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     """Tokenize, build vocabularies, look up rows, and encode every split as id lists."""
     translation = cfg.kind == "translation"
     src_path = cfg.src_emb or cfg.emb
@@ -122,12 +120,12 @@ def prepare(cfg: TrainConfig, data: TaskData) -> Prepared:
     src_table = _load_table(src_path) if src_path else None
     tgt_table = (src_table if tgt_path == src_path else _load_table(tgt_path)) if tgt_path and translation else None
     single = cfg.emb is not None
-    src_lang = cfg.src_lang if translation else "en"
+    src_lang = cfg.src_lang if translation else cfg.task_info.src_lang
     src_spec = side_tokenizer(cfg, src_table, src_lang, single)
     tgt_spec = side_tokenizer(cfg, tgt_table, cfg.tgt_lang, single) if translation else ""
-    min_freq = cfg.min_freq or cfg.defaults.min_freq
+    min_freq = cfg.min_freq or cfg.task_info.min_freq
 
-    def tok_split(split: Split) -> tuple[list[list[str]], list[list[str]] | None]:
+    def tok_split(split: TextSplit) -> tuple[list[list[str]], list[list[str]] | None]:
         s = tokenize(src_spec, split.src)
         if split.src2 is not None:  # MNLI: premise <sep> hypothesis
             s2 = tokenize(src_spec, split.src2)
@@ -159,7 +157,7 @@ def prepare(cfg: TrainConfig, data: TaskData) -> Prepared:
     def ids(toks: list[str], index: dict[str, int]) -> list[int]:
         return [index.get(t, unk) for t in toks]
 
-    def encode(split: Split, train: bool) -> tuple[list[Example], int]:
+    def encode(split: TextSplit, train: bool) -> tuple[list[Example], int]:
         s, t = (tr_src, tr_tgt) if train else tok_split(split)
         out: list[Example] = []
         dropped = 0
@@ -187,7 +185,7 @@ def prepare(cfg: TrainConfig, data: TaskData) -> Prepared:
     val, _ = encode(data.val, False)
     test, _ = encode(data.test, False) if data.test is not data.val else (val, 0)
     extra = {k: encode(v, False)[0] for k, v in data.extra_val.items()}
-    n_classes = cfg.defaults.n_classes
+    n_classes = cfg.task_info.n_classes
     if not translation:
         labels = [y for _, y in train if isinstance(y, int)]
         n_classes = max(n_classes, max(labels) + 1)

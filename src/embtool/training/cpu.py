@@ -1,0 +1,161 @@
+"""CPU-only speed tricks, in one place, applied and restored by the trainer (never at import).
+
+- ``Dropout``: a dropout mask that is cheaper to draw on a CPU than PyTorch's (same p).
+- ``micro_batches`` / ``pass_overhead``: a random batch (the paper's) run as micro-batches of
+  similar lengths, so that a step is mostly real tokens instead of padding (same gradient).
+- ``process_settings``: thread count and glibc's allocator settings for the run, restored after.
+A GPU uses none of them: its dropout generator is fast and it runs a batch whole.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MICRO_WINDOW = 64  # examples a micro-batch holds at most
+# What one more forward/backward pass costs on a CPU, in padded tokens of the paper's model (D=512,
+# 3+3 layers; bench/train.py on 2 cores: 48–110 all did about as well). A token's work grows with
+# D²·layers and a pass's fixed cost does not, so smaller models take fewer, bigger micro-batches.
+CPU_PASS_TOKENS = 64 * 512**2 * 6
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+class Dropout(nn.Module):
+    """Inverted dropout, as ``nn.Dropout``, with a mask that is cheaper to draw on a CPU.
+
+    PyTorch's CPU dropout draws one 32-bit number per element from a single mt19937 stream: for
+    the paper's model that was a fifth of a training step. Here each 64-bit draw gives four 16-bit
+    lanes, each kept when it is at least round(p·2¹⁶) above the lowest value, so an element is
+    dropped with probability p to within 2⁻¹⁷ (0.1 → 0.100006); the same generator and seed make
+    the same masks. Other devices use ``F.dropout`` (their generators are fast).
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        return _MaskedScale.apply(x, keep_mask(x.shape, self.p), 1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None) -> Tensor:
+    """Boolean mask of ``shape``, each element False with probability p (to within 2⁻¹⁷), from
+    64-bit draws of the (default or given) CPU generator cut into 16-bit lanes."""
+    n = math.prod(shape)
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1, generator=generator)
+    lanes = words.view(torch.int16)[:n].view(shape)  # uniform over −2¹⁵ … 2¹⁵−1
+    return lanes >= round(p * 65536) - 32768
+
+
+class _MaskedScale(torch.autograd.Function):
+    """x · keep · scale, whose gradient is grad · keep · scale; only the boolean mask is saved."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, keep: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(keep)
+        ctx.scale = scale
+        return x.mul(keep).mul_(scale)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (keep,) = ctx.saved_tensors
+        return grad.mul(keep).mul_(ctx.scale), None, None
+
+
+
+# ----------------------------------------------------------------------------- micro-batches
+
+
+def pass_overhead(d_model: int, layers: int, device: torch.device) -> int | None:
+    """What one more micro-batch costs, in padded tokens, for a model of width ``d_model`` and
+    ``layers`` layers in all, on a CPU; None elsewhere (a GPU runs a batch whole: its padding
+    costs less than more passes)."""
+    if device.type != "cpu":
+        return None
+    return max(16, round(CPU_PASS_TOKENS / (d_model**2 * layers)))
+
+
+def micro_batches(
+    index: Sequence[int], src_len: Mapping[int, int], tgt_len: Mapping[int, int], overhead: int
+) -> list[list[int]]:
+    """Cut one batch into runs of similar lengths that minimise padded tokens + ``overhead`` per run.
+
+    ``src_len[i]``/``tgt_len[i]`` are example i's padded lengths per side (``tgt_len`` all 0 for
+    classification); ``overhead`` is what one more forward/backward pass costs, in padded tokens.
+    Examples are sorted by length, then cut by dynamic programming over runs of at most
+    ``MICRO_WINDOW`` examples.
+    """
+    order = sorted(index, key=lambda i: (max(src_len[i], tgt_len[i]), tgt_len[i], src_len[i]))
+    n = len(order)
+    best = [0] + [2**62] * n  # best[j]: cost of the first j examples
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        s_max = t_max = 0
+        for i in range(j - 1, max(j - MICRO_WINDOW, 0) - 1, -1):  # run order[i:j]
+            s_max = max(s_max, src_len[order[i]])
+            t_max = max(t_max, tgt_len[order[i]])
+            cost = best[i] + (j - i) * (s_max + t_max) + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    runs = []
+    j = n
+    while j > 0:
+        runs.append(order[cut[j] : j])
+        j = cut[j]
+    return runs[::-1]
+
+
+
+# ----------------------------------------------------------------------------- process settings
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_GLIBC_TRIM_THRESHOLD, _GLIBC_MMAP_MAX = 128 * 1024, 65536  # glibc's defaults (mallopt(3))
+
+
+def _mallopt(settings: Sequence[tuple[int, int]]) -> bool:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(libc.mallopt(param, value) == 1 for param, value in settings)
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+@contextmanager
+def process_settings(device: torch.device, threads: int = 0) -> Iterator[None]:
+    """Threads and, on a CPU, glibc's allocator for a run; both put back when it ends.
+
+    Each CPU step allocates and frees the same activations; by default glibc maps the big ones anew
+    every time, and ~35k page faults a step (the paper's model) cost a few percent of it. With no
+    mapped chunks and no trimming below 1 GiB they are reused; peak memory is the same. glibc has
+    no call that reads these settings back: they are restored to its defaults (which also ends its
+    dynamic mmap threshold for the rest of the process; the cost is a few page faults, no more).
+    """
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    tuned = device.type == "cpu" and _mallopt([(_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30)])
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        if tuned:
+            _mallopt([(_M_MMAP_MAX, _GLIBC_MMAP_MAX), (_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)])
+
+
+__all__ = ["Dropout", "keep_mask", "micro_batches", "pass_overhead", "process_settings"]

@@ -1,0 +1,38 @@
+"""Training steps: a micro-batched step has the whole batch's gradient."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+
+@pytest.mark.parametrize("kind", ["translation", "classification"])
+def test_micro_batched_step_equals_the_whole_batch_step(kind):
+    from embtool.model import ModelConfig, build
+    from embtool.training.epoch import collate, collate_parts, model_overhead, train_step
+
+    rng = random.Random(2)
+    examples = [([rng.randint(4, 19) for _ in range(rng.randint(1, 30))],
+                 [rng.randint(4, 19) for _ in range(rng.randint(1, 30))] if kind == "translation" else rng.randint(0, 1))
+                for _ in range(40)]  # fmt: skip
+    grads = []
+    for split in (False, True):
+        torch.manual_seed(0)
+        model = build(ModelConfig(kind=kind, src_vocab=20, tgt_vocab=20 if kind == "translation" else 0,
+                                  d_model=16, n_heads=2, n_layers=1, dropout=0.0))  # fmt: skip
+        params = list(model.parameters())
+        opt = torch.optim.SGD(params, lr=0.0)
+        index = list(range(40))
+        cpu = torch.device("cpu")
+        assert model_overhead(model.cfg, cpu) > 10_000 and model_overhead(ModelConfig(), cpu) == 64  # type: ignore[arg-type, operator]
+        parts = collate_parts(examples, index, kind, cpu, 16) if split else [collate(examples, index, kind)]
+        assert (len(parts) > 1) == split
+        loss, units = train_step(model, opt, params, parts, kind, 0.0, torch.device("cpu"), False)
+        grads.append((loss, units, [p.grad.clone() for p in params if p.grad is not None]))
+    (l1, u1, g1), (l2, u2, g2) = grads
+    assert u1 == u2 and l1 == pytest.approx(l2, rel=1e-5)
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+

@@ -1,0 +1,33 @@
+"""Figure 1: validation curves, one panel per task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import write_run
+from embtool.report import cells as lib
+from embtool.report import plot
+
+
+def test_plot_has_one_panel_per_task(grid: Path, tmp_path: Path) -> None:
+    import matplotlib.image
+
+    rep = lib.build_report([grid], table_stats=False)
+    assert lib.curve(next(c for c in rep.cells if c.task == "multi30k" and c.name == "Xavier").runs, "val_bleu") == ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0],
+                                                                               [0.0, 0.0, 0.0])
+    png = tmp_path / "curves.png"
+    assert plot.plot_curves(rep, png) == ["Multi30k", "SST2"]
+    img = matplotlib.image.imread(png)  # (H, W, RGBA)
+    w, h = (round(v * plot.DPI) for v in plot.PANEL_INCHES)
+    assert img.shape[:2] == (h, 2 * w)
+    for k in range(2):  # every panel has drawn lines: coloured pixels, not just white and grey
+        panel = img[:, k * w : (k + 1) * w, :3]
+        coloured = (panel.max(axis=2) - panel.min(axis=2)) > 0.3
+        assert coloured.sum() > 100
+
+
+def test_plot_without_complete_runs_is_an_error(embtool, tmp_path: Path) -> None:
+    write_run(tmp_path / "r", result=None)
+    r = embtool("report", str(tmp_path), "--plot", str(tmp_path / "c.png"))
+    assert r.code == 2 and "no complete runs" in r.stderr
+

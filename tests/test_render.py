@@ -1,0 +1,67 @@
+"""Report rendering: Markdown, CSV and JSON, and `embtool report` as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from embtool.report import cells as lib
+from embtool.report import render
+
+
+def test_markdown_shows_table1_bold_seeds_and_left_out_runs(grid: Path) -> None:
+    text = render.markdown(lib.build_report([grid], table_stats=False))
+    table1 = text.split("## Table 2")[0]
+    rows = {line.split("|")[1].strip(): line for line in table1.splitlines() if line.startswith("| ")}
+    assert "Multi30k BLEU (σ)" in text and "SST2 Acc (σ)" in text
+    assert "| **38.7 (0.3)** | 3.0 | 2 |" in rows["GloVe_Xavier"]
+    assert "| 37.5 (0.5) | 11.7 | 3 | **81.0 (1.4)** | 1.5 | 2 |" in rows["Xavier"]
+    assert "| 34.1 (–) | 20.0 | 1 | – | – | – |" in rows["GloVe"]
+    assert "## Runs left out" in text and "incomplete: 2 epoch(s)" in text and "failed: test.json" in text
+    order = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")]
+    assert order[2:] == ["Xavier", "GloVe", "GloVe_Xavier"]  # the paper's row order
+
+
+def test_csv_and_json(grid: Path) -> None:
+    rep = lib.build_report([grid], table_stats=False)
+    rows = list(csv.DictReader(io.StringIO(render.to_csv(rep))))
+    assert [(r["task"], r["initialisation"], r["seeds"]) for r in rows] == [
+        ("multi30k", "Xavier", "3"), ("multi30k", "GloVe", "1"), ("multi30k", "GloVe_Xavier", "2"),
+        ("sst2", "Xavier", "2"),
+    ]
+    assert rows[1]["std"] == "" and float(rows[0]["std"]) == pytest.approx(0.5)
+    data = render.to_json(rep)
+    assert json.loads(json.dumps(data)) == data
+    assert sum(not r["complete"] for r in data["runs"]) == 2
+
+
+def test_cli_markdown_files_and_json(embtool, grid: Path, tmp_path: Path) -> None:
+    out, png, table = tmp_path / "r.md", tmp_path / "c.png", tmp_path / "t.csv"
+    r = embtool("report", str(grid), "-o", str(out), "--plot", str(png), "--csv", str(table))
+    assert r.code == 0, r.stderr
+    assert r.text == "" and "**38.7 (0.3)**" in out.read_text() and png.stat().st_size > 0
+    assert table.read_text().startswith("task,kind,initialisation")
+    r = embtool("report", str(grid / "xavier"), str(grid / "glove" / "s1"))
+    assert r.code == 0 and "| Xavier | **37.5 (0.5)** |" in r.text and "34.1" in r.text
+    r = embtool("report", str(grid), str(grid / "xavier"), "--json", "-o", str(tmp_path / "again.md"))
+    assert r.code == 0 and len(json.loads(r.text)["cells"]) == 4  # runs given twice are read once
+    assert len(json.loads(r.text)["runs"]) == 10 and (tmp_path / "again.md").read_text() == out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "nope", "no such run folder"),
+        (lambda p: p, "no run folders (config.json) in it"),
+        (lambda p: (p / "x.txt").write_text("x") and p / "x.txt", "not a run folder"),
+    ],
+)
+def test_cli_bad_input(embtool, tmp_path: Path, make, message) -> None:
+    r = embtool("report", str(make(tmp_path)))
+    assert r.code == 2
+    assert r.stderr.startswith("embtool: error: ") and message in r.stderr and len(r.stderr.splitlines()) == 1
+

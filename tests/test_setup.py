@@ -1,0 +1,52 @@
+"""From settings to what the loop needs: each side's tokenizer, vocabulary, rows and id lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embtool.errors import BadInput
+from embtool.tasks import TaskText, TextSplit
+from embtool.training import TrainConfig
+from embtool.training.setup import prepare, side_tokenizer
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(**{"task": "files", "src": "a", "tgt": "b", **kw})
+
+
+@pytest.mark.parametrize(
+    ("table_tok", "single", "override", "lang", "spec"),
+    [
+        (None, True, None, "de", "spacy:de"),  # no table: the side's language
+        ("hf:bert", True, None, "de", "hf:bert-base-uncased"),  # language-independent: serves both sides (alias resolved)
+        ("spacy:en+lower", True, None, "de", "spacy:de+lower"),  # one spaCy table: each side its language
+        ("spacy:en+lower", False, None, "de", "spacy:en+lower"),  # a side's own table
+        ("hf:bert", True, "whitespace", "de", "whitespace"),  # --tokenizer wins
+    ],
+)
+def test_side_tokenizer(make_table, table_tok, single, override, lang, spec) -> None:
+    table = make_table(np.ones((2, 3), dtype=np.float32), tokenizer=table_tok) if table_tok else None
+    assert side_tokenizer(_cfg(tokenizer=override), table, lang, single) == spec
+
+
+def _text(src: list[str], tgt: list[str]) -> TaskText:
+    split = TextSplit(src, tgt)
+    return TaskText(split, split, split)
+
+
+def test_prepare_builds_vocabularies_rows_by_token_and_drops_long_examples(tmp_path: Path, make_table) -> None:
+    from embtool.table import save
+
+    save(make_table(np.arange(6, dtype=np.float32).reshape(3, 2) + 1, ["b", "a", "zz"], tokenizer="whitespace"),
+         tmp_path / "t.safetensors")
+    cfg = _cfg(emb=str(tmp_path / "t.safetensors"), min_freq=1, max_len=5)
+    prep = prepare(cfg, _text(["a b", "a a a a a a"], ["b", "a"]))
+    assert prep.src.vocab == ["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"]
+    assert prep.src.rows is not None and prep.src.rows[4].tolist() == [3.0, 4.0] and prep.src.rows[5].tolist() == [1.0, 2.0]
+    assert prep.src.missing == 4  # the specials: not in the table, filled
+    assert prep.dropped == 1 and prep.train == [([4, 5, 3], [5])]  # the source ends with <eos>
+    with pytest.raises(BadInput, match="no training example is at most --max-len 4"):
+        prepare(_cfg(max_len=4, tokenizer="whitespace"), _text(["a a a a a a"], ["x"]))
