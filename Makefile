@@ -10,7 +10,7 @@ export EMBTOOL_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: setup demo test docs bench clean
+.PHONY: setup demo test test-fast docs bench clean
 
 setup: $(STAMP)
 
@@ -27,11 +27,22 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/demo.sh
 
-# every check: lint, types, then the test suite (pytest's summary line is the last thing printed)
+# lint, formatting and types: the checks before the tests, in both test targets
+define static-checks
+$(VENV)/bin/ruff check src tests bench
+$(VENV)/bin/ruff format --check src tests bench
+$(VENV)/bin/mypy
+endef
+
+# every check: lint, formatting, types, then the test suite (pytest's summary line is the last thing printed)
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/mypy
+	$(static-checks)
 	$(VENV)/bin/python -m pytest -q
+
+# the same without the end-to-end runs marked slow, for the edit-and-test loop (≤ 2 min on 2 cores)
+test-fast: $(STAMP)
+	$(static-checks)
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 docs: $(STAMP)
 	$(PY) -m embtool.docgen .
