@@ -34,15 +34,16 @@ $(VENV)/bin/ruff format --check src tests bench
 $(VENV)/bin/mypy
 endef
 
-# every check: lint, formatting, types, then the test suite (pytest's summary line is the last thing printed)
+# every check: lint, formatting, types, then the test suite on two workers (pytest-xdist), slow
+# end-to-end runs included (pytest's summary line is the last thing printed)
 test: $(STAMP)
 	$(static-checks)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2
 
 # the same without the end-to-end runs marked slow, for the edit-and-test loop (≤ 2 min on 2 cores)
 test-fast: $(STAMP)
 	$(static-checks)
-	$(VENV)/bin/python -m pytest -q -m "not slow"
+	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow"
 
 docs: $(STAMP)
 	$(PY) -m embtool.docgen .

@@ -87,7 +87,9 @@ def measure(cmd: list[str]) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", default="/tmp/embtool-bench-extract", help="folder for the checkpoint and outputs")
+    ap.add_argument(
+        "--work", default="/tmp/embtool-bench-extract", help="folder for the checkpoint and outputs"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     work = Path(args.work)
@@ -98,7 +100,18 @@ def main() -> None:
     vocab = work / "vocab.txt"
     write_vocab(ckpt, vocab)
     ours_out, ref_out = work / "embtool.safetensors", work / "reference.safetensors"
-    ours = [sys.executable, "-m", "embtool", "-q", "extract", str(ckpt), "--vocab", str(vocab), "-o", str(ours_out)]
+    ours = [
+        sys.executable,
+        "-m",
+        "embtool",
+        "-q",
+        "extract",
+        str(ckpt),
+        "--vocab",
+        str(vocab),
+        "-o",
+        str(ours_out),
+    ]
     ref = [sys.executable, "-c", REFERENCE, str(ckpt), str(vocab), str(ref_out)]
     measure(ours), measure(ref)  # warm-up: page cache, bytecode caches
     times: dict[str, list[float]] = {"embtool": [], "reference": []}
@@ -123,7 +136,9 @@ def main() -> None:
               f"{statistics.median(mems[name]) / 2**20:7.0f} MiB   (walls {', '.join(f'{t:.2f}' for t in times[name])})")  # fmt: skip
     t_ratio = statistics.median(times["embtool"]) / statistics.median(times["reference"])
     m_ratio = statistics.median(mems["embtool"]) / statistics.median(mems["reference"])
-    print(f"ratio      wall {t_ratio:.3f}×   memory {m_ratio:.3f}×   (target ≤ 0.3× each)   rows equal: {equal}")
+    print(
+        f"ratio      wall {t_ratio:.3f}×   memory {m_ratio:.3f}×   (target ≤ 0.3× each)   rows equal: {equal}"
+    )
     if not equal or t_ratio > 0.3 or m_ratio > 0.3:
         raise SystemExit(1)
 

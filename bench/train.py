@@ -85,7 +85,9 @@ def prepare(data: Path, out: Path, n_train: int, n_val: int) -> dict:
         return [[index.get(t, 1) for t in x] + ([3] if eos else []) for x in toks]
 
     payload = {
-        "origin": origin, "src_vocab": len(sv), "tgt_vocab": len(tv),
+        "origin": origin,
+        "src_vocab": len(sv),
+        "tgt_vocab": len(tv),
         "train": list(zip(enc(s_tok[:n_train], si, True), enc(t_tok[:n_train], ti, False), strict=True)),
         "val": list(zip(enc(vs_tok[:n_val], si, True), enc(vt_tok[:n_val], ti, False), strict=True)),
     }
@@ -119,7 +121,11 @@ class Reference(nn.Module):
         t = self.drop(self.tgt_emb(tgt_in) * math.sqrt(D) + self.pe[: tgt_in.shape[1]])
         causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.shape[1])
         h = self.transformer(
-            s, t, tgt_mask=causal, src_key_padding_mask=src == 0, tgt_key_padding_mask=tgt_in == 0,
+            s,
+            t,
+            tgt_mask=causal,
+            src_key_padding_mask=src == 0,
+            tgt_key_padding_mask=tgt_in == 0,
             memory_key_padding_mask=src == 0,
         )
         return self.out(h)  # (B, T, V)
@@ -158,12 +164,21 @@ class Side:
 
             self.cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="-")
             self.amp = pick_amp(self.cfg.amp, torch.device("cpu"))
-            mc = ModelConfig(src_vocab=payload["src_vocab"], tgt_vocab=payload["tgt_vocab"], d_model=D,
-                             n_heads=HEADS, n_layers=LAYERS, d_ff=FF, dropout=self.cfg.dropout,
-                             attn_dropout=ATTN_DROPOUT)
+            mc = ModelConfig(
+                src_vocab=payload["src_vocab"],
+                tgt_vocab=payload["tgt_vocab"],
+                d_model=D,
+                n_heads=HEADS,
+                n_layers=LAYERS,
+                d_ff=FF,
+                dropout=self.cfg.dropout,
+                attn_dropout=ATTN_DROPOUT,
+            )
             model = Seq2Seq(mc)
             for i, emb in enumerate(model.embeddings().values()):
-                rows = xavier([str(j) for j in range(emb.num_embeddings)], D, seed=i + 10 * seed).vectors  # (N, D)
+                rows = xavier(
+                    [str(j) for j in range(emb.num_embeddings)], D, seed=i + 10 * seed
+                ).vectors  # (N, D)
                 emb.weight.data.copy_(torch.as_tensor(rows))
             self.model = model
             self.params = [p for p in model.parameters() if p.requires_grad]
@@ -186,7 +201,9 @@ class Side:
 
             cpu = torch.device("cpu")
             parts = collate_parts(self.train, index, "translation", cpu, model_overhead(self.model.cfg, cpu))
-            _, n = train_step(self.model, self.opt, self.params, parts, "translation", 0.0, torch.device("cpu"), self.amp)
+            _, n = train_step(
+                self.model, self.opt, self.params, parts, "translation", 0.0, torch.device("cpu"), self.amp
+            )
         if i > 0:  # step 0 is the warm-up
             self.seconds += time.perf_counter() - start
             self.tokens += n
@@ -200,8 +217,14 @@ class Side:
             src, tgt_in, tgt_out, n = ref_batch(val, list(range(i, min(i + 128, len(val)))))
             if self.name == "reference":
                 logits = self.model(src, tgt_in)
-                total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1),
-                                               ignore_index=0, reduction="sum"))
+                total += float(
+                    F.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]),
+                        tgt_out.reshape(-1),
+                        ignore_index=0,
+                        reduction="sum",
+                    )
+                )
             else:
                 total += float(self.model.loss(src, tgt_in, tgt_out)[0])  # type: ignore[operator]
             count += n
@@ -271,7 +294,12 @@ def run_pair(payload_path: Path, args: argparse.Namespace, seed: int, verbose: b
                   f"embtool {e['tokens'] / e['seconds']:7.0f} tok/s", flush=True)  # fmt: skip
     out = {}
     for w, child in sides.items():
-        out[w] = {"tps": last[w]["tokens"] / last[w]["seconds"], "steps": n_steps, "amp": child.amp, **child.ask("val")}
+        out[w] = {
+            "tps": last[w]["tokens"] / last[w]["seconds"],
+            "steps": n_steps,
+            "amp": child.amp,
+            **child.ask("val"),
+        }
         child.close()
     return out
 
@@ -284,8 +312,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12, help="timed steps per side (one more is warm-up)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--seeds", type=int, default=1,
-                    help="compare validation loss (and speed) over this many seeds: initial weights, batches, dropout")
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="compare validation loss (and speed) over this many seeds: initial weights, batches, dropout",
+    )
     ap.add_argument("--serve", choices=["embtool", "reference"], help=argparse.SUPPRESS)
     ap.add_argument("--payload", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -297,9 +329,12 @@ def main() -> None:
         payload_path = Path(tmp) / "data.json"
         t0 = time.perf_counter()
         payload = prepare(Path(args.data), payload_path, (args.steps + 1) * args.batch_size, 1000)
-        print(f"data: {payload['origin']} · vocab {payload['src_vocab']}/{payload['tgt_vocab']} · "
-              f"{args.batch_size} pairs/step · {args.steps} timed steps · threads {torch.get_num_threads()} "
-              f"· prepared in {time.perf_counter() - t0:.0f}s", flush=True)
+        print(
+            f"data: {payload['origin']} · vocab {payload['src_vocab']}/{payload['tgt_vocab']} · "
+            f"{args.batch_size} pairs/step · {args.steps} timed steps · threads {torch.get_num_threads()} "
+            f"· prepared in {time.perf_counter() - t0:.0f}s",
+            flush=True,
+        )
         runs = []
         for seed in range(args.seeds):
             runs.append(run_pair(payload_path, args, seed, verbose=seed == 0))

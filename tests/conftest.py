@@ -31,7 +31,9 @@ class Result:
         return self.stdout.decode("utf-8")
 
 
-def run_embtool(*args: str, stdin: bytes | None = None, cwd: Path | None = None, timeout: float = 300) -> Result:
+def run_embtool(
+    *args: str, stdin: bytes | None = None, cwd: Path | None = None, timeout: float = 300
+) -> Result:
     """Run `python -m embtool ARGS` in a real subprocess (pipes, exit codes, stderr as a user sees them)."""
     proc = subprocess.run(
         [sys.executable, "-m", "embtool", *args],
@@ -52,7 +54,9 @@ def embtool():
 @pytest.fixture
 def vocab_file(tmp_path: Path) -> Path:
     path = tmp_path / "vocab.txt"
-    path.write_text("#embtool tokenizer=whitespace\n<pad>\t0\nthe\t10\ncat\t4\nsat\t3\nmat\t2\n", encoding="utf-8")
+    path.write_text(
+        "#embtool tokenizer=whitespace\n<pad>\t0\nthe\t10\ncat\t4\nsat\t3\nmat\t2\n", encoding="utf-8"
+    )
     return path
 
 
@@ -129,9 +133,22 @@ def tiny_cfg(files: dict[str, str], out: Path, **kw):
     from embtool.training import TrainConfig
 
     base = dict(
-        task="files", src=files["train_src"], tgt=files["train_tgt"], val_src=files["val_src"],
-        val_tgt=files["val_tgt"], tokenizer="whitespace", d_model=32, heads=4, layers=1, dropout=0.0,
-        epochs=6, batch_size=64, lr=3e-3, out=str(out), device="cpu", threads=1,
+        task="files",
+        src=files["train_src"],
+        tgt=files["train_tgt"],
+        val_src=files["val_src"],
+        val_tgt=files["val_tgt"],
+        tokenizer="whitespace",
+        d_model=32,
+        heads=4,
+        layers=1,
+        dropout=0.0,
+        epochs=6,
+        batch_size=64,
+        lr=3e-3,
+        out=str(out),
+        device="cpu",
+        threads=1,
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -144,8 +161,10 @@ def metrics(run: Path) -> list[dict]:
 
 def scores(run: Path) -> list[tuple]:
     """The metrics that must repeat exactly (not seconds or tokens/s)."""
-    return [(m["epoch"], m["train_loss"], m["val_loss"], m.get("val_bleu"), m.get("val_acc")) for m in metrics(run)]
-
+    return [
+        (m["epoch"], m["train_loss"], m["val_loss"], m.get("val_bleu"), m.get("val_acc"))
+        for m in metrics(run)
+    ]
 
 
 def train_dir(cfg, progress=None) -> Path:
@@ -170,8 +189,15 @@ def _h(op: str, **args) -> dict:
     return {"op": op, "args": args, "embtool": "0.1.0"}
 
 
-GLOVE = {"path": "glove.safetensors", "sha256": "a" * 64, "source": "glove:g.txt", "tokenizer": "spacy:de",
-         "history": [_h("extract")], "n": 10, "dim": 4}
+GLOVE = {
+    "path": "glove.safetensors",
+    "sha256": "a" * 64,
+    "source": "glove:g.txt",
+    "tokenizer": "spacy:de",
+    "history": [_h("extract")],
+    "n": 10,
+    "dim": 4,
+}
 
 
 GLOVE_X = {**GLOVE, "sha256": "b" * 64, "history": [_h("extract"), _h("standardize", to="xavier")]}
@@ -195,10 +221,19 @@ def write_run(
     kind = "translation" if task in ("multi30k", "iwslt2017") else "classification"
     folder.mkdir(parents=True)
     config = {
-        "embtool": "0.1.0", "task": task, "kind": kind, "seed": seed,
+        "embtool": "0.1.0",
+        "task": task,
+        "kind": kind,
+        "seed": seed,
         "model": {"d_model": d_model, "layers": 3},
-        "train": {"epochs": len(curve), "lr": 2e-4, "freeze_emb": False, "posenc": True, "seed": seed,
-                  **(train or {})},
+        "train": {
+            "epochs": len(curve),
+            "lr": 2e-4,
+            "freeze_emb": False,
+            "posenc": True,
+            "seed": seed,
+            **(train or {}),
+        },
         "tables": tables if tables is not None else {"src": None, "tgt": None},
         "vocab": {"src_size": vocab[0], "tgt_size": vocab[1], "src_missing": 0, "tgt_missing": 0},
         "device": "cpu",
@@ -207,14 +242,27 @@ def write_run(
     key = "val_bleu" if kind == "translation" else "val_acc"
     lines = []
     for i, v in enumerate(curve, start=1):
-        row = {"epoch": i, "train_loss": 5.0 / i, "val_loss": 4.0 / i, key: v, "seconds": 1.0, "tokens_per_s": 9.0}
+        row = {
+            "epoch": i,
+            "train_loss": 5.0 / i,
+            "val_loss": 4.0 / i,
+            key: v,
+            "seconds": 1.0,
+            "tokens_per_s": 9.0,
+        }
         if mismatched is not None:
             row["val_acc_mismatched"] = v
         lines.append(json.dumps(row))
     (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     if result is not None:
         if kind == "translation":
-            test = {"bleu": result, "signature": "BLEU|nrefs:1", "best_epoch": best_epoch, "split": "test", "beam": 1}
+            test = {
+                "bleu": result,
+                "signature": "BLEU|nrefs:1",
+                "best_epoch": best_epoch,
+                "split": "test",
+                "beam": 1,
+            }
         else:
             test = {"best_val_acc": result, "best_epoch": best_epoch}
             if mismatched is not None:
@@ -239,5 +287,7 @@ def grid(tmp_path: Path) -> Path:
     (runs / "checkpoints/bert").mkdir(parents=True)  # a Hugging Face checkpoint's config.json: no run
     (runs / "checkpoints/bert/config.json").write_text('{"model_type": "bert"}')
     for seed, acc in enumerate([80.0, 82.0], start=1):
-        write_run(runs / f"sst2/s{seed}", task="sst2", seed=seed, result=acc, curve=[70.0, 80.0], best_epoch=seed)
+        write_run(
+            runs / f"sst2/s{seed}", task="sst2", seed=seed, result=acc, curve=[70.0, 80.0], best_epoch=seed
+        )
     return runs

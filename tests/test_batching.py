@@ -37,4 +37,3 @@ def test_sentence_batches_are_random():
     batches = make_batches(list(range(100)), 16, 0, torch.Generator().manual_seed(0))
     order = torch.randperm(100, generator=torch.Generator().manual_seed(0)).tolist()
     assert batches == [order[i : i + 16] for i in range(0, 100, 16)]
-

@@ -39,8 +39,16 @@ def test_means_sigma_ddof1_best_and_left_out(grid: Path) -> None:
 
 def test_mnli_matched_and_mismatched(tmp_path: Path) -> None:
     for seed, (m, mm) in enumerate([(60.0, 61.0), (62.0, 60.0)], start=1):
-        write_run(tmp_path / f"r{seed}", task="mnli", seed=seed, result=m, mismatched=mm, best_epoch=seed + 2,
-                  curve=[50.0, 60.0], tables={"src": GLOVE_X, "tgt": None})  # classification: no target side
+        write_run(
+            tmp_path / f"r{seed}",
+            task="mnli",
+            seed=seed,
+            result=m,
+            mismatched=mm,
+            best_epoch=seed + 2,
+            curve=[50.0, 60.0],
+            tables={"src": GLOVE_X, "tgt": None},
+        )  # classification: no target side
     t = json.loads((tmp_path / "r2/test.json").read_text())
     del t["best_epoch"]  # then from metrics.jsonl: the epoch of the lowest validation loss
     (tmp_path / "r2/test.json").write_text(json.dumps(t))
@@ -70,8 +78,12 @@ def test_runs_that_differ_in_a_setting_are_cells_of_their_own(tmp_path: Path) ->
     the seed, device and input paths may differ inside a cell."""
     for seed in (1, 2):
         for lr in (2e-4, 1e-3):
-            write_run(tmp_path / f"lr{lr}-s{seed}", seed=seed, result=30.0 + seed + 1000 * lr,
-                      train={"lr": lr, "device": f"cuda:{seed}", "out": f"runs/{seed}"})
+            write_run(
+                tmp_path / f"lr{lr}-s{seed}",
+                seed=seed,
+                result=30.0 + seed + 1000 * lr,
+                train={"lr": lr, "device": f"cuda:{seed}", "out": f"runs/{seed}"},
+            )
     rep = lib.build_report([tmp_path], table_stats=False)
     assert sorted((c.name, c.n) for c in rep.cells) == [("Xavier [lr=0.0002]", 2), ("Xavier [lr=0.001]", 2)]
     (fast,) = [c for c in rep.cells if "0.001" in c.name]
@@ -82,8 +94,12 @@ def test_runs_that_differ_in_a_setting_are_cells_of_their_own(tmp_path: Path) ->
 def test_table2_from_table_files_and_xavier_figures(tmp_path: Path, make_table) -> None:
     table = make_table(torch.tensor([[-2.0, 1.0], [0.5, 4.0]]), source="glove:g.txt")
     save(table, tmp_path / "g.safetensors")
-    info = {"path": str(tmp_path / "g.safetensors"), "sha256": sha256_file(tmp_path / "g.safetensors"),
-            "source": "glove:g.txt", "history": []}
+    info = {
+        "path": str(tmp_path / "g.safetensors"),
+        "sha256": sha256_file(tmp_path / "g.safetensors"),
+        "source": "glove:g.txt",
+        "history": [],
+    }
     write_run(tmp_path / "runs/g", tables={"src": info, "tgt": info})
     write_run(tmp_path / "runs/x", vocab=(46, 40), d_model=4)
     changed = {**info, "sha256": "0" * 64, "source": "word2vec:w.bin"}
@@ -102,8 +118,13 @@ def test_table2_from_table_files_and_xavier_figures(tmp_path: Path, make_table) 
 def test_experiment_boxes_name_their_xavier_rows_and_group_rows(tmp_path: Path) -> None:
     t5 = {"source": "hf:google/mt5-base", "history": [_h("extract")]}
     t5x = {"source": "hf:google/mt5-base", "history": [_h("extract"), _h("standardize", to="xavier")]}
-    x_t5 = {"source": "xavier", "history": [_h("init", method="xavier"),
-                                             _h("standardize", to="t5.safetensors", to_source="hf:google/mt5-base")]}
+    x_t5 = {
+        "source": "xavier",
+        "history": [
+            _h("init", method="xavier"),
+            _h("standardize", to="t5.safetensors", to_source="hf:google/mt5-base"),
+        ],
+    }
     glove_box = {"x": None, "g": GLOVE, "gx": GLOVE_X}
     t5_box = {"x": None, "t": t5, "tx": t5x, "xt": x_t5}
     for box, d, runs in (("glove", 4, glove_box), ("t5", 8, t5_box)):
@@ -112,8 +133,14 @@ def test_experiment_boxes_name_their_xavier_rows_and_group_rows(tmp_path: Path) 
             write_run(tmp_path / box / key, d_model=d, vocab=(50 + d, 40 + d), tables=tables)
     rep = lib.build_report([tmp_path], table_stats=False)
     assert [c.name for c in rep.cells] == [
-        "Xavier (GloVe box)", "GloVe", "GloVe_Xavier", "Xavier (mT5 box)", "mT5", "mT5_Xavier", "Xavier_mT5"]
+        "Xavier (GloVe box)",
+        "GloVe",
+        "GloVe_Xavier",
+        "Xavier (mT5 box)",
+        "mT5",
+        "mT5_Xavier",
+        "Xavier_mT5",
+    ]
     table1 = render.markdown(rep).split("## Table 2")[0]
     rows = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")][2:]
     assert rows == [c.name for c in rep.cells]
-

@@ -40,7 +40,9 @@ def test_state_loads_without_pickled_code_and_restores_the_rng(tmp_path: Path) -
     assert torch.equal(torch.rand(4), expected)
 
 
-@pytest.mark.parametrize(("content", "message"), [(b"not a zip", "not a readable resume state"), (None, "no resume state")])
+@pytest.mark.parametrize(
+    ("content", "message"), [(b"not a zip", "not a readable resume state"), (None, "no resume state")]
+)
 def test_bad_state_files_are_named(tmp_path: Path, content, message) -> None:
     if content is not None:
         (tmp_path / "state.pt").write_bytes(content)

@@ -28,7 +28,6 @@ def test_config_errors(kw, message):
         TrainConfig(**kw)
 
 
-
 # ----------------------------------------------------------------------------- one place for options
 
 
@@ -39,7 +38,9 @@ def _click_options(command: str) -> dict[str, tuple[list[str], list[str]]]:
     from embtool.cli import app
 
     cmd = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
-    return {p.name: (list(p.opts), list(p.secondary_opts)) for p in cmd.params if p.param_type_name == "option"}
+    return {
+        p.name: (list(p.opts), list(p.secondary_opts)) for p in cmd.params if p.param_type_name == "option"
+    }
 
 
 # options of `train` that only say how the command prints (no setting of the run)
@@ -75,8 +76,14 @@ def test_experiment_lists_every_train_option() -> None:
     ("args", "expect"),
     [
         (["--layers", "2", "--heads", "5", "--ff", "64"], {"layers": 2, "heads": 5, "ff": 64}),
-        (["--no-posenc", "--freeze-emb", "--tie-output"], {"posenc": False, "freeze_emb": True, "tie_output": True}),
-        (["--adam-beta2", "0.99", "--adam-eps", "1e-6", "--lr", "0.001"], {"adam_beta2": 0.99, "adam_eps": 1e-6, "lr": 1e-3}),
+        (
+            ["--no-posenc", "--freeze-emb", "--tie-output"],
+            {"posenc": False, "freeze_emb": True, "tie_output": True},
+        ),
+        (
+            ["--adam-beta2", "0.99", "--adam-eps", "1e-6", "--lr", "0.001"],
+            {"adam_beta2": 0.99, "adam_eps": 1e-6, "lr": 1e-3},
+        ),
         (["--src-lang", "fr", "--max-len", "64", "-o", "r"], {"src_lang": "fr", "max_len": 64, "out": "r"}),
     ],
 )
@@ -104,8 +111,10 @@ def test_experiment_settings_are_only_what_was_given(monkeypatch, cli, tmp_path,
     from embtool import experiment as lib
     from embtool.table import save
 
-    save(make_table(np.ones((3, 4), dtype=np.float32) * np.arange(4, dtype=np.float32), ["a", "b", "c"]),
-         tmp_path / "t.safetensors")
+    save(
+        make_table(np.ones((3, 4), dtype=np.float32) * np.arange(4, dtype=np.float32), ["a", "b", "c"]),
+        tmp_path / "t.safetensors",
+    )
     seen = {}
 
     def fake_plan(task, inputs, out, variants, seeds, settings, axes):
@@ -113,8 +122,19 @@ def test_experiment_settings_are_only_what_was_given(monkeypatch, cli, tmp_path,
         raise BadInput("planned")
 
     monkeypatch.setattr(lib, "plan", fake_plan)
-    r = cli("experiment", "multi30k", "--emb", str(tmp_path / "t.safetensors"), "--layers", "1", "--no-posenc",
-        "--grid", "lr=1e-4,2e-4", "--grid", "tie-output=true,false")
+    r = cli(
+        "experiment",
+        "multi30k",
+        "--emb",
+        str(tmp_path / "t.safetensors"),
+        "--layers",
+        "1",
+        "--no-posenc",
+        "--grid",
+        "lr=1e-4,2e-4",
+        "--grid",
+        "tie-output=true,false",
+    )
     assert "planned" in r.stderr
     assert seen["settings"] == {"layers": 1, "posenc": False}
     assert seen["axes"] == {"lr": [1e-4, 2e-4], "tie_output": [True, False]}
@@ -122,8 +142,13 @@ def test_experiment_settings_are_only_what_was_given(monkeypatch, cli, tmp_path,
 
 @pytest.mark.parametrize(
     ("name", "text", "value"),
-    [("layers", "6", 6), ("lr", "2e-4", 2e-4), ("posenc", "false", False), ("posenc", "Yes", True),
-     ("tokenizer", "whitespace", "whitespace")],
+    [
+        ("layers", "6", 6),
+        ("lr", "2e-4", 2e-4),
+        ("posenc", "false", False),
+        ("posenc", "Yes", True),
+        ("tokenizer", "whitespace", "whitespace"),
+    ],
 )
 def test_parse_value_takes_the_fields_type(name, text, value) -> None:
     from embtool.training.config import parse_value
@@ -131,7 +156,9 @@ def test_parse_value_takes_the_fields_type(name, text, value) -> None:
     assert parse_value(name, text, "--grid") == value
 
 
-@pytest.mark.parametrize(("name", "text", "message"), [("layers", "six", "not an integer"), ("posenc", "maybe", "boolean")])
+@pytest.mark.parametrize(
+    ("name", "text", "message"), [("layers", "six", "not an integer"), ("posenc", "maybe", "boolean")]
+)
 def test_parse_value_errors_name_where(name, text, message) -> None:
     from embtool.training.config import parse_value
 

@@ -20,8 +20,10 @@ def test_micro_batches_cut_padding_and_cover_the_batch():
     padded = sum(len(r) * (max(src[i] for i in r) + max(tgt[i] for i in r)) for r in runs)
     whole = 128 * (max(src.values()) + max(tgt.values()))
     assert padded < 1.15 * real < whole / 1.5
-    assert [len(r) for r in micro_batches(list(range(128)), src, tgt, overhead=10**9)] == [64, 64]  # at most 64 a run
-
+    assert [len(r) for r in micro_batches(list(range(128)), src, tgt, overhead=10**9)] == [
+        64,
+        64,
+    ]  # at most 64 a run
 
 
 def test_process_settings_put_threads_back() -> None:
@@ -43,7 +45,11 @@ def test_dropout_drops_p_and_scales_the_rest():
     dropped = 1 - keep.float().mean().item()
     assert dropped == pytest.approx(0.1, abs=0.002)  # 400k draws: σ ≈ 0.0005
     rows, cols = keep.float().mean(dim=1), keep.float().mean(dim=0)  # no lane or position is biased
-    assert rows.min() > 0.85 and cols.min() > 0.82 and keep[:, 0::4].float().mean() == pytest.approx(0.9, abs=0.004)
+    assert (
+        rows.min() > 0.85
+        and cols.min() > 0.82
+        and keep[:, 0::4].float().mean() == pytest.approx(0.9, abs=0.004)
+    )
     drop = Dropout(0.25).train()
     x = torch.randn(64, 33, requires_grad=True)
     torch.manual_seed(3)

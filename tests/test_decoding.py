@@ -20,4 +20,3 @@ def test_beam_one_equals_greedy_and_beam_runs(reverse_run):
     assert beam_search(model, src, 12, k=1) == g
     b = beam_search(model, src, 12, k=4)
     assert len(b) == 2 and all(isinstance(t, int) for h in b for t in h)
-

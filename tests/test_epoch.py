@@ -35,4 +35,3 @@ def test_micro_batched_step_equals_the_whole_batch_step(kind):
     assert u1 == u2 and l1 == pytest.approx(l2, rel=1e-5)
     for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-

@@ -11,8 +11,6 @@ import torch
 
 from embtool import experiment as lib
 from embtool.errors import BadInput
-from embtool.report.naming import table_name
-from embtool.stats import moments, xavier_std
 from embtool.table import EmbeddingTable, load, save
 
 
@@ -25,8 +23,12 @@ def toy(tmp_path: Path) -> Path:
     (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
     (tmp_path / "tgt.txt").write_text("\n".join(" ".join(reversed(s.split())) for s in src) + "\n")
     g = torch.Generator().manual_seed(0)
-    table = EmbeddingTable(torch.randn(len(words), 16, generator=g) * 0.4 + 0.05, words,
-                           source="word2vec:toy.bin", tokenizer="whitespace")
+    table = EmbeddingTable(
+        torch.randn(len(words), 16, generator=g) * 0.4 + 0.05,
+        words,
+        source="word2vec:toy.bin",
+        tokenizer="whitespace",
+    )
     save(table, tmp_path / "w2v.safetensors")
     return tmp_path
 
@@ -44,36 +46,6 @@ def test_parse_seeds_rejects(text) -> None:
         lib.parse_seeds(text)
 
 
-@pytest.mark.parametrize(
-    ("text", "variants"),
-    [("xavier,pretrained", ["xavier", "pretrained"]), ("xavier-like, shuffled", ["xavier_like", "shuffled"])],
-)
-def test_parse_variants(text, variants) -> None:
-    assert lib.parse_variants(text) == variants
-
-
-def test_parse_variants_lists_choices() -> None:
-    with pytest.raises(BadInput, match="unknown variant 'glove'; valid choices: xavier, pretrained"):
-        lib.parse_variants("xavier,glove")
-
-
-def test_variant_tables_are_the_papers_initialisations(toy: Path) -> None:
-    table = load(toy / "w2v.safetensors")
-    names = {v: lib.variant_table(table, v, seed=3) for v in lib.VARIANTS}
-    assert {v: table_name(t.source, t.history) for v, t in names.items()} == {
-        "xavier": "Xavier", "pretrained": "word2vec", "standardized": "word2vec_Xavier",
-        "shuffled": "word2vec_Shuffled", "xavier_like": "Xavier_word2vec",
-    }
-    x_std = xavier_std(table.n, table.dim)
-    assert moments(names["standardized"].vectors)[1] == pytest.approx(x_std, rel=1e-5)  # Eq. 1
-    assert torch.equal(names["shuffled"].tensor().flatten().sort().values, table.tensor().flatten().sort().values)
-    m, s = moments(table.vectors)
-    assert moments(names["xavier_like"].vectors) == pytest.approx((m, s), rel=1e-4)  # Eq. 4
-    for v in lib.RANDOM_VARIANTS:  # drawn with the run's seed
-        assert not torch.equal(lib.variant_table(table, v, seed=4).tensor(), names[v].tensor())
-        assert torch.equal(lib.variant_table(table, v, seed=3).tensor(), names[v].tensor())
-
-
 def _fake_train(calls: list[str]):
     """Stands in for embtool.training.train: writes a complete run folder (DESIGN §4) at once."""
 
@@ -81,12 +53,25 @@ def _fake_train(calls: list[str]):
         out = Path(cfg.out)
         calls.append(f"{out.parent.name}/{out.name}")
         out.mkdir(parents=True, exist_ok=True)
-        info = {"path": cfg.emb, "sha256": "0", "source": load(cfg.emb).source, "history": load(cfg.emb).history}
-        config = {"task": cfg.task, "kind": "translation", "seed": cfg.seed, "model": {"d_model": 16},
-                  "train": cfg.to_dict(), "tables": {"src": info, "tgt": info},
-                  "vocab": {"src_size": 14, "tgt_size": 14}}
+        info = {
+            "path": cfg.emb,
+            "sha256": "0",
+            "source": load(cfg.emb).source,
+            "history": load(cfg.emb).history,
+        }
+        config = {
+            "task": cfg.task,
+            "kind": "translation",
+            "seed": cfg.seed,
+            "model": {"d_model": 16},
+            "train": cfg.to_dict(),
+            "tables": {"src": info, "tgt": info},
+            "vocab": {"src_size": 14, "tgt_size": 14},
+        }
         (out / "config.json").write_text(json.dumps(config))
-        (out / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "val_loss": 1.0, "val_bleu": 10.0 + cfg.seed}) + "\n")
+        (out / "metrics.jsonl").write_text(
+            json.dumps({"epoch": 1, "val_loss": 1.0, "val_bleu": 10.0 + cfg.seed}) + "\n"
+        )
         (out / "test.json").write_text(json.dumps({"bleu": 20.0 + cfg.seed, "best_epoch": 1}))
         return out
 
@@ -95,19 +80,31 @@ def _fake_train(calls: list[str]):
 
 def test_grid_skips_complete_runs_and_resumes_incomplete_ones(toy: Path) -> None:
     def grid():
-        return lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained", "shuffled"], [1, 2],
-                        {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1})
+        return lib.plan(
+            "files",
+            {"emb": toy / "w2v.safetensors"},
+            toy / "grid",
+            ["pretrained", "shuffled"],
+            [1, 2],
+            {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1},
+        )
 
     g = grid()
     assert [(r.variant, r.seed, r.state) for r in g.runs] == [
-        ("pretrained", 1, "todo"), ("pretrained", 2, "todo"), ("shuffled", 1, "todo"), ("shuffled", 2, "todo")]
+        ("pretrained", 1, "todo"),
+        ("pretrained", 2, "todo"),
+        ("shuffled", 1, "todo"),
+        ("shuffled", 2, "todo"),
+    ]
     assert g.runs[0].tables == {"emb": toy / "w2v.safetensors"}
     assert g.runs[3].tables == {"emb": toy / "grid/tables/emb.shuffled.s2.safetensors"}
     calls: list[str] = []
     assert lib.run_grid(g, train=_fake_train(calls)) == []
     assert calls == ["pretrained/s1", "pretrained/s2", "shuffled/s1", "shuffled/s2"]
     assert sorted(p.name for p in (toy / "grid/tables").iterdir()) == [
-        "emb.shuffled.s1.safetensors", "emb.shuffled.s2.safetensors"]
+        "emb.shuffled.s1.safetensors",
+        "emb.shuffled.s2.safetensors",
+    ]
     # an interrupted run: config.json but no test.json → resumed; complete ones are not redone
     (toy / "grid/runs/shuffled/s1/test.json").unlink()
     g = grid()
@@ -130,26 +127,43 @@ def test_grid_axes_are_every_combination_in_folders_of_their_own(toy: Path) -> N
     assert axes == {"layers": [1, 2], "lr": [1e-3]}
     g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1, 2], base, axes)
     folders = [str(r.out.relative_to(toy / "grid/runs")) for r in g.runs]
-    assert folders == ["pretrained/layers=1,lr=0.001/s1", "pretrained/layers=1,lr=0.001/s2",
-                       "pretrained/layers=2,lr=0.001/s1", "pretrained/layers=2,lr=0.001/s2"]
+    assert folders == [
+        "pretrained/layers=1,lr=0.001/s1",
+        "pretrained/layers=1,lr=0.001/s2",
+        "pretrained/layers=2,lr=0.001/s1",
+        "pretrained/layers=2,lr=0.001/s2",
+    ]
     _, configs = lib.check(g)
     assert [(configs[id(r)].layers, configs[id(r)].lr, configs[id(r)].seed) for r in g.runs] == [
-        (1, 1e-3, 1), (1, 1e-3, 2), (2, 1e-3, 1), (2, 1e-3, 2)]
+        (1, 1e-3, 1),
+        (1, 1e-3, 2),
+        (2, 1e-3, 1),
+        (2, 1e-3, 2),
+    ]
     assert lib.run_grid(g, train=_fake_train([])) == []
     rep = lib.write_report(g)["markdown"].read_text()
     assert "| word2vec [layers=1] |" in rep and "| word2vec [layers=2] |" in rep  # a cell per point
-    other = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1], base,
-                     {"layers": [3]})
+    other = lib.plan(
+        "files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1], base, {"layers": [3]}
+    )
     with pytest.raises(BadInput, match="another --grid axes"):
         lib.check(other)
 
 
 def test_grid_refuses_other_settings_in_the_same_folder(toy: Path) -> None:
     base = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt")}
-    g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1], {**base, "epochs": 1})
+    g = lib.plan(
+        "files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1], {**base, "epochs": 1}
+    )
     lib.run_grid(g, train=_fake_train([]))
-    g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1, 2],
-                 {**base, "epochs": 2, "device": "cpu"})
+    g = lib.plan(
+        "files",
+        {"emb": toy / "w2v.safetensors"},
+        toy / "grid",
+        ["pretrained"],
+        [1, 2],
+        {**base, "epochs": 2, "device": "cpu"},
+    )
     with pytest.raises(BadInput, match="holds a grid with another epochs"):
         lib.run_grid(g, train=_fake_train([]))
 
@@ -178,16 +192,32 @@ def test_cli_dry_run_lists_the_grid(embtool, toy: Path) -> None:
     (done / "test.json").write_text("{}")
     (toy / "grid/runs/xavier/s1").mkdir(parents=True)
     (toy / "grid/runs/xavier/s1/config.json").write_text("{}")
-    r = embtool("experiment", "multi30k", "--emb", str(toy / "w2v.safetensors"), "--seeds", "2", "-o",
-                str(toy / "grid"), "--dry-run", "--epochs", "3")
+    r = embtool(
+        "experiment",
+        "multi30k",
+        "--emb",
+        str(toy / "w2v.safetensors"),
+        "--seeds",
+        "2",
+        "-o",
+        str(toy / "grid"),
+        "--dry-run",
+        "--epochs",
+        "3",
+    )
     assert r.code == 0, r.stderr
     lines = r.text.splitlines()
     assert lines[0].startswith("experiment multi30k: 5 variant(s) × 2 seed(s) = 10 run(s)")
     assert "(1 done, 1 to resume, 8 to run)" in lines[0]
     rows = [line.split()[:3] for line in lines[2:]]
-    assert rows == [[s, v, str(k)] for v in lib.VARIANTS for k in (1, 2)
-                    for s in ["done" if (v, k) == ("standardized", 2) else "resume" if (v, k) == ("xavier", 1)
-                              else "todo"]]
+    assert rows == [
+        [s, v, str(k)]
+        for v in lib.VARIANTS
+        for k in (1, 2)
+        for s in [
+            "done" if (v, k) == ("standardized", 2) else "resume" if (v, k) == ("xavier", 1) else "todo"
+        ]
+    ]
     assert "emb.shuffled.s2.safetensors" in r.text and not (toy / "grid" / "tables").exists()
 
 
@@ -197,10 +227,19 @@ def test_cli_dry_run_lists_the_grid(embtool, toy: Path) -> None:
         (["--emb", "nope.safetensors"], "--emb nope.safetensors: no such table file"),
         (["--emb", "w2v.safetensors", "--variants", "xavier,bogus"], "unknown variant 'bogus'"),
         (["--emb", "w2v.safetensors", "--grid", "oops"], "--grid 'oops': give NAME=V1,V2"),
-        (["--emb", "w2v.safetensors", "--grid", "epochz=2"], "'epochz' is not a training setting the grid can vary"),
+        (
+            ["--emb", "w2v.safetensors", "--grid", "epochz=2"],
+            "'epochz' is not a training setting the grid can vary",
+        ),
         (["--emb", "w2v.safetensors", "--grid", "layers=two"], "--grid layers: 'two' is not an integer"),
-        (["--emb", "w2v.safetensors", "--grid", "seed=1,2"], "'seed' is not a training setting the grid can vary"),
-        (["--emb", "w2v.safetensors", "--layers", "2", "--grid", "layers=1,3"], "layers: give a setting once"),
+        (
+            ["--emb", "w2v.safetensors", "--grid", "seed=1,2"],
+            "'seed' is not a training setting the grid can vary",
+        ),
+        (
+            ["--emb", "w2v.safetensors", "--layers", "2", "--grid", "layers=1,3"],
+            "layers: give a setting once",
+        ),
     ],
 )
 def test_cli_bad_input(embtool, toy: Path, args, message) -> None:
@@ -228,12 +267,25 @@ def test_tiny_real_grid_runs_and_resumes_after_interruption(toy: Path) -> None:
     """2 variants × 2 seeds of the real trainer on the generated task; interrupted in run 3, resumed."""
     from embtool.training import train as real_train
 
-    settings = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 2, "layers": 1,
-                "batch_size": 16, "device": "cpu", "amp": "off"}
+    settings = {
+        "src": str(toy / "src.txt"),
+        "tgt": str(toy / "tgt.txt"),
+        "epochs": 2,
+        "layers": 1,
+        "batch_size": 16,
+        "device": "cpu",
+        "amp": "off",
+    }
 
     def grid():
-        return lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier", "standardized"], [1, 2],
-                        settings)
+        return lib.plan(
+            "files",
+            {"emb": toy / "w2v.safetensors"},
+            toy / "grid",
+            ["xavier", "standardized"],
+            [1, 2],
+            settings,
+        )
 
     started: list[str] = []
 
@@ -267,7 +319,9 @@ def test_tiny_real_grid_runs_and_resumes_after_interruption(toy: Path) -> None:
     text = rep["markdown"].read_text()
     assert "| Xavier |" in text and "| word2vec_Xavier |" in text and "| 2 |" in text
     config = json.loads((toy / "grid/runs/standardized/s2/config.json").read_text())
-    assert config["tables"]["src"]["sha256"] and config["tables"]["src"]["path"].endswith("emb.standardized.safetensors")
+    assert config["tables"]["src"]["sha256"] and config["tables"]["src"]["path"].endswith(
+        "emb.standardized.safetensors"
+    )
 
 
 # ----------------------------------------------------------------------------- examples/
@@ -281,13 +335,21 @@ def _run_example(script: str, cwd: Path, **env: str):
     import sys
 
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    proc = subprocess.run(["bash", str(EXAMPLES / script)], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PATH": path, **env}, timeout=600)
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": path, **env},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
-@pytest.mark.parametrize("script", ["reproduce_table1_multi30k.sh", "reproduce_table3.sh", "mt5_iwslt2017.sh"])
+@pytest.mark.parametrize(
+    "script", ["reproduce_table1_multi30k.sh", "reproduce_table3.sh", "mt5_iwslt2017.sh"]
+)
 def test_examples_are_valid_bash(script) -> None:
     import subprocess
 
@@ -304,20 +366,49 @@ def test_example_table1_then_table3_on_real_multi30k(shared_data: Path, tmp_path
     # Table 3 reuses the vocabularies and tables; 4 grids (train × pos.) of one variant, one seed
     _run_example("reproduce_table3.sh", tmp_path, **env, VARIANTS="standardized")
     text = (out / "report.md").read_text()
-    for label in ("word2vec_Xavier [frozen, no posenc]", "word2vec_Xavier [no posenc]",
-                  "word2vec_Xavier [frozen]", "| word2vec_Xavier |"):
+    for label in (
+        "word2vec_Xavier [frozen, no posenc]",
+        "word2vec_Xavier [no posenc]",
+        "word2vec_Xavier [frozen]",
+        "| word2vec_Xavier |",
+    ):
         assert label in text
 
 
 def _save_bert(folder: Path) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog", "der",
-              "die", "katze", "saß", "auf", "hund", "##s", "##e"]
+    pieces = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "mat",
+        "dog",
+        "der",
+        "die",
+        "katze",
+        "saß",
+        "auf",
+        "hund",
+        "##s",
+        "##e",
+    ]
     BertTokenizer(vocab={t: i for i, t in enumerate(pieces)}).save_pretrained(folder)
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(pieces), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=32)
+    cfg = BertConfig(
+        vocab_size=len(pieces),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
     BertModel(cfg).save_pretrained(folder)
     return folder
 
@@ -337,8 +428,16 @@ def test_example_mt5_recipe_with_a_tiny_local_checkpoint(tmp_path: Path) -> None
         (data / f"{split}.de").write_text("".join(" ".join(de[i] for i in s) + "\n" for s in idx))
         (data / f"{split}.en").write_text("".join(" ".join(en[i] for i in s) + "\n" for s in idx))
     out = tmp_path / "out"
-    _run_example("mt5_iwslt2017.sh", tmp_path, OUT=str(out), MODEL=str(ckpt), SEEDS="1", DEVICE="cpu",
-                 VARIANTS="xavier,pretrained", EMBTOOL_DATA_DIR=str(tmp_path / "data"),
-                 EXTRA="--epochs 1 --layers 1 --heads 2 --batch-size 32")
+    _run_example(
+        "mt5_iwslt2017.sh",
+        tmp_path,
+        OUT=str(out),
+        MODEL=str(ckpt),
+        SEEDS="1",
+        DEVICE="cpu",
+        VARIANTS="xavier,pretrained",
+        EMBTOOL_DATA_DIR=str(tmp_path / "data"),
+        EXTRA="--epochs 1 --layers 1 --heads 2 --batch-size 32",
+    )
     text = (out / "grid/report.md").read_text()
     assert "| Xavier |" in text and "| BERT |" in text and (out / "curves.png").is_file()

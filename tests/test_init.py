@@ -11,9 +11,27 @@ import pytest
 import embtool
 
 # what the README and DESIGN §5 promise users can import from the package
-PROMISED = {"EmbeddingTable", "load", "save", "standardize", "shuffle", "scale", "posenc", "xavier",
-            "table_stats", "extract", "align", "train", "TrainConfig", "experiment", "build_report",
-            "build_vocab", "load_task", "evaluate_analogies", "EmbtoolError"}
+PROMISED = {
+    "EmbeddingTable",
+    "load",
+    "save",
+    "standardize",
+    "shuffle",
+    "scale",
+    "posenc",
+    "xavier",
+    "table_stats",
+    "extract",
+    "align",
+    "train",
+    "TrainConfig",
+    "experiment",
+    "build_report",
+    "build_vocab",
+    "load_task",
+    "evaluate_analogies",
+    "EmbtoolError",
+}
 
 
 @pytest.mark.parametrize("name", sorted(set(embtool._EXPORTS)))
@@ -34,3 +52,13 @@ def test_importing_the_package_imports_no_torch() -> None:
     code = "import embtool, sys; embtool.TrainConfig; embtool.build_report; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("package", ["embtool.training", "embtool.report"])
+def test_subpackages_export_lazily_what_their_modules_define(package) -> None:
+    mod = importlib.import_module(package)
+    for name in mod.__all__:
+        obj = getattr(mod, name)
+        assert getattr(importlib.import_module(obj.__module__), name) is obj
+    with pytest.raises(AttributeError):
+        mod.nope  # noqa: B018

@@ -28,8 +28,15 @@ def test_tiny_model_learns_to_reverse(reverse_run):
 
 def test_run_folder_contract(reverse_run):
     names = {p.name for p in reverse_run.iterdir()}
-    assert {"config.json", "metrics.jsonl", "best.safetensors", "last.safetensors", "state.pt",
-            "test.json", "hyps.test.txt"} <= names
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "best.safetensors",
+        "last.safetensors",
+        "state.pt",
+        "test.json",
+        "hyps.test.txt",
+    } <= names
     config = json.loads((reverse_run / "config.json").read_text())
     assert {"embtool", "task", "kind", "seed", "model", "train", "tables", "vocab", "device"} <= set(config)
     assert config["kind"] == "translation"
@@ -66,7 +73,9 @@ def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path):
     c = train_dir(dataclasses.replace(tiny_cfg(files, c, epochs=3, dropout=0.1), resume=True))
     assert scores(c) == scores(a)
     assert json.loads((c / "config.json").read_text())["train"]["epochs"] == 3
-    assert json.loads((c / "test.json").read_text())["bleu"] == json.loads((a / "test.json").read_text())["bleu"]
+    assert (
+        json.loads((c / "test.json").read_text())["bleu"] == json.loads((a / "test.json").read_text())["bleu"]
+    )
     other = train_dir(tiny_cfg(files, tmp_path / "d", epochs=1, dropout=0.1, seed=1))
     assert scores(other)[0] != scores(a)[0]
 
@@ -92,8 +101,17 @@ def test_rows_come_from_the_table_by_token_and_freeze_keeps_them(tmp_path):
     # the table lacks 7, 8, 9 and the specials, holds extra words, and orders tokens its own way
     tokens = ["zebra", "6", "5", "4", "3", "2", "1", "0", "apple"]
     vectors = _table(tmp_path / "t.safetensors", tokens, 16)
-    run = train_dir(tiny_cfg(files, tmp_path / "run", emb=str(tmp_path / "t.safetensors"), epochs=2,
-                         heads=2, d_model=0, freeze_emb=True))
+    run = train_dir(
+        tiny_cfg(
+            files,
+            tmp_path / "run",
+            emb=str(tmp_path / "t.safetensors"),
+            epochs=2,
+            heads=2,
+            d_model=0,
+            freeze_emb=True,
+        )
+    )
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["d_model"] == 16  # the table's D
     assert config["vocab"]["src_missing"] == 4 + 3  # specials and 7, 8, 9
@@ -105,8 +123,17 @@ def test_rows_come_from_the_table_by_token_and_freeze_keeps_them(tmp_path):
         if token in vocab:
             assert torch.equal(emb[vocab.index(token)], row), token
     # frozen: the whole layer is bit-identical to the first epoch's (and the table's rows)
-    first = train_dir(tiny_cfg(files, tmp_path / "run1", emb=str(tmp_path / "t.safetensors"), epochs=1,
-                           heads=2, d_model=0, freeze_emb=True))
+    first = train_dir(
+        tiny_cfg(
+            files,
+            tmp_path / "run1",
+            emb=str(tmp_path / "t.safetensors"),
+            epochs=1,
+            heads=2,
+            d_model=0,
+            freeze_emb=True,
+        )
+    )
     assert torch.equal(load_file(str(first / "last.safetensors"))["src_in.emb.weight"], emb)
     assert not torch.equal(
         load_file(str(first / "last.safetensors"))["encoder.layers.0.ffn.fc.weight"],
@@ -145,8 +172,19 @@ def _mnli_folder(folder: Path) -> Path:
 
 def test_mnli_reports_matched_and_mismatched(tmp_path):
     data = _mnli_folder(tmp_path)
-    cfg = TrainConfig(task="mnli", data_dir=str(data), tokenizer="whitespace", d_model=16, heads=2,
-                      layers=1, epochs=2, batch_size=32, out=str(tmp_path / "run"), device="cpu", threads=1)
+    cfg = TrainConfig(
+        task="mnli",
+        data_dir=str(data),
+        tokenizer="whitespace",
+        d_model=16,
+        heads=2,
+        layers=1,
+        epochs=2,
+        batch_size=32,
+        out=str(tmp_path / "run"),
+        device="cpu",
+        threads=1,
+    )
     run = train_dir(cfg)
     m = metrics(run)
     assert {"val_acc", "val_acc_mismatched"} <= set(m[0])
@@ -158,9 +196,21 @@ def test_mnli_reports_matched_and_mismatched(tmp_path):
 
 
 def test_sst2_slice_learns(tmp_path, shared_data):
-    cfg = TrainConfig(task="sst2", data_dir=str(shared_data), d_model=32, heads=4, layers=1,
-                      epochs=2, batch_size=64, lr=1e-3, max_train_examples=3000, max_eval_examples=300,
-                      out=str(tmp_path / "run"), device="cpu", threads=1)
+    cfg = TrainConfig(
+        task="sst2",
+        data_dir=str(shared_data),
+        d_model=32,
+        heads=4,
+        layers=1,
+        epochs=2,
+        batch_size=64,
+        lr=1e-3,
+        max_train_examples=3000,
+        max_eval_examples=300,
+        out=str(tmp_path / "run"),
+        device="cpu",
+        threads=1,
+    )
     run = train_dir(cfg)
     m = metrics(run)
     test = json.loads((run / "test.json").read_text())

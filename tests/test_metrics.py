@@ -18,7 +18,9 @@ def test_bleu_is_sacrebleus_corpus_bleu() -> None:
     assert bleu(refs, refs)[0] == pytest.approx(100.0)
 
 
-@pytest.mark.parametrize(("pred", "gold", "acc"), [([1, 0, 1, 1], [1, 1, 1, 0], 50.0), ([2], [2], 100.0), ([], [], 0.0)])
+@pytest.mark.parametrize(
+    ("pred", "gold", "acc"), [([1, 0, 1, 1], [1, 1, 1, 0], 50.0), ([2], [2], 100.0), ([], [], 0.0)]
+)
 def test_accuracy_in_percent(pred, gold, acc) -> None:
     assert accuracy(pred, gold) == acc
 

@@ -13,7 +13,9 @@ from embtool.positional import sinusoidal
 
 
 def tiny(**kw) -> ModelConfig:
-    base = dict(kind="translation", src_vocab=11, tgt_vocab=13, d_model=16, n_heads=4, n_layers=2, dropout=0.0)
+    base = dict(
+        kind="translation", src_vocab=11, tgt_vocab=13, d_model=16, n_heads=4, n_layers=2, dropout=0.0
+    )
     base.update(kw)
     return ModelConfig(**base)
 
@@ -53,7 +55,9 @@ def test_seq2seq_shapes_and_loss():
     loss, n = model.loss(src, tgt_in, tgt_out)
     assert n == 5
     logits = model(src, tgt_in)
-    ref = torch.nn.functional.cross_entropy(logits.reshape(-1, 13), tgt_out.reshape(-1), ignore_index=0, reduction="sum")
+    ref = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, 13), tgt_out.reshape(-1), ignore_index=0, reduction="sum"
+    )
     torch.testing.assert_close(loss, ref)
 
 
@@ -123,8 +127,11 @@ def test_set_embedding_checks_shape():
 
 def test_classifier_pools_real_tokens_only():
     torch.manual_seed(0)
-    model = build(ModelConfig(kind="classification", src_vocab=9, n_classes=3, d_model=16, n_heads=2,
-                              n_layers=1, dropout=0.0)).eval()
+    model = build(
+        ModelConfig(
+            kind="classification", src_vocab=9, n_classes=3, d_model=16, n_heads=2, n_layers=1, dropout=0.0
+        )
+    ).eval()
     assert isinstance(model, Classifier)
     a = model(torch.tensor([[4, 5, 6]]))
     b = model(torch.tensor([[4, 5, 6, 0, 0]]))

@@ -46,10 +46,19 @@ def test_source_name(source, name) -> None:
         ("glove:g.txt", [_h("extract"), _h("shuffle", axis="both", seed=1)], "GloVe_Shuffled"),
         ("glove:g.txt", [_h("shuffle", axis="rows", seed=1)], "GloVe_Shuffled(rows)"),
         ("xavier", [_h("init", method="xavier", dim=4, seed=1)], "Xavier"),
-        ("xavier", [_h("init", method="xavier"), _h("standardize", to="g.safetensors", to_source="glove:g.txt")],
-         "Xavier_GloVe"),
-        ("xavier", [_h("init", method="xavier"), _h("standardize", to="bert.safetensors",
-                                                      to_source="hf:bert-base-uncased")], "Xavier_BERT"),
+        (
+            "xavier",
+            [_h("init", method="xavier"), _h("standardize", to="g.safetensors", to_source="glove:g.txt")],
+            "Xavier_GloVe",
+        ),
+        (
+            "xavier",
+            [
+                _h("init", method="xavier"),
+                _h("standardize", to="bert.safetensors", to_source="hf:bert-base-uncased"),
+            ],
+            "Xavier_BERT",
+        ),
         ("hf:google/mt5-base", [_h("extract"), _h("align"), _h("standardize", to="xavier")], "mT5_Xavier"),
         ("hf:t5-small", [_h("standardize", to="normal:0.02")], "T5_Normal(0.02)"),
         ("glove:g.txt", [_h("scale", by="sqrt-dim", factor=17.3)], "GloVe_Scaled"),
@@ -83,8 +92,13 @@ def test_names_of_real_transform_histories(make_table) -> None:
         ({"src": None, "tgt": None}, "Xavier"),
         ({"src": {"source": "glove:de.txt"}, "tgt": {"source": "glove:en.txt"}}, "GloVe"),
         ({"src": {"source": "glove:de.txt"}, "tgt": None}, "GloVe/Xavier"),
-        ({"src": {"source": "hf:google/mt5-base", "history": [_h("standardize", to="xavier")]},
-          "tgt": {"source": "hf:google/mt5-base", "history": [_h("standardize", to="xavier")]}}, "mT5_Xavier"),
+        (
+            {
+                "src": {"source": "hf:google/mt5-base", "history": [_h("standardize", to="xavier")]},
+                "tgt": {"source": "hf:google/mt5-base", "history": [_h("standardize", to="xavier")]},
+            },
+            "mT5_Xavier",
+        ),
         ({"src": {"source": "hf:bert-base-uncased", "history": []}}, "BERT"),
     ],
 )
@@ -95,5 +109,11 @@ def test_run_name(tables, name) -> None:
 def test_sort_key_follows_the_papers_row_order() -> None:
     names = ["Xavier_T5", "T5_Shuffled", "T5", "BERT_Xavier", "Xavier", "T5_Xavier", "BERT"]
     assert sorted(names, key=sort_key) == [
-        "Xavier", "BERT", "BERT_Xavier", "T5", "T5_Xavier", "T5_Shuffled", "Xavier_T5",
+        "Xavier",
+        "BERT",
+        "BERT_Xavier",
+        "T5",
+        "T5_Xavier",
+        "T5_Shuffled",
+        "Xavier_T5",
     ]

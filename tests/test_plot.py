@@ -13,8 +13,9 @@ def test_plot_has_one_panel_per_task(grid: Path, tmp_path: Path) -> None:
     import matplotlib.image
 
     rep = lib.build_report([grid], table_stats=False)
-    assert lib.curve(next(c for c in rep.cells if c.task == "multi30k" and c.name == "Xavier").runs, "val_bleu") == ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0],
-                                                                               [0.0, 0.0, 0.0])
+    assert lib.curve(
+        next(c for c in rep.cells if c.task == "multi30k" and c.name == "Xavier").runs, "val_bleu"
+    ) == ([1.0, 2.0, 3.0], [10.0, 20.0, 30.0], [0.0, 0.0, 0.0])
     png = tmp_path / "curves.png"
     assert plot.plot_curves(rep, png) == ["Multi30k", "SST2"]
     img = matplotlib.image.imread(png)  # (H, W, RGBA)
@@ -30,4 +31,3 @@ def test_plot_without_complete_runs_is_an_error(embtool, tmp_path: Path) -> None
     write_run(tmp_path / "r", result=None)
     r = embtool("report", str(tmp_path), "--plot", str(tmp_path / "c.png"))
     assert r.code == 2 and "no complete runs" in r.stderr
-

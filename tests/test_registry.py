@@ -20,7 +20,10 @@ def test_every_split_a_record_uses_is_defined(name) -> None:
 def test_table5_columns_match_the_paper() -> None:
     # Table 5: epochs and batch size per column; D = 300 GloVe, 512 T5, 768 BERT/mBERT/mT5 (A.2)
     assert [(c.family, c.epochs, c.batch_size) for c in TASKS["multi30k"].table5] == [
-        ("glove", 20, 64), ("mbert", 20, 128), ("mt5", 20, 96)]
+        ("glove", 20, 64),
+        ("mbert", 20, 128),
+        ("mt5", 20, 96),
+    ]
     assert TASKS["mnli"].column("glove").epochs == 9 and TASKS["iwslt2017"].column("mt5").batch_size == 112
     dims = {"glove": 300, "t5": 512, "bert": 768, "mbert": 768, "mt5": 768}
     assert all(c.dim == dims[c.family] for t in TASKS.values() for c in t.table5)
@@ -28,7 +31,9 @@ def test_table5_columns_match_the_paper() -> None:
 
 
 def test_lookups_list_the_valid_choices() -> None:
-    with pytest.raises(BadInput, match="unknown task 'wmt'; valid choices: multi30k, iwslt2017, sst2, mnli, files"):
+    with pytest.raises(
+        BadInput, match="unknown task 'wmt'; valid choices: multi30k, iwslt2017, sst2, mnli, files"
+    ):
         get_task("wmt")
     with pytest.raises(BadInput, match="no Table 5 column for 't5'; valid choices: glove, mbert, mt5"):
         TASKS["multi30k"].column("t5")
@@ -36,5 +41,7 @@ def test_lookups_list_the_valid_choices() -> None:
 
 
 def test_default_tokenizers_are_spacy_in_the_sides_language() -> None:
-    assert TASKS["multi30k"].tokenizer("src") == "spacy:de" and TASKS["multi30k"].tokenizer("tgt") == "spacy:en"
+    assert (
+        TASKS["multi30k"].tokenizer("src") == "spacy:de" and TASKS["multi30k"].tokenizer("tgt") == "spacy:en"
+    )
     assert TASKS["sst2"].tokenizer("src") == "spacy:en"

@@ -30,7 +30,9 @@ def test_csv_and_json(grid: Path) -> None:
     rep = lib.build_report([grid], table_stats=False)
     rows = list(csv.DictReader(io.StringIO(render.to_csv(rep))))
     assert [(r["task"], r["initialisation"], r["seeds"]) for r in rows] == [
-        ("multi30k", "Xavier", "3"), ("multi30k", "GloVe", "1"), ("multi30k", "GloVe_Xavier", "2"),
+        ("multi30k", "Xavier", "3"),
+        ("multi30k", "GloVe", "1"),
+        ("multi30k", "GloVe_Xavier", "2"),
         ("sst2", "Xavier", "2"),
     ]
     assert rows[1]["std"] == "" and float(rows[0]["std"]) == pytest.approx(0.5)
@@ -64,4 +66,3 @@ def test_cli_bad_input(embtool, tmp_path: Path, make, message) -> None:
     r = embtool("report", str(make(tmp_path)))
     assert r.code == 2
     assert r.stderr.startswith("embtool: error: ") and message in r.stderr and len(r.stderr.splitlines()) == 1
-

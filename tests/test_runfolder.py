@@ -40,9 +40,15 @@ def test_metrics_round_trip_and_bad_lines_are_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("test", "line"),
     [
-        ({"bleu": 31.234, "best_epoch": 4, "split": "test_2016_flickr"}, "test BLEU 31.23 (best epoch 4, test_2016_flickr)"),
+        (
+            {"bleu": 31.234, "best_epoch": 4, "split": "test_2016_flickr"},
+            "test BLEU 31.23 (best epoch 4, test_2016_flickr)",
+        ),
         ({"best_val_acc": 80.5, "best_epoch": 3}, "best val acc 80.50 (epoch 3)"),
-        ({"best_val_acc": 60.0, "best_val_acc_mismatched": 61.0, "best_epoch": 2}, "val acc 60.00 / mismatched 61.00"),
+        (
+            {"best_val_acc": 60.0, "best_val_acc_mismatched": 61.0, "best_epoch": 2},
+            "val acc 60.00 / mismatched 61.00",
+        ),
     ],
 )
 def test_result_summary(tmp_path: Path, test, line) -> None:
@@ -53,7 +59,15 @@ def test_result_summary(tmp_path: Path, test, line) -> None:
 
 def test_resume_config_reads_the_settings_and_old_field_names(tmp_path: Path) -> None:
     # config.json from before the options and fields shared names (n_heads, n_layers, d_ff)
-    train = {"task": "files", "src": "a", "tgt": "b", "n_heads": 2, "n_layers": 1, "d_ff": 64, "out": "elsewhere"}
+    train = {
+        "task": "files",
+        "src": "a",
+        "tgt": "b",
+        "n_heads": 2,
+        "n_layers": 1,
+        "d_ff": 64,
+        "out": "elsewhere",
+    }
     (tmp_path / CONFIG).write_text(json.dumps({"train": train}))
     cfg = resume_config(tmp_path)
     assert (cfg.heads, cfg.layers, cfg.ff) == (2, 1, 64)
@@ -62,8 +76,12 @@ def test_resume_config_reads_the_settings_and_old_field_names(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no config.json"), ("{", "not a readable run config"), ('{"train": 3}', "not a readable run config"),
-     ('{"train": {"bogus": 1}}', "unknown training setting")],
+    [
+        (None, "no config.json"),
+        ("{", "not a readable run config"),
+        ('{"train": 3}', "not a readable run config"),
+        ('{"train": {"bogus": 1}}', "unknown training setting"),
+    ],
 )
 def test_resume_config_errors_name_the_folder(tmp_path: Path, content, message) -> None:
     if content is not None:

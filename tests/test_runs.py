@@ -12,7 +12,9 @@ from embtool.report.runs import find_run_dirs, per_run_settings, read_run
 
 
 def test_a_complete_run_is_named_from_its_tables_and_flags(tmp_path: Path) -> None:
-    run = read_run(write_run(tmp_path / "r", tables={"src": GLOVE_X, "tgt": GLOVE_X}, train={"freeze_emb": True}))
+    run = read_run(
+        write_run(tmp_path / "r", tables={"src": GLOVE_X, "tgt": GLOVE_X}, train={"freeze_emb": True})
+    )
     assert run.complete and run.name == "GloVe_Xavier [frozen]" and run.value == 30.0 and run.epoch == 3
 
 
@@ -22,7 +24,10 @@ def test_a_complete_run_is_named_from_its_tables_and_flags(tmp_path: Path) -> No
         (lambda p: (p / "test.json").unlink(), "incomplete: 3 epoch(s) in metrics.jsonl, no test.json"),
         (lambda p: (p / "test.json").write_text("[1]"), "failed: test.json is not readable JSON"),
         (lambda p: (p / "test.json").write_text("{}"), "failed: test.json has no number 'bleu'"),
-        (lambda p: (p / "metrics.jsonl").write_text("{nope\n"), "failed: metrics.jsonl line 1 is not valid JSON"),
+        (
+            lambda p: (p / "metrics.jsonl").write_text("{nope\n"),
+            "failed: metrics.jsonl line 1 is not valid JSON",
+        ),
         (lambda p: (p / "config.json").write_text("{"), "failed: config.json is not readable JSON"),
     ],
 )
@@ -37,7 +42,9 @@ def test_runs_are_found_below_folders_once(tmp_path: Path) -> None:
     a = write_run(tmp_path / "grid" / "a" / "s1")
     b = write_run(tmp_path / "grid" / "b" / "s1")
     (tmp_path / "grid" / "ckpt").mkdir()
-    (tmp_path / "grid" / "ckpt" / "config.json").write_text('{"hidden_size": 8}')  # a checkpoint's, not a run's
+    (tmp_path / "grid" / "ckpt" / "config.json").write_text(
+        '{"hidden_size": 8}'
+    )  # a checkpoint's, not a run's
     assert find_run_dirs([tmp_path / "grid", a, a / "config.json"]) == [a, b]
     with pytest.raises(BadInput, match="no such run folder"):
         find_run_dirs([tmp_path / "none"])

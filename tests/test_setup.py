@@ -21,7 +21,13 @@ def _cfg(**kw) -> TrainConfig:
     ("table_tok", "single", "override", "lang", "spec"),
     [
         (None, True, None, "de", "spacy:de"),  # no table: the side's language
-        ("hf:bert", True, None, "de", "hf:bert-base-uncased"),  # language-independent: serves both sides (alias resolved)
+        (
+            "hf:bert",
+            True,
+            None,
+            "de",
+            "hf:bert-base-uncased",
+        ),  # language-independent: serves both sides (alias resolved)
         ("spacy:en+lower", True, None, "de", "spacy:de+lower"),  # one spaCy table: each side its language
         ("spacy:en+lower", False, None, "de", "spacy:en+lower"),  # a side's own table
         ("hf:bert", True, "whitespace", "de", "whitespace"),  # --tokenizer wins
@@ -37,15 +43,25 @@ def _text(src: list[str], tgt: list[str]) -> TaskText:
     return TaskText(split, split, split)
 
 
-def test_prepare_builds_vocabularies_rows_by_token_and_drops_long_examples(tmp_path: Path, make_table) -> None:
+def test_prepare_builds_vocabularies_rows_by_token_and_drops_long_examples(
+    tmp_path: Path, make_table
+) -> None:
     from embtool.table import save
 
-    save(make_table(np.arange(6, dtype=np.float32).reshape(3, 2) + 1, ["b", "a", "zz"], tokenizer="whitespace"),
-         tmp_path / "t.safetensors")
+    save(
+        make_table(
+            np.arange(6, dtype=np.float32).reshape(3, 2) + 1, ["b", "a", "zz"], tokenizer="whitespace"
+        ),
+        tmp_path / "t.safetensors",
+    )
     cfg = _cfg(emb=str(tmp_path / "t.safetensors"), min_freq=1, max_len=5)
     prep = prepare(cfg, _text(["a b", "a a a a a a"], ["b", "a"]))
     assert prep.src.vocab == ["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"]
-    assert prep.src.rows is not None and prep.src.rows[4].tolist() == [3.0, 4.0] and prep.src.rows[5].tolist() == [1.0, 2.0]
+    assert (
+        prep.src.rows is not None
+        and prep.src.rows[4].tolist() == [3.0, 4.0]
+        and prep.src.rows[5].tolist() == [1.0, 2.0]
+    )
     assert prep.src.missing == 4  # the specials: not in the table, filled
     assert prep.dropped == 1 and prep.train == [([4, 5, 3], [5])]  # the source ends with <eos>
     with pytest.raises(BadInput, match="no training example is at most --max-len 4"):

@@ -21,9 +21,7 @@ def _write(path: Path, lines: list[str], gz: bool = False) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    "split,rows", [("train", 29000), ("val", 1014), ("test", 1000)]
-)
+@pytest.mark.parametrize("split,rows", [("train", 29000), ("val", 1014), ("test", 1000)])
 def test_multi30k_from_shared_data(shared_data, split, rows) -> None:
     for data_dir in (shared_data, shared_data / "multi30k"):  # the parent or the task folder
         data = load_task("multi30k", split, data_dir)
@@ -68,7 +66,12 @@ def test_mnli_local_glue_columns(tmp_path) -> None:
 @pytest.mark.parametrize(
     "task,split,files,message",
     [
-        ("multi30k", "val", {"train.de": ["a"], "train.en": ["b"]}, "no val split for multi30k: expected val.de"),
+        (
+            "multi30k",
+            "val",
+            {"train.de": ["a"], "train.en": ["b"]},
+            "no val split for multi30k: expected val.de",
+        ),
         ("multi30k", "train", {"train.de": ["a", "b"], "train.en": ["c"]}, "has 2 lines but"),
         ("multi30k", "dev", {}, "has no split 'dev'; valid choices: train, val, test"),
         ("sst2", "train", {"train.tsv": ["text\tlabel", "x\t1"]}, "no column sentence"),

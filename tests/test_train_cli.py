@@ -15,13 +15,40 @@ import pytest
 
 from conftest import reverse_task
 
-TINY = ["--tokenizer", "whitespace", "--d-model", "16", "--heads", "2", "--layers", "1", "--dropout", "0",
-        "--lr", "0.003", "--batch-size", "32", "--device", "cpu", "--threads", "1"]
+TINY = [
+    "--tokenizer",
+    "whitespace",
+    "--d-model",
+    "16",
+    "--heads",
+    "2",
+    "--layers",
+    "1",
+    "--dropout",
+    "0",
+    "--lr",
+    "0.003",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def files_args(files: dict[str, str]) -> list[str]:
-    return ["files", "--src", files["train_src"], "--tgt", files["train_tgt"],
-            "--val-src", files["val_src"], "--val-tgt", files["val_tgt"]]
+    return [
+        "files",
+        "--src",
+        files["train_src"],
+        "--tgt",
+        files["train_tgt"],
+        "--val-src",
+        files["val_src"],
+        "--val-tgt",
+        files["val_tgt"],
+    ]
 
 
 def test_train_files_writes_a_run_folder(tmp_path, embtool):
@@ -72,8 +99,15 @@ def test_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch, args, me
 
 def test_missing_table_is_exit_2(tmp_path, capsys):
     files = reverse_task(tmp_path, n_train=20, n_val=2)
-    code, err = run_in_process(capsys, "train", *files_args(files), "--emb", str(tmp_path / "none.safetensors"),
-                               "-o", str(tmp_path / "r"))
+    code, err = run_in_process(
+        capsys,
+        "train",
+        *files_args(files),
+        "--emb",
+        str(tmp_path / "none.safetensors"),
+        "-o",
+        str(tmp_path / "r"),
+    )
     assert code == 2
     assert err.strip() == f"embtool: error: {tmp_path / 'none.safetensors'}: no such file"
 
@@ -81,7 +115,10 @@ def test_missing_table_is_exit_2(tmp_path, capsys):
 def test_existing_run_needs_resume_and_a_finished_run_resumes_to_itself(tmp_path, capsys):
     files = reverse_task(tmp_path, n_train=100, n_val=5)
     run = tmp_path / "run"
-    assert run_in_process(capsys, "-q", "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))[0] == 0
+    assert (
+        run_in_process(capsys, "-q", "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))[0]
+        == 0
+    )
     code, err = run_in_process(capsys, "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))
     assert code == 2
     assert err.startswith("embtool: error: run folder") and f"--resume {run}" in err
@@ -109,8 +146,11 @@ def test_kill_9_between_epochs_then_resume_equals_uninterrupted(tmp_path, embtoo
     assert whole.code == 0, whole.stderr
 
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "embtool", "-q", "train", *args, "-o", str(run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embtool", "-q", "train", *args, "-o", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metrics = run / "metrics.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -137,9 +177,31 @@ def test_kill_9_between_epochs_then_resume_equals_uninterrupted(tmp_path, embtoo
 @pytest.mark.slow
 def test_short_real_multi30k_run(tmp_path, embtool, shared_data):
     r = embtool(
-        "train", "multi30k", "--data-dir", str(shared_data / "multi30k"), "--d-model", "64", "--heads", "4",
-        "--layers", "1", "--epochs", "2", "--batch-size", "64", "--lr", "1e-3", "--max-train-examples", "3000",
-        "--max-eval-examples", "100", "--device", "cpu", "-o", str(tmp_path / "run"), "--json",
+        "train",
+        "multi30k",
+        "--data-dir",
+        str(shared_data / "multi30k"),
+        "--d-model",
+        "64",
+        "--heads",
+        "4",
+        "--layers",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--lr",
+        "1e-3",
+        "--max-train-examples",
+        "3000",
+        "--max-eval-examples",
+        "100",
+        "--device",
+        "cpu",
+        "-o",
+        str(tmp_path / "run"),
+        "--json",
     )
     assert r.code == 0, r.stderr
     result = json.loads(r.text)
@@ -156,11 +218,19 @@ def test_short_real_multi30k_run(tmp_path, embtool, shared_data):
 def test_demo_runs_end_to_end_with_a_tiny_budget(tmp_path, shared_data):
     """examples/demo.sh (the `make demo` job) with its knobs turned down."""
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, EMBTOOL_DATA_DIR=str(shared_data), DEMO_DIR=str(tmp_path / "demo"),
-               DEMO_TRAIN_EXAMPLES="200", DEMO_EPOCHS="1", DEMO_DIM="16", DEMO_LAYERS="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run(["bash", str(root / "examples" / "demo.sh")], env=env, capture_output=True, text=True,
-                          timeout=600)
+    env = dict(
+        os.environ,
+        EMBTOOL_DATA_DIR=str(shared_data),
+        DEMO_DIR=str(tmp_path / "demo"),
+        DEMO_TRAIN_EXAMPLES="200",
+        DEMO_EPOCHS="1",
+        DEMO_DIM="16",
+        DEMO_LAYERS="1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    proc = subprocess.run(
+        ["bash", str(root / "examples" / "demo.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("xavier", "w2v", "w2v_x", "w2v_shuf"):
         assert (tmp_path / "demo" / "runs" / name / "test.json").is_file()

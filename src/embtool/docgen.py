@@ -18,7 +18,10 @@ def completion_script(shell: str) -> str:
     """typer's completion script for ``embtool``: it asks the installed program for candidates."""
     from typer._completion_shared import get_completion_script
 
-    return get_completion_script(prog_name="embtool", complete_var="_EMBTOOL_COMPLETE", shell=shell).strip() + "\n"
+    return (
+        get_completion_script(prog_name="embtool", complete_var="_EMBTOOL_COMPLETE", shell=shell).strip()
+        + "\n"
+    )
 
 
 def command_reference() -> str:

@@ -1,14 +1,7 @@
 """One experiment of the paper (a box of its Table 1): every initialisation × every seed, then the report.
 
-From one pretrained table (or one per side) it builds the variant tables of §3 —
-
-- ``xavier``: Xavier-uniform rows for the table's tokens (§3.1), drawn with the run's seed;
-- ``pretrained``: the table itself (§3.2–3.3);
-- ``standardized``: Eq. 1, the table moved to Xavier's mean and σ (Pre-trained_Xavier);
-- ``shuffled``: rows and columns permuted with the run's seed (Pre-trained_Shuffled);
-- ``xavier_like``: Eq. 4, a Xavier table moved to the table's mean and σ (Xavier_Pre-trained, Table 7);
-
-— then trains each with `embtool.training.train` for each seed into ``OUT/runs/<variant>/s<seed>``,
+From one pretrained table (or one per side) it builds the variant tables of §3 (``embtool.variants``:
+xavier, pretrained, standardized, shuffled, xavier_like), then trains each with `embtool.training.train` for each seed into ``OUT/runs/<variant>/s<seed>``,
 and for each point of ``--grid NAME=V1,V2`` axes (any TrainConfig field) into
 ``OUT/runs/<variant>/<name>=<v>,…/s<seed>``.
 A run whose folder holds ``test.json`` is skipped and an interrupted one is resumed, so running the
@@ -28,9 +21,8 @@ from typing import Any
 
 from embtool._version import __version__
 from embtool.errors import BadInput, EmbtoolError, WorkFailure
+from embtool.variants import RANDOM_VARIANTS, VARIANTS, parse_variants, variant_table
 
-VARIANTS = ("xavier", "pretrained", "standardized", "shuffled", "xavier_like")
-RANDOM_VARIANTS = ("xavier", "shuffled", "xavier_like")  # drawn anew for every seed
 GRID_FILE = "experiment.json"
 REPORT_MD, REPORT_PNG, REPORT_CSV = "report.md", "curves.png", "table1.csv"
 # TrainConfig fields the grid sets itself; the rest are the user's training settings
@@ -69,16 +61,6 @@ class Grid:
         return [r for r in self.runs if r.state != "done"]
 
 
-def parse_variants(text: str) -> list[str]:
-    """``"xavier,standardized"`` → the variant names, checked, in the given order."""
-    names = [v.strip().replace("-", "_") for v in text.split(",") if v.strip()]
-    bad = [v for v in names if v not in VARIANTS]
-    if bad or not names:
-        raise BadInput(f"--variants {text!r}: unknown variant {bad[0] if bad else '(none)'!r}; "
-                       f"valid choices: {', '.join(VARIANTS)}")
-    return list(dict.fromkeys(names))
-
-
 def parse_seeds(text: str) -> list[int]:
     """``"3"`` → seeds 1, 2, 3; ``"1,5,7"`` → those seeds."""
     try:
@@ -109,8 +91,10 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
         if not eq or not name or not text.strip():
             raise BadInput(f"--grid {item!r}: give NAME=V1,V2 (e.g. --grid layers=3,6)")
         if name not in allowed:
-            raise BadInput(f"--grid {item!r}: {name!r} is not a training setting the grid can vary; "
-                           f"valid: {', '.join(sorted(allowed))}")
+            raise BadInput(
+                f"--grid {item!r}: {name!r} is not a training setting the grid can vary; "
+                f"valid: {', '.join(sorted(allowed))}"
+            )
         if name in axes:
             raise BadInput(f"--grid {item!r}: {name} is given twice")
         values = [parse_value(name, v.strip(), f"--grid {name}") for v in text.split(",") if v.strip()]
@@ -158,15 +142,24 @@ def plan(
         if not path.is_file():
             raise BadInput(f"--{key.replace('_', '-')} {path}: no such table file")
         if "embtool.format" not in read_metadata(path):
-            raise BadInput(f"--{key.replace('_', '-')} {path}: not an embtool table; make one with `embtool extract`")
+            raise BadInput(
+                f"--{key.replace('_', '-')} {path}: not an embtool table; make one with `embtool extract`"
+            )
     bad = sorted(set(settings or {}) & GRID_FIELDS)
     if bad:
         raise BadInput(f"the grid sets {', '.join(bad)} itself; leave it out of the training settings")
     both = sorted(set(settings or {}) & set(axes or {}))
     if both:
         raise BadInput(f"{', '.join(both)}: give a setting once, as an option or as a --grid axis")
-    grid = Grid(task=task, out=Path(out), inputs=given, variants=list(variants), seeds=list(seeds),
-                settings=dict(settings or {}), axes=dict(axes or {}))
+    grid = Grid(
+        task=task,
+        out=Path(out),
+        inputs=given,
+        variants=list(variants),
+        seeds=list(seeds),
+        settings=dict(settings or {}),
+        axes=dict(axes or {}),
+    )
     for variant in grid.variants:
         for point in grid.points():
             for seed in grid.seeds:
@@ -190,31 +183,21 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
     folder and tables (TrainConfig checks every value)."""
     from embtool.training.config import TrainConfig
 
-    values: dict[str, Any] = {**grid.settings, **run.point, "task": grid.task, "seed": run.seed,
-                              "out": str(run.out), "resume": True}
+    values: dict[str, Any] = {
+        **grid.settings,
+        **run.point,
+        "task": grid.task,
+        "seed": run.seed,
+        "out": str(run.out),
+        "resume": True,
+    }
     values.update({key: str(path) for key, path in run.tables.items()})
     return TrainConfig.from_dict(values, origin="training settings")
 
 
-def variant_table(table: Any, variant: str, seed: int, side_offset: int = 0) -> Any:
-    """One variant of a pretrained table (see the module docstring); random steps use ``seed``."""
-    from embtool import transforms
-
-    if variant == "pretrained":
-        return table
-    if variant == "standardized":
-        return transforms.standardize(table, "xavier")  # Eq. 1
-    if variant == "shuffled":
-        return transforms.shuffle(table, axis="both", seed=seed + side_offset)
-    x = transforms.xavier(table.tokens, table.dim, seed=seed + side_offset, tokenizer=table.tokenizer)
-    if variant == "xavier":
-        return x
-    if variant == "xavier_like":
-        return transforms.standardize(x, table)  # Eq. 4
-    raise BadInput(f"unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
-
-
-def build_tables(grid: Grid, runs: Sequence[PlannedRun] | None = None, event: Event | None = None) -> list[Path]:
+def build_tables(
+    grid: Grid, runs: Sequence[PlannedRun] | None = None, event: Event | None = None
+) -> list[Path]:
     """Write the variant tables the given runs (default: those not done) need and lack."""
     from embtool.table import load, save
 
@@ -262,8 +245,9 @@ def check_record(grid: Grid) -> dict[str, Any]:
     differ = []
     if old.get("task") != record["task"]:
         differ.append("task")
-    if {k: v.get("sha256") for k, v in (old.get("inputs") or {}).items()} != \
-            {k: v["sha256"] for k, v in record["inputs"].items()}:
+    if {k: v.get("sha256") for k, v in (old.get("inputs") or {}).items()} != {
+        k: v["sha256"] for k, v in record["inputs"].items()
+    }:
         differ.append("input table(s)")
     from embtool.training.config import fields_with_role
 
@@ -318,8 +302,14 @@ def run_grid(
     failures: list[tuple[PlannedRun, str]] = []
     total = len(grid.runs)
     for i, run in enumerate(grid.runs, start=1):
-        info = {"index": i, "total": total, "variant": run.variant, "seed": run.seed, "out": str(run.out),
-                "point": point_label(run.point)}
+        info = {
+            "index": i,
+            "total": total,
+            "variant": run.variant,
+            "seed": run.seed,
+            "out": str(run.out),
+            "point": point_label(run.point),
+        }
         if _state(run.out) == "done":
             event("skip", info)
             continue
@@ -379,3 +369,9 @@ def run_experiment(
     failures = run_grid(grid)
     require_runs(grid)
     return write_report(grid), failures
+
+
+__all__ = [
+    "GRID_FIELDS", "RANDOM_VARIANTS", "VARIANTS", "Grid", "PlannedRun", "build_tables", "check", "parse_grid",
+    "parse_seeds", "parse_variants", "plan", "run_experiment", "run_grid", "variant_table", "write_report",
+]  # fmt: skip

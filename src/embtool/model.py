@@ -71,7 +71,9 @@ class ModelConfig:
         if self.n_layers < 1 or self.d_ff < 1:
             raise BadInput(f"--layers and the FFN width must be ≥ 1, got {self.n_layers}, {self.d_ff}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
-            raise BadInput(f"--dropout and --attn-dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}")
+            raise BadInput(
+                f"--dropout and --attn-dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}"
+            )
         if self.max_len < 2:
             raise BadInput(f"max_len must be at least 2, got {self.max_len}")
         if self.kind == "classification" and self.n_classes < 2:
@@ -198,7 +200,9 @@ class TokenInput(nn.Module):
         self.scale = math.sqrt(cfg.d_model) if cfg.scale_emb else 1.0
         self.use_posenc = cfg.posenc
         self.pe: Tensor
-        self.register_buffer("pe", torch.from_numpy(sinusoidal(cfg.max_len, cfg.d_model)), persistent=False)  # (L, D)
+        self.register_buffer(
+            "pe", torch.from_numpy(sinusoidal(cfg.max_len, cfg.d_model)), persistent=False
+        )  # (L, D)
         self.drop = Dropout(cfg.dropout)
         if cfg.freeze_emb:
             self.emb.weight.requires_grad_(False)
@@ -206,7 +210,9 @@ class TokenInput(nn.Module):
     def forward(self, ids: Tensor, start: int = 0) -> Tensor:
         T = ids.shape[1]  # ids: (B, T), at positions start … start+T-1
         if start + T > self.pe.shape[0]:
-            raise BadInput(f"a sequence of {start + T} tokens is longer than the model's max_len {self.pe.shape[0]}")
+            raise BadInput(
+                f"a sequence of {start + T} tokens is longer than the model's max_len {self.pe.shape[0]}"
+            )
         x = self.emb(ids) * self.scale  # (B, T, D)
         if self.use_posenc:
             x = x + self.pe[start : start + T]  # (T, D) broadcast over the batch
@@ -284,9 +290,7 @@ class Seq2Seq(nn.Module):
             y = layer(y, memory, mask)
         return y
 
-    def step(
-        self, tok: Tensor, pos: int, memory: Tensor, mask: Tensor | None, caches: list[Cache]
-    ) -> Tensor:
+    def step(self, tok: Tensor, pos: int, memory: Tensor, mask: Tensor | None, caches: list[Cache]) -> Tensor:
         """One decoding step: tok (B, 1) at position ``pos`` → log-probabilities (B, V).
 
         ``caches`` (one per layer, start with ``new_caches()``) grow by one position per call.
@@ -352,8 +356,6 @@ def build(cfg: ModelConfig) -> Seq2Seq | Classifier:
 def set_embedding(emb: nn.Embedding, rows: Tensor) -> None:
     """Copy (N, D) ``rows`` into an embedding layer, checking the shape."""
     if tuple(rows.shape) != tuple(emb.weight.shape):
-        raise BadInput(
-            f"embedding rows {tuple(rows.shape)} do not fit the layer {tuple(emb.weight.shape)}"
-        )
+        raise BadInput(f"embedding rows {tuple(rows.shape)} do not fit the layer {tuple(emb.weight.shape)}")
     with torch.no_grad():
         emb.weight.copy_(rows.to(emb.weight.dtype))

@@ -65,9 +65,14 @@ class TrainingProgress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f} · {task.fields[tps]:,.0f} tok/s"), TimeElapsedColumn(),
-                console=err_console(), transient=True, disable=STATE.quiet,
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]:.3f} · {task.fields[tps]:,.0f} tok/s"),
+                TimeElapsedColumn(),
+                console=err_console(),
+                transient=True,
+                disable=STATE.quiet,
             )
             self.progress.__enter__()
         return self.progress
@@ -86,11 +91,15 @@ class TrainingProgress:
         if event == "epoch_start":
             if self.task is not None:
                 p.remove_task(self.task)
-            self.task = p.add_task(f"epoch {data['epoch']}/{data['epochs']}", total=data["steps"], loss=0.0, tps=0.0)
+            self.task = p.add_task(
+                f"epoch {data['epoch']}/{data['epochs']}", total=data["steps"], loss=0.0, tps=0.0
+            )
         elif event == "step" and self.task is not None:
             p.update(self.task, completed=data["step"], loss=data["loss"], tps=data["tokens_per_s"])
         elif event == "epoch":
-            score = (f"val BLEU {data['val_bleu']:.2f}" if "val_bleu" in data else f"val acc {data['val_acc']:.2f}")
+            score = (
+                f"val BLEU {data['val_bleu']:.2f}" if "val_bleu" in data else f"val acc {data['val_acc']:.2f}"
+            )
             p.console.print(
                 f"epoch {data['epoch']}: train loss {data['train_loss']:.3f}, val loss {data['val_loss']:.3f}, "
                 f"{score}, {data['seconds']:.1f}s, {data['tokens_per_s']:,.0f} tok/s"

@@ -23,16 +23,21 @@ def register(app: typer.Typer) -> None:
 
 def align(
     tables: Optional[List[str]] = typer.Argument(
-        None, help="Input table(s), or - for stdin; a token's row comes from the first that has it.",
+        None,
+        help="Input table(s), or - for stdin; a token's row comes from the first that has it.",
         metavar="TABLE",
     ),
     vocab: str = typer.Option(..., "--vocab", help="Vocabulary file whose order the rows take."),
     missing: str = typer.Option(
-        "normal", "--missing", help=MISSING_HELP + " subword: the mean of the rows of the token's pieces "
-        "(split by the table's hf: tokenizer) where the table has them all, else normal."
+        "normal",
+        "--missing",
+        help=MISSING_HELP + " subword: the mean of the rows of the token's pieces "
+        "(split by the table's hf: tokenizer) where the table has them all, else normal.",
     ),
     case_fallback: bool = typer.Option(
-        True, "--case-fallback/--no-case-fallback", help="Try the lower-cased token when the exact one is absent."
+        True,
+        "--case-fallback/--no-case-fallback",
+        help="Try the lower-cased token when the exact one is absent.",
     ),
     seed: int = SEED,
     out: str = OUT_TABLE,

@@ -20,23 +20,37 @@ def register(app: typer.Typer) -> None:
 
 @with_train_options(optional=True, exclude=GRID_SETS, panel_prefix="Training: ")
 def experiment(
-    task: str = typer.Argument(..., help="multi30k, iwslt2017, sst2, mnli, or files (with --src/--tgt).", metavar="TASK"),
-    emb: Optional[str] = typer.Option(None, "--emb", help="The pretrained table (both sides).", metavar="TABLE"),
-    src_emb: Optional[str] = typer.Option(None, "--src-emb", help="The pretrained table of the encoder side.",
-                                          metavar="TABLE"),
-    tgt_emb: Optional[str] = typer.Option(None, "--tgt-emb", help="The pretrained table of the decoder side.",
-                                          metavar="TABLE"),
+    task: str = typer.Argument(
+        ..., help="multi30k, iwslt2017, sst2, mnli, or files (with --src/--tgt).", metavar="TASK"
+    ),
+    emb: Optional[str] = typer.Option(
+        None, "--emb", help="The pretrained table (both sides).", metavar="TABLE"
+    ),
+    src_emb: Optional[str] = typer.Option(
+        None, "--src-emb", help="The pretrained table of the encoder side.", metavar="TABLE"
+    ),
+    tgt_emb: Optional[str] = typer.Option(
+        None, "--tgt-emb", help="The pretrained table of the decoder side.", metavar="TABLE"
+    ),
     seeds: str = typer.Option("3", "--seeds", help="How many seeds (3 → 1,2,3), or a list (1,5,7)."),
     variants: str = typer.Option(
-        "xavier,pretrained,standardized,shuffled,xavier_like", "--variants",
+        "xavier,pretrained,standardized,shuffled,xavier_like",
+        "--variants",
         help="Which initialisations: xavier, pretrained, standardized (Eq. 1), shuffled, xavier_like (Eq. 4).",
     ),
     grid: List[str] = typer.Option(
-        [], "--grid", help="Vary any training setting: NAME=V1,V2 (repeatable; the runs are every combination), "
-        "e.g. --grid layers=3,6 --grid lr=1e-4,2e-4.", metavar="NAME=V1,V2",
+        [],
+        "--grid",
+        help="Vary any training setting: NAME=V1,V2 (repeatable; the runs are every combination), "
+        "e.g. --grid layers=3,6 --grid lr=1e-4,2e-4.",
+        metavar="NAME=V1,V2",
     ),
-    out: Optional[str] = typer.Option(None, "-o", "--out", help="Grid folder (default: experiments/TASK-TABLE)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their state; build and train nothing."),
+    out: Optional[str] = typer.Option(
+        None, "-o", "--out", help="Grid folder (default: experiments/TASK-TABLE)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="List the runs and their state; build and train nothing."
+    ),
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Build the variant tables of one pretrained table, train each for each seed, and write the report.
@@ -59,8 +73,15 @@ def experiment(
     inputs = {"emb": emb, "src_emb": src_emb, "tgt_emb": tgt_emb}
     table = emb or src_emb or tgt_emb
     folder = out or str(Path("experiments") / f"{task}-{Path(table).name.split('.')[0] if table else 'none'}")
-    plan = lib.plan(task, {k: v for k, v in inputs.items() if v}, folder, lib.parse_variants(variants),
-                    lib.parse_seeds(seeds), settings, lib.parse_grid(grid))
+    plan = lib.plan(
+        task,
+        {k: v for k, v in inputs.items() if v},
+        folder,
+        lib.parse_variants(variants),
+        lib.parse_seeds(seeds),
+        settings,
+        lib.parse_grid(grid),
+    )
     if dry_run:
         lib.check(plan)  # the same checks as a real run: settings, and the folder's earlier grid
         _print_plan(plan)
@@ -74,10 +95,14 @@ def experiment(
         raise WorkFailure(f"every run failed: {_listed(failures)}")
     lib.require_runs(plan)
     paths = lib.write_report(plan)
-    typer.echo(paths["markdown"].read_text(encoding="utf-8").split("\n## Notes")[0].split("\n## Runs")[0], nl=False)
+    typer.echo(
+        paths["markdown"].read_text(encoding="utf-8").split("\n## Notes")[0].split("\n## Runs")[0], nl=False
+    )
     info(f"experiment: report → {', '.join(str(p) for p in paths.values())}")
     if failures:
-        raise WorkFailure(f"{len(failures)} run(s) failed: {_listed(failures)}; run the same command again to retry them")
+        raise WorkFailure(
+            f"{len(failures)} run(s) failed: {_listed(failures)}; run the same command again to retry them"
+        )
 
 
 def _listed(failures: list[Any]) -> str:
@@ -105,7 +130,9 @@ def _event(name: str, data: dict[str, Any]) -> None:
     elif name == "start":
         verb = "resuming" if data.get("resume") else "training"
         point = f" {data['point']}" if data.get("point") else ""
-        info(f"[{data['index']}/{data['total']}] {verb} {data['variant']}{point} seed {data['seed']} → {data['out']}")
+        info(
+            f"[{data['index']}/{data['total']}] {verb} {data['variant']}{point} seed {data['seed']} → {data['out']}"
+        )
     elif name == "failed":
         info(f"[red]{data['variant']} seed {data['seed']} failed:[/red] {data['error']}")
 

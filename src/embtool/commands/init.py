@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
 
 
 def init(
-    method: Method = typer.Argument(..., help="Initialisation: xavier (uniform, Glorot & Bengio).", metavar="METHOD"),
+    method: Method = typer.Argument(
+        ..., help="Initialisation: xavier (uniform, Glorot & Bengio).", metavar="METHOD"
+    ),
     vocab: str = typer.Option(..., "--vocab", help="Vocabulary file (one token per line)."),
     dim: int = typer.Option(..., "--dim", min=1, help="Embedding dimension D."),
     seed: int = SEED,

@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
 
 def report(
     runs: List[str] = typer.Argument(
-        ..., help="Run folders (holding config.json), or folders of them, searched recursively.",
+        ...,
+        help="Run folders (holding config.json), or folders of them, searched recursively.",
         metavar="RUN_OR_DIR...",
     ),
     out: Optional[str] = typer.Option(None, "-o", "--out", help="Write the Markdown here instead of stdout."),
@@ -24,7 +25,9 @@ def report(
         None, "--plot", help="Write Figure 1 (validation curves, one panel per task) to this PNG."
     ),
     csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV line per Table 1 cell here."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (Markdown still goes to -o)."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print the report as JSON on stdout (Markdown still goes to -o)."
+    ),
     no_table_stats: bool = typer.Option(
         False, "--no-table-stats", help="Skip Table 2 (reading the tables the runs used)."
     ),

@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
 
 def scale(
     table: str = IN_TABLE,
-    by: str = typer.Option("sqrt-dim", "--by", help="sqrt-dim (the transformer's input scaling) or a number."),
+    by: str = typer.Option(
+        "sqrt-dim", "--by", help="sqrt-dim (the transformer's input scaling) or a number."
+    ),
     out: str = OUT_TABLE,
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:

@@ -24,7 +24,9 @@ def train(
         None, help="multi30k, iwslt2017 (de→en), sst2, mnli, or files (with --src/--tgt).", metavar="[TASK]"
     ),
     resume: Optional[str] = typer.Option(
-        None, "--resume", help="Continue this run folder from its last completed epoch (its settings are kept).",
+        None,
+        "--resume",
+        help="Continue this run folder from its last completed epoch (its settings are kept).",
         metavar="RUN_DIR",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print test.json on stdout at the end."),

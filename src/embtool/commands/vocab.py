@@ -28,10 +28,14 @@ def vocab(
     ),
     lower: bool = typer.Option(False, "--lower", help="Lower-case tokens (adds +lower to the spec)."),
     min_freq: Optional[int] = typer.Option(
-        None, "--min-freq", help="Keep tokens seen at least K times. Default: the paper's (2; 5 for iwslt2017; 1 for --text).",
+        None,
+        "--min-freq",
+        help="Keep tokens seen at least K times. Default: the paper's (2; 5 for iwslt2017; 1 for --text).",
         metavar="K",
     ),
-    max_size: Optional[int] = typer.Option(None, "--max-size", help="Keep at most this many non-special tokens."),
+    max_size: Optional[int] = typer.Option(
+        None, "--max-size", help="Keep at most this many non-special tokens."
+    ),
     specials: str = typer.Option(
         "<unk>,<pad>,<bos>,<eos>", "--specials", help="Comma-separated tokens put first ('' for none)."
     ),

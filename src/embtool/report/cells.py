@@ -246,8 +246,18 @@ def encoder_table_stats(runs: list[Run]) -> dict[str, Any] | None:
             key = f"xavier:{n}x{d}"
             if key not in seen:
                 seen.add(key)
-                figures.append({"min": -a, "max": a, "mean": 0.0, "std": s, "n": n, "dim": d,
-                                "sha256": None, "path": None})
+                figures.append(
+                    {
+                        "min": -a,
+                        "max": a,
+                        "mean": 0.0,
+                        "std": s,
+                        "n": n,
+                        "dim": d,
+                        "sha256": None,
+                        "path": None,
+                    }
+                )
             continue
         digest = str(info.get("sha256") or "")
         if digest and digest in seen:
@@ -299,5 +309,13 @@ def _file_stats(info: dict[str, Any], run_dir: Path) -> dict[str, Any] | str:
     if want and sha256_file(path) != want:
         return f"{raw}: sha256 differs from the one {run_dir} recorded; the file changed since the run"
     s = table_stats(load(path))
-    return {"min": s.min, "max": s.max, "mean": s.mean, "std": s.std, "n": s.n, "dim": s.dim,
-            "sha256": want, "path": str(raw)}
+    return {
+        "min": s.min,
+        "max": s.max,
+        "mean": s.mean,
+        "std": s.std,
+        "n": s.n,
+        "dim": s.dim,
+        "sha256": want,
+        "path": str(raw),
+    }

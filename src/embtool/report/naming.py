@@ -101,7 +101,9 @@ def _step_suffix(op: str, args: Mapping[str, Any]) -> str:
         return "Shuffled" if axis == "both" else f"Shuffled({axis})"
     if op == "scale":
         by = args.get("by", "sqrt-dim")
-        return "Scaled" if by == "sqrt-dim" else f"Scaled({by:g})" if isinstance(by, float) else f"Scaled({by})"
+        return (
+            "Scaled" if by == "sqrt-dim" else f"Scaled({by:g})" if isinstance(by, float) else f"Scaled({by})"
+        )
     if op == "posenc":
         return "PosEnc"
     return op

@@ -43,8 +43,14 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
                 continue
             m, s = means, stds
             (line,) = ax.plot(epochs, m, marker="o", markersize=3, label=f"{c.name} (n={c.n})")
-            ax.fill_between(epochs, [a - b for a, b in zip(m, s, strict=True)], [a + b for a, b in zip(m, s, strict=True)],
-                            color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(
+                epochs,
+                [a - b for a, b in zip(m, s, strict=True)],
+                [a + b for a, b in zip(m, s, strict=True)],
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
+            )
         title = task_title(task)
         titles.append(title)
         ax.set_title(title)

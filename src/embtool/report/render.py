@@ -62,8 +62,10 @@ def markdown(report: Report, title: str = "embtool report") -> str:
     out = io.StringIO()
     w = out.write
     complete = [r for r in report.runs if r.complete]
-    w(f"# {title}\n\n{len(report.runs)} run(s): {len(complete)} complete, "
-      f"{len(report.left_out)} incomplete or failed (listed below, left out of every figure).\n\n")
+    w(
+        f"# {title}\n\n{len(report.runs)} run(s): {len(complete)} complete, "
+        f"{len(report.left_out)} incomplete or failed (listed below, left out of every figure).\n\n"
+    )
     tasks = report.tasks
     first: dict[str, Cell] = {}
     for c in report.cells:
@@ -75,17 +77,22 @@ def markdown(report: Report, title: str = "embtool report") -> str:
         header = ["Initialisation"]
         for t in tasks:
             kinds = [c for c in report.cells if c.task == t]
-            header += [f"{task_title(t)} {result_header(kinds[0].kind, any(c.mean2 is not None for c in kinds))}",
-                       "Epoch", "Seeds"]
+            header += [
+                f"{task_title(t)} {result_header(kinds[0].kind, any(c.mean2 is not None for c in kinds))}",
+                "Epoch",
+                "Seeds",
+            ]
         w(_md_row(header) + _md_row(["---"] + ["---:"] * (len(header) - 1)))
         for name in names:
             row = [name]
             for t in tasks:
                 row += list(_cell_texts(by.get((t, name))))
             w(_md_row(row))
-        w("\nBold: the best mean of each task. σ: sample standard deviation over seeds (ddof=1), "
-          "– with one seed. Epoch: mean best epoch (lowest validation loss, "
-          "as `train` picks the model). Accuracy in %.\n\n")
+        w(
+            "\nBold: the best mean of each task. σ: sample standard deviation over seeds (ddof=1), "
+            "– with one seed. Epoch: mean best epoch (lowest validation loss, "
+            "as `train` picks the model). Accuracy in %.\n\n"
+        )
         w("## Table 2: the encoder embedding tables the runs started from\n\n")
         header = ["Initialisation"]
         for t in tasks:
@@ -102,8 +109,10 @@ def markdown(report: Report, title: str = "embtool report") -> str:
                     mean = "≈0" if abs(s["mean"]) < 0.01 * s["std"] else _num(s["mean"])
                     row += [f"{_num(s['min'])}, {_num(s['max'])}", f"{mean} ({_num(s['std'])})"]
             w(_md_row(row))
-        w("\nRange: the minimum and maximum value; mean and σ (ddof=1) of all values. "
-          "Runs with no table: Xavier's U(−a, a), a = √(6/(N+D)), σ = √(2/(N+D)).\n\n")
+        w(
+            "\nRange: the minimum and maximum value; mean and σ (ddof=1) of all values. "
+            "Runs with no table: Xavier's U(−a, a), a = √(6/(N+D)), σ = √(2/(N+D)).\n\n"
+        )
     notes = [(c, n) for c in report.cells for n in c.notes]
     notes += [(c, p) for c in report.cells if c.table for p in c.table.get("problems", [])]
     if notes:
@@ -119,8 +128,10 @@ def markdown(report: Report, title: str = "embtool report") -> str:
         w("\n")
     if complete:
         w("## Runs\n\n")
-        w(_md_row(["Run", "Task", "Initialisation", "Seed", "Result", "Best epoch", "Tables (sha256)"])
-          + _md_row(["---", "---", "---", "---:", "---:", "---:", "---"]))
+        w(
+            _md_row(["Run", "Task", "Initialisation", "Seed", "Result", "Best epoch", "Tables (sha256)"])
+            + _md_row(["---", "---", "---", "---:", "---:", "---:", "---"])
+        )
         for r in complete:
             result = _f1(r.value) + ("" if r.value2 is None else "/" + _f1(r.value2))
             epoch = _f1(r.epoch) + ("" if r.epoch2 is None else "/" + _f1(r.epoch2))
@@ -140,7 +151,9 @@ def _table_ids(config: dict[str, Any]) -> str:
     parts = []
     for side, info in (config.get("tables") or {}).items():
         if info:
-            parts.append(f"{side}: {Path(str(info.get('path', '?'))).name} {str(info.get('sha256', ''))[:12]}")
+            parts.append(
+                f"{side}: {Path(str(info.get('path', '?'))).name} {str(info.get('sha256', ''))[:12]}"
+            )
     return "; ".join(parts) or XAVIER
 
 
@@ -149,9 +162,23 @@ def _md_row(cells: Iterable[str]) -> str:
 
 
 CSV_FIELDS = [
-    "task", "kind", "initialisation", "seeds", "mean", "std", "best", "epoch", "mean_mismatched",
-    "std_mismatched", "best_mismatched", "epoch_mismatched", "table_min", "table_max", "table_mean",
-    "table_std", "runs",
+    "task",
+    "kind",
+    "initialisation",
+    "seeds",
+    "mean",
+    "std",
+    "best",
+    "epoch",
+    "mean_mismatched",
+    "std_mismatched",
+    "best_mismatched",
+    "epoch_mismatched",
+    "table_min",
+    "table_max",
+    "table_mean",
+    "table_std",
+    "runs",
 ]
 
 
@@ -169,14 +196,27 @@ def cell_dicts(report: Report) -> list[dict[str, Any]]:
     rows = []
     for c in report.cells:
         t = c.table if c.table and "min" in c.table else {}
-        rows.append({
-            "task": c.task, "kind": c.kind, "initialisation": c.name, "seeds": c.n,
-            "mean": c.mean, "std": c.std, "best": c.best, "epoch": c.epoch,
-            "mean_mismatched": c.mean2, "std_mismatched": c.std2,
-            "best_mismatched": c.best2 if c.mean2 is not None else None, "epoch_mismatched": c.epoch2,
-            "table_min": t.get("min"), "table_max": t.get("max"), "table_mean": t.get("mean"),
-            "table_std": t.get("std"), "runs": " ".join(str(r.path) for r in c.runs),
-        })
+        rows.append(
+            {
+                "task": c.task,
+                "kind": c.kind,
+                "initialisation": c.name,
+                "seeds": c.n,
+                "mean": c.mean,
+                "std": c.std,
+                "best": c.best,
+                "epoch": c.epoch,
+                "mean_mismatched": c.mean2,
+                "std_mismatched": c.std2,
+                "best_mismatched": c.best2 if c.mean2 is not None else None,
+                "epoch_mismatched": c.epoch2,
+                "table_min": t.get("min"),
+                "table_max": t.get("max"),
+                "table_mean": t.get("mean"),
+                "table_std": t.get("std"),
+                "runs": " ".join(str(r.path) for r in c.runs),
+            }
+        )
     return rows
 
 
@@ -191,11 +231,23 @@ def to_json(report: Report) -> dict[str, Any]:
     return {
         "cells": cells,
         "runs": [
-            {"path": str(r.path), "status": r.status, "complete": r.complete, "task": r.task,
-             "kind": r.kind, "initialisation": r.name, "seed": r.seed, "value": r.value,
-             "value_mismatched": r.value2, "best_epoch": r.epoch, "best_epoch_mismatched": r.epoch2,
-             "tables": {k: (None if not v else {"path": v.get("path"), "sha256": v.get("sha256")})
-                        for k, v in (r.config.get("tables") or {}).items()}}
+            {
+                "path": str(r.path),
+                "status": r.status,
+                "complete": r.complete,
+                "task": r.task,
+                "kind": r.kind,
+                "initialisation": r.name,
+                "seed": r.seed,
+                "value": r.value,
+                "value_mismatched": r.value2,
+                "best_epoch": r.epoch,
+                "best_epoch_mismatched": r.epoch2,
+                "tables": {
+                    k: (None if not v else {"path": v.get("path"), "sha256": v.get("sha256")})
+                    for k, v in (r.config.get("tables") or {}).items()
+                },
+            }
             for r in report.runs
         ],
     }

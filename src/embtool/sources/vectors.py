@@ -74,7 +74,9 @@ def load_vector_file(kind: str | None, path: str) -> VectorFile:
 
             return VectorFile(kind, p, load_facebook_vectors(str(p)), ngrams=True)
         if kind == "fasttext" and binary:
-            raise BadInput(f"{path}: not a fastText .bin model (no fastText magic number) nor a .vec text file")
+            raise BadInput(
+                f"{path}: not a fastText .bin model (no fastText magic number) nor a .vec text file"
+            )
         if kind == "glove":
             if detected == "word2vec":
                 raise BadInput(f"{path}: starts with a word2vec 'count dim' header; use word2vec:{path}")
@@ -91,7 +93,9 @@ def load_vector_file(kind: str | None, path: str) -> VectorFile:
     except BadInput:
         raise
     except (ValueError, UnicodeDecodeError, EOFError, OSError, IndexError, AssertionError) as e:
-        raise BadInput(f"{path}: not a readable {kind} vector file ({' '.join(str(e).split())[:200]})") from None
+        raise BadInput(
+            f"{path}: not a readable {kind} vector file ({' '.join(str(e).split())[:200]})"
+        ) from None
     return VectorFile(kind, p, kv, ngrams=False)
 
 

@@ -53,7 +53,6 @@ class ClassificationData:
 SplitData = Union[TranslationData, ClassificationData]  # one split as loaded
 
 
-
 def task_folder(info: Task, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """The local folder for a task: ``data_dir`` (or $EMBTOOL_DATA_DIR) itself or its ``<task>/``."""
     given = data_dir if data_dir is not None else os.environ.get(ENV_DATA_DIR) or None
@@ -184,7 +183,9 @@ def load_files(
     if test_src or test_tgt:
         if not (test_src and test_tgt):
             raise BadInput("give both --test-src and --test-tgt")
-        return TaskText(train, val, TextSplit(*read_parallel(test_src, test_tgt)), test_name=Path(test_src).name)
+        return TaskText(
+            train, val, TextSplit(*read_parallel(test_src, test_tgt)), test_name=Path(test_src).name
+        )
     return TaskText(train, val, val, test_name="val")
 
 

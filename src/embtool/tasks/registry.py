@@ -159,7 +159,9 @@ TASKS: dict[str, Task] = {
         CLASSIFICATION,
         {
             "train": SplitSource("train", ("train",)),
-            "val_matched": SplitSource("validation_matched", ("dev_matched", "val_matched", "validation_matched")),
+            "val_matched": SplitSource(
+                "validation_matched", ("dev_matched", "val_matched", "validation_matched")
+            ),
             "val_mismatched": SplitSource(
                 "validation_mismatched", ("dev_mismatched", "val_mismatched", "validation_mismatched")
             ),

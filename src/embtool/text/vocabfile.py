@@ -88,9 +88,7 @@ def parse_vocab(data: bytes, name: str = "<vocab>") -> Vocabulary:
                     f"{name}:{lineno}: count {count_text!r} after the tab is not an integer"
                 ) from None
         if token in first_line:
-            raise BadInput(
-                f"{name}:{lineno}: duplicate token {token!r} (first on line {first_line[token]})"
-            )
+            raise BadInput(f"{name}:{lineno}: duplicate token {token!r} (first on line {first_line[token]})")
         first_line[token] = lineno
         tokens.append(token)
         counts.append(count)

@@ -112,5 +112,6 @@ def translation_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]
 
 
 def classification_batch(src: Sequence[Sequence[int]], labels: Sequence[int]) -> Batch:
-    return Batch(pad(src), labels=torch.tensor(list(labels), dtype=torch.long),
-                 n_tokens=sum(len(s) for s in src))
+    return Batch(
+        pad(src), labels=torch.tensor(list(labels), dtype=torch.long), n_tokens=sum(len(s) for s in src)
+    )

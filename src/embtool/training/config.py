@@ -26,7 +26,13 @@ DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "O
 
 
 def option(
-    default: Any, help: str, panel: str, *, metavar: str | None = None, cli: bool = True, role: str = "setting"
+    default: Any,
+    help: str,
+    panel: str,
+    *,
+    metavar: str | None = None,
+    cli: bool = True,
+    role: str = "setting",
 ) -> Any:
     """A TrainConfig field that is also a command-line option (``cli=False``: a field only).
 
@@ -41,49 +47,97 @@ def option(
 @dataclass
 class TrainConfig:
     # --- what to learn
-    task: str = option("multi30k", "multi30k, iwslt2017 (de→en), sst2, mnli, or files (--src/--tgt).", DATA, cli=False)
+    task: str = option(
+        "multi30k", "multi30k, iwslt2017 (de→en), sst2, mnli, or files (--src/--tgt).", DATA, cli=False
+    )
     data_dir: str | None = option(
-        None, "Local task data (../shared/data layout); default $EMBTOOL_DATA_DIR, else the hub.", DATA, metavar="DIR"
-    , role="env")
-    src: str | None = option(None, "files: training source sentences, one a line.", DATA, metavar="FILE", role="input")
-    tgt: str | None = option(None, "files: training target sentences (line i translates --src line i).", DATA, metavar="FILE", role="input")
-    val_src: str | None = option(None, "files: validation sources (default: the last 5% of the pairs).", DATA, metavar="FILE", role="input")
+        None,
+        "Local task data (../shared/data layout); default $EMBTOOL_DATA_DIR, else the hub.",
+        DATA,
+        metavar="DIR",
+        role="env",
+    )
+    src: str | None = option(
+        None, "files: training source sentences, one a line.", DATA, metavar="FILE", role="input"
+    )
+    tgt: str | None = option(
+        None,
+        "files: training target sentences (line i translates --src line i).",
+        DATA,
+        metavar="FILE",
+        role="input",
+    )
+    val_src: str | None = option(
+        None,
+        "files: validation sources (default: the last 5% of the pairs).",
+        DATA,
+        metavar="FILE",
+        role="input",
+    )
     val_tgt: str | None = option(None, "files: validation targets.", DATA, metavar="FILE", role="input")
-    test_src: str | None = option(None, "files: test sources (default: the validation pairs).", DATA, metavar="FILE", role="input")
+    test_src: str | None = option(
+        None, "files: test sources (default: the validation pairs).", DATA, metavar="FILE", role="input"
+    )
     test_tgt: str | None = option(None, "files: test targets.", DATA, metavar="FILE", role="input")
-    src_lang: str = option("de", "files: source language (spacy:<lang> when no table names a tokenizer).", DATA)
+    src_lang: str = option(
+        "de", "files: source language (spacy:<lang> when no table names a tokenizer).", DATA
+    )
     tgt_lang: str = option("en", "files: target language.", DATA)
     max_train_examples: int = option(0, "Use the first N training examples (0: all).", DATA, metavar="N")
-    max_eval_examples: int = option(0, "Use the first N validation and test examples (0: all).", DATA, metavar="N")
-    max_len: int = option(256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N")
+    max_eval_examples: int = option(
+        0, "Use the first N validation and test examples (0: all).", DATA, metavar="N"
+    )
+    max_len: int = option(
+        256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N"
+    )
     # --- embeddings and vocabulary
-    emb: str | None = option(None, "Embedding table for both sides (rows looked up by token).", EMBEDDINGS, metavar="TABLE", role="input")
-    src_emb: str | None = option(None, "Table for the encoder side.", EMBEDDINGS, metavar="TABLE", role="input")
-    tgt_emb: str | None = option(None, "Table for the decoder side.", EMBEDDINGS, metavar="TABLE", role="input")
+    emb: str | None = option(
+        None,
+        "Embedding table for both sides (rows looked up by token).",
+        EMBEDDINGS,
+        metavar="TABLE",
+        role="input",
+    )
+    src_emb: str | None = option(
+        None, "Table for the encoder side.", EMBEDDINGS, metavar="TABLE", role="input"
+    )
+    tgt_emb: str | None = option(
+        None, "Table for the decoder side.", EMBEDDINGS, metavar="TABLE", role="input"
+    )
     tokenizer: str | None = option(
-        None, "Override the tables' tokenizer on both sides (spacy:<lang>, hf:<id>, whitespace).", EMBEDDINGS,
+        None,
+        "Override the tables' tokenizer on both sides (spacy:<lang>, hf:<id>, whitespace).",
+        EMBEDDINGS,
         metavar="SPEC",
     )
-    min_freq: int = option(0, "Vocabulary min count; 0: the task's (2; 5 for iwslt2017).", EMBEDDINGS, metavar="N")
+    min_freq: int = option(
+        0, "Vocabulary min count; 0: the task's (2; 5 for iwslt2017).", EMBEDDINGS, metavar="N"
+    )
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
     # --- model (the resolved ModelConfig is stored beside this in config.json)
     d_model: int = option(0, "Model width D; 0: the table's D (512 without a table).", MODEL, metavar="D")
-    heads: int = option(0, "Attention heads; 0: 8, or the largest count ≤ 10 that divides D.", MODEL, metavar="N")
+    heads: int = option(
+        0, "Attention heads; 0: 8, or the largest count ≤ 10 that divides D.", MODEL, metavar="N"
+    )
     layers: int = option(3, "Layers in the encoder and in the decoder.", MODEL, metavar="N")
     ff: int = option(0, "Feed-forward width; 0: 4·D.", MODEL, metavar="N")
     dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
     attn_dropout: float = option(
         0.0, "Dropout on attention weights (Vaswani et al.: 0; nn.Transformer: 0.1).", MODEL
     )
-    posenc: bool = option(True, "Add sinusoidal position encodings (--no-posenc: the paper's Table 3).", MODEL)
+    posenc: bool = option(
+        True, "Add sinusoidal position encodings (--no-posenc: the paper's Table 3).", MODEL
+    )
     tie_output: bool = option(False, "Share the decoder's input embedding with its output layer.", MODEL)
     # --- optimisation
     seed: int = option(0, "Random seed (same seed, same metrics on CPU).", OPTIM)
     epochs: int = option(0, "Epochs; 0: the paper's Table 5 for the task.", OPTIM, metavar="N")
     batch_size: int = option(0, "Sentences (pairs) per step; 0: Table 5's.", OPTIM, metavar="N")
     max_tokens: int = option(
-        0, "Length-bucketed batches of at most N padded tokens instead of random batches (0: off).", OPTIM,
+        0,
+        "Length-bucketed batches of at most N padded tokens instead of random batches (0: off).",
+        OPTIM,
         metavar="N",
     )
     lr: float = option(0.0, "Adam learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
@@ -93,9 +147,13 @@ class TrainConfig:
     clip_norm: float = option(0.0, "Clip the gradient norm to this (0: off).", OPTIM)
     beam: int = option(1, "Test decoding: 1 greedy, K > 1 beam search.", OPTIM, metavar="K")
     # --- where and how
-    out: str | None = option(None, "Run folder (default runs/<task>-<table>-s<seed>).", RUN, metavar="DIR", role="env")
+    out: str | None = option(
+        None, "Run folder (default runs/<task>-<table>-s<seed>).", RUN, metavar="DIR", role="env"
+    )
     device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
-    amp: str = option("auto", "bf16 autocast: auto (CUDA, or CPUs with native bf16), bf16, off.", RUN, role="env")
+    amp: str = option(
+        "auto", "bf16 autocast: auto (CUDA, or CPUs with native bf16), bf16, off.", RUN, role="env"
+    )
     compile: bool = option(False, "torch.compile the model (CUDA).", RUN, role="env")
     threads: int = option(0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env")
     resume: bool = option(False, "Continue the run in --out from its last completed epoch.", RUN, role="env")
@@ -111,8 +169,19 @@ class TrainConfig:
             raise BadInput(f"--tgt-emb: {self.task} is a classification task and has no target side")
         if self.task == "files" and not (self.src and self.tgt):
             raise BadInput("task files needs --src FILE and --tgt FILE (parallel sentences)")
-        for name in ("epochs", "batch_size", "max_tokens", "min_freq", "max_train_examples",
-                     "max_eval_examples", "d_model", "heads", "ff", "threads", "seed"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "max_tokens",
+            "min_freq",
+            "max_train_examples",
+            "max_eval_examples",
+            "d_model",
+            "heads",
+            "ff",
+            "threads",
+            "seed",
+        ):
             if getattr(self, name) < 0:
                 raise BadInput(f"{option_name(name)} must not be negative, got {getattr(self, name)}")
         if self.seed >= 2**63:
@@ -162,7 +231,9 @@ class TrainConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise BadInput(f"{origin}: unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+            raise BadInput(
+                f"{origin}: unknown training setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+            )
         for key, value in d.items():
             check_type(key, value, origin)
         return cls(**d)

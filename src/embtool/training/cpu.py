@@ -54,7 +54,9 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None) -> Tensor:
+def keep_mask(
+    shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None
+) -> Tensor:
     """Boolean mask of ``shape``, each element False with probability p (to within 2⁻¹⁷), from
     64-bit draws of the (default or given) CPU generator cut into 16-bit lanes."""
     n = math.prod(shape)
@@ -76,7 +78,6 @@ class _MaskedScale(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (keep,) = ctx.saved_tensors
         return grad.mul(keep).mul_(ctx.scale), None, None
-
 
 
 # ----------------------------------------------------------------------------- micro-batches
@@ -119,7 +120,6 @@ def micro_batches(
         runs.append(order[cut[j] : j])
         j = cut[j]
     return runs[::-1]
-
 
 
 # ----------------------------------------------------------------------------- process settings

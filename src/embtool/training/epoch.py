@@ -53,22 +53,30 @@ def pick_amp(name: str, device: torch.device) -> bool:
         return False
 
 
-def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(
+    params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device
+) -> torch.optim.Adam:
     """Adam with the paper's β and ε (A.2); the fused kernel where PyTorch has one for the device.
 
     Fused Adam is one pass over each tensor instead of six: on a CPU it takes about a third less
     time per step, which for the paper's model is a large share of the step.
     """
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps,
-                            fused=fused or None)
+    return torch.optim.Adam(
+        params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, fused=fused or None
+    )
 
 
 # ----------------------------------------------------------------------------- batches
 
 
-def batches_of(examples: Examples, kind: str, cfg: TrainConfig, generator: torch.Generator | None,
-               batch_size: int | None = None) -> list[list[int]]:
+def batches_of(
+    examples: Examples,
+    kind: str,
+    cfg: TrainConfig,
+    generator: torch.Generator | None,
+    batch_size: int | None = None,
+) -> list[list[int]]:
     if kind == "translation":
         lengths = [max(len(s), len(t) + 1) for s, t in examples]
         keys: list[Any] = [(n, len(t), len(s)) for n, (s, t) in zip(lengths, examples, strict=True)]
@@ -90,14 +98,17 @@ def model_overhead(cfg: ModelConfig, device: torch.device) -> int | None:
     return pass_overhead(cfg.d_model, cfg.n_layers * (2 if cfg.kind == "translation" else 1), device)
 
 
-def collate_parts(examples: Examples, index: list[int], kind: str, device: torch.device,
-                  overhead: int | None) -> list[Batch]:
+def collate_parts(
+    examples: Examples, index: list[int], kind: str, device: torch.device, overhead: int | None
+) -> list[Batch]:
     """One training batch as micro-batches of similar lengths (``micro_batches``, at ``overhead``
     padded tokens a pass), or whole when ``overhead`` is None; on ``device``."""
     parts = [index]
     if overhead is not None:
         src_len = {i: len(examples[i][0]) for i in index}
-        tgt_len = {i: len(examples[i][1]) + 1 for i in index} if kind == "translation" else dict.fromkeys(index, 0)
+        tgt_len = (
+            {i: len(examples[i][1]) + 1 for i in index} if kind == "translation" else dict.fromkeys(index, 0)
+        )
         parts = micro_batches(index, src_len, tgt_len, overhead)
     return [collate(examples, part, kind).to(device, device.type == "cuda") for part in parts]
 
@@ -120,12 +131,21 @@ def _loss(model: torch.nn.Module, batch: Batch, kind: str) -> tuple[torch.Tensor
 
 
 def train_epoch(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, examples: Examples, kind: str, cfg: TrainConfig,
-    epoch: int, device: torch.device, amp: bool, progress: Progress,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    examples: Examples,
+    kind: str,
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    amp: bool,
+    progress: Progress,
 ) -> tuple[float, float, float]:
     """One pass over the training data; returns (mean loss, seconds, tokens per second)."""
     gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-    torch.manual_seed(_epoch_seed(cfg.seed, epoch))  # dropout (the trainer restores the global RNG after the run)
+    torch.manual_seed(
+        _epoch_seed(cfg.seed, epoch)
+    )  # dropout (the trainer restores the global RNG after the run)
     batches = batches_of(examples, kind, cfg, gen)
     params = [p for p in model.parameters() if p.requires_grad]
     overhead = model_overhead(model.cfg, device)  # type: ignore[arg-type]
@@ -140,15 +160,28 @@ def train_epoch(
         units += n
         tokens += sum(b.n_tokens for b in parts)
         elapsed = time.perf_counter() - start
-        progress("step", {"step": step, "steps": len(batches), "loss": total / max(units, 1),
-                          "tokens_per_s": tokens / max(elapsed, 1e-9)})
+        progress(
+            "step",
+            {
+                "step": step,
+                "steps": len(batches),
+                "loss": total / max(units, 1),
+                "tokens_per_s": tokens / max(elapsed, 1e-9),
+            },
+        )
     seconds = time.perf_counter() - start
     return total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
 
 
 def train_step(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], parts: list[Batch],
-    kind: str, clip_norm: float, device: torch.device, amp: bool,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    parts: list[Batch],
+    kind: str,
+    clip_norm: float,
+    device: torch.device,
+    amp: bool,
 ) -> tuple[float, int]:
     """One optimizer step on the mean loss of a batch given as micro-batches; returns (summed loss,
     scored units). Each part's backward adds its share, so the gradient is the whole batch's."""
@@ -171,8 +204,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 @torch.no_grad()
-def eval_loss(model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainConfig,
-              device: torch.device, amp: bool) -> tuple[float, list[int]]:
+def eval_loss(
+    model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainConfig, device: torch.device, amp: bool
+) -> tuple[float, list[int]]:
     """Mean loss per scored unit; for classification also the predicted classes (in order)."""
     model.eval()
     total, units = 0.0, 0
@@ -195,8 +229,9 @@ def eval_loss(model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainC
 
 
 @torch.no_grad()
-def translate(model: Seq2Seq, examples: Examples, cfg: TrainConfig, device: torch.device, amp: bool,
-              beam: int = 1) -> list[list[int]]:
+def translate(
+    model: Seq2Seq, examples: Examples, cfg: TrainConfig, device: torch.device, amp: bool, beam: int = 1
+) -> list[list[int]]:
     """Decoded target ids for every example, in the examples' order."""
     model.eval()
     out: list[list[int]] = [[] for _ in examples]
@@ -215,5 +250,3 @@ def detok_all(ids: list[list[int]], vocab: list[str], spec: str) -> list[str]:
     detok = detokenizer(spec)
     specials = set(SPECIALS)
     return [detok([vocab[i] for i in h if vocab[i] not in specials]) for h in ids]
-
-

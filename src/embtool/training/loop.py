@@ -104,7 +104,9 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
             raise BadInput("resume needs the run folder (--resume RUN_DIR)")
         if (Path(cfg.out) / CONFIG).is_file():
             stored = resume_config(cfg.out)
-            cfg = dataclasses.replace(stored, epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs)
+            cfg = dataclasses.replace(
+                stored, epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs
+            )
     cfg = cfg.resolved()
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
     folder = RunFolder(cfg.out or "")
@@ -112,7 +114,9 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
         progress("log", {"message": f"{folder.path} is complete ({TEST} exists)"})
         return cfg, folder, True
     if not cfg.resume and folder.file(CONFIG).exists():
-        raise BadInput(f"run folder {folder.path} exists; continue it with --resume {folder.path}, or give another --out")
+        raise BadInput(
+            f"run folder {folder.path} exists; continue it with --resume {folder.path}, or give another --out"
+        )
     folder.path.mkdir(parents=True, exist_ok=True)
     progress("run", {"path": str(folder.path)})
     return cfg, folder, False
@@ -158,11 +162,21 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     }
     # (re)written on resume too: a continued run may have been given more epochs
     folder.write_json(CONFIG, config)
-    folder.write_json(VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None)
+    folder.write_json(
+        VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
+    )
     folder.clear_result()
     params = [p for p in model.parameters() if p.requires_grad]
-    run = Run(cfg, folder, device, amp, prep, model, make_optimizer(params, cfg, device),
-              meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()})
+    run = Run(
+        cfg,
+        folder,
+        device,
+        amp,
+        prep,
+        model,
+        make_optimizer(params, cfg, device),
+        meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
+    )
     if cfg.resume and folder.file(STATE).is_file():
         # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
         # metrics, so a kill between the writes of an epoch cannot leave a mixed state
@@ -193,11 +207,19 @@ def fit(run: Run, progress: Progress) -> None:
             ckpt.save_weights(model, folder.file(BEST), run.meta, epoch)
         ckpt.save_weights(model, folder.file(LAST), run.meta, epoch)
         run.lines.append(line)
-        ckpt.save_state(folder.file(STATE), {
-            "epoch": epoch, "model": model.state_dict(), "optimizer": run.opt.state_dict(), "rng": ckpt.rng_state(),
-            "best_val_loss": run.best_loss, "best_epoch": run.best_epoch, "metrics": run.lines,
-            "embtool": __version__,
-        })
+        ckpt.save_state(
+            folder.file(STATE),
+            {
+                "epoch": epoch,
+                "model": model.state_dict(),
+                "optimizer": run.opt.state_dict(),
+                "rng": ckpt.rng_state(),
+                "best_val_loss": run.best_loss,
+                "best_epoch": run.best_epoch,
+                "metrics": run.lines,
+                "embtool": __version__,
+            },
+        )
         folder.write_metrics(run.lines)
         progress("epoch", line)
 
@@ -227,7 +249,9 @@ def _model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
     dims = {s.rows.shape[1] for s in (prep.src, prep.tgt) if s is not None and s.rows is not None}
     d_model = cfg.d_model or (dims.pop() if dims else 512)
     if dims and d_model not in dims:
-        raise BadInput(f"--d-model {d_model} differs from the table's D {sorted(dims)[0]}; leave it out or match it")
+        raise BadInput(
+            f"--d-model {d_model} differs from the table's D {sorted(dims)[0]}; leave it out or match it"
+        )
     return ModelConfig(
         kind=cfg.kind,
         src_vocab=len(prep.src.vocab),
@@ -254,12 +278,17 @@ def _init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfi
         if side is None:
             continue
         emb = model.embeddings()[side.name]
-        rows = side.rows if side.rows is not None else xavier(side.vocab, mc.d_model, seed=seed + offset).tensor()
+        rows = (
+            side.rows
+            if side.rows is not None
+            else xavier(side.vocab, mc.d_model, seed=seed + offset).tensor()
+        )
         set_embedding(emb, rows)
 
 
-def _validate(model: Seq2Seq | Classifier, prep: Prepared, cfg: TrainConfig, device: torch.device,
-              amp: bool) -> dict[str, Any]:
+def _validate(
+    model: Seq2Seq | Classifier, prep: Prepared, cfg: TrainConfig, device: torch.device, amp: bool
+) -> dict[str, Any]:
     if cfg.kind == "translation":
         assert isinstance(model, Seq2Seq) and prep.tgt is not None
         val_loss, _ = eval_loss(model, prep.val, "translation", cfg, device, amp)
@@ -294,8 +323,11 @@ def _test(run: Run) -> dict[str, Any]:
         hyps = detok_all(ids, prep.tgt.vocab, prep.tgt.tokenizer)
         run.folder.write_hyps(hyps)
         score, signature = bleu(hyps, _refs(prep.test_refs, prep.tgt.lower))
-        result = {"bleu": score, "signature": signature, "best_epoch": best_epoch, "split": prep.test_name,
-                  "beam": cfg.beam}
+        result = {
+            "bleu": score,
+            "signature": signature,
+            "best_epoch": best_epoch,
+            "split": prep.test_name,
+            "beam": cfg.beam,
+        }
     return result
-
-

