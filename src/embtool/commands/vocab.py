@@ -73,9 +73,7 @@ def vocab(
     if task is not None:
         tinfo = get_task(task)
         data = load_task(task, split, data_dir)
-        default_spec = f"spacy:{tinfo.src_lang if side == 'src' else tinfo.tgt_lang}"
-        if not isinstance(data, TranslationData):
-            default_spec = "spacy:en"
+        default_spec = tinfo.tokenizer(side)  # the registry's: spaCy in the side's language
         lines = list(task_texts(data, side))
         k = tinfo.min_freq if min_freq is None else min_freq
         meta.update(task=task, split=split)

@@ -125,7 +125,7 @@ def _from_checkpoint(
 ) -> tuple[Any, list[int], list[int], dict[str, Any]]:
     import numpy as np
 
-    from embtool.sources.huggingface import EmbeddingRows, locate_weights, release_memory, source_name
+    from embtool.sources.huggingface import EmbeddingRows, hf_spec, locate_weights, release_memory
     from embtool.sources.pieces import candidate_forms, lookup_pieces, tokenizer_for
 
     pieces = (vocab.tokenizer or "").startswith("hf:")
@@ -153,7 +153,7 @@ def _from_checkpoint(
         vectors[rows[order]] = table.take(ids[order])
     for n, parts in lk.compose.items():
         vectors[n] = table.take(parts).mean(axis=0)  # mean of the pieces' rows
-    name = source_name(ref.location)
+    name = hf_spec(ref.location)
     meta = {
         "source": name,
         "tokenizer": name,

@@ -224,7 +224,7 @@ def _cached_repo(repo: str) -> bool:
     return isinstance(try_to_load_from_cache(repo, "config.json"), str)
 
 
-def source_name(location: str) -> str:
+def hf_spec(location: str) -> str:
     """``hf:<id>`` or ``hf:<absolute folder>`` for the table's source and tokenizer metadata."""
     return "hf:" + (os.path.abspath(location) if os.path.isdir(location) else location)
 
