@@ -291,6 +291,7 @@ def test_cli_vocab_then_extract_pieces(embtool, ckpts, tmp_path) -> None:
         assert torch.equal(table.tensor(), _model_embedding(ckpts[name])[ids])
 
 
+@pytest.mark.slow
 def test_cli_hub_id_offline_says_how_to_use_a_local_folder(embtool, tmp_path) -> None:
     vocab = tmp_path / "v.txt"
     vocab.write_text("the\n", encoding="utf-8")

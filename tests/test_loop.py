@@ -195,6 +195,7 @@ def test_mnli_reports_matched_and_mismatched(tmp_path):
     assert "<sep>" in json.loads((run / "vocab.json").read_text())["src"]
 
 
+@pytest.mark.slow
 def test_sst2_slice_learns(tmp_path, shared_data):
     cfg = TrainConfig(
         task="sst2",
