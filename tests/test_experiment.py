@@ -227,6 +227,7 @@ def test_cli_dry_run_lists_the_grid(embtool, toy: Path) -> None:
         (["--emb", "nope.safetensors"], "--emb nope.safetensors: no such table file"),
         (["--emb", "w2v.safetensors", "--variants", "xavier,bogus"], "unknown variant 'bogus'"),
         (["--emb", "w2v.safetensors", "--grid", "oops"], "--grid 'oops': give NAME=V1,V2"),
+        (["--emb", "w2v.safetensors", "--layers", "x"], "Invalid value for '--layers'"),
         (
             ["--emb", "w2v.safetensors", "--grid", "epochz=2"],
             "'epochz' is not a training setting the grid can vary",
@@ -441,3 +442,26 @@ def test_example_mt5_recipe_with_a_tiny_local_checkpoint(tmp_path: Path) -> None
     )
     text = (out / "grid/report.md").read_text()
     assert "| Xavier |" in text and "| BERT |" in text and (out / "curves.png").is_file()
+
+
+def test_cli_dry_run_counts_grid_points(embtool, toy: Path) -> None:
+    r = embtool(
+        "experiment",
+        "multi30k",
+        "--emb",
+        str(toy / "w2v.safetensors"),
+        "--seeds",
+        "2",
+        "--variants",
+        "xavier",
+        "--grid",
+        "layers=1,2",
+        "--grid",
+        "posenc=true,false",
+        "-o",
+        str(toy / "g"),
+        "--dry-run",
+    )
+    assert r.code == 0, r.stderr
+    assert r.text.startswith("experiment multi30k: 1 variant(s) × 4 grid point(s) × 2 seed(s) = 8 run(s)")
+    assert "g/runs/xavier/layers=2,posenc=False/s2" in r.text

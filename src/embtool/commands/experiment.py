@@ -111,8 +111,10 @@ def _listed(failures: list[Any]) -> str:
 
 def _print_plan(grid: Any) -> None:
     states = [r.state for r in grid.runs]
+    points = len(grid.points())
+    axes = f" × {points} grid point(s)" if grid.axes else ""
     typer.echo(
-        f"experiment {grid.task}: {len(grid.variants)} variant(s) × {len(grid.seeds)} seed(s) = "
+        f"experiment {grid.task}: {len(grid.variants)} variant(s){axes} × {len(grid.seeds)} seed(s) = "
         f"{len(grid.runs)} run(s) in {grid.out} ({states.count('done')} done, "
         f"{states.count('resume')} to resume, {states.count('todo')} to run)"
     )
