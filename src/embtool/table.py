@@ -37,9 +37,8 @@ KEY_TOKENIZER = "embtool.tokenizer"
 KEY_HISTORY = "embtool.history"
 KEY_MISSING = "embtool.missing"
 _KNOWN_KEYS = {KEY_FORMAT, KEY_TOKENS, KEY_SOURCE, KEY_TOKENIZER, KEY_HISTORY, KEY_MISSING}
-_BLOCK_BYTES = (
-    1 << 20
-)  # a pending map is computed and written in blocks of rows of about this size (in cache)
+# a pending map is computed and written in blocks of rows of about this size (they stay in cache)
+_BLOCK_BYTES = 1 << 20
 __all__ = ["Affine", "EmbeddingTable", "dumps", "history_entry", "load", "loads", "read_metadata", "save"]
 
 
