@@ -291,3 +291,26 @@ def grid(tmp_path: Path) -> Path:
             runs / f"sst2/s{seed}", task="sst2", seed=seed, result=acc, curve=[70.0, 80.0], best_epoch=seed
         )
     return runs
+
+
+# ----------------------------------------------------------------------------- process-wide torch state
+
+
+def matmul_state() -> dict:
+    """torch's float32 matmul settings, as each of its getters reports them (legacy and per backend)."""
+    import torch
+
+    def read(get):
+        try:
+            return get()
+        except RuntimeError:  # torch refuses legacy reads after per-backend writes
+            return "raises"
+
+    return {
+        "precision": read(torch.get_float32_matmul_precision),
+        "allow_tf32": read(lambda: torch.backends.cuda.matmul.allow_tf32),
+        "cuda": read(lambda: getattr(torch.backends.cuda.matmul, "fp32_precision", None)),
+        "mkldnn": read(
+            lambda: getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", None)
+        ),
+    }

@@ -7,12 +7,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable
 
 import numpy as np
 import pytest
 
+from conftest import matmul_state
 from embtool.errors import BadInput
 from embtool.eval.product import cosines, cuda_device, exact_float32_matmul
 
@@ -64,22 +63,6 @@ def test_cosines_are_within_the_float32_bound(through: str) -> None:
     assert np.abs(sims[0, 3] - 1) < 1e-6 and (sims[0] == sims[3]).all()
 
 
-def matmul_state(torch: ModuleType) -> dict[str, Any]:
-    def read(get: Callable[[], Any]) -> Any:
-        try:
-            return get()
-        except RuntimeError:  # torch refuses legacy reads after per-backend writes
-            return "raises"
-
-    return {
-        "precision": read(torch.get_float32_matmul_precision),
-        "cuda": read(lambda: getattr(torch.backends.cuda.matmul, "fp32_precision", None)),
-        "mkldnn": read(
-            lambda: getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", None)
-        ),
-    }
-
-
 def test_the_guard_restores_the_settings_also_on_an_error() -> None:
     torch = pytest.importorskip("torch")
     backends = [torch.backends.cuda.matmul, getattr(torch.backends.mkldnn, "matmul", None)]
@@ -88,14 +71,14 @@ def test_the_guard_restores_the_settings_also_on_an_error() -> None:
     saved = [b.fp32_precision for b in backends]
     try:
         backends[0].fp32_precision, backends[1].fp32_precision = "tf32", "bf16"  # a caller that allows both
-        before = matmul_state(torch)
+        before = matmul_state()
         with exact_float32_matmul():
-            inside = matmul_state(torch)
+            inside = matmul_state()
         assert (inside["cuda"], inside["mkldnn"]) == ("ieee", "ieee")
-        assert matmul_state(torch) == before
+        assert matmul_state() == before
         with pytest.raises(KeyError), exact_float32_matmul():
             raise KeyError("in the block")
-        assert matmul_state(torch) == before
+        assert matmul_state() == before
     finally:
         for b, value in zip(backends, saved, strict=True):
             b.fp32_precision = value

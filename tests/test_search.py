@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import matmul_state
 from embtool.eval import search
 from embtool.eval.keyed import Keys
 
@@ -109,25 +110,6 @@ def test_blockreduce(monkeypatch, op: str, block: int) -> None:
 
 
 # ----------------------------------------------------------------------------- process-wide state
-
-
-def matmul_state() -> dict[str, Any]:
-    """torch's float32 matmul settings, as each of its getters reports them."""
-
-    def read(get: Callable[[], Any]) -> Any:
-        try:
-            return get()
-        except RuntimeError:  # torch refuses legacy reads after per-backend writes
-            return "raises"
-
-    return {
-        "precision": read(torch.get_float32_matmul_precision),
-        "allow_tf32": read(lambda: torch.backends.cuda.matmul.allow_tf32),
-        "cuda": read(lambda: getattr(torch.backends.cuda.matmul, "fp32_precision", None)),
-        "mkldnn": read(
-            lambda: getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", None)
-        ),
-    }
 
 
 def search_through_torch(patch: Callable[[object, str, object], None]) -> dict[str, Any]:
