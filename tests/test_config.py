@@ -43,8 +43,8 @@ def _click_options(command: str) -> dict[str, tuple[list[str], list[str]]]:
     }
 
 
-# options of `train` that only say how the command prints (no setting of the run)
-PRINT_ONLY = {"--json", "--help"}
+# options of `train` that only say how the command prints, or that it trains nothing (no setting of the run)
+PRINT_ONLY = {"--json", "--help", "--dry-run"}
 
 
 def test_every_train_option_is_a_config_json_key(reverse_run) -> None:

@@ -43,7 +43,7 @@ class ModelConfig:
     d_model: int = 512  # D: embedding and hidden width (the table's D by default)
     n_heads: int = 0  # attention heads; 0: default_heads(D) (8, or 10 for GloVe's 300)
     n_layers: int = 3  # layers in the encoder and (translation) in the decoder, each
-    d_ff: int = 0  # feed-forward width; 0: 4·D
+    d_ff: int = 0  # feed-forward width; 0: 4·D (TrainConfig's --preset paper gives 512, Table 5)
     dropout: float = 0.1  # dropout on embeddings + positions, inside the FFN, and on each sub-layer's output
     attn_dropout: float = 0.0  # dropout on attention weights: 0 as Vaswani et al. §5.4 (nn.Transformer: 0.1);
     # with 0, SDPA takes its fused kernel (about a quarter faster per step on a CPU)
@@ -351,6 +351,32 @@ class Classifier(nn.Module):
 def build(cfg: ModelConfig) -> Seq2Seq | Classifier:
     """The model for ``cfg.kind``, randomly initialised (embeddings: PyTorch's N(0, 1) until set)."""
     return Seq2Seq(cfg) if cfg.kind == "translation" else Classifier(cfg)
+
+
+# parameter groups of ``parameter_counts``: the first name prefix a parameter matches decides
+PARAM_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("input_embeddings", ("src_in.", "tgt_in.")),
+    ("encoder", ("encoder.",)),
+    ("decoder", ("decoder.",)),
+    ("output", ("out.", "head.")),
+)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters in total and by part: input embeddings, encoder, decoder, output layer (Table 5).
+
+    A tied output layer counts once (under input embeddings); parameters of no listed part
+    (projections, extra norms) are counted under ``other``. ``trainable`` leaves frozen ones out.
+    """
+    counts = {name: 0 for name, _ in PARAM_GROUPS} | {"other": 0}
+    total = trainable = 0
+    for name, p in model.named_parameters():  # shared tensors are listed once
+        n = p.numel()
+        total += n
+        trainable += n if p.requires_grad else 0
+        group = next((g for g, prefixes in PARAM_GROUPS if name.startswith(prefixes)), "other")
+        counts[group] += n
+    return {"total": total, **counts, "trainable": trainable}
 
 
 def set_embedding(emb: nn.Embedding, rows: Tensor) -> None:

@@ -29,7 +29,15 @@ def train(
         help="Continue this run folder from its last completed epoch (its settings are kept).",
         metavar="RUN_DIR",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print test.json on stdout at the end."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print test.json on stdout at the end (with --dry-run: the plan)."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Resolve every setting (Table 5 column, vocabularies, model), print them with the "
+        "parameter counts, and train nothing.",
+    ),
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Train the paper's vanilla transformer and write a run folder.
@@ -48,6 +56,8 @@ def train(
       embtool train files --src train.de --tgt train.en --tokenizer whitespace --epochs 5
 
       embtool train --resume runs/glove_x
+
+      embtool train sst2 --emb bert.safetensors --dry-run
     """
     from embtool.commands._progress import TrainingProgress
     from embtool.errors import UsageError
@@ -63,6 +73,11 @@ def train(
                 raise UsageError("give a TASK (multi30k, iwslt2017, sst2, mnli, files) or --resume RUN_DIR")
             task = "files"
         cfg = TrainConfig(task=task, **settings)
+    if dry_run:
+        from embtool.training.plan import plan
+
+        _print_plan(plan(cfg), as_json)
+        return
     reporter = TrainingProgress(cfg)
     try:
         with reporter:
@@ -74,3 +89,34 @@ def train(
     if as_json:
         typer.echo(json.dumps(result.test, indent=2))
     info(result.summary())
+
+
+def _print_plan(p: dict[str, Any], as_json: bool) -> None:
+    """The plan of ``train --dry-run``: JSON on stdout, or aligned lines."""
+    if as_json:
+        typer.echo(json.dumps(p, indent=2))
+        return
+    paper, model, train, vocab = p["paper"], p["model"], p["train"], p["vocab"]
+    col = f"{p['task']} {paper['family']} (Table 5: {paper['params']})" if "family" in paper else "none"
+    lines = [
+        ("preset", paper["preset"]),
+        ("Table 5 column", f"{col}; {paper['reason']}"),
+        (
+            "vocabulary",
+            f"src {vocab['src_size']}" + (f", tgt {vocab['tgt_size']}" if vocab["tgt_size"] else ""),
+        ),
+        (
+            "model",
+            f"D {model['d_model']}, heads {model['n_heads']}, layers {model['n_layers']}, "
+            f"FFN {model['d_ff']}, dropout {model['dropout']}",
+        ),
+        (
+            "optimisation",
+            f"epochs {train['epochs']}, batch {train['batch_size']}, lr {train['lr']:g}, "
+            f"Adam β ({train['adam_beta1']}, {train['adam_beta2']}), ε {train['adam_eps']:g}",
+        ),
+    ]
+    lines += [(f"parameters: {k.replace('_', ' ')}", f"{v:,}") for k, v in p["parameters"].items()]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        typer.echo(f"{key:<{width}}  {value}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from embtool.errors import BadInput
 from embtool.tasks.registry import TASKS, Task, get_task
+from embtool.training.paper import FAMILIES, PAPER_FFN, PRESETS, Choice, choose_column, table_shape_source
 
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "off")
@@ -115,13 +116,38 @@ class TrainConfig:
     )
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
+    standardize: str = option(
+        "off",
+        "Standardize the model's rows (after alignment): xavier (Eq. 1, σ_x for the model's N×D), "
+        "a TABLE's mean and σ (Eq. 4), or off.",
+        EMBEDDINGS,
+        metavar="xavier|TABLE|off",
+    )
+    # --- the paper's settings (Table 5, A.2)
+    preset: str = option(
+        "paper",
+        "paper: unset settings from the task's Table 5 column (FFN 512, its batch and epochs); "
+        "fast: embtool's earlier choices (FFN 4·D, one batch/epochs per task, D 512 without a table).",
+        MODEL,
+    )
+    family: str | None = option(
+        None,
+        "Table 5 column: glove, bert, mbert, t5, mt5 (default: from the table's source, else its D).",
+        MODEL,
+        metavar="NAME",
+    )
     # --- model (the resolved ModelConfig is stored beside this in config.json)
-    d_model: int = option(0, "Model width D; 0: the table's D (512 without a table).", MODEL, metavar="D")
+    d_model: int = option(
+        0, "Model width D; 0: the table's D (without a table: the column's, fast: 512).", MODEL, metavar="D"
+    )
     heads: int = option(
-        0, "Attention heads; 0: 8, or the largest count ≤ 10 that divides D.", MODEL, metavar="N"
+        0,
+        "Attention heads; 0: 8, 10 for D=300 (A.2; else the largest count ≤ 10 dividing D).",
+        MODEL,
+        metavar="N",
     )
     layers: int = option(3, "Layers in the encoder and in the decoder.", MODEL, metavar="N")
-    ff: int = option(0, "Feed-forward width; 0: 4·D.", MODEL, metavar="N")
+    ff: int = option(0, "Feed-forward width; 0: 512 (Table 5's counts; fast: 4·D).", MODEL, metavar="N")
     dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
     attn_dropout: float = option(
         0.0, "Dropout on attention weights (Vaswani et al.: 0; nn.Transformer: 0.1).", MODEL
@@ -132,8 +158,10 @@ class TrainConfig:
     tie_output: bool = option(False, "Share the decoder's input embedding with its output layer.", MODEL)
     # --- optimisation
     seed: int = option(0, "Random seed (same seed, same metrics on CPU).", OPTIM)
-    epochs: int = option(0, "Epochs; 0: the paper's Table 5 for the task.", OPTIM, metavar="N")
-    batch_size: int = option(0, "Sentences (pairs) per step; 0: Table 5's.", OPTIM, metavar="N")
+    epochs: int = option(0, "Epochs; 0: the run's Table 5 column.", OPTIM, metavar="N")
+    batch_size: int = option(
+        0, "Sentences (pairs) per step; 0: the run's Table 5 column.", OPTIM, metavar="N"
+    )
     max_tokens: int = option(
         0,
         "Length-bucketed batches of at most N padded tokens instead of random batches (0: off).",
@@ -160,9 +188,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         get_task(self.task)  # BadInput listing the valid tasks
-        for name, choices in (("device", DEVICES), ("amp", AMP_CHOICES), ("missing", MISSING_FILLS)):
+        for name, choices in (
+            ("device", DEVICES),
+            ("amp", AMP_CHOICES),
+            ("missing", MISSING_FILLS),
+            ("preset", PRESETS),
+        ):
             if getattr(self, name) not in choices:
                 raise BadInput(f"invalid --{name} {getattr(self, name)!r}; valid choices: {list(choices)}")
+        if self.family is not None and self.family not in FAMILIES:
+            raise BadInput(f"invalid --family {self.family!r}; valid choices: {list(FAMILIES)}")
+        if not self.standardize:
+            raise BadInput("--standardize needs xavier, off, or a TABLE file")
         if self.emb and (self.src_emb or self.tgt_emb):
             raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
         if self.kind == "classification" and self.tgt_emb:
@@ -210,16 +247,33 @@ class TrainConfig:
     def kind(self) -> str:
         return self.task_info.kind
 
+    @property
+    def tables(self) -> list[str]:
+        """The embedding table files this run reads (none: Xavier)."""
+        return [p for p in (self.emb, self.src_emb, self.tgt_emb) if p]
+
+    def column(self) -> Choice:
+        """The run's Table 5 column (``embtool.training.paper``), from its first table's header."""
+        has_columns = bool(self.task_info.table5)
+        dim, source = table_shape_source(self.tables[0]) if self.tables and has_columns else (None, None)
+        return choose_column(self.task_info, dim, source, self.family)
+
     def resolved(self) -> TrainConfig:
-        """The config with the task's defaults filled in where a setting is 0 (what config.json holds)."""
+        """The config with every setting left at 0 filled in (what config.json holds): with
+        ``preset`` paper from the run's Table 5 column, with fast from the task's record."""
         t = self.task_info
         d = asdict(self)
+        col = self.column().column if self.preset == "paper" else None
         d.update(
-            epochs=self.epochs or t.epochs,
-            batch_size=self.batch_size or t.batch_size,
+            epochs=self.epochs or (col.epochs if col else t.epochs),
+            batch_size=self.batch_size or (col.batch_size if col else t.batch_size),
             lr=self.lr or t.lr,
             min_freq=self.min_freq or t.min_freq,
         )
+        if self.preset == "paper":
+            d.update(ff=self.ff or PAPER_FFN)
+            if col is not None and not self.tables:  # the Xavier baseline of the column: its D
+                d.update(d_model=self.d_model or col.dim)
         return TrainConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:

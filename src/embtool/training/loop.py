@@ -20,7 +20,7 @@ import torch
 
 from embtool._version import __version__
 from embtool.errors import BadInput
-from embtool.model import Classifier, ModelConfig, Seq2Seq, set_embedding
+from embtool.model import Classifier, ModelConfig, Seq2Seq, parameter_counts, set_embedding
 from embtool.model import build as build_model
 from embtool.training import checkpoint as ckpt
 from embtool.training.config import TrainConfig
@@ -36,6 +36,7 @@ from embtool.training.epoch import (
     translate,
 )
 from embtool.training.metrics import accuracy, bleu
+from embtool.training.plan import model_config
 from embtool.training.runfolder import (
     BEST,
     CONFIG,
@@ -148,6 +149,8 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         "kind": cfg.kind,
         "seed": cfg.seed,
         "model": model_cfg.to_dict(),
+        "parameters": parameter_counts(model),
+        "paper": cfg.column().as_dict(cfg.task, cfg.preset),
         "train": cfg.to_dict(),
         "tables": {"src": prep.src.table_info, "tgt": prep.tgt.table_info if prep.tgt else None},
         "vocab": {
@@ -247,27 +250,8 @@ def _log_vocab(prep: Prepared, progress: Progress) -> None:
 
 def _model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
     dims = {s.rows.shape[1] for s in (prep.src, prep.tgt) if s is not None and s.rows is not None}
-    d_model = cfg.d_model or (dims.pop() if dims else 512)
-    if dims and d_model not in dims:
-        raise BadInput(
-            f"--d-model {d_model} differs from the table's D {sorted(dims)[0]}; leave it out or match it"
-        )
-    return ModelConfig(
-        kind=cfg.kind,
-        src_vocab=len(prep.src.vocab),
-        tgt_vocab=len(prep.tgt.vocab) if prep.tgt else 0,
-        n_classes=prep.n_classes,
-        d_model=d_model,
-        n_heads=cfg.heads,
-        n_layers=cfg.layers,
-        d_ff=cfg.ff,
-        dropout=cfg.dropout,
-        attn_dropout=cfg.attn_dropout,
-        max_len=cfg.max_len,
-        posenc=cfg.posenc,
-        freeze_emb=cfg.freeze_emb,
-        tie_output=cfg.tie_output,
-    )
+    tgt = len(prep.tgt.vocab) if prep.tgt else 0
+    return model_config(cfg, len(prep.src.vocab), tgt, prep.n_classes, dims)
 
 
 def _init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig, seed: int) -> None:

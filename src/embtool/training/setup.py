@@ -2,7 +2,8 @@
 
 Each side's tokenizer comes from its table (DESIGN §2): a language-independent one (``hf:``,
 ``whitespace``) serves both sides; a spaCy table tokenizes each side with ``spacy:<its language>``
-and the table's ``+lower``. ``--tokenizer`` overrides; with no table, ``spacy:<lang>``.
+and the table's ``+lower``. ``--tokenizer`` overrides; with no table, the task's (the registry's: lower-cased spaCy
+for Multi30k, as the paper's vocabularies), ``spacy:<lang>`` for local files.
 """
 
 from __future__ import annotations
@@ -59,14 +60,16 @@ def _load_table(path: str) -> EmbeddingTable:
     return load(path)
 
 
-def side_tokenizer(cfg: TrainConfig, table: EmbeddingTable | None, lang: str, single: bool) -> str:
+def side_tokenizer(
+    cfg: TrainConfig, table: EmbeddingTable | None, lang: str, single: bool, side: str = "src"
+) -> str:
     """The spec one side is tokenized with (see the module docstring)."""
     from embtool.text.tokenizer import parse_spec
 
     if cfg.tokenizer:
         return str(parse_spec(cfg.tokenizer))
     if table is None:
-        return f"spacy:{lang}"
+        return f"spacy:{lang}" if cfg.task_info.local_only else cfg.task_info.tokenizer(side)
     spec = parse_spec(table.tokenizer)
     if spec.language_independent or not single:
         return str(spec)
@@ -132,7 +135,7 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     single = cfg.emb is not None
     src_lang = cfg.src_lang if translation else cfg.task_info.src_lang
     src_spec = side_tokenizer(cfg, src_table, src_lang, single)
-    tgt_spec = side_tokenizer(cfg, tgt_table, cfg.tgt_lang, single) if translation else ""
+    tgt_spec = side_tokenizer(cfg, tgt_table, cfg.tgt_lang, single, "tgt") if translation else ""
     min_freq = cfg.min_freq or cfg.task_info.min_freq
 
     def tok_split(split: TextSplit) -> tuple[list[list[str]], list[list[str]] | None]:
