@@ -264,7 +264,11 @@ def write_run(
                 "beam": 1,
             }
         else:
-            test = {"best_val_acc": result, "best_epoch": best_epoch}
+            test = {
+                "selection": "highest validation accuracy (§5)",
+                "best_val_acc": result,
+                "best_epoch": best_epoch,
+            }
             if mismatched is not None:
                 test["best_val_acc_mismatched"] = mismatched
         (folder / "test.json").write_text(json.dumps(test))

@@ -246,7 +246,12 @@ def translate(
     return out
 
 
+def tokens_all(ids: list[list[int]], vocab: list[str]) -> list[list[str]]:
+    """Each hypothesis's vocabulary tokens, specials left out."""
+    specials = set(SPECIALS)
+    return [[vocab[i] for i in h if vocab[i] not in specials] for h in ids]
+
+
 def detok_all(ids: list[list[int]], vocab: list[str], spec: str) -> list[str]:
     detok = detokenizer(spec)
-    specials = set(SPECIALS)
-    return [detok([vocab[i] for i in h if vocab[i] not in specials]) for h in ids]
+    return [detok(toks) for toks in tokens_all(ids, vocab)]

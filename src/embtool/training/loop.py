@@ -32,10 +32,11 @@ from embtool.training.epoch import (
     make_optimizer,
     pick_amp,
     pick_device,
+    tokens_all,
     train_epoch,
     translate,
 )
-from embtool.training.metrics import accuracy, bleu
+from embtool.training.metrics import accuracy, bleu, bleu_tokenized, classification_result
 from embtool.training.plan import model_config
 from embtool.training.runfolder import (
     BEST,
@@ -48,7 +49,7 @@ from embtool.training.runfolder import (
     RunResult,
     resume_config,
 )
-from embtool.training.setup import Prepared, prepare
+from embtool.training.setup import Prepared, prepare, tokenize
 
 
 def _quiet(event: str, info: dict[str, Any]) -> None:
@@ -141,7 +142,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     model_cfg = _model_config(cfg, prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
     model = build_model(model_cfg)
-    _init_embeddings(model, prep, model_cfg, cfg.seed)
+    init = _init_embeddings(model, prep, model_cfg, cfg, progress)
     model.to(device)
     config = {
         "embtool": __version__,
@@ -159,9 +160,11 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
             "src_missing": prep.src.missing,
             "tgt_missing": prep.tgt.missing if prep.tgt else None,
         },
+        "init": init,
         "device": str(device),
         "amp": "bf16" if amp else "off",
         "dropped_train_examples": prep.dropped,
+        "train_examples": len(prep.train),
     }
     # (re)written on resume too: a continued run may have been given more epochs
     folder.write_json(CONFIG, config)
@@ -254,10 +257,16 @@ def _model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
     return model_config(cfg, len(prep.src.vocab), tgt, prep.n_classes, dims)
 
 
-def _init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig, seed: int) -> None:
-    """Table rows where a table was given, else Xavier-uniform (the paper's baseline)."""
+def _init_embeddings(
+    model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig, cfg: TrainConfig, progress: Progress
+) -> dict[str, Any]:
+    """Table rows where a table was given, else Xavier-uniform (the paper's baseline); then
+    ``--standardize`` (Eq. 1 / Eq. 4 on the model's rows). Returns, per side, the rows' σ against
+    Xavier's for the model (a warning past ``initrows.WARN_FACTOR``) and what was standardized."""
+    from embtool.training.initrows import check_rows, standardize_rows, warning
     from embtool.transforms import xavier
 
+    info: dict[str, Any] = {}
     for offset, side in enumerate((prep.src, prep.tgt)):
         if side is None:
             continue
@@ -265,9 +274,17 @@ def _init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfi
         rows = (
             side.rows
             if side.rows is not None
-            else xavier(side.vocab, mc.d_model, seed=seed + offset).tensor()
+            else xavier(side.vocab, mc.d_model, seed=cfg.seed + offset).tensor()
         )
+        entry: dict[str, Any] = {}
+        if cfg.standardize != "off":
+            rows, entry["standardize"] = standardize_rows(rows, cfg.standardize)
+        entry.update(check_rows(rows))
+        if entry["off"] and side.rows is not None and cfg.standardize in ("off", "xavier"):
+            progress("log", {"message": warning(side.name, entry)})
         set_embedding(emb, rows)
+        info[side.name] = entry
+    return info
 
 
 def _validate(
@@ -296,10 +313,7 @@ def _test(run: Run) -> dict[str, Any]:
     model, prep, cfg, lines, best_epoch = run.model, run.prep, run.cfg, run.lines, run.best_epoch
     device, amp = run.device, run.amp
     if cfg.kind == "classification":
-        best = next(x for x in lines if x["epoch"] == best_epoch)
-        result: dict[str, Any] = {"best_val_acc": best["val_acc"], "best_epoch": best_epoch}
-        if "val_acc_mismatched" in best:
-            result["best_val_acc_mismatched"] = best["val_acc_mismatched"]
+        result: dict[str, Any] = classification_result(lines, best_epoch)
     else:
         assert isinstance(model, Seq2Seq) and prep.tgt is not None
         ckpt.load_weights(model, run.folder.file(BEST))
@@ -307,9 +321,15 @@ def _test(run: Run) -> dict[str, Any]:
         hyps = detok_all(ids, prep.tgt.vocab, prep.tgt.tokenizer)
         run.folder.write_hyps(hyps)
         score, signature = bleu(hyps, _refs(prep.test_refs, prep.tgt.lower))
+        # the tokenized, lower-cased BLEU on the vocabulary's tokens (tutorial pipelines' convention)
+        tok_hyps = [" ".join(t) for t in tokens_all(ids, prep.tgt.vocab)]
+        tok_refs = [" ".join(t) for t in tokenize(prep.tgt.tokenizer, prep.test_refs)]
+        score_tok, signature_tok = bleu_tokenized(tok_hyps, tok_refs)
         result = {
             "bleu": score,
             "signature": signature,
+            "bleu_tok": score_tok,
+            "signature_tok": signature_tok,
             "best_epoch": best_epoch,
             "split": prep.test_name,
             "beam": cfg.beam,
