@@ -46,9 +46,12 @@ def test_run_folder_contract(reverse_run):
     state = torch.load(reverse_run / "state.pt", weights_only=True)
     assert state["epoch"] == 6
     test = json.loads((reverse_run / "test.json").read_text())
-    assert set(test) == {"bleu", "signature", "best_epoch", "split", "beam"}
+    assert set(test) == {"bleu", "signature", "bleu_tok", "signature_tok", "best_epoch", "split", "beam"}
+    assert "tok:none" in test["signature_tok"] and "case:lc" in test["signature_tok"]
     best = min(metrics(reverse_run), key=lambda x: x["val_loss"])
     assert test["best_epoch"] == best["epoch"]
+    assert config["parameters"]["total"] == sum(p.numel() for p in torch.load(
+        reverse_run / "state.pt", weights_only=True)["model"].values())  # fmt: skip
 
 
 def test_test_bleu_equals_sacrebleu_on_the_hypotheses(reverse_run):
@@ -61,6 +64,9 @@ def test_test_bleu_equals_sacrebleu_on_the_hypotheses(reverse_run):
     test = json.loads((reverse_run / "test.json").read_text())
     assert test["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-9)
     assert test["signature"].startswith("nrefs:1|case:mixed")
+    # whitespace tokens: the tokenized, lower-cased BLEU is sacrebleu's on the same lines, tokenize=none
+    tok = sacrebleu.metrics.BLEU(tokenize="none", lowercase=True).corpus_score(hyps, [refs]).score
+    assert test["bleu_tok"] == pytest.approx(tok, abs=1e-9)
 
 
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path):
@@ -189,7 +195,19 @@ def test_mnli_reports_matched_and_mismatched(tmp_path):
     m = metrics(run)
     assert {"val_acc", "val_acc_mismatched"} <= set(m[0])
     test = json.loads((run / "test.json").read_text())
-    assert set(test) == {"best_val_acc", "best_epoch", "best_val_acc_mismatched"}
+    assert set(test) == {
+        "selection",
+        "best_val_acc",
+        "best_epoch",
+        "best_val_acc_mismatched",
+        "best_epoch_mismatched",
+        "at_lowest_val_loss",
+    }
+    # §5: each accuracy is the highest of its split, at its own epoch
+    assert test["best_val_acc"] == max(x["val_acc"] for x in m)
+    assert test["best_val_acc_mismatched"] == max(x["val_acc_mismatched"] for x in m)
+    lowest = min(m, key=lambda x: x["val_loss"])
+    assert test["at_lowest_val_loss"]["val_acc"] == lowest["val_acc"]
     config = json.loads((run / "config.json").read_text())
     assert config["kind"] == "classification" and config["model"]["n_classes"] == 3
     assert "<sep>" in json.loads((run / "vocab.json").read_text())["src"]

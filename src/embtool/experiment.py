@@ -192,7 +192,21 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
         "resume": True,
     }
     values.update({key: str(path) for key, path in run.tables.items()})
+    if "standardize" not in values:
+        values["standardize"] = variant_standardize(run.variant, grid.inputs)
     return TrainConfig.from_dict(values, origin="training settings")
+
+
+def variant_standardize(variant: str, inputs: dict[str, Path]) -> str:
+    """The ``--standardize`` a variant trains with, so that the paper's condition holds for the
+    model's own rows whatever slice of the data it trains on: Eq. 1 with the model's N for
+    ``standardized``, Eq. 4 to the pretrained table for ``xavier_like`` (one table for both sides)."""
+    if variant == "standardized":
+        return "xavier"
+    tables = set(inputs.values())
+    if variant == "xavier_like" and len(tables) == 1:
+        return str(next(iter(tables)))
+    return "off"
 
 
 def build_tables(
