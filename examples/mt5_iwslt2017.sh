@@ -31,7 +31,7 @@ embtool stats "$out/src.emb.safetensors" "$out/tgt.emb.safetensors"
 # 3. Xavier, mT5, mT5_Xavier (Eq. 1), mT5_Shuffled × seeds; bf16 autocast; resumable
 # shellcheck disable=SC2086  # EXTRA is a list of options
 embtool experiment iwslt2017 --src-emb "$out/src.emb.safetensors" --tgt-emb "$out/tgt.emb.safetensors" \
-  --variants "$variants" --seeds "$seeds" --batch-size 112 --device "$device" ${EXTRA:-} -o "$out/grid"
+  --variants "$variants" --seeds "$seeds" --device "$device" ${EXTRA:-} -o "$out/grid"
 
 # 4. Table 1 / Table 2 / Figure 1 for the grid (also written to $out/grid/report.md and curves.png)
 embtool report "$out/grid/runs" --plot "$out/curves.png" --csv "$out/table1.csv"

@@ -485,3 +485,16 @@ def test_standardized_variants_standardize_the_models_rows(toy: Path) -> None:
         "files", {"emb": table}, toy / "g2", seeds=[1], settings={**settings, "standardize": "off"}
     )
     assert {lib.train_config(mine, r).standardize for r in mine.runs} == {"off"}
+
+
+def test_every_variant_trains_in_the_pretrained_tables_column(tmp_path: Path) -> None:
+    """The xavier variant of an mT5 experiment is in Table 5's mT5 column (batch 112 on IWSLT2017),
+    though its own table's source is "xavier" and D 768 alone would pick mBERT's."""
+    table = EmbeddingTable(
+        torch.zeros(3, 768), ["a", "b", "c"], source="hf:google/mt5-base", tokenizer="hf:mt5"
+    )
+    save(table, tmp_path / "mt5.safetensors")
+    grid = lib.plan("iwslt2017", {"emb": tmp_path / "mt5.safetensors"}, tmp_path / "g", seeds=[1])
+    cfgs = [lib.train_config(grid, r) for r in grid.runs]
+    assert {c.family for c in cfgs} == {"mt5"}
+    assert {c.resolved().batch_size for c in cfgs if c.emb == str(tmp_path / "mt5.safetensors")} == {112}

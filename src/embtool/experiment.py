@@ -194,7 +194,19 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
     values.update({key: str(path) for key, path in run.tables.items()})
     if "standardize" not in values:
         values["standardize"] = variant_standardize(run.variant, grid.inputs)
+    if "family" not in values:  # every variant in the pretrained table's Table 5 column (a Xavier
+        values["family"] = input_family(grid, values["task"])  # table's source names no family)
     return TrainConfig.from_dict(values, origin="training settings")
+
+
+def input_family(grid: Grid, task: str) -> str | None:
+    """The Table 5 family of the experiment's pretrained table (its source, else its D), if any."""
+    from embtool.tasks.registry import get_task
+    from embtool.training.paper import choose_column, table_shape_source
+
+    dim, source = table_shape_source(str(next(iter(grid.inputs.values()))))
+    column = choose_column(get_task(task), dim, source, None).column
+    return column.family if column is not None else None
 
 
 def variant_standardize(variant: str, inputs: dict[str, Path]) -> str:
