@@ -142,6 +142,9 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     model_cfg = _model_config(cfg, prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
     model = build_model(model_cfg)
+    paper = cfg.column().as_dict(cfg.task, cfg.preset)
+    if "family" in paper:
+        progress("log", {"message": _column_line(paper, cfg, model_cfg)})
     init = _init_embeddings(model, prep, model_cfg, cfg, progress)
     model.to(device)
     config = {
@@ -151,7 +154,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         "seed": cfg.seed,
         "model": model_cfg.to_dict(),
         "parameters": parameter_counts(model),
-        "paper": cfg.column().as_dict(cfg.task, cfg.preset),
+        "paper": paper,
         "train": cfg.to_dict(),
         "tables": {"src": prep.src.table_info, "tgt": prep.tgt.table_info if prep.tgt else None},
         "vocab": {
@@ -236,6 +239,14 @@ def finish(run: Run, progress: Progress) -> RunResult:
     run.folder.write_json(TEST, result)
     progress("test", result)
     return RunResult(run.folder.path, result, list(run.lines))
+
+
+def _column_line(paper: dict[str, Any], cfg: TrainConfig, mc: ModelConfig) -> str:
+    return (
+        f"Table 5 column: {cfg.task} {paper['family']} ({paper['reason']}); --preset {cfg.preset}: "
+        f"D {mc.d_model}, {mc.n_heads} heads, FFN {mc.d_ff}, batch {cfg.batch_size}, {cfg.epochs} epochs, "
+        f"lr {cfg.lr:g}"
+    )
 
 
 def _log_vocab(prep: Prepared, progress: Progress) -> None:
