@@ -21,7 +21,14 @@ from typing import Any
 
 from embtool._version import __version__
 from embtool.errors import BadInput, EmbtoolError, WorkFailure
-from embtool.variants import RANDOM_VARIANTS, VARIANTS, parse_variants, variant_table
+from embtool.variants import (
+    RANDOM_VARIANTS,
+    VARIANTS,
+    input_family,
+    parse_variants,
+    variant_standardize,
+    variant_table,
+)
 
 GRID_FILE = "experiment.json"
 REPORT_MD, REPORT_PNG, REPORT_CSV = "report.md", "curves.png", "table1.csv"
@@ -193,32 +200,10 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
     }
     values.update({key: str(path) for key, path in run.tables.items()})
     if "standardize" not in values:
-        values["standardize"] = variant_standardize(run.variant, grid.inputs)
+        values["standardize"] = variant_standardize(run.variant, list(grid.inputs.values()))
     if "family" not in values:  # every variant in the pretrained table's Table 5 column (a Xavier
-        values["family"] = input_family(grid, values["task"])  # table's source names no family)
+        values["family"] = input_family(next(iter(grid.inputs.values())), grid.task)  # names none)
     return TrainConfig.from_dict(values, origin="training settings")
-
-
-def input_family(grid: Grid, task: str) -> str | None:
-    """The Table 5 family of the experiment's pretrained table (its source, else its D), if any."""
-    from embtool.tasks.registry import get_task
-    from embtool.training.paper import choose_column, table_shape_source
-
-    dim, source = table_shape_source(str(next(iter(grid.inputs.values()))))
-    column = choose_column(get_task(task), dim, source, None).column
-    return column.family if column is not None else None
-
-
-def variant_standardize(variant: str, inputs: dict[str, Path]) -> str:
-    """The ``--standardize`` a variant trains with, so that the paper's condition holds for the
-    model's own rows whatever slice of the data it trains on: Eq. 1 with the model's N for
-    ``standardized``, Eq. 4 to the pretrained table for ``xavier_like`` (one table for both sides)."""
-    if variant == "standardized":
-        return "xavier"
-    tables = set(inputs.values())
-    if variant == "xavier_like" and len(tables) == 1:
-        return str(next(iter(tables)))
-    return "off"
 
 
 def build_tables(
