@@ -63,3 +63,11 @@ def test_mnli_matched_and_mismatched_each_at_their_own_best_epoch() -> None:
     assert (result["best_val_acc"], result["best_epoch"]) == (75.0, 3)
     assert (result["best_val_acc_mismatched"], result["best_epoch_mismatched"]) == (73.0, 4)
     assert result["at_lowest_val_loss"]["val_acc_mismatched"] == 72.0
+
+
+def test_tokenized_bleu_does_not_warn_about_tokenized_input(caplog) -> None:
+    from embtool.training.metrics import bleu_tokenized
+
+    with caplog.at_level("WARNING"):
+        bleu_tokenized(["a dog runs ."] * 200, ["a dog runs ."] * 200)
+    assert "detokenize" not in caplog.text
