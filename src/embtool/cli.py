@@ -45,7 +45,7 @@ APP_SETTINGS: dict[str, Any] = dict(
 COMMANDS = (
     "vocab", "extract", "align",
     "init", "stats", "standardize", "shuffle", "scale", "posenc",
-    "export",
+    "export", "inject",
     "analogy", "similarity",
     "train", "experiment", "report",
 )  # fmt: skip
