@@ -199,7 +199,7 @@ def rows_for(
     got = set(ours)
     lost = [v for v in range(size) if v not in got]
     fill_missing(vectors, lost, missing, seed)
-    share: float | None = None
-    if target.counts is not None and sum(target.counts):
-        share = sum(target.counts[v] for v in ours if v < len(target.counts)) / sum(target.counts)
+    counts = target.counts or []
+    total = int(np.sum(counts)) if counts else 0
+    share = float(np.sum([counts[v] for v in ours if v < len(counts)])) / total if total else None
     return vectors, Coverage(len(ours), 0, len(lost), share)
