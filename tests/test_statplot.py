@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from embtool.errors import BadInput
-from embtool.stats import table_stats
 from embtool.statplot import plot_tables, sample_values
+from embtool.stats import table_stats
 from embtool.table import EmbeddingTable, save
 from embtool.transforms import standardize
 
@@ -23,7 +23,7 @@ def test_png_with_sigma_labels(raw, tmp_path) -> None:
     labels = plot_tables([raw, x], [table_stats(raw, "raw"), table_stats(x, "raw_x")], tmp_path / "p.png")
     data = (tmp_path / "p.png").read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
-    assert labels[0] == "raw: σ=0.399 (5.01× σ_x)" and labels[1] == "raw_x: σ=0.0787 (1× σ_x)"
+    assert labels[0] == "raw: σ=0.399 (5.01× σ_x)" and labels[1] == "raw_x: σ=0.0796 (1× σ_x)"
 
 
 def test_sample_values_picks_whole_rows_and_drops_nonfinite() -> None:
