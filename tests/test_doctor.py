@@ -116,3 +116,19 @@ def test_vocab_of_another_tokenizer_warns_with_coverage() -> None:
     assert tok.level == "warning" and "66.7% of its tokens" in tok.message
     cov = next(c for c in d.checks if c.name == "coverage")
     assert cov.level == "finding" and cov.fix == "embtool align t --vocab v.txt -o t_aligned.safetensors"
+
+
+@pytest.mark.slow
+def test_example_script_runs(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "doctor_export.sh"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PATH": path})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "400 vectors read back by gensim" in proc.stdout
+    assert (tmp_path / "doctor_export" / "w2v.png").read_bytes()[:4] == b"\x89PNG"
