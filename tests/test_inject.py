@@ -111,3 +111,49 @@ def test_cli(cli, tmp_path) -> None:
     assert "2 table rows" in r.stderr and (tmp_path / "o" / "model.safetensors").is_file()
     r = cli("inject", str(tmp_path / "t.safetensors"), "--model", str(src), "-o", str(tmp_path / "o"))
     assert r.code == 2 and "already exists" in r.stderr
+
+
+def test_t5_shared_rows_beyond_the_tokenizer_are_filled(tmp_path) -> None:
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁the", -1.0), ("▁cat", -2.0), ("s", -3.0)]
+    tok = T5Tokenizer(vocab=pieces, extra_ids=0)
+    tok.save_pretrained(tmp_path / "t5")
+    torch.manual_seed(1)
+    cfg = T5Config(vocab_size=len(tok) + 4, d_model=8, d_ff=16, num_layers=1, num_heads=2, d_kv=4)
+    T5ForConditionalGeneration(cfg).save_pretrained(tmp_path / "t5")
+    table = _table(["▁the", "▁cat", "<pad>"], tokenizer=f"hf:{tmp_path / 't5'}")
+    done = inject(table, str(tmp_path / "t5"), str(tmp_path / "out"))
+    assert (
+        done.tensor == "shared.weight"
+        and done.rows == len(tok) + 4
+        and done.coverage.missing == done.rows - 3
+    )
+    model = T5ForConditionalGeneration.from_pretrained(tmp_path / "out")
+    weight = model.get_input_embeddings().weight.detach()
+    ids = tok.convert_tokens_to_ids(table.tokens)
+    assert torch.equal(weight[ids], table.tensor())
+    assert torch.equal(model.encoder.embed_tokens.weight, model.shared.weight)  # tied, as saved
+
+
+def test_readme_from_config_example(tmp_path, monkeypatch) -> None:
+    """The README's six lines, on a tiny BERT config and tokenizer saved here."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
+
+    from embtool import load
+
+    _bert(tmp_path / "tok")  # its tokenizer
+    BertConfig(
+        hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    ).save_pretrained(tmp_path / "cfg")
+    save(_table(["the", "cat", "[CLS]"]), tmp_path / "glove_x.safetensors")
+    monkeypatch.chdir(tmp_path)
+    tok = AutoTokenizer.from_pretrained("./tok")
+    model = AutoModel.from_config(AutoConfig.from_pretrained("./cfg", vocab_size=len(tok)))
+    rows, coverage = load("glove_x.safetensors").for_vocab(tok, rows=model.config.vocab_size)
+    model.get_input_embeddings().weight.data.copy_(rows)  # [V, D]
+    assert coverage.found == 3 and model.get_input_embeddings().weight.shape == (len(tok), 8)
+    assert torch.equal(
+        model.get_input_embeddings().weight[tok.convert_tokens_to_ids("cat")],
+        _table(["the", "cat", "[CLS]"]).tensor()[1],
+    )
