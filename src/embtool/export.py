@@ -13,6 +13,7 @@ header: a header-less GloVe file given to fairseq silently loses its first vecto
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
-from embtool.errors import BadInput, UsageError, WorkFailure
+from embtool.errors import BadInput, UsageError
 
 if TYPE_CHECKING:
     from embtool.table import EmbeddingTable
@@ -178,8 +179,9 @@ def _output(path: str, *, binary: bool) -> Iterator[BinaryIO]:
         try:
             yield stdout
             stdout.flush()
-        except BrokenPipeError:
-            raise WorkFailure("stdout closed before the table was written") from None
+        except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as text tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise
         return
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         yield f

@@ -19,6 +19,7 @@ from embtool.table import EmbeddingTable
 
 METHODS = ("pca", "pad")
 FILLS = ("table", "xavier")
+_BLOCK = 1 << 21  # values per block: few large float64 products, 16 MB each
 
 
 def resize(
@@ -65,7 +66,7 @@ def _pca(table: EmbeddingTable, dim: int) -> tuple[np.ndarray, float]:
     d = table.dim
     total = np.zeros(d, np.float64)  # (D,)
     gram = np.zeros((d, d), np.float64)  # (D, D) Σ xᵀx
-    for block in table.blocks():
+    for block in table.blocks(_BLOCK):
         b = block.astype(np.float64)
         total += b.sum(axis=0)
         gram += b.T @ b
@@ -78,7 +79,7 @@ def _pca(table: EmbeddingTable, dim: int) -> tuple[np.ndarray, float]:
     kept = float(values[:dim].sum() / values.sum()) if values.sum() > 0 else 1.0
     out = np.empty((table.n, dim), np.float32)
     start = 0
-    for block in table.blocks():
+    for block in table.blocks(_BLOCK):
         out[start : start + len(block)] = (block.astype(np.float64) - mean) @ axes
         start += len(block)
     return out, kept
