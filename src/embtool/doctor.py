@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 LEVELS = ("ok", "note", "warning", "finding")
 STD_BAND = (0.5, 2.0)  # σ / σ_x outside this: not at Xavier's scale
 ABSORPTION_LIMIT = 1.0  # σ(×√D rows) / σ(position encoding) above this, and not at Xavier's scale: drowned
-OUTLIER_FACTOR = 10.0  # a row norm this many times above (or below) the median norm
+OUTLIER_FACTOR = 10.0  # a row norm this many times above (or below) the median norm …
+OUTLIER_MADS = 5.0  # … and this many robust σ (1.4826 · MAD) of the log norms away from it
 FILL_BAND = (0.5, 2.0)  # σ(filled rows) / σ(found rows) outside this: two scales in one table
 COVERAGE_LIMIT = 0.9  # share of a vocabulary's tokens (or of its corpus tokens) below this
 _PAD_TOKENS = {"<pad>", "[PAD]", "<blank>", "<PAD>", "[pad]"}  # all-zero by design in several toolkits
@@ -212,18 +213,23 @@ def _rows(table: EmbeddingTable, rows: _Rows, name: str) -> list[Check]:
     live = norms[np.isfinite(norms) & (norms > 0)]
     median = float(np.median(live)) if len(live) else 0.0
     if median > 0:
-        far = np.flatnonzero(
-            (norms > OUTLIER_FACTOR * median) | ((norms > 0) & (norms < median / OUTLIER_FACTOR))
-        )
+        # far in log-norm: over OUTLIER_FACTOR× from the median and beyond OUTLIER_MADS robust σ, so that
+        # word2vec's wide spread of norms (frequent words long, rare ones short) is not all outliers
+        logs = np.log(live)
+        spread = 1.4826 * float(np.median(np.abs(logs - math.log(median))))  # MAD → σ for a normal
+        limit = max(math.log(OUTLIER_FACTOR), OUTLIER_MADS * spread)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            distance = np.abs(np.log(norms / median))
+        far = np.flatnonzero((norms > 0) & np.isfinite(distance) & (distance > limit))
         worst = sorted(far.tolist(), key=lambda i: -abs(math.log(norms[i] / median)))
         figures = {"outlier_rows": len(far), "median_norm": median}
         if len(far):
             checks.append(Check("outliers", "warning",
-                                f"{len(far)} row(s) with a norm over {OUTLIER_FACTOR:g}× from the median {median:.3g}: "
+                                f"{len(far)} row(s) with a norm far from the median {median:.3g} (over {math.exp(limit):.3g}×): "
                                 f"{_examples(table, worst)} (e.g. {norms[worst[0]]:.3g})", figures,
                                 "look at these tokens' rows; standardize scales all rows alike"))  # fmt: skip
         else:
-            checks.append(Check("outliers", "ok", f"row norms within {OUTLIER_FACTOR:g}× of the median {median:.3g}",
+            checks.append(Check("outliers", "ok", f"no outlier rows: norms {live.min():.3g} … {live.max():.3g}, median {median:.3g}",
                                 figures))  # fmt: skip
     fills = sorted(set(table.missing or ()))
     if fills and len(fills) < table.n:
