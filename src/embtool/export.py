@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
-
 from embtool.errors import BadInput, UsageError
+
+# numpy is imported inside the writers: the command reads FORMATS and DEFAULT_DIGITS for --help
 
 if TYPE_CHECKING:
     from embtool.table import EmbeddingTable
@@ -147,6 +147,8 @@ def _write_text(table: EmbeddingTable, tokens: list[str], f: BinaryIO, *, header
 def _write_binary(table: EmbeddingTable, tokens: list[str], f: BinaryIO) -> None:
     """word2vec.c's layout: "N D\\n", then per row the token, a space, D little-endian float32 and
     "\\n" (gensim skips that newline before the next token)."""
+    import numpy as np
+
     f.write(f"{table.n} {table.dim}\n".encode())
     start = 0
     for block in table.blocks(_BLOCK):
@@ -160,6 +162,8 @@ def _write_binary(table: EmbeddingTable, tokens: list[str], f: BinaryIO) -> None
 
 def _write_npy(table: EmbeddingTable, f: BinaryIO) -> None:
     """numpy's .npy: its header, then the rows (float16 tables stay float16; bfloat16 widens to float32)."""
+    import numpy as np
+
     dtype = np.dtype("<f2" if table.dtype == "float16" else "<f4")
     header = {"descr": dtype.str, "fortran_order": False, "shape": (table.n, table.dim)}
     np.lib.format.write_array_header_1_0(f, header)

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, read_table
+from embtool.export import DEFAULT_DIGITS
 
 FORMAT_HELP = (
     "word2vec (text, 'N D' header), word2vec-binary, glove (no header), fairseq (--encoder-embed-path: "
@@ -33,7 +34,9 @@ def export(
         "such a token is an error).",
     ),
     digits: int = typer.Option(
-        9, "--digits", help="Significant digits per value in text formats (9: the same float32 back)."
+        DEFAULT_DIGITS,
+        "--digits",
+        help="Significant digits per value in text formats (9: the same float32 back).",
     ),
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
