@@ -132,3 +132,19 @@ def test_example_script_runs(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "400 vectors read back by gensim" in proc.stdout
     assert (tmp_path / "doctor_export" / "w2v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bad_input_is_one_line(cli, tmp_path) -> None:
+    save(xavier(WORDS, 8), tmp_path / "x.safetensors")
+    r = cli("doctor", str(tmp_path / "x.safetensors"), "--vocab", str(tmp_path / "nope.txt"))
+    assert r.code == 2 and r.stderr == f"embtool: error: {tmp_path / 'nope.txt'}: no such vocabulary file\n"
+    r = cli("doctor", str(tmp_path / "missing.safetensors"))
+    assert r.code == 2 and len(r.stderr.splitlines()) == 1
+
+
+def test_json_has_no_nan() -> None:
+    v = np.zeros((4, 3), np.float32)
+    v[1:3] = 1.0  # filled rows with σ 0, found rows σ 0: ratio undefined
+    d = diagnose(EmbeddingTable(v, list("abcd"), missing=[1, 2]), "t")
+    text = json.dumps(d.as_dict(), allow_nan=False)  # raises on NaN/inf
+    assert '"verdict": "findings"' in text

@@ -157,3 +157,11 @@ def test_readme_from_config_example(tmp_path, monkeypatch) -> None:
         model.get_input_embeddings().weight[tok.convert_tokens_to_ids("cat")],
         _table(["the", "cat", "[CLS]"]).tensor()[1],
     )
+
+
+def test_cli_tokenizer_mismatch_is_one_line(cli, tmp_path) -> None:
+    src = _bert(tmp_path / "m")
+    save(_table(["the", "▁dog", "▁x"], tokenizer="hf:google/mt5-small"), tmp_path / "t.safetensors")
+    r = cli("inject", str(tmp_path / "t.safetensors"), "--model", str(src), "-o", str(tmp_path / "o"))
+    assert r.code == 2 and len(r.stderr.splitlines()) == 1
+    assert "1 of the table's 3 tokens are among its" in r.stderr and not (tmp_path / "o").exists()

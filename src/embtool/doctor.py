@@ -63,8 +63,16 @@ class Diagnosis:
         return [c for c in self.checks if c.level in bad]
 
     def as_dict(self, strict: bool = False) -> dict[str, Any]:
+        """The diagnosis as plain JSON values (a non-finite figure becomes null)."""
+        checks = [
+            {**asdict(c), "figures": {k: _json_number(v) for k, v in c.figures.items()}} for c in self.checks
+        ]
         return {"name": self.name, "n": self.n, "dim": self.dim, "verdict": "findings" if self.findings(strict) else "ok",
-                "checks": [asdict(c) for c in self.checks], "plot": self.plot}  # fmt: skip
+                "checks": checks, "plot": self.plot}  # fmt: skip
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def diagnose(
