@@ -50,7 +50,7 @@ def train(
       embtool train --resume runs/glove_x
     """
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import UsageError
+    from embtool.errors import UsageError, WorkFailure
     from embtool.training import TrainConfig, resume_config
     from embtool.training import train as run_training
 
@@ -73,4 +73,10 @@ def train(
         raise
     if as_json:
         typer.echo(json.dumps(result.test, indent=2))
+    if result.test.get("status") == "diverged":
+        t = result.test
+        raise WorkFailure(
+            f"training diverged at epoch {t['epoch']}, step {t['step']} (loss {t['loss']}); "
+            f"{result.path} is marked diverged in test.json"
+        )
     info(result.summary())
