@@ -207,7 +207,9 @@ class TrainConfig:
             ("lr_schedule", SCHEDULES),
         ):
             if getattr(self, name) not in choices:
-                raise BadInput(f"invalid --{name} {getattr(self, name)!r}; valid choices: {list(choices)}")
+                raise BadInput(
+                    f"invalid {option_name(name)} {getattr(self, name)!r}; valid choices: {list(choices)}"
+                )
         if self.emb and (self.src_emb or self.tgt_emb):
             raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
         if self.kind == "classification" and self.tgt_emb:
