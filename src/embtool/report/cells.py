@@ -43,6 +43,7 @@ class Cell:
     box: str | None = None  # the pretrained table of the cell's experiment (see build_report)
     notes: list[str] = field(default_factory=list)
     table: dict[str, Any] | None = None  # Table 2 figures of the encoder table
+    diverged: int = 0  # runs whose training diverged: counted in n, left out of the mean
 
     @property
     def n(self) -> int:
@@ -179,7 +180,10 @@ def _describe(sig: tuple[Any, ...]) -> str:
 def _cell(task: str, name: str, runs: list[Run]) -> Cell:
     runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
     cell = Cell(task=task, kind=runs[0].kind, name=name, runs=runs)
-    cell.mean, cell.std = mean_std([r.value for r in runs if r.value is not None])
+    cell.diverged = sum(r.diverged for r in runs)
+    finished = [r.value for r in runs if r.value is not None]
+    if finished:
+        cell.mean, cell.std = mean_std(finished)
     epochs = [r.epoch for r in runs if r.epoch is not None]
     cell.epoch = sum(epochs) / len(epochs) if epochs else None
     second = [r.value2 for r in runs if r.value2 is not None]
