@@ -26,10 +26,13 @@ from embtool.training import checkpoint as ckpt
 from embtool.training.building import init_embeddings, model_config, profile_admin
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import process_settings
+from embtool.training.data import SEP, SPECIALS
+from embtool.training.dynamics import epoch_dynamics, snapshot
 from embtool.training.epoch import (
     Diverged,
     Progress,
     batches_of,
+    collate,
     detok_all,
     eval_loss,
     pick_amp,
@@ -51,6 +54,8 @@ from embtool.training.runfolder import (
 )
 from embtool.training.schedule import make_optimizer, set_lr
 from embtool.training.setup import Prepared, prepare
+
+SPECIAL_TOKENS = {*SPECIALS, SEP}
 
 
 def _quiet(event: str, info: dict[str, Any]) -> None:
@@ -76,6 +81,9 @@ class Run:
     step: int = 0  # optimizer steps taken over the whole run (the schedule's clock)
     total_steps: int = 0  # the run's steps, for the schedule
     diverged: dict[str, Any] | None = None  # {"epoch", "step", "loss"} when training diverged
+    emb0: dict[str, torch.Tensor] = field(default_factory=dict)  # the embeddings' first rows
+    specials: dict[str, int] = field(default_factory=dict)  # leading special rows per embedding
+    probe: Any = None  # a fixed validation batch for the residual-branch ratios
 
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
@@ -204,6 +212,12 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
         total_steps=cfg.epochs * steps_per_epoch,
     )
+    # E_0 from the freshly built model: a resumed run rebuilds the same first rows
+    run.emb0 = snapshot(model)
+    n_special = {s.name: sum(t in SPECIAL_TOKENS for t in s.vocab) for s in (prep.src, prep.tgt) if s}
+    run.specials = {**n_special, "out": n_special.get("tgt", 0)}
+    if prep.val:
+        run.probe = collate(prep.val, list(range(min(64, len(prep.val)))), cfg.kind).to(device)
     if cfg.resume and folder.file(STATE).is_file():
         # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
         # metrics, so a kill between the writes of an epoch cannot leave a mixed state
@@ -251,6 +265,7 @@ def fit(run: Run, progress: Progress) -> None:
             return
         line: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
         line.update(_validate(model, run.prep, cfg, run.device, run.amp))
+        line.update(epoch_dynamics(model, run.emb0, run.specials, run.probe))
         line.update(seconds=seconds, tokens_per_s=tps)
         if line["val_loss"] < run.best_loss:
             run.best_loss, run.best_epoch = line["val_loss"], epoch
