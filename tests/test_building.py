@@ -121,3 +121,38 @@ def test_an_exploding_run_is_marked_diverged_and_train_exits_1(tmp_path, cli):
     # resuming a diverged run returns it as it is
     again = cli("train", "--resume", str(tmp_path / "run"))
     assert again.code == 1 and "diverged" in again.stderr
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "beyond_vanilla.sh"
+
+
+def test_example_is_valid_bash():
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(EXAMPLE)]).returncode == 0
+
+
+@pytest.mark.slow
+def test_example_beyond_vanilla_tiny_on_real_multi30k(shared_data: Path, tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "bv"
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SIZE": "tiny",
+        "OUT": str(out),
+        "THREADS": "1",
+        "EMBTOOL_DATA_DIR": str(shared_data),
+    }
+    proc = subprocess.run(
+        ["bash", str(EXAMPLE)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (out / "report.md").read_text()
+    for norm in ("post", "pre", "admin"):
+        assert f"word2vec_Xavier [norm={norm}]" in text
+    assert "input_dim" in text or "input-dim" in text or "D=32" in text
+    assert (out / "dynamics.png").is_file() and (out / "curves.png").is_file()

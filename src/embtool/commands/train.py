@@ -40,6 +40,9 @@ def train(
     the table by token string; tokens the table lacks are filled like `extract --missing`.
     The run folder holds config.json, metrics.jsonl (one line per epoch), best/last
     checkpoints, state.pt (for --resume), test.json and hyps.test.txt.
+    Beyond the paper: --norm pre|admin (Admin's ω profiled before training), --input-dim and
+    --output-dim (decoupled embeddings), --optimizer, --lr-schedule, --warmup; a run whose loss
+    diverges stops, is marked "diverged" in test.json, and train exits 1.
 
     Examples:
 
@@ -48,6 +51,8 @@ def train(
       embtool train files --src train.de --tgt train.en --tokenizer whitespace --epochs 5
 
       embtool train --resume runs/glove_x
+
+      embtool train multi30k --emb w2v64.safetensors --input-dim 64 --d-model 128 --norm admin
     """
     from embtool.commands._progress import TrainingProgress
     from embtool.errors import UsageError, WorkFailure
