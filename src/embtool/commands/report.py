@@ -51,7 +51,8 @@ def report(
     """
     from embtool import atomic
     from embtool.report.cells import build_report
-    from embtool.report.plot import plot_curves, plot_dynamics
+    from embtool.report import plot as plots
+    from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv, to_json
 
     rep = build_report(runs, table_stats=not no_table_stats)
@@ -59,7 +60,7 @@ def report(
         titles = plot_curves(rep, plot)
         info(f"report: Figure 1 ({len(titles)} panel(s): {', '.join(titles)}) → {plot}")
     if plot_dynamics:
-        titles = plot_dynamics(rep, plot_dynamics)
+        titles = plots.plot_dynamics(rep, plot_dynamics)
         info(f"report: embedding dynamics ({', '.join(titles)}) → {plot_dynamics}")
     if csv_path:
         atomic.write_text(csv_path, to_csv(rep))
