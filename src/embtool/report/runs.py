@@ -147,6 +147,9 @@ def _flags(train: dict[str, Any]) -> list[str]:
         flags.append("no posenc")
     if train.get("tie_output"):
         flags.append("tied output")
+    for key in ("input_dim", "output_dim"):  # decoupled embeddings: another model shape
+        if train.get(key):
+            flags.append(f"{key.replace('_', '-')} {train[key]}")
     return flags
 
 
