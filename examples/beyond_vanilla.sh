@@ -13,7 +13,8 @@
 #   SIZE=tiny a smoke test (seconds of training per run)
 #
 # The tables come from reproduce_table1_multi30k.sh (STEP=tables), in $OUT/ (default beyond-vanilla/).
-# THREADS=N limits each run to N CPU threads. Running it again resumes the grids.
+# THREADS=N limits each run to N CPU threads; SEEDS=N (cpu) runs fewer seeds. Running it again
+# resumes the grids.
 set -euo pipefail
 SIZE=${SIZE:-cpu}
 out=${OUT:-beyond-vanilla}
@@ -21,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 case "$SIZE" in
   tiny) seeds=1; variants=${VARIANTS:-xavier,standardized}; dim=16
         train=(--epochs 1 --layers 1 --batch-size 32 --max-train-examples 200 --max-eval-examples 20 --device cpu) ;;
-  cpu)  seeds=2; variants=${VARIANTS:-xavier,pretrained,standardized}; dim=64
+  cpu)  seeds=${SEEDS:-2}; variants=${VARIANTS:-xavier,pretrained,standardized}; dim=64
         train=(--epochs 4 --layers 2 --lr 1e-3 --batch-size 64 --max-train-examples 4000 --max-eval-examples 300 --device cpu) ;;
   gpu)  seeds=3; variants=${VARIANTS:-xavier,pretrained,standardized}; dim=300
         train=(--batch-size 64 --device cuda) ;;
