@@ -83,3 +83,13 @@ def test_profiling_needs_an_admin_model():
     batch = translation_batch([[5, 6]], [[7]])
     with pytest.raises(AssertionError, match="Admin"):
         profile(model, batch)
+
+
+def test_a_classifier_is_profiled_through_its_encoder():
+    from embtool.training.batching import classification_batch
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind="classification", src_vocab=12, d_model=8, n_heads=2, n_layers=2, norm="admin")
+    figures = profile(build(cfg), classification_batch([[4, 5, 6], [7, 8]], [0, 1]))
+    assert list(figures["omega"]) == ["encoder"] and len(figures["omega"]["encoder"]) == 4
+    assert figures["omega"]["encoder"][0] == 1.0 and figures["omega"]["encoder"][1] > 1.0

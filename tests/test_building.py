@@ -167,3 +167,34 @@ def test_example_beyond_vanilla_tiny_on_real_multi30k(shared_data: Path, tmp_pat
         assert f"word2vec_Xavier [norm={norm}]" in text
     assert "| word2vec_Xavier [input-dim 16] |" in text
     assert (out / "dynamics.png").is_file() and (out / "curves.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--norm", "mid"], "invalid --norm 'mid'"),
+        (["--optimizer", "sgd"], "invalid --optimizer 'sgd'"),
+        (["--output-dim", "16", "--tie-output"], "--tie-output needs one width"),
+    ],
+)
+def test_cli_bad_input_is_one_line_naming_the_option(tmp_path, cli, args, message):
+    files = reverse_task(tmp_path, n_train=20, n_val=2)
+    r = cli(
+        "train",
+        "--src",
+        files["train_src"],
+        "--tgt",
+        files["train_tgt"],
+        "--tokenizer",
+        "whitespace",
+        "--d-model",
+        "32",
+        "--epochs",
+        "1",
+        "-o",
+        str(tmp_path / "run"),
+        *args,
+    )
+    assert r.code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("embtool: error: ") and message in lines[0]

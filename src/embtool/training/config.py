@@ -250,6 +250,12 @@ class TrainConfig:
             raise BadInput(
                 f"--output-dim/--out-emb: {self.task} is a classification task with no output embedding"
             )
+        width = self.input_dim or self.d_model  # the input embedding's, where known before the table
+        if self.tie_output and self.output_dim and width and width != self.output_dim:
+            raise BadInput(
+                f"--tie-output needs one width for the input and output embeddings, got {width} "
+                f"(--input-dim/--d-model) and {self.output_dim} (--output-dim); untie them or match them"
+            )
         if self.out_emb and self.tie_output:
             raise BadInput("--out-emb with --tie-output: the output layer is the input embedding; give one")
         for name in ("dropout", "attn_dropout", "label_smoothing"):
