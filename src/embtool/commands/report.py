@@ -50,8 +50,8 @@ def report(
       embtool report runs/glove_x runs/xavier --json
     """
     from embtool import atomic
-    from embtool.report.cells import build_report
     from embtool.report import plot as plots
+    from embtool.report.cells import build_report
     from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv, to_json
 
