@@ -140,8 +140,19 @@ def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = Tr
 def _settings(run: Run) -> dict[str, str]:
     """The run's training settings that change what it learns, as JSON text by field name."""
     skip = per_run_settings()
-    train = run.config.get("train") or {}
+    train = {**_defaults("train"), **(run.config.get("train") or {})}
     return {k: json.dumps(v, sort_keys=True) for k, v in train.items() if k not in skip}
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    """A config section's defaults: a run written before a setting existed had its default."""
+    from dataclasses import MISSING, fields
+
+    from embtool.training.config import TrainConfig
+
+    if section != "train":
+        return {}
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 def _label_settings(runs: list[Run]) -> None:
@@ -206,7 +217,7 @@ def _differing_settings(runs: list[Run]) -> list[str]:
     keys: set[str] = set()
     skip = per_run_settings()
     for section in ("train", "model"):
-        values = [r.config.get(section) or {} for r in runs]
+        values = [{**_defaults(section), **(r.config.get(section) or {})} for r in runs]
         for key in sorted(set().union(*values)):
             if key in skip:
                 continue
