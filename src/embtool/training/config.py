@@ -4,8 +4,7 @@ Each field is an option of `embtool train` and `embtool experiment` of the same 
 (``batch_size`` ↔ ``--batch-size``; a boolean whose default is True is ``--x/--no-x``), with its
 help text in the field's metadata; config.json's ``train`` object holds exactly these fields.
 Adding an option is adding a field here (plus what it does). Task facts come from the registry
-(``embtool.tasks.registry``); a 0 means "the task's value" where the help says so.
-"""
+(``embtool.tasks.registry``); a 0 means "the task's value" (its Table 5 column) where the help says so."""
 
 from __future__ import annotations
 
@@ -16,11 +15,14 @@ from typing import Any
 
 from embtool.errors import BadInput
 from embtool.tasks.registry import TASKS, Task, get_task
-from embtool.training.paper import FAMILIES, PAPER_FFN, PRESETS, Choice, choose_column, table_shape_source
+from embtool.training.paper import FAMILIES, PAPER_FFN, PRESETS, Choice, run_column
 
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
+OPTIMIZERS = ("adam", "adamw", "radam")
+SCHEDULES = ("constant", "inverse-sqrt", "cosine")
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
@@ -117,24 +119,28 @@ class TrainConfig:
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
     standardize: str = option(
-        "off",
-        "Standardize the model's rows (after alignment): xavier (Eq. 1, σ_x for the model's N×D), "
-        "a TABLE's mean and σ (Eq. 4), or off.",
+        "off", "Eq. 1 on the model's rows: xavier (σ_x of its N×D), TABLE (Eq. 4), off.", EMBEDDINGS
+    )
+    preset: str = option("paper", "paper: Table 5's column (FFN 512 …); fast: FFN 4·D, D 512.", MODEL)
+    family: str | None = option(None, "Table 5 column: glove|bert|mbert|t5|mt5.", MODEL, metavar="NAME")
+    input_dim: int = option(
+        0,
+        "Embedding width E, projected E → D by a learned matrix (Chung et al.); 0: D, no projection.",
         EMBEDDINGS,
-        metavar="xavier|TABLE|off",
+        metavar="E",
     )
-    # --- the paper's settings (Table 5, A.2)
-    preset: str = option(
-        "paper",
-        "paper: unset settings from the task's Table 5 column (FFN 512, its batch and epochs); "
-        "fast: embtool's earlier choices (FFN 4·D, one batch/epochs per task, D 512 without a table).",
-        MODEL,
+    output_dim: int = option(
+        0,
+        "Output embedding width: the decoder goes D → E_out → vocabulary; 0: D → vocabulary.",
+        EMBEDDINGS,
+        metavar="E_OUT",
     )
-    family: str | None = option(
+    out_emb: str | None = option(
         None,
-        "Table 5 column: glove, bert, mbert, t5, mt5 (default: from the table's source, else its D).",
-        MODEL,
-        metavar="NAME",
+        "Table for the decoder's output embedding (uncovered tokens filled as --missing).",
+        EMBEDDINGS,
+        metavar="TABLE",
+        role="input",
     )
     # --- model (the resolved ModelConfig is stored beside this in config.json)
     d_model: int = option(
@@ -147,6 +153,13 @@ class TrainConfig:
         metavar="N",
     )
     layers: int = option(3, "Layers in the encoder and in the decoder.", MODEL, metavar="N")
+    enc_layers: int = option(0, "Encoder layers; 0: --layers.", MODEL, metavar="N")
+    dec_layers: int = option(0, "Decoder layers; 0: --layers.", MODEL, metavar="N")
+    norm: str = option(
+        "post",
+        "LayerNorm placement: post (the paper's), pre, or admin (Liu et al. 2020: ω profiled at start).",
+        MODEL,
+    )
     ff: int = option(0, "Feed-forward width; 0: 512 (Table 5's counts; fast: 4·D).", MODEL, metavar="N")
     dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
     attn_dropout: float = option(
@@ -168,7 +181,16 @@ class TrainConfig:
         OPTIM,
         metavar="N",
     )
-    lr: float = option(0.0, "Adam learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
+    lr: float = option(0.0, "Peak learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
+    optimizer: str = option("adam", "adam (the paper's), adamw or radam.", OPTIM)
+    weight_decay: float = option(
+        0.0, "Weight decay (adam: L2 in the gradient; adamw/radam: decoupled).", OPTIM
+    )
+    lr_schedule: str = option(
+        "constant", "constant (the paper's), inverse-sqrt or cosine, after --warmup.", OPTIM
+    )
+    warmup: int = option(0, "Linear warm-up steps from 0 to --lr.", OPTIM, metavar="STEPS")
+    label_smoothing: float = option(0.0, "Label smoothing of the training loss (0: off).", OPTIM)
     adam_beta1: float = option(0.9, "Adam β1 (A.2).", OPTIM)
     adam_beta2: float = option(0.98, "Adam β2 (A.2).", OPTIM)
     adam_eps: float = option(1e-9, "Adam ε (A.2).", OPTIM)
@@ -193,13 +215,15 @@ class TrainConfig:
             ("amp", AMP_CHOICES),
             ("missing", MISSING_FILLS),
             ("preset", PRESETS),
+            ("family", (None, *FAMILIES)),
+            ("norm", NORMS),
+            ("optimizer", OPTIMIZERS),
+            ("lr_schedule", SCHEDULES),
         ):
             if getattr(self, name) not in choices:
-                raise BadInput(f"invalid --{name} {getattr(self, name)!r}; valid choices: {list(choices)}")
-        if self.family is not None and self.family not in FAMILIES:
-            raise BadInput(f"invalid --family {self.family!r}; valid choices: {list(FAMILIES)}")
-        if not self.standardize:
-            raise BadInput("--standardize needs xavier, off, or a TABLE file")
+                raise BadInput(
+                    f"invalid {option_name(name)} {getattr(self, name)!r}; valid choices: {list(choices)}"
+                )
         if self.emb and (self.src_emb or self.tgt_emb):
             raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
         if self.kind == "classification" and self.tgt_emb:
@@ -218,6 +242,11 @@ class TrainConfig:
             "ff",
             "threads",
             "seed",
+            "enc_layers",
+            "dec_layers",
+            "input_dim",
+            "output_dim",
+            "warmup",
         ):
             if getattr(self, name) < 0:
                 raise BadInput(f"{option_name(name)} must not be negative, got {getattr(self, name)}")
@@ -229,7 +258,21 @@ class TrainConfig:
             raise BadInput(f"--beam must be at least 1, got {self.beam}")
         if self.lr < 0 or self.clip_norm < 0:
             raise BadInput("--lr and --clip-norm must not be negative")
-        for name in ("dropout", "attn_dropout"):
+        if self.weight_decay < 0:
+            raise BadInput(f"--weight-decay must not be negative, got {self.weight_decay}")
+        if self.kind == "classification" and (self.output_dim or self.out_emb):
+            raise BadInput(
+                f"--output-dim/--out-emb: {self.task} is a classification task with no output embedding"
+            )
+        width = self.input_dim or self.d_model  # the input embedding's, where known before the table
+        if self.tie_output and self.output_dim and width and width != self.output_dim:
+            raise BadInput(
+                f"--tie-output needs one width for the input and output embeddings, got {width} "
+                f"(--input-dim/--d-model) and {self.output_dim} (--output-dim); untie them or match them"
+            )
+        if self.out_emb and self.tie_output:
+            raise BadInput("--out-emb with --tie-output: the output layer is the input embedding; give one")
+        for name in ("dropout", "attn_dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise BadInput(f"{option_name(name)} must be in [0, 1), got {getattr(self, name)}")
         if not (0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0) or self.adam_eps <= 0:
@@ -247,33 +290,24 @@ class TrainConfig:
     def kind(self) -> str:
         return self.task_info.kind
 
-    @property
-    def tables(self) -> list[str]:
-        """The embedding table files this run reads (none: Xavier)."""
-        return [p for p in (self.emb, self.src_emb, self.tgt_emb) if p]
-
     def column(self) -> Choice:
         """The run's Table 5 column (``embtool.training.paper``), from its first table's header."""
-        has_columns = bool(self.task_info.table5)
-        dim, source = table_shape_source(self.tables[0]) if self.tables and has_columns else (None, None)
-        return choose_column(self.task_info, dim, source, self.family)
+        return run_column(self.task_info, [self.emb, self.src_emb, self.tgt_emb], self.family)
 
     def resolved(self) -> TrainConfig:
-        """The config with every setting left at 0 filled in (what config.json holds): with
-        ``preset`` paper from the run's Table 5 column, with fast from the task's record."""
-        t = self.task_info
-        d = asdict(self)
-        col = self.column().column if self.preset == "paper" else None
-        d.update(
+        """Every setting left at 0 filled in (config.json holds it): from the run's Table 5 column
+        (``preset`` paper) or the task's record (fast)."""
+        t, paper = self.task_info, self.preset == "paper"
+        col = self.column().column if paper else None
+        d = asdict(self) | dict(
             epochs=self.epochs or (col.epochs if col else t.epochs),
             batch_size=self.batch_size or (col.batch_size if col else t.batch_size),
             lr=self.lr or t.lr,
             min_freq=self.min_freq or t.min_freq,
+            ff=self.ff or (PAPER_FFN if paper else 0),
         )
-        if self.preset == "paper":
-            d.update(ff=self.ff or PAPER_FFN)
-            if col is not None and not self.tables:  # the Xavier baseline of the column: its D
-                d.update(d_model=self.d_model or col.dim)
+        if col is not None and not (self.emb or self.src_emb or self.tgt_emb):  # Xavier: the column's D
+            d.update(d_model=self.d_model or col.dim)
         return TrainConfig(**d)
 
     def to_dict(self) -> dict[str, Any]:

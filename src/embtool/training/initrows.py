@@ -30,6 +30,8 @@ def target_moments(to: str, n: int, dim: int) -> tuple[float, float]:
     """(mean, σ) that ``to`` asks for: Xavier's for an n × dim matrix, or a table file's."""
     if to == "xavier":
         return 0.0, xavier_std(n, dim)
+    if not to:
+        raise BadInput("--standardize needs xavier, off, or a TABLE file")
     from embtool.stats import table_moments
     from embtool.table import load
 

@@ -20,16 +20,21 @@ import torch
 
 from embtool._version import __version__
 from embtool.errors import BadInput
-from embtool.model import Classifier, ModelConfig, Seq2Seq, parameter_counts, set_embedding
+from embtool.model import Classifier, ModelConfig, Seq2Seq, parameter_counts
 from embtool.model import build as build_model
 from embtool.training import checkpoint as ckpt
+from embtool.training.building import init_embeddings, model_config, profile_admin
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import process_settings
+from embtool.training.data import SEP, SPECIALS
+from embtool.training.dynamics import epoch_dynamics, snapshot
 from embtool.training.epoch import (
+    Diverged,
     Progress,
+    batches_of,
+    collate,
     detok_all,
     eval_loss,
-    make_optimizer,
     pick_amp,
     pick_device,
     tokens_all,
@@ -37,7 +42,6 @@ from embtool.training.epoch import (
     translate,
 )
 from embtool.training.metrics import accuracy, bleu, bleu_tokenized, classification_result
-from embtool.training.plan import model_config
 from embtool.training.runfolder import (
     BEST,
     CONFIG,
@@ -49,7 +53,10 @@ from embtool.training.runfolder import (
     RunResult,
     resume_config,
 )
+from embtool.training.schedule import make_optimizer, set_lr
 from embtool.training.setup import Prepared, prepare, tokenize
+
+SPECIAL_TOKENS = {*SPECIALS, SEP}
 
 
 def _quiet(event: str, info: dict[str, Any]) -> None:
@@ -72,6 +79,12 @@ class Run:
     best_loss: float = math.inf
     best_epoch: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
+    step: int = 0  # optimizer steps taken over the whole run (the schedule's clock)
+    total_steps: int = 0  # the run's steps, for the schedule
+    diverged: dict[str, Any] | None = None  # {"epoch", "step", "loss"} when training diverged
+    emb0: dict[str, torch.Tensor] = field(default_factory=dict)  # the embeddings' first rows
+    specials: dict[str, int] = field(default_factory=dict)  # leading special rows per embedding
+    probe: Any = None  # a fixed validation batch for the residual-branch ratios
 
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
@@ -90,6 +103,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
     with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
         run = build(cfg, folder, device, progress)
         fit(run, progress)
+        if run.diverged is not None:
+            return finish_diverged(run, progress)
         return finish(run, progress)
 
 
@@ -112,7 +127,11 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
     cfg = cfg.resolved()
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
     folder = RunFolder(cfg.out or "")
-    if folder.file(TEST).is_file() and cfg.resume and folder.done_epochs() >= cfg.epochs:
+    if (
+        folder.file(TEST).is_file()
+        and cfg.resume
+        and (folder.done_epochs() >= cfg.epochs or _diverged(folder))
+    ):
         progress("log", {"message": f"{folder.path} is complete ({TEST} exists)"})
         return cfg, folder, True
     if not cfg.resume and folder.file(CONFIG).exists():
@@ -139,15 +158,24 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     prep.test_name = data.test_name
     _log_vocab(prep, progress)
 
-    model_cfg = _model_config(cfg, prep)
+    model_cfg = model_config(cfg, prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
     model = build_model(model_cfg)
     paper = cfg.column().as_dict(cfg.task, cfg.preset)
     if "family" in paper:
         progress("log", {"message": _column_line(paper, cfg, model_cfg)})
-    init = _init_embeddings(model, prep, model_cfg, cfg, progress)
+    init = init_embeddings(model, prep, model_cfg, cfg, progress)
     model.to(device)
-    config = {
+    admin = profile_admin(model, prep, cfg, device, progress) if model_cfg.norm == "admin" else None
+    steps_per_epoch = len(batches_of(prep.train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed)))
+    if cfg.warmup > cfg.epochs * steps_per_epoch:
+        progress(
+            "log",
+            {
+                "message": f"warning: --warmup {cfg.warmup} is longer than the run ({cfg.epochs * steps_per_epoch} steps)"
+            },
+        )
+    config: dict[str, Any] = {
         "embtool": __version__,
         "task": cfg.task,
         "kind": cfg.kind,
@@ -169,6 +197,10 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         "dropped_train_examples": prep.dropped,
         "train_examples": len(prep.train),
     }
+    if admin is not None:
+        config["admin_profile"] = admin
+    if prep.out is not None:
+        config["out_emb"] = {"table": prep.out.table_info, "missing": prep.out.missing}
     # (re)written on resume too: a continued run may have been given more epochs
     folder.write_json(CONFIG, config)
     folder.write_json(
@@ -185,7 +217,14 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         model,
         make_optimizer(params, cfg, device),
         meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
+        total_steps=cfg.epochs * steps_per_epoch,
     )
+    # E_0 from the freshly built model: a resumed run rebuilds the same first rows
+    run.emb0 = snapshot(model)
+    n_special = {s.name: sum(t in SPECIAL_TOKENS for t in s.vocab) for s in (prep.src, prep.tgt) if s}
+    run.specials = {**n_special, "out": n_special.get("tgt", 0)}
+    if prep.val:
+        run.probe = collate(prep.val, list(range(min(64, len(prep.val)))), cfg.kind).to(device)
     if cfg.resume and folder.file(STATE).is_file():
         # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
         # metrics, so a kill between the writes of an epoch cannot leave a mixed state
@@ -196,6 +235,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         run.start_epoch = int(state["epoch"]) + 1
         run.best_loss, run.best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         run.lines = list(state["metrics"])
+        run.step = int(state.get("step", int(state["epoch"]) * steps_per_epoch))
         progress("log", {"message": f"resuming {folder.path} after epoch {state['epoch']}"})
     return run
 
@@ -204,12 +244,35 @@ def fit(run: Run, progress: Progress) -> None:
     """The epochs left: train, validate, keep the best and last weights, commit state.pt, log."""
     cfg, folder, model = run.cfg, run.folder, run.model
     train_model: Any = torch.compile(model) if cfg.compile else model
+
+    def before_step() -> None:
+        run.step += 1
+        set_lr(run.opt, cfg, run.step, run.total_steps)
+
     for epoch in range(run.start_epoch, cfg.epochs + 1):
-        train_loss, seconds, tps = train_epoch(
-            train_model, run.opt, run.prep.train, cfg.kind, cfg, epoch, run.device, run.amp, progress
-        )
+        try:
+            train_loss, seconds, tps = train_epoch(
+                train_model,
+                run.opt,
+                run.prep.train,
+                cfg.kind,
+                cfg,
+                epoch,
+                run.device,
+                run.amp,
+                progress,
+                before_step,
+            )
+        except Diverged as e:
+            loss = e.loss if math.isfinite(e.loss) else None
+            run.diverged = {"status": "diverged", "epoch": e.epoch, "step": e.step, "loss": loss}
+            run.lines.append({"epoch": epoch, **run.diverged})
+            folder.write_metrics(run.lines)
+            progress("log", {"message": str(e)})
+            return
         line: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
         line.update(_validate(model, run.prep, cfg, run.device, run.amp))
+        line.update(epoch_dynamics(model, run.emb0, run.specials, run.probe))
         line.update(seconds=seconds, tokens_per_s=tps)
         if line["val_loss"] < run.best_loss:
             run.best_loss, run.best_epoch = line["val_loss"], epoch
@@ -226,6 +289,7 @@ def fit(run: Run, progress: Progress) -> None:
                 "best_val_loss": run.best_loss,
                 "best_epoch": run.best_epoch,
                 "metrics": run.lines,
+                "step": run.step,
                 "embtool": __version__,
             },
         )
@@ -249,8 +313,24 @@ def _column_line(paper: dict[str, Any], cfg: TrainConfig, mc: ModelConfig) -> st
     )
 
 
+def finish_diverged(run: Run, progress: Progress) -> RunResult:
+    """test.json for a run whose training diverged: its status, where, and the last good epoch."""
+    assert run.diverged is not None
+    result = {**run.diverged, "best_epoch": run.best_epoch}
+    run.folder.write_json(TEST, result)
+    progress("test", result)
+    return RunResult(run.folder.path, result, list(run.lines))
+
+
+def _diverged(folder: RunFolder) -> bool:
+    try:
+        return folder.read_test().get("status") == "diverged"
+    except (OSError, ValueError):
+        return False
+
+
 def _log_vocab(prep: Prepared, progress: Progress) -> None:
-    for side in (prep.src, prep.tgt):
+    for side in (prep.src, prep.tgt, prep.out):
         if side is None:
             continue
         where = f"from {side.table_info['path']}" if side.table_info else "Xavier-uniform"
@@ -260,42 +340,6 @@ def _log_vocab(prep: Prepared, progress: Progress) -> None:
         progress("log", {"message": msg})
     if prep.dropped:
         progress("log", {"message": f"skipped {prep.dropped} training examples longer than --max-len"})
-
-
-def _model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
-    dims = {s.rows.shape[1] for s in (prep.src, prep.tgt) if s is not None and s.rows is not None}
-    tgt = len(prep.tgt.vocab) if prep.tgt else 0
-    return model_config(cfg, len(prep.src.vocab), tgt, prep.n_classes, dims)
-
-
-def _init_embeddings(
-    model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig, cfg: TrainConfig, progress: Progress
-) -> dict[str, Any]:
-    """Table rows where a table was given, else Xavier-uniform (the paper's baseline); then
-    ``--standardize`` (Eq. 1 / Eq. 4 on the model's rows). Returns, per side, the rows' σ against
-    Xavier's for the model (a warning past ``initrows.WARN_FACTOR``) and what was standardized."""
-    from embtool.training.initrows import check_rows, standardize_rows, warning
-    from embtool.transforms import xavier
-
-    info: dict[str, Any] = {}
-    for offset, side in enumerate((prep.src, prep.tgt)):
-        if side is None:
-            continue
-        emb = model.embeddings()[side.name]
-        rows = (
-            side.rows
-            if side.rows is not None
-            else xavier(side.vocab, mc.d_model, seed=cfg.seed + offset).tensor()
-        )
-        entry: dict[str, Any] = {}
-        if cfg.standardize != "off":
-            rows, entry["standardize"] = standardize_rows(rows, cfg.standardize)
-        entry.update(check_rows(rows))
-        if entry["off"] and side.rows is not None and cfg.standardize in ("off", "xavier"):
-            progress("log", {"message": warning(side.name, entry)})
-        set_embedding(emb, rows)
-        info[side.name] = entry
-    return info
 
 
 def _validate(

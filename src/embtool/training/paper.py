@@ -103,3 +103,10 @@ def table_shape_source(path: str) -> tuple[int, str]:
     if not dims:
         raise BadInput(f"{path}: no (N, D) embeddings tensor; is it an embtool table?")
     return int(dims[0]), header.meta.get(KEY_SOURCE, "")
+
+
+def run_column(task: Task, tables: list[str | None], family: str | None) -> Choice:
+    """``choose_column`` for a run reading ``tables`` (the first given one's header decides)."""
+    given = [t for t in tables if t]
+    dim, source = table_shape_source(given[0]) if given and task.table5 else (None, None)
+    return choose_column(task, dim, source, family)

@@ -21,29 +21,22 @@ from embtool.training.data import SEP
 def model_config(
     cfg: TrainConfig, src_vocab: int, tgt_vocab: int, n_classes: int, dims: set[int]
 ) -> ModelConfig:
-    """The model of a resolved config, for vocabularies of these sizes and tables of D ``dims``."""
-    dims = set(dims)
-    d_model = cfg.d_model or (dims.pop() if dims else 512)
-    if dims and d_model not in dims:
-        raise BadInput(
-            f"--d-model {d_model} differs from the table's D {sorted(dims)[0]}; leave it out or match it"
-        )
-    return ModelConfig(
-        kind=cfg.kind,
-        src_vocab=src_vocab,
-        tgt_vocab=tgt_vocab,
-        n_classes=n_classes,
-        d_model=d_model,
-        n_heads=cfg.heads,
-        n_layers=cfg.layers,
-        d_ff=cfg.ff,
-        dropout=cfg.dropout,
-        attn_dropout=cfg.attn_dropout,
-        max_len=cfg.max_len,
-        posenc=cfg.posenc,
-        freeze_emb=cfg.freeze_emb,
-        tie_output=cfg.tie_output,
-    )
+    """The model of a resolved config for vocabularies of these sizes and tables of D ``dims``:
+    ``training.building.model_config``'s, given the sizes instead of prepared data."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from embtool.training.building import model_config as build_config
+
+    def side(n: int) -> SimpleNamespace | None:
+        rows = torch.empty(0, next(iter(dims))) if dims else None  # only its D is read
+        return SimpleNamespace(vocab=range(n), rows=rows) if n else None
+
+    prep = SimpleNamespace(src=side(src_vocab), tgt=side(tgt_vocab), out=None, n_classes=n_classes)
+    if len(dims) > 1:
+        raise BadInput(f"the tables have different D {sorted(dims)}; both sides need one D")
+    return build_config(cfg, prep)  # type: ignore[arg-type]
 
 
 def count_parameters(mc: ModelConfig) -> dict[str, int]:
