@@ -20,6 +20,9 @@ from embtool.tasks.registry import TASKS, Task, get_task
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+# settings that change where and how a run executes, not what it learns: `--resume` takes them
+# from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
+RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"

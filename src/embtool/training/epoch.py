@@ -23,6 +23,8 @@ from embtool.training.config import TrainConfig
 from embtool.training.cpu import micro_batches, pass_overhead
 from embtool.training.data import SPECIALS, detokenizer
 from embtool.training.decoding import decode, max_output_len
+from embtool.training.objective import Stepper, prepare
+from embtool.training.parallel import World, all_sum, share
 
 Progress = Callable[[str, dict[str, Any]], None]
 Examples = list[tuple[list[int], Any]]
@@ -130,6 +132,18 @@ def _loss(model: torch.nn.Module, batch: Batch, kind: str) -> tuple[torch.Tensor
     return F.cross_entropy(logits.float(), batch.labels, reduction="sum"), int(batch.labels.shape[0])
 
 
+def batch_units(examples: Examples, index: list[int], kind: str) -> tuple[int, int]:
+    """(scored units, tokens) of a batch, counted on the host: target tokens with <eos> and
+    target tokens (translation), or examples and source tokens (classification)."""
+    if kind == "translation":
+        n = sum(len(examples[i][1]) + 1 for i in index)
+        return n, n
+    return len(index), sum(len(examples[i][0]) for i in index)
+
+
+SHOW_EVERY = 50  # on a GPU the running loss is read (a host sync) every this many steps only
+
+
 def train_epoch(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
@@ -140,63 +154,84 @@ def train_epoch(
     device: torch.device,
     amp: bool,
     progress: Progress,
+    step: Stepper | None = None,
+    world: World | None = None,
 ) -> tuple[float, float, float]:
-    """One pass over the training data; returns (mean loss, seconds, tokens per second)."""
+    """One pass over the training data; returns (mean loss, seconds, tokens per second).
+
+    ``step`` is the compiled and/or DDP-wrapped loss (``objective.prepare``; default: the plain
+    loss). Under DDP (``world``) each rank runs its share of every batch; the figures returned
+    are the whole group's.
+    """
+    world = world or World()
+    step = step or prepare(model)  # type: ignore[arg-type]
     gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-    torch.manual_seed(
-        _epoch_seed(cfg.seed, epoch)
-    )  # dropout (the trainer restores the global RNG after the run)
+    # dropout (the trainer restores the global RNG after the run); each rank draws its own masks
+    torch.manual_seed((_epoch_seed(cfg.seed, epoch) + 7919 * world.rank) % (2**63))
     batches = batches_of(examples, kind, cfg, gen)
     params = [p for p in model.parameters() if p.requires_grad]
     overhead = model_overhead(model.cfg, device)  # type: ignore[arg-type]
     model.train()
-    total, units, tokens = 0.0, 0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync a step
+    mine, units, tokens = 0, 0, 0
+    shown = 0.0
     start = time.perf_counter()
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
-    for step, index in enumerate(batches, start=1):
-        parts = collate_parts(examples, index, kind, device, overhead)
-        loss_sum, n = train_step(model, opt, params, parts, kind, cfg.clip_norm, device, amp)
-        total += loss_sum
-        units += n
-        tokens += sum(b.n_tokens for b in parts)
+    for n_step, index in enumerate(batches, start=1):
+        batch_n, batch_tokens = batch_units(examples, index, kind)
+        part_index, weight = share(index, world)
+        parts = collate_parts(examples, part_index, kind, device, overhead)
+        loss_sum = train_step(
+            step, opt, params, parts, batch_n, cfg.clip_norm, device, amp, weight * world.size
+        )
+        total += loss_sum * weight
+        mine += sum(b.units for b in parts) if weight else 0
+        units += batch_n
+        tokens += batch_tokens
+        if device.type == "cpu" or n_step % SHOW_EVERY == 0 or n_step == len(batches):
+            shown = float(total) / max(mine, 1)
         elapsed = time.perf_counter() - start
         progress(
             "step",
             {
-                "step": step,
+                "step": n_step,
                 "steps": len(batches),
-                "loss": total / max(units, 1),
+                "loss": shown,
                 "tokens_per_s": tokens / max(elapsed, 1e-9),
             },
         )
+    loss_total, _ = all_sum(world, [float(total), 0.0], device)
     seconds = time.perf_counter() - start
-    return total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
+    return loss_total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
 
 
 def train_step(
-    model: torch.nn.Module,
+    step: Stepper,
     opt: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
     parts: list[Batch],
-    kind: str,
+    units: int,
     clip_norm: float,
     device: torch.device,
     amp: bool,
-) -> tuple[float, int]:
-    """One optimizer step on the mean loss of a batch given as micro-batches; returns (summed loss,
-    scored units). Each part's backward adds its share, so the gradient is the whole batch's."""
-    units = sum(b.n_tokens if kind == "translation" else len(b.src) for b in parts)
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """One optimizer step on a batch given as micro-batches; returns their summed loss (on the
+    device, not waited for). Each part's backward adds its loss × ``scale`` / ``units`` (the
+    whole batch's scored units), so the gradient is the batch's mean; under DDP ``scale`` is the
+    group's size (DDP averages) and the parts before the last skip the all-reduce."""
     opt.zero_grad(set_to_none=True)
-    total = 0.0
-    for batch in parts:
-        with _autocast(device, amp):
-            loss_sum, _ = _loss(model, batch, kind)
-        (loss_sum / max(units, 1)).backward()
-        total += float(loss_sum.detach())
+    total = torch.zeros((), device=device)
+    for i, batch in enumerate(parts):
+        with step.no_sync() if i < len(parts) - 1 else nullcontext():
+            with _autocast(device, amp):
+                loss_sum = step(batch)
+            (loss_sum * (scale / max(units, 1))).backward()
+        total = total + loss_sum.detach().float()
     if clip_norm:
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
     opt.step()
-    return total, units
+    return total
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -23,7 +23,8 @@ from embtool.errors import BadInput
 from embtool.model import Classifier, ModelConfig, Seq2Seq, set_embedding
 from embtool.model import build as build_model
 from embtool.training import checkpoint as ckpt
-from embtool.training.config import TrainConfig
+from embtool.training import parallel
+from embtool.training.config import RESUME_FOLLOWS, TrainConfig
 from embtool.training.cpu import process_settings
 from embtool.training.epoch import (
     Progress,
@@ -36,6 +37,8 @@ from embtool.training.epoch import (
     translate,
 )
 from embtool.training.metrics import accuracy, bleu
+from embtool.training.objective import prepare as prepare_step
+from embtool.training.parallel import World
 from embtool.training.runfolder import (
     BEST,
     CONFIG,
@@ -70,6 +73,7 @@ class Run:
     best_loss: float = math.inf
     best_epoch: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
+    world: World = field(default_factory=World)  # this process's place in a torchrun group
 
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
@@ -80,15 +84,21 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
     its last completed epoch (a finished run is returned as it is).
     """
     progress = progress or _quiet
-    cfg, folder, complete = open_run(cfg, progress)
+    world = World.from_env()  # under torchrun: this process's rank in the group
+    cfg, folder, complete = open_run(cfg, progress, world)
     if complete:
         return folder.result()
-    device = pick_device(cfg.device)
+    device = parallel.device_for(world, pick_device(cfg.device))
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
-        run = build(cfg, folder, device, progress)
-        fit(run, progress)
-        return finish(run, progress)
+    parallel.init(world, device)
+    try:
+        parallel.barrier(world)  # every rank has checked the folder before rank 0 writes to it
+        with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
+            run = build(cfg, folder, device, progress, world)
+            fit(run, progress)
+            return finish(run, progress)
+    finally:
+        parallel.close(world)
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -97,15 +107,23 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.task}-{name}-s{cfg.seed}"
 
 
-def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFolder, bool]:
-    """The resolved settings, the run folder (made), and whether the run is already complete."""
+def open_run(
+    cfg: TrainConfig, progress: Progress, world: World | None = None
+) -> tuple[TrainConfig, RunFolder, bool]:
+    """The resolved settings, the run folder (made by rank 0), and whether the run is already complete.
+
+    A resumed run keeps its stored settings, but for more epochs and for where and how it runs
+    (``RESUME_FOLLOWS``: device, amp, compile, threads), which follow ``cfg``.
+    """
     if cfg.resume:
         if not cfg.out:
             raise BadInput("resume needs the run folder (--resume RUN_DIR)")
         if (Path(cfg.out) / CONFIG).is_file():
             stored = resume_config(cfg.out)
             cfg = dataclasses.replace(
-                stored, epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs
+                stored,
+                epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs,
+                **{name: getattr(cfg, name) for name in RESUME_FOLLOWS},
             )
     cfg = cfg.resolved()
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
@@ -117,12 +135,15 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
         raise BadInput(
             f"run folder {folder.path} exists; continue it with --resume {folder.path}, or give another --out"
         )
-    folder.path.mkdir(parents=True, exist_ok=True)
+    if world is None or world.main:
+        folder.path.mkdir(parents=True, exist_ok=True)
     progress("run", {"path": str(folder.path)})
     return cfg, folder, False
 
 
-def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: Progress) -> Run:
+def build(
+    cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: Progress, world: World | None = None
+) -> Run:
     """Data, vocabularies, the model with its embeddings, the optimizer; config.json and vocab.json
     written; a resumed run's weights, optimizer, RNG and metrics restored from state.pt."""
     from embtool.tasks import load_files, load_splits
@@ -158,14 +179,16 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         },
         "device": str(device),
         "amp": "bf16" if amp else "off",
+        "world_size": world.size if world else 1,
         "dropped_train_examples": prep.dropped,
     }
-    # (re)written on resume too: a continued run may have been given more epochs
-    folder.write_json(CONFIG, config)
-    folder.write_json(
-        VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
-    )
-    folder.clear_result()
+    if world is None or world.main:
+        # (re)written on resume too: a continued run may have been given more epochs
+        folder.write_json(CONFIG, config)
+        folder.write_json(
+            VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
+        )
+        folder.clear_result()
     params = [p for p in model.parameters() if p.requires_grad]
     run = Run(
         cfg,
@@ -176,6 +199,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         model,
         make_optimizer(params, cfg, device),
         meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
+        world=world or World(),
     )
     if cfg.resume and folder.file(STATE).is_file():
         # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
@@ -193,12 +217,15 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
 
 def fit(run: Run, progress: Progress) -> None:
     """The epochs left: train, validate, keep the best and last weights, commit state.pt, log."""
-    cfg, folder, model = run.cfg, run.folder, run.model
-    train_model: Any = torch.compile(model) if cfg.compile else model
+    cfg, folder, model, world = run.cfg, run.folder, run.model, run.world
+    step = prepare_step(model, cfg.compile, run.device, world.distributed)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         train_loss, seconds, tps = train_epoch(
-            train_model, run.opt, run.prep.train, cfg.kind, cfg, epoch, run.device, run.amp, progress
+            model, run.opt, run.prep.train, cfg.kind, cfg, epoch, run.device, run.amp, progress, step, world
         )
+        if not world.main:  # rank 0 validates and writes; the others wait for it
+            parallel.barrier(world)
+            continue
         line: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
         line.update(_validate(model, run.prep, cfg, run.device, run.amp))
         line.update(seconds=seconds, tokens_per_s=tps)
@@ -222,12 +249,17 @@ def fit(run: Run, progress: Progress) -> None:
         )
         folder.write_metrics(run.lines)
         progress("epoch", line)
+        parallel.barrier(world)
 
 
 def finish(run: Run, progress: Progress) -> RunResult:
     """Test the best model (translation) or take the best validation accuracy; write test.json."""
+    if not run.world.main:  # rank 0 tests and writes test.json
+        parallel.barrier(run.world)
+        return run.folder.result()
     result = _test(run)
     run.folder.write_json(TEST, result)
+    parallel.barrier(run.world)
     progress("test", result)
     return RunResult(run.folder.path, result, list(run.lines))
 
