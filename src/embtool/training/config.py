@@ -93,6 +93,13 @@ class TrainConfig:
     max_len: int = option(
         256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N"
     )
+    cache: bool = option(
+        True,
+        "Keep the tokenized splits in $EMBTOOL_CACHE (default ~/.cache/embtool) for the next run "
+        "(--no-cache: tokenize anew, write nothing).",
+        DATA,
+        role="env",
+    )
     # --- embeddings and vocabulary
     emb: str | None = option(
         None,
