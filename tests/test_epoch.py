@@ -31,7 +31,7 @@ def test_micro_batched_step_equals_the_whole_batch_step(kind):
         parts = collate_parts(examples, index, kind, cpu, 16) if split else [collate(examples, index, kind)]
         assert (len(parts) > 1) == split
         units, _ = batch_units(examples, index, kind)
-        loss = float(train_step(prepare(model), opt, params, parts, units, 0.0, cpu, False))
+        loss = float(train_step(prepare(model), opt, params, parts, units, 0.0, cpu, "off"))
         grads.append((loss, units, [p.grad.clone() for p in params if p.grad is not None]))
     (l1, u1, g1), (l2, u2, g2) = grads
     assert u1 == u2 and l1 == pytest.approx(l2, rel=1e-5)

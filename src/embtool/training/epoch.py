@@ -38,21 +38,31 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def pick_amp(name: str, device: torch.device) -> bool:
-    """bf16 autocast: on CUDA with bf16, or on CPUs with native bf16 (AVX512-BF16/AMX); else off.
+def pick_amp(name: str, device: torch.device) -> str:
+    """The autocast dtype, "bf16", "fp16" or "off": as given, or for "auto" bf16 where the device
+    has it natively (CUDA compute capability ≥ 8.0; CPUs with AVX512-BF16/AMX), else off.
 
-    Without native support, bf16 matmuls on a CPU are emulated and several times slower than fp32.
+    Emulated bf16 is slow: ``torch.cuda.is_bf16_supported()`` also says yes on V100/T4, where bf16
+    runs without tensor cores or fused attention; there ``--amp fp16`` (with a GradScaler) is the
+    fast choice. On a CPU without native support bf16 matmuls are several times slower than fp32.
     """
-    if name == "off":
-        return False
-    if name == "bf16":
-        return True
+    if name in ("off", "bf16", "fp16"):
+        return name
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return "bf16" if cuda_native_bf16(device) else "off"
     try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:
-        return False
+        native = False
+    return "bf16" if native else "off"
+
+
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 in hardware (Ampere and later), not by emulation."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # an older torch without the argument
+        return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def make_optimizer(
@@ -118,8 +128,17 @@ def collate_parts(
 # ----------------------------------------------------------------------------- one epoch
 
 
-def _autocast(device: torch.device, amp: bool) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(device: torch.device, amp: str) -> Any:
+    dtype = AMP_DTYPES.get(amp)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
+    """fp16's loss scaling (a no-op for bf16 and fp32); its state goes into state.pt."""
+    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
 def _loss(model: torch.nn.Module, batch: Batch, kind: str) -> tuple[torch.Tensor, int]:
@@ -152,10 +171,11 @@ def train_epoch(
     cfg: TrainConfig,
     epoch: int,
     device: torch.device,
-    amp: bool,
+    amp: str,
     progress: Progress,
     step: Stepper | None = None,
     world: World | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float, float]:
     """One pass over the training data; returns (mean loss, seconds, tokens per second).
 
@@ -182,7 +202,7 @@ def train_epoch(
         part_index, weight = share(index, world)
         parts = collate_parts(examples, part_index, kind, device, overhead)
         loss_sum = train_step(
-            step, opt, params, parts, batch_n, cfg.clip_norm, device, amp, weight * world.size
+            step, opt, params, parts, batch_n, cfg.clip_norm, device, amp, weight * world.size, scaler
         )
         total += loss_sum * weight
         mine += sum(b.units for b in parts) if weight else 0
@@ -213,8 +233,9 @@ def train_step(
     units: int,
     clip_norm: float,
     device: torch.device,
-    amp: bool,
+    amp: str,
     scale: float = 1.0,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> torch.Tensor:
     """One optimizer step on a batch given as micro-batches; returns their summed loss (on the
     device, not waited for). Each part's backward adds its loss × ``scale`` / ``units`` (the
@@ -226,8 +247,16 @@ def train_step(
         with step.no_sync() if i < len(parts) - 1 else nullcontext():
             with _autocast(device, amp):
                 loss_sum = step(batch)
-            (loss_sum * (scale / max(units, 1))).backward()
+            part_loss = loss_sum * (scale / max(units, 1))
+            (scaler.scale(part_loss) if scaler is not None else part_loss).backward()
         total = total + loss_sum.detach().float()
+    if scaler is not None and scaler.is_enabled():
+        if clip_norm:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        scaler.step(opt)  # skipped when fp16 overflowed; the scale adapts
+        scaler.update()
+        return total
     if clip_norm:
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
     opt.step()
@@ -240,7 +269,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 @torch.no_grad()
 def eval_loss(
-    model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainConfig, device: torch.device, amp: bool
+    model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainConfig, device: torch.device, amp: str
 ) -> tuple[float, list[int]]:
     """Mean loss per scored unit; for classification also the predicted classes (in order)."""
     model.eval()
@@ -265,7 +294,7 @@ def eval_loss(
 
 @torch.no_grad()
 def translate(
-    model: Seq2Seq, examples: Examples, cfg: TrainConfig, device: torch.device, amp: bool, beam: int = 1
+    model: Seq2Seq, examples: Examples, cfg: TrainConfig, device: torch.device, amp: str, beam: int = 1
 ) -> list[list[int]]:
     """Decoded target ids for every example, in the examples' order."""
     model.eval()

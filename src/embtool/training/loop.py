@@ -30,6 +30,7 @@ from embtool.training.epoch import (
     Progress,
     detok_all,
     eval_loss,
+    grad_scaler,
     make_optimizer,
     pick_amp,
     pick_device,
@@ -64,7 +65,7 @@ class Run:
     cfg: TrainConfig  # resolved: the task's defaults filled in
     folder: RunFolder
     device: torch.device
-    amp: bool
+    amp: str  # autocast: bf16, fp16 or off
     prep: Prepared
     model: Seq2Seq | Classifier
     opt: torch.optim.Optimizer
@@ -73,6 +74,7 @@ class Run:
     best_loss: float = math.inf
     best_epoch: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
+    scaler: Any = None  # fp16's GradScaler (a no-op otherwise)
     world: World = field(default_factory=World)  # this process's place in a torchrun group
 
 
@@ -178,7 +180,7 @@ def build(
             "tgt_missing": prep.tgt.missing if prep.tgt else None,
         },
         "device": str(device),
-        "amp": "bf16" if amp else "off",
+        "amp": amp,
         "world_size": world.size if world else 1,
         "dropped_train_examples": prep.dropped,
     }
@@ -200,6 +202,7 @@ def build(
         make_optimizer(params, cfg, device),
         meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
         world=world or World(),
+        scaler=grad_scaler(device, amp),
     )
     if cfg.resume and folder.file(STATE).is_file():
         # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
@@ -207,7 +210,9 @@ def build(
         state = ckpt.load_state(folder.file(STATE))
         model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state["rng"], device)
+        if state.get("scaler") and amp == "fp16":
+            run.scaler.load_state_dict(state["scaler"])
         run.start_epoch = int(state["epoch"]) + 1
         run.best_loss, run.best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         run.lines = list(state["metrics"])
@@ -221,7 +226,8 @@ def fit(run: Run, progress: Progress) -> None:
     step = prepare_step(model, cfg.compile, run.device, world.distributed)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         train_loss, seconds, tps = train_epoch(
-            model, run.opt, run.prep.train, cfg.kind, cfg, epoch, run.device, run.amp, progress, step, world
+            model, run.opt, run.prep.train, cfg.kind, cfg, epoch, run.device, run.amp, progress, step, world,
+            run.scaler,
         )
         if not world.main:  # rank 0 validates and writes; the others wait for it
             parallel.barrier(world)
@@ -240,7 +246,8 @@ def fit(run: Run, progress: Progress) -> None:
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": run.opt.state_dict(),
-                "rng": ckpt.rng_state(),
+                "rng": ckpt.rng_state(run.device),
+                "scaler": run.scaler.state_dict(),
                 "best_val_loss": run.best_loss,
                 "best_epoch": run.best_epoch,
                 "metrics": run.lines,
@@ -319,7 +326,7 @@ def _init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfi
 
 
 def _validate(
-    model: Seq2Seq | Classifier, prep: Prepared, cfg: TrainConfig, device: torch.device, amp: bool
+    model: Seq2Seq | Classifier, prep: Prepared, cfg: TrainConfig, device: torch.device, amp: str
 ) -> dict[str, Any]:
     if cfg.kind == "translation":
         assert isinstance(model, Seq2Seq) and prep.tgt is not None
