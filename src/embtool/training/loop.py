@@ -226,7 +226,17 @@ def fit(run: Run, progress: Progress) -> None:
     step = prepare_step(model, cfg.compile, run.device, world.distributed)
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         train_loss, seconds, tps = train_epoch(
-            model, run.opt, run.prep.train, cfg.kind, cfg, epoch, run.device, run.amp, progress, step, world,
+            model,
+            run.opt,
+            run.prep.train,
+            cfg.kind,
+            cfg,
+            epoch,
+            run.device,
+            run.amp,
+            progress,
+            step,
+            world,
             run.scaler,
         )
         if not world.main:  # rank 0 validates and writes; the others wait for it
