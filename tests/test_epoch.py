@@ -37,3 +37,11 @@ def test_micro_batched_step_equals_the_whole_batch_step(kind):
     assert u1 == u2 and l1 == pytest.approx(l2, rel=1e-5)
     for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_ahead_keeps_the_order(prefetch):
+    from embtool.training.epoch import ahead
+
+    assert list(ahead(lambda x: x * 2, [1, 2, 3, 4], prefetch)) == [2, 4, 6, 8]
+    assert list(ahead(lambda x: x, [], prefetch)) == []

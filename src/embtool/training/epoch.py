@@ -9,7 +9,7 @@ batch's, then one Adam step. Each epoch's randomness (batch order, dropout) come
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -197,10 +197,14 @@ def train_epoch(
     shown = 0.0
     start = time.perf_counter()
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
-    for n_step, index in enumerate(batches, start=1):
-        batch_n, batch_tokens = batch_units(examples, index, kind)
+    def collated(index: list[int]) -> tuple[list[Batch], float]:
         part_index, weight = share(index, world)
-        parts = collate_parts(examples, part_index, kind, device, overhead)
+        return collate_parts(examples, part_index, kind, device, overhead), weight
+
+    for n_step, (index, (parts, weight)) in enumerate(
+        zip(batches, ahead(collated, batches, device.type == "cuda"), strict=True), start=1
+    ):
+        batch_n, batch_tokens = batch_units(examples, index, kind)
         loss_sum = train_step(
             step, opt, params, parts, batch_n, cfg.clip_norm, device, amp, weight * world.size, scaler
         )
@@ -223,6 +227,23 @@ def train_epoch(
     loss_total, _ = all_sum(world, [float(total), 0.0], device)
     seconds = time.perf_counter() - start
     return loss_total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
+
+
+def ahead(make: Callable[[Any], Any], items: list[Any], prefetch: bool) -> Iterator[Any]:
+    """``make(item)`` for each item in order; with ``prefetch``, the next one is made in a thread
+    while the caller works on this one (a GPU step: collating and the pinned copy overlap it)."""
+    if not prefetch or len(items) < 2:
+        yield from (make(x) for x in items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="embtool-batches") as pool:
+        pending = pool.submit(make, items[0])
+        for nxt in items[1:]:
+            current = pending.result()
+            pending = pool.submit(make, nxt)
+            yield current
+        yield pending.result()
 
 
 def train_step(
