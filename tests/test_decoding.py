@@ -39,7 +39,9 @@ def _reorder_all(caches: list[Cache], index: Tensor) -> None:
 
 
 @torch.no_grad()
-def reference_beam_search(model: Seq2Seq, src: Tensor, max_len: int, k: int, alpha: float = 1.0) -> list[list[int]]:
+def reference_beam_search(
+    model: Seq2Seq, src: Tensor, max_len: int, k: int, alpha: float = 1.0
+) -> list[list[int]]:
     """src (B, S) → the best of ``k`` beams per row; scores are log-probability / length^alpha."""
     B = src.shape[0]
     V = model.cfg.tgt_vocab
@@ -92,7 +94,6 @@ def reference_beam_search(model: Seq2Seq, src: Tensor, max_len: int, k: int, alp
         else:
             out.append(tokens[b * k, 1:].tolist())
     return out
-
 
 
 @pytest.mark.parametrize("k", [2, 3, 5])

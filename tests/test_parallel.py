@@ -177,3 +177,18 @@ def test_killed_rank_ends_the_job_and_resume_on_one_process_finishes_it(tmp_path
     assert resumed.code == 0, resumed.stderr
     assert (run / "test.json").is_file()
     assert_same_weights(tmp_path / "whole" / "last.safetensors", run / "last.safetensors")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+@pytest.mark.parametrize("script", ["gpu_check.sh", "gpu_check.py"])
+def test_gpu_check_without_cuda_says_so_and_exits_0(script):
+    root = Path(__file__).resolve().parents[1]
+    cmd = (
+        ["bash", str(root / "bench" / script)]
+        if script.endswith(".sh")
+        else [sys.executable, str(root / "bench" / script)]
+    )
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(root / "src")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("gpu_check: no CUDA device here")

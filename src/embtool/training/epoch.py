@@ -197,6 +197,7 @@ def train_epoch(
     shown = 0.0
     start = time.perf_counter()
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
+
     def collated(index: list[int]) -> tuple[list[Batch], float]:
         part_index, weight = share(index, world)
         return collate_parts(examples, part_index, kind, device, overhead), weight
