@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "multi30k"
@@ -119,7 +120,7 @@ def max_rel_diff(a: Path, b: Path) -> float:
     return worst
 
 
-def speed(data: Path, tmp: Path, steps: int, batch: int) -> None:
+def speed(data: Path, tmp: Path, steps: int, batch: int, device: str = "cuda") -> None:
     import torch
     import torch.nn.functional as F
 
@@ -135,58 +136,66 @@ def speed(data: Path, tmp: Path, steps: int, batch: int) -> None:
 
     payload = bench.prepare(data, tmp / "payload.json", (steps + 5) * batch, 0)
     train = [tuple(x) for x in payload["train"]]
-    dev = torch.device("cuda")
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0)).tolist()
     batches = [order[i : i + batch] for i in range(0, len(order) - batch + 1, batch)][: steps + 5]
+
+    def reference() -> tuple[Any, str]:
+        model = bench.Reference(payload["src_vocab"], payload["tgt_vocab"]).to(dev).train()
+        opt = torch.optim.Adam(model.parameters(), lr=bench.LR, betas=(0.9, 0.98), eps=1e-9)
+
+        def step(index: list[int]) -> None:
+            b = translation_batch([train[i][0] for i in index], [train[i][1] for i in index])
+            src, tgt_in, tgt_out = (t.to(dev) for t in (b.src, b.tgt_in, b.tgt_out))  # type: ignore[union-attr]
+            logits = model(src, tgt_in)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=0)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        return step, "off"
+
+    def ours() -> tuple[Any, str]:
+        cfg = TrainConfig(task="multi30k", batch_size=batch, lr=bench.LR, device=dev.type, out="-")
+        mc = ModelConfig(src_vocab=payload["src_vocab"], tgt_vocab=payload["tgt_vocab"], d_model=bench.D,
+                         n_heads=bench.HEADS, n_layers=bench.LAYERS, d_ff=bench.FF)  # fmt: skip
+        model = Seq2Seq(mc).to(dev).train()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = make_optimizer(params, cfg, dev)
+        amp = pick_amp("auto", dev)
+        stepper = prepare_step(model, compile=cuda)
+
+        def step(index: list[int]) -> None:
+            parts = collate_parts(train, index, "translation", dev, None)
+            n, _ = batch_units(train, index, "translation")
+            train_step(stepper, opt, params, parts, n, 0.0, dev, amp)
+
+        return step, amp
+
     results = {}
-    for side in ("reference", "embtool"):
+    for side, build in (("reference", reference), ("embtool", ours)):
         torch.manual_seed(0)
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-        if side == "reference":
-            model = bench.Reference(payload["src_vocab"], payload["tgt_vocab"]).to(dev)
-            opt = torch.optim.Adam(model.parameters(), lr=bench.LR, betas=(0.9, 0.98), eps=1e-9)
-            amp = "off"
-
-            def step(index: list[int]) -> None:
-                b = translation_batch([train[i][0] for i in index], [train[i][1] for i in index])
-                src, tgt_in, tgt_out = (t.to(dev) for t in (b.src, b.tgt_in, b.tgt_out))  # type: ignore[union-attr]
-                logits = model(src, tgt_in)
-                loss = F.cross_entropy(
-                    logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=0
-                )
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        else:
-            cfg = TrainConfig(task="multi30k", batch_size=batch, lr=bench.LR, device="cuda", out="-")
-            mc = ModelConfig(src_vocab=payload["src_vocab"], tgt_vocab=payload["tgt_vocab"], d_model=bench.D,
-                             n_heads=bench.HEADS, n_layers=bench.LAYERS, d_ff=bench.FF)  # fmt: skip
-            model = Seq2Seq(mc).to(dev)
-            params = [p for p in model.parameters() if p.requires_grad]
-            opt = make_optimizer(params, cfg, dev)
-            amp = pick_amp("auto", dev)
-            stepper = prepare_step(model, compile=True)
-
-            def step(index: list[int]) -> None:
-                parts = collate_parts(train, index, "translation", dev, None)
-                n, _ = batch_units(train, index, "translation")
-                train_step(stepper, opt, params, parts, n, 0.0, dev, amp)
-
-        model.train()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        step, amp = build()
         with process_settings(dev):
             for index in batches[:5]:  # warm-up (and compilation)
                 step(index)
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
             t0 = time.perf_counter()
             tokens = 0
             for index in batches[5:]:
                 step(index)
                 tokens += batch_units(train, index, "translation")[0]
-            torch.cuda.synchronize()
+            if cuda:
+                torch.cuda.synchronize()
         seconds = time.perf_counter() - t0
-        results[side] = (tokens / seconds, torch.cuda.max_memory_allocated() / 2**20, amp)
-        del model, opt
+        peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else float("nan")
+        results[side] = (tokens / seconds, peak, amp)
+        del step
     (r_tps, r_mem, _), (e_tps, e_mem, e_amp) = results["reference"], results["embtool"]
     row(
         "Multi30k paper model: nn.Transformer fp32", True, f"{r_tps:,.0f} target tok/s, peak {r_mem:,.0f} MiB"
@@ -205,8 +214,14 @@ def main() -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--steps", type=int, default=60, help="timed training steps per side in the speed check")
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--speed-on-cpu", action="store_true", help=argparse.SUPPRESS)  # the script's own test
     args = ap.parse_args()
     import torch
+
+    if args.speed_on_cpu:  # the speed check's code on a CPU, eager, for a CPU-only test of this script
+        with tempfile.TemporaryDirectory() as tmp:
+            speed(Path(args.data), Path(tmp), args.steps, args.batch_size, "cpu")
+        return 0
 
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA device here (torch.cuda.is_available() is False); nothing to check. "
