@@ -201,7 +201,7 @@ def speed(data: Path, tmp: Path, steps: int, batch: int, device: str = "cuda") -
         "Multi30k paper model: nn.Transformer fp32", True, f"{r_tps:,.0f} target tok/s, peak {r_mem:,.0f} MiB"
     )
     row(
-        f"Multi30k paper model: embtool ({e_amp}, compiled)",
+        f"Multi30k paper model: embtool ({e_amp}{', compiled' if cuda else ''})",
         True,
         f"{e_tps:,.0f} target tok/s, peak {e_mem:,.0f} MiB",
     )
