@@ -70,3 +70,9 @@ def test_compile_captures_the_training_loss_once_for_ten_batch_shapes(kind):
     assert counters["stats"]["unique_graphs"] == 1 and 1 <= counter.frame_count <= 2
     assert counter.op_count > 20
     assert not counters["recompiles"] and sum(counters["graph_break"].values()) == 0
+
+
+def test_sdpa_info_on_cpu_is_recorded():
+    from embtool.training.objective import sdpa_info
+
+    assert sdpa_info(torch.device("cpu"), 30) == {"head_dim": 30, "cpu_fused": True}

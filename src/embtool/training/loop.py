@@ -39,6 +39,7 @@ from embtool.training.epoch import (
 )
 from embtool.training.metrics import accuracy, bleu
 from embtool.training.objective import prepare as prepare_step
+from embtool.training.objective import sdpa_info
 from embtool.training.parallel import World
 from embtool.training.runfolder import (
     BEST,
@@ -182,6 +183,7 @@ def build(
         "device": str(device),
         "amp": amp,
         "world_size": world.size if world else 1,
+        "sdpa": sdpa_info(device, model_cfg.d_model // model_cfg.n_heads),
         "dropped_train_examples": prep.dropped,
     }
     if world is None or world.main:

@@ -124,3 +124,20 @@ def prepare(
     if compile:
         compiled = torch.compile(ddp if ddp is not None else loss, dynamic=True, backend=backend)
     return Stepper(loss, ddp, compiled)
+
+
+def sdpa_info(device: torch.device, head_dim: int) -> dict[str, Any]:
+    """Which of SDPA's kernels the run may take (config.json's "sdpa"). With a padding mask the
+    fused choice on CUDA is the memory-efficient kernel, which needs a head dimension divisible by 8."""
+    info: dict[str, Any] = {"head_dim": head_dim}
+    if device.type == "cuda":
+        cuda = torch.backends.cuda
+        info.update(
+            flash=bool(cuda.flash_sdp_enabled()),
+            mem_efficient=bool(cuda.mem_efficient_sdp_enabled()),
+            math=bool(cuda.math_sdp_enabled()),
+            fused_with_padding=bool(cuda.mem_efficient_sdp_enabled()) and head_dim % 8 == 0,
+        )
+    else:
+        info["cpu_fused"] = True  # the CPU flash kernel (no attention-weight dropout)
+    return info
