@@ -290,21 +290,20 @@ def run_submitit(
 
 def run_grid_parallel(
     grid: Any,
+    configs: dict[int, Any],
     jobs: int = 1,
     devices: Sequence[str] = (),
     launcher: str = "none",
     slurm: Slurm | None = None,
     event: Event | None = None,
 ) -> list[tuple[Any, str]]:
-    """`experiment` with ``--jobs``/``--devices`` or ``--launcher``: check the grid, build its
-    tables, then train the runs not done across workers; return the failed runs and why."""
-    from embtool.experiment import start_grid
-
+    """`experiment` with ``--jobs``/``--devices`` or ``--launcher``: train the runs not done (their
+    TrainConfig in ``configs``, by ``id(run)``: ``experiment.start_grid``, which has checked the
+    grid and built its tables) across workers; return the failed runs and why."""
     if launcher not in LAUNCHERS:
         raise BadInput(f"invalid --launcher {launcher!r}; valid choices: {list(LAUNCHERS)}")
     if jobs < 1:
         raise BadInput(f"--jobs must be at least 1, got {jobs}")
-    configs = start_grid(grid, event)
     for run in grid.runs:
         if id(run) not in configs and event is not None:
             event("skip", _info(grid, run, 0, ()))

@@ -131,7 +131,8 @@ def experiment(
     slurm.minutes()  # a bad --time stops it before any work
     try:
         if jobs > 1 or launcher != "none":
-            failures = gridjobs.run_grid_parallel(plan, jobs, device_ids, launcher, slurm, _event)
+            configs = lib.start_grid(plan, _event)  # checked, tables built: then the workers
+            failures = gridjobs.run_grid_parallel(plan, configs, jobs, device_ids, launcher, slurm, _event)
         else:
             failures = lib.run_grid(plan, event=_event, train=_train_one)
     except KeyboardInterrupt:
