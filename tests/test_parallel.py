@@ -192,3 +192,26 @@ def test_gpu_check_without_cuda_says_so_and_exits_0(script):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("gpu_check: no CUDA device here")
+
+
+def test_train_nproc_gives_each_worker_the_same_command(monkeypatch):
+    """`train --nproc 2 …` hands torchrun's launcher `train` with every setting but --nproc, and
+    the workers' command parses back to the same settings."""
+    from embtool.commands import train as command
+    from embtool.training import parallel
+
+    seen: dict = {}
+    monkeypatch.setattr(
+        parallel, "launch", lambda n, args, run_dir: seen.update(n=n, args=args, run_dir=run_dir)
+    )
+    from conftest import run_in_process
+
+    r = run_in_process("-q", "train", "files", "--src", "a.txt", "--tgt", "b.txt", "--no-posenc",
+                       "--lr", "1e-3", "--nproc", "2", "-o", "runs/x")  # fmt: skip
+    assert r.code == 0, r.stderr
+    args = seen["args"]
+    assert seen["n"] == 2 and seen["run_dir"] == "runs/x" and args[:3] == ["-q", "train", "files"]
+    assert "--nproc" not in args and "--no-posenc" in args and "--cache" in args
+    assert args[args.index("--lr") + 1] == "0.001" and args[args.index("--out") + 1] == "runs/x"
+    resumed = command._worker_args(None, "runs/x", True, {"threads": 2, "tokenizer": None})
+    assert resumed[resumed.index("train") :] == ["train", "--resume", "runs/x", "--json", "--threads", "2"]
