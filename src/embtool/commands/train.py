@@ -49,6 +49,9 @@ def train(
     the table by token string; tokens the table lacks are filled like `extract --missing`.
     The run folder holds config.json, metrics.jsonl (one line per epoch), best/last
     checkpoints, state.pt (for --resume), test.json and hyps.test.txt.
+    Beyond the paper: --norm pre|admin (Admin's ω profiled before training), --input-dim and
+    --output-dim (decoupled embeddings), --optimizer, --lr-schedule, --warmup; a run whose loss
+    diverges stops, is marked "diverged" in test.json, and train exits 1.
 
     Examples:
 
@@ -59,6 +62,8 @@ def train(
       embtool train --resume runs/glove_x
 
       embtool train multi30k --data-dir ../shared/data --device cuda --nproc 4 -o runs/ddp
+
+      embtool train multi30k --emb w2v64.safetensors --input-dim 64 --d-model 128 --norm admin
     """
     from embtool.commands._progress import TrainingProgress
     from embtool.errors import UsageError
@@ -95,8 +100,21 @@ def train(
         if reporter.run_dir:
             info(f"stopped; continue with: embtool train --resume {reporter.run_dir}")
         raise
+    _finish(result, as_json)
+
+
+def _finish(result: Any, as_json: bool) -> None:
+    """test.json on stdout (--json), a diverged run as a failure, else the one-line summary."""
+    from embtool.errors import WorkFailure
+
     if as_json:
         typer.echo(json.dumps(result.test, indent=2))
+    if result.test.get("status") == "diverged":
+        t = result.test
+        raise WorkFailure(
+            f"training diverged at epoch {t['epoch']}, step {t['step']} (loss {t['loss']}); "
+            f"{result.path} is marked diverged in test.json"
+        )
     info(result.summary())
 
 
@@ -137,6 +155,4 @@ def _run_rank(world: Any, cfg: Any, as_json: bool) -> None:
     except Exception as e:  # noqa: BLE001 - one line per rank, not a traceback per rank
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise WorkFailure(f"rank {world.rank}: {type(e).__name__}: {first}") from e
-    if as_json:
-        typer.echo(json.dumps(result.test, indent=2))
-    info(result.summary())
+    _finish(result, as_json)

@@ -8,6 +8,7 @@ batch's, then one Adam step. Each epoch's randomness (batch order, dropout) come
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from embtool.errors import BadInput
+from embtool.errors import BadInput, WorkFailure
 from embtool.model import ModelConfig, Seq2Seq
 from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
 from embtool.training.config import TrainConfig
@@ -28,6 +29,15 @@ from embtool.training.parallel import World, all_sum, share
 
 Progress = Callable[[str, dict[str, Any]], None]
 Examples = list[tuple[list[int], Any]]
+EXPLODED = 1000.0  # a step's mean loss above this (nats per unit) counts as diverged
+
+
+class Diverged(WorkFailure):
+    """A training step's loss was not finite or exploded: the run stops, marked "diverged"."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"training diverged at epoch {epoch}, step {step} (loss {loss:g})")
+        self.epoch, self.step, self.loss = epoch, step, loss
 
 
 def pick_device(name: str) -> torch.device:
@@ -65,20 +75,6 @@ def cuda_native_bf16(device: torch.device) -> bool:
         return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
-def make_optimizer(
-    params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device
-) -> torch.optim.Adam:
-    """Adam with the paper's β and ε (A.2); the fused kernel where PyTorch has one for the device.
-
-    Fused Adam is one pass over each tensor instead of six: on a CPU it takes about a third less
-    time per step, which for the paper's model is a large share of the step.
-    """
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(
-        params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, fused=fused or None
-    )
-
-
 # ----------------------------------------------------------------------------- batches
 
 
@@ -107,7 +103,8 @@ def collate(examples: Examples, index: list[int], kind: str) -> Batch:
 
 def model_overhead(cfg: ModelConfig, device: torch.device) -> int | None:
     """``cpu.pass_overhead`` for this model: its width and its layers on both sides."""
-    return pass_overhead(cfg.d_model, cfg.n_layers * (2 if cfg.kind == "translation" else 1), device)
+    layers = cfg.enc_layers + (cfg.dec_layers if cfg.kind == "translation" else 0)
+    return pass_overhead(cfg.d_model, layers, device)
 
 
 def collate_parts(
@@ -141,14 +138,17 @@ def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
-def _loss(model: torch.nn.Module, batch: Batch, kind: str) -> tuple[torch.Tensor, int]:
+def _loss(
+    model: torch.nn.Module, batch: Batch, kind: str, smoothing: float = 0.0
+) -> tuple[torch.Tensor, int]:
     """Summed loss over the batch's scored units (target tokens, or examples) and their count."""
     if kind == "translation":
         assert batch.tgt_in is not None and batch.tgt_out is not None
-        return model.loss(batch.src, batch.tgt_in, batch.tgt_out)  # type: ignore[operator]
+        return model.loss(batch.src, batch.tgt_in, batch.tgt_out, smoothing)  # type: ignore[operator]
     assert batch.labels is not None
     logits = model(batch.src)  # (B, C)
-    return F.cross_entropy(logits.float(), batch.labels, reduction="sum"), int(batch.labels.shape[0])
+    loss = F.cross_entropy(logits.float(), batch.labels, reduction="sum", label_smoothing=smoothing)
+    return loss, int(batch.labels.shape[0])
 
 
 def batch_units(examples: Examples, index: list[int], kind: str) -> tuple[int, int]:
@@ -176,15 +176,19 @@ def train_epoch(
     step: Stepper | None = None,
     world: World | None = None,
     scaler: torch.amp.GradScaler | None = None,
+    before_step: Callable[[], None] | None = None,
 ) -> tuple[float, float, float]:
     """One pass over the training data; returns (mean loss, seconds, tokens per second).
 
     ``step`` is the compiled and/or DDP-wrapped loss (``objective.prepare``; default: the plain
     loss). Under DDP (``world``) each rank runs its share of every batch; the figures returned
-    are the whole group's.
+    are the whole group's. ``before_step()`` runs before each optimizer step (the learning-rate
+    schedule). A step whose mean loss is not finite or above ``EXPLODED`` raises ``Diverged``: the
+    loss is read every step on a CPU, every ``SHOW_EVERY`` steps on a GPU (a NaN stays NaN), and
+    under DDP it is the whole batch's on every rank, so the ranks stop together.
     """
     world = world or World()
-    step = step or prepare(model)  # type: ignore[arg-type]
+    step = step or prepare(model, smoothing=cfg.label_smoothing)  # type: ignore[arg-type]
     gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
     # dropout (the trainer restores the global RNG after the run); each rank draws its own masks
     torch.manual_seed((_epoch_seed(cfg.seed, epoch) + 7919 * world.rank) % (2**63))
@@ -206,15 +210,22 @@ def train_epoch(
         zip(batches, ahead(collated, batches, device.type == "cuda"), strict=True), start=1
     ):
         batch_n, batch_tokens = batch_units(examples, index, kind)
+        if before_step is not None:
+            before_step()
         loss_sum = train_step(
             step, opt, params, parts, batch_n, cfg.clip_norm, device, amp, weight * world.size, scaler
         )
         total += loss_sum * weight
-        mine += sum(b.units for b in parts) if weight else 0
+        step_units = sum(b.units for b in parts) if weight else 0
+        mine += step_units
         units += batch_n
         tokens += batch_tokens
         if device.type == "cpu" or n_step % SHOW_EVERY == 0 or n_step == len(batches):
             shown = float(total) / max(mine, 1)
+            step_loss, step_n = all_sum(world, [float(loss_sum) * weight, step_units], device)
+            mean = step_loss / max(step_n, 1)
+            if not math.isfinite(mean) or mean > EXPLODED:
+                raise Diverged(epoch, n_step, mean)
         elapsed = time.perf_counter() - start
         progress(
             "step",
@@ -262,7 +273,8 @@ def train_step(
     """One optimizer step on a batch given as micro-batches; returns their summed loss (on the
     device, not waited for). Each part's backward adds its loss × ``scale`` / ``units`` (the
     whole batch's scored units), so the gradient is the batch's mean; under DDP ``scale`` is the
-    group's size (DDP averages) and the parts before the last skip the all-reduce."""
+    group's size (DDP averages) and the parts before the last skip the all-reduce. Label
+    smoothing is the loss module's (``objective.prepare(smoothing=…)``)."""
     opt.zero_grad(set_to_none=True)
     total = torch.zeros((), device=device)
     for i, batch in enumerate(parts):

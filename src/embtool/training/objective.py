@@ -25,9 +25,12 @@ class TrainLoss(nn.Module):
     """``forward(batch tensors) → summed loss``: translation's token cross-entropy, or the
     classifier's example cross-entropy. Holds the model as ``.model`` (its weights are shared)."""
 
-    def __init__(self, model: Seq2Seq | Classifier, always_mask: bool = False) -> None:
+    def __init__(
+        self, model: Seq2Seq | Classifier, always_mask: bool = False, smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         self.model = model
+        self.smoothing = smoothing  # label smoothing of the cross-entropy (--label-smoothing)
         # under compile, every batch takes the masked path: one graph, not one per "padded or not"
         self.always_mask = always_mask
 
@@ -43,10 +46,10 @@ class TrainLoss(nn.Module):
         padded = True if self.always_mask else src_padded
         if isinstance(self.model, Seq2Seq):
             assert tgt_in is not None and tgt_out is not None and rows is not None
-            return self.model.loss_sum(src, tgt_in, tgt_out, rows, padded)
+            return self.model.loss_sum(src, tgt_in, tgt_out, rows, padded, self.smoothing)
         assert labels is not None
         logits = self.model(src, padded)  # (B, C)
-        return F.cross_entropy(logits.float(), labels, reduction="sum")
+        return F.cross_entropy(logits.float(), labels, reduction="sum", label_smoothing=self.smoothing)
 
 
 def inputs(batch: Batch) -> tuple[Any, ...]:
@@ -100,10 +103,11 @@ def prepare(
     ddp_device: torch.device | None = None,
     distributed: bool = False,
     backend: str = "inductor",
+    smoothing: float = 0.0,
 ) -> Stepper:
     """The model's training step: the loss module, in DDP when ``distributed`` (one process of a
     torchrun group), compiled with dynamic shapes when ``compile``."""
-    loss = TrainLoss(model, always_mask=compile)
+    loss = TrainLoss(model, always_mask=compile, smoothing=smoothing)
     ddp: nn.Module | None = None
     if distributed:
         import inspect
