@@ -5,6 +5,7 @@ Its options are TrainConfig's fields (``commands/_options``): defined once, in t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Optional
 
@@ -38,6 +39,14 @@ def train(
         help="Resolve every setting (Table 5 column, vocabularies, model), print them with the "
         "parameter counts, and train nothing.",
     ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        help="Processes for one DistributedDataParallel run (one per GPU; gloo on CPU), started "
+        "through torchrun's launcher: the same as `torchrun --nproc-per-node N -m embtool train …`.",
+        metavar="N",
+        min=1,
+    ),
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Train the paper's vanilla transformer and write a run folder.
@@ -60,18 +69,30 @@ def train(
 
       embtool train --resume runs/glove_x
 
+      embtool train multi30k --data-dir ../shared/data --device cuda --nproc 4 -o runs/ddp
+
       embtool train multi30k --emb w2v64.safetensors --input-dim 64 --d-model 128 --norm admin
 
       embtool train sst2 --emb bert.safetensors --dry-run
     """
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import UsageError, WorkFailure
+    from embtool.errors import UsageError
     from embtool.training import TrainConfig, resume_config
     from embtool.training import train as run_training
+    from embtool.training.config import RESUME_FOLLOWS
+    from embtool.training.parallel import World, launch
 
     settings = dict(settings or {})
+    world = World.from_env()
+    if nproc > 1 and not world.distributed and not dry_run:
+        run_dir = resume or settings.get("out") or "RUN_DIR"
+        launch(nproc, _worker_args(task, resume, as_json, settings), run_dir)
+        return
     if resume:
-        cfg = resume_config(resume)
+        # where and how it runs follows this command; what it learns stays the stored run's
+        cfg = dataclasses.replace(
+            resume_config(resume), **{k: settings[k] for k in RESUME_FOLLOWS if k in settings}
+        )
     else:
         if task is None:
             if not settings.get("src"):
@@ -83,6 +104,9 @@ def train(
 
         _print_plan(plan(cfg), as_json)
         return
+    if world.distributed:
+        _run_rank(world, cfg, as_json)
+        return
     reporter = TrainingProgress(cfg)
     try:
         with reporter:
@@ -91,6 +115,13 @@ def train(
         if reporter.run_dir:
             info(f"stopped; continue with: embtool train --resume {reporter.run_dir}")
         raise
+    _finish(result, as_json)
+
+
+def _finish(result: Any, as_json: bool) -> None:
+    """test.json on stdout (--json), a diverged run as a failure, else the one-line summary."""
+    from embtool.errors import WorkFailure
+
     if as_json:
         typer.echo(json.dumps(result.test, indent=2))
     if result.test.get("status") == "diverged":
@@ -131,3 +162,43 @@ def _print_plan(p: dict[str, Any], as_json: bool) -> None:
     width = max(len(k) for k, _ in lines)
     for key, value in lines:
         typer.echo(f"{key:<{width}}  {value}")
+
+
+def _worker_args(task: str | None, resume: str | None, as_json: bool, settings: dict[str, Any]) -> list[str]:
+    """This command's arguments for each torchrun worker (all but --nproc)."""
+    from embtool.commands._common import STATE
+    from embtool.training.config import field_type, option_name
+
+    args = [*(["-q"] if STATE.quiet else []), *(["--debug"] if STATE.debug else []), "train"]
+    args += ["--resume", resume] if resume else ([task] if task else [])
+    if as_json:
+        args.append("--json")
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if field_type(name) is bool:
+            args.append(option_name(name) if value else "--no-" + option_name(name)[2:])
+        else:
+            args += [option_name(name), str(value)]
+    return args
+
+
+def _run_rank(world: Any, cfg: Any, as_json: bool) -> None:
+    """One rank of a torchrun group: rank 0 shows progress and the result; a rank's crash (often
+    a lost peer: the rank that died is named by torchrun's launcher) is one line naming it."""
+    from embtool.commands._progress import TrainingProgress
+    from embtool.errors import EmbtoolError, WorkFailure
+    from embtool.training import train as run_training
+
+    try:
+        if not world.main:
+            run_training(cfg)
+            return
+        with TrainingProgress(cfg) as reporter:
+            result = run_training(cfg, progress=reporter)
+    except EmbtoolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one line per rank, not a traceback per rank
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise WorkFailure(f"rank {world.rank}: {type(e).__name__}: {first}") from e
+    _finish(result, as_json)

@@ -18,8 +18,11 @@ from embtool.tasks.registry import TASKS, Task, get_task
 from embtool.training.paper import FAMILIES, PAPER_FFN, PRESETS, Choice, run_column
 
 DEVICES = ("auto", "cpu", "cuda")
-AMP_CHOICES = ("auto", "bf16", "off")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+# settings that change where and how a run executes, not what it learns: `--resume` takes them
+# from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
+RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
 NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
 OPTIMIZERS = ("adam", "adamw", "radam")
 SCHEDULES = ("constant", "inverse-sqrt", "cosine")
@@ -92,6 +95,13 @@ class TrainConfig:
     )
     max_len: int = option(
         256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N"
+    )
+    cache: bool = option(
+        True,
+        "Keep the tokenized splits in $EMBTOOL_CACHE (default ~/.cache/embtool) for the next run "
+        "(--no-cache: tokenize anew, write nothing).",
+        DATA,
+        role="env",
     )
     # --- embeddings and vocabulary
     emb: str | None = option(
@@ -202,9 +212,17 @@ class TrainConfig:
     )
     device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
     amp: str = option(
-        "auto", "bf16 autocast: auto (CUDA, or CPUs with native bf16), bf16, off.", RUN, role="env"
+        "auto",
+        "Autocast: auto (bf16 where the GPU or CPU has it natively), bf16, fp16 (with loss scaling), off.",
+        RUN,
+        role="env",
     )
-    compile: bool = option(False, "torch.compile the model (CUDA).", RUN, role="env")
+    compile: bool = option(
+        False,
+        "torch.compile the training loss, dynamic shapes (CUDA; eager with a warning if it fails).",
+        RUN,
+        role="env",
+    )
     threads: int = option(0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env")
     resume: bool = option(False, "Continue the run in --out from its last completed epoch.", RUN, role="env")
 
