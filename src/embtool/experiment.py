@@ -21,14 +21,7 @@ from typing import Any
 
 from embtool._version import __version__
 from embtool.errors import BadInput, EmbtoolError, WorkFailure
-from embtool.variants import (
-    RANDOM_VARIANTS,
-    VARIANTS,
-    input_family,
-    parse_variants,
-    variant_standardize,
-    variant_table,
-)
+from embtool.variants import RANDOM_VARIANTS, VARIANTS, parse_variants, variant_table
 
 GRID_FILE = "experiment.json"
 REPORT_MD, REPORT_PNG, REPORT_CSV = "report.md", "curves.png", "table1.csv"
@@ -199,10 +192,11 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
         "resume": True,
     }
     values.update({key: str(path) for key, path in run.tables.items()})
-    if "standardize" not in values:
-        values["standardize"] = variant_standardize(run.variant, list(grid.inputs.values()))
-    if "family" not in values:  # every variant in the pretrained table's Table 5 column (a Xavier
-        values["family"] = input_family(next(iter(grid.inputs.values())), grid.task)  # names none)
+    from embtool.variants import input_family, variant_standardize
+
+    values.setdefault("standardize", variant_standardize(run.variant, list(grid.inputs.values())))
+    # every variant in the pretrained table's Table 5 column (a Xavier table's source names none)
+    values.setdefault("family", input_family(next(iter(grid.inputs.values())), grid.task))
     return TrainConfig.from_dict(values, origin="training settings")
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from embtool.errors import BadInput
 from embtool.tasks.registry import TASKS, Task, get_task
-from embtool.training.paper import FAMILIES, PAPER_FFN, PRESETS, Choice, run_column
+from embtool.training.paper import FAMILIES, PRESETS, column_of, filled
 
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "fp16", "off")
@@ -128,9 +128,7 @@ class TrainConfig:
     )
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
-    standardize: str = option(
-        "off", "Eq. 1 on the model's rows: xavier (σ_x of its N×D), TABLE (Eq. 4), off.", EMBEDDINGS
-    )
+    standardize: str = option("off", "Eq. 1 on the model's rows: xavier, TABLE (Eq. 4), off.", EMBEDDINGS)
     preset: str = option("paper", "paper: Table 5's column (FFN 512 …); fast: FFN 4·D, D 512.", MODEL)
     family: str | None = option(None, "Table 5 column: glove|bert|mbert|t5|mt5.", MODEL, metavar="NAME")
     input_dim: int = option(
@@ -308,25 +306,9 @@ class TrainConfig:
     def kind(self) -> str:
         return self.task_info.kind
 
-    def column(self) -> Choice:
-        """The run's Table 5 column (``embtool.training.paper``), from its first table's header."""
-        return run_column(self.task_info, [self.emb, self.src_emb, self.tgt_emb], self.family)
-
     def resolved(self) -> TrainConfig:
-        """Every setting left at 0 filled in (config.json holds it): from the run's Table 5 column
-        (``preset`` paper) or the task's record (fast)."""
-        t, paper = self.task_info, self.preset == "paper"
-        col = self.column().column if paper else None
-        d = asdict(self) | dict(
-            epochs=self.epochs or (col.epochs if col else t.epochs),
-            batch_size=self.batch_size or (col.batch_size if col else t.batch_size),
-            lr=self.lr or t.lr,
-            min_freq=self.min_freq or t.min_freq,
-            ff=self.ff or (PAPER_FFN if paper else 0),
-        )
-        if col is not None and not (self.emb or self.src_emb or self.tgt_emb):  # Xavier: the column's D
-            d.update(d_model=self.d_model or col.dim)
-        return TrainConfig(**d)
+        """Every setting left at 0 filled in (config.json holds it): ``paper.filled``."""
+        return TrainConfig(**filled(self, column_of(self).column, asdict(self)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

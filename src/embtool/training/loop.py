@@ -42,6 +42,7 @@ from embtool.training.epoch import (
 from embtool.training.evaluation import test_result, validate
 from embtool.training.objective import prepare as prepare_step
 from embtool.training.objective import sdpa_info
+from embtool.training.paper import column_of
 from embtool.training.parallel import World
 from embtool.training.runfolder import (
     BEST,
@@ -181,7 +182,7 @@ def build(
     model_cfg = model_config(cfg, prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
     model = build_model(model_cfg)
-    paper = cfg.column().as_dict(cfg.task, cfg.preset)
+    paper = column_of(cfg).as_dict(cfg.task, cfg.preset)
     if "family" in paper:
         progress("log", {"message": _column_line(paper, cfg, model_cfg)})
     init = init_embeddings(model, prep, model_cfg, cfg, progress)

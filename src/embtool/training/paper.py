@@ -105,8 +105,26 @@ def table_shape_source(path: str) -> tuple[int, str]:
     return int(dims[0]), header.meta.get(KEY_SOURCE, "")
 
 
-def run_column(task: Task, tables: list[str | None], family: str | None) -> Choice:
-    """``choose_column`` for a run reading ``tables`` (the first given one's header decides)."""
-    given = [t for t in tables if t]
+def column_of(cfg: Any) -> Choice:
+    """A TrainConfig's Table 5 column: ``choose_column`` from its first table's header."""
+    task, given = cfg.task_info, [t for t in (cfg.emb, cfg.src_emb, cfg.tgt_emb) if t]
     dim, source = table_shape_source(given[0]) if given and task.table5 else (None, None)
-    return choose_column(task, dim, source, family)
+    return choose_column(task, dim, source, cfg.family)
+
+
+def filled(cfg: Any, column: PaperColumn | None, d: dict[str, Any]) -> dict[str, Any]:
+    """A TrainConfig's fields ``d`` with every setting left at 0 filled in: with ``preset`` paper
+    from the run's Table 5 ``column`` (FFN 512; a Xavier-only run takes its D), with fast from the
+    task's record (FFN 0: 4·D)."""
+    t, paper = cfg.task_info, cfg.preset == "paper"
+    col = column if paper else None
+    d = d | dict(
+        epochs=cfg.epochs or (col.epochs if col else t.epochs),
+        batch_size=cfg.batch_size or (col.batch_size if col else t.batch_size),
+        lr=cfg.lr or t.lr,
+        min_freq=cfg.min_freq or t.min_freq,
+        ff=cfg.ff or (PAPER_FFN if paper else 0),
+    )
+    if col is not None and not (cfg.emb or cfg.src_emb or cfg.tgt_emb):  # Xavier: the column's D
+        d.update(d_model=cfg.d_model or col.dim)
+    return d

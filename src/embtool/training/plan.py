@@ -16,6 +16,7 @@ from embtool.errors import BadInput
 from embtool.model import ModelConfig, parameter_counts
 from embtool.training.config import TrainConfig
 from embtool.training.data import SEP
+from embtool.training.paper import column_of
 
 
 def model_config(
@@ -66,7 +67,7 @@ def plan(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved settings, Table 5 column, vocabulary sizes, model and parameter counts of a run."""
     from embtool.training.setup import SPECIALS
 
-    choice = cfg.column()
+    choice = column_of(cfg)
     cfg = cfg.resolved()
     task = cfg.task_info
     translation = cfg.kind == "translation"
