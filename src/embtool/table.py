@@ -39,7 +39,7 @@ KEY_MISSING = "embtool.missing"
 _KNOWN_KEYS = {KEY_FORMAT, KEY_TOKENS, KEY_SOURCE, KEY_TOKENIZER, KEY_HISTORY, KEY_MISSING}
 # a pending map is computed and written in blocks of rows of about this size (they stay in cache)
 _BLOCK_BYTES = 1 << 20
-__all__ = ["Affine", "EmbeddingTable", "dumps", "history_entry", "load", "loads", "read_metadata", "save"]
+__all__ = ["Affine", "EmbeddingTable", "NonFinite", "dumps", "history_entry", "load", "loads", "read_metadata", "save"]
 
 
 class EmbeddingTable:
@@ -251,14 +251,22 @@ def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"op": op, "args": args, "embtool": __version__}
 
 
+class NonFinite(BadInput):
+    """A table holds NaN/Inf. ``found`` says where, without the hint: a command that has no
+    ``--allow-nonfinite`` (``train``) gives its own."""
+
+    def __init__(self, found: str) -> None:
+        super().__init__(f"{found}; pass --allow-nonfinite to accept them")
+        self.found = found
+
+
 def _raise_nonfinite(vectors: np.ndarray, tokens: list[str], origin: str) -> None:
-    """Raise BadInput counting NaN/Inf values and naming the first affected row's token."""
+    """Raise NonFinite counting NaN/Inf values and naming the first affected row's token."""
     bad = ~np.isfinite(vectors)  # (N, D)
     count = int(bad.sum())
     row = int(np.flatnonzero(bad.any(axis=1))[0])
-    raise BadInput(
-        f"{origin}: {count} non-finite value(s) (NaN/Inf); first in row {row} "
-        f"(token {tokens[row]!r}); pass --allow-nonfinite to accept them"
+    raise NonFinite(
+        f"{origin}: {count} non-finite value(s) (NaN/Inf); first in row {row} (token {tokens[row]!r})"
     )
 
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from embtool.commands._common import OUT_TABLE, SEED, check_output, write_table
+from embtool.commands._common import ALLOW_NONFINITE, OUT_TABLE, SEED, check_output, write_table
 
 MISSING_HELP = (
     "Fill for tokens found nowhere: normal (random, the found rows' mean and σ), mean (their mean "
@@ -42,6 +42,7 @@ def extract(
     missing: str = typer.Option("normal", "--missing", help=MISSING_HELP),
     seed: int = SEED,
     out: str = OUT_TABLE,
+    allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
     """Pull the rows for a vocabulary out of a pretrained source; report coverage on stderr.
 
@@ -62,7 +63,8 @@ def extract(
     check_output(out)
     voc = read_vocab(vocab)
     table, cov = run(
-        source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback, missing=missing, seed=seed
+        source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback, missing=missing, seed=seed,
+        allow_nonfinite=allow_nonfinite,
     )
     write_table(table, out)
     say(f"extract {table.source}: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")

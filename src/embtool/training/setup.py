@@ -54,9 +54,12 @@ def table_info(path: str, table: EmbeddingTable) -> dict[str, Any]:
 
 
 def _load_table(path: str) -> EmbeddingTable:
-    from embtool.table import load
+    from embtool.table import NonFinite, load
 
-    return load(path)
+    try:
+        return load(path)
+    except NonFinite as e:  # train has no --allow-nonfinite: a model cannot learn from NaN rows
+        raise BadInput(f"{e.found}; training needs finite rows: fix the table or make it again") from None
 
 
 def side_tokenizer(cfg: TrainConfig, table: EmbeddingTable | None, lang: str, single: bool) -> str:
