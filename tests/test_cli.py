@@ -256,3 +256,25 @@ def test_table_commands_never_import_torch(tmp_path: Path, vocab_file: Path) -> 
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
     codes, heavy = json.loads(line.removeprefix("RESULT"))
     assert codes == [0] * len(runs) and heavy == [], out.stderr
+
+
+@pytest.mark.parametrize(
+    ("signame", "code", "line"),
+    [("SIGINT", 130, "embtool: interrupted"), ("SIGTERM", 143, "embtool: terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stopped_command_says_so(signame: str, code: int, line: str) -> None:
+    """Issue 14.13/14.14: a command waiting on stdin, stopped by a signal, prints one line and exits 130/143."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embtool", "stats", "-"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(5)  # started and blocked reading stdin
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and err.strip() == line

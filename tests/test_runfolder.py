@@ -88,3 +88,45 @@ def test_resume_config_errors_name_the_folder(tmp_path: Path, content, message) 
         (tmp_path / CONFIG).write_text(content)
     with pytest.raises(BadInput, match=message):
         resume_config(tmp_path)
+
+
+def test_a_folder_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
+    """Issue 14.14: two `train` runs into one -o: the second is refused while the first holds it."""
+    import subprocess
+    import sys
+
+    folder = RunFolder(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom embtool.training.runfolder import RunFolder\n"
+         "with RunFolder(sys.argv[1]).lock():\n    print('held', flush=True)\n    time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            BadInput,
+            match=f"run folder {tmp_path} is in use by another embtool process \\(pid {holder.pid}\\)",
+        ):
+            with folder.lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with folder.lock():  # the holder is gone: free again
+        assert folder.file(".lock").is_file()
+    assert not folder.file(".lock").exists()
+
+
+def test_discard_removes_the_run_files_and_keeps_the_users(tmp_path: Path) -> None:
+    """Issue 14.8: what a failed start wrote goes; a folder that held other files stays with them."""
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.write_json(CONFIG, {"train": {}})
+    folder.write_metrics([{"epoch": 1}])
+    folder.discard()
+    assert not folder.path.exists()
+    folder.path.mkdir()
+    (folder.path / "notes.txt").write_text("mine")
+    folder.write_json(CONFIG, {"train": {}})
+    folder.discard()
+    assert [p.name for p in folder.path.iterdir()] == ["notes.txt"]

@@ -79,6 +79,8 @@ def test_a_table_with_nan_is_refused_without_an_option_train_lacks(tmp_path: Pat
     nan_row = np.full(2, np.nan, dtype=np.float32).tobytes()
     (tmp_path / "t.safetensors").write_bytes(raw[:-16] + nan_row + raw[-8:])
     cfg = _cfg(emb=str(tmp_path / "t.safetensors"), min_freq=1)
-    with pytest.raises(BadInput, match=r"2 non-finite value\(s\).*token 'b'.*training needs finite rows") as e:
+    with pytest.raises(
+        BadInput, match=r"2 non-finite value\(s\).*token 'b'.*training needs finite rows"
+    ) as e:
         prepare(cfg, _text(["a b"], ["b"]))
     assert "--allow-nonfinite" not in str(e.value)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -97,14 +99,54 @@ def _command(args: Sequence[str]) -> str | None:
     return None
 
 
+_STOPPED = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+
+
+@contextmanager
+def _signals_stop() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (so every writer cleans up on the way out); the
+    list yielded names the signal that came. The old handlers are put back afterwards."""
+    came: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        came.append(signum)
+        raise KeyboardInterrupt
+
+    old = {}
+    try:
+        for signum in _STOPPED:
+            old[signum] = signal.signal(signum, stop)
+    except ValueError:  # not the main thread: leave signals as they are
+        pass
+    try:
+        yield came
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+def _stopped(came: list[int]) -> int:
+    word, code = _STOPPED[came[0] if came else signal.SIGINT]
+    print(f"embtool: {word}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage)."""
+    """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage,
+    130 interrupted, 143 terminated)."""
+    with _signals_stop() as came:
+        return _main(argv, came)
+
+
+def _main(argv: Sequence[str] | None, came: list[int]) -> int:
     _common.STATE.debug = os.environ.get("EMBTOOL_DEBUG", "") not in ("", "0")
     args = list(argv) if argv is not None else sys.argv[1:]
     command = _command(args)
     try:
         app = build_app((command,) if command else COMMANDS)
         rv = app(args=args, prog_name="embtool", standalone_mode=False)
+        if came or rv == 130:  # typer returns 130 for a KeyboardInterrupt it caught
+            return _stopped(came)
         return rv if isinstance(rv, int) else 0
     except EmbtoolError as e:
         if _common.STATE.debug:
@@ -119,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"embtool: error: {_one_line(message)}{hint}", file=sys.stderr)
         return 2
     except (typer.Abort, KeyboardInterrupt):
-        print("embtool: interrupted", file=sys.stderr)
-        return 130
+        return _stopped(came)
     except BrokenPipeError:
         return 1
     except Exception as e:  # noqa: BLE001 - the one place that turns crashes into a line

@@ -39,7 +39,17 @@ KEY_MISSING = "embtool.missing"
 _KNOWN_KEYS = {KEY_FORMAT, KEY_TOKENS, KEY_SOURCE, KEY_TOKENIZER, KEY_HISTORY, KEY_MISSING}
 # a pending map is computed and written in blocks of rows of about this size (they stay in cache)
 _BLOCK_BYTES = 1 << 20
-__all__ = ["Affine", "EmbeddingTable", "NonFinite", "dumps", "history_entry", "load", "loads", "read_metadata", "save"]
+__all__ = [
+    "Affine",
+    "EmbeddingTable",
+    "NonFinite",
+    "dumps",
+    "history_entry",
+    "load",
+    "loads",
+    "read_metadata",
+    "save",
+]
 
 
 class EmbeddingTable:

@@ -63,7 +63,13 @@ def extract(
     check_output(out)
     voc = read_vocab(vocab)
     table, cov = run(
-        source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback, missing=missing, seed=seed,
+        source,
+        voc,
+        tensor=tensor,
+        compose=compose,
+        case_fallback=case_fallback,
+        missing=missing,
+        seed=seed,
         allow_nonfinite=allow_nonfinite,
     )
     write_table(table, out)

@@ -11,7 +11,6 @@ gensim's too (each vector scaled to unit length in float64, rounded to float32, 
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

@@ -9,6 +9,7 @@ Adding an option is adding a field here (plus what it does). Task facts come fro
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
@@ -20,6 +21,13 @@ from embtool.tasks.registry import TASKS, Task, get_task
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+# Upper bounds of the count settings: far above any real run, low enough that a typo fails here,
+# before a folder is made, instead of in the allocator after minutes of data loading.
+LIMITS = {
+    "epochs": 100_000, "batch_size": 1 << 20, "max_tokens": 1 << 24, "max_train_examples": 1 << 40,
+    "max_eval_examples": 1 << 40, "min_freq": 1 << 40, "d_model": 1 << 16, "heads": 1 << 10,
+    "layers": 1_000, "ff": 1 << 20, "beam": 1_000, "threads": 4_096, "lr": 10.0, "clip_norm": 1e9,
+}  # fmt: skip
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
@@ -160,6 +168,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         get_task(self.task)  # BadInput listing the valid tasks
+        self._check_numbers()
         for name, choices in (("device", DEVICES), ("amp", AMP_CHOICES), ("missing", MISSING_FILLS)):
             if getattr(self, name) not in choices:
                 raise BadInput(f"invalid --{name} {getattr(self, name)!r}; valid choices: {list(choices)}")
@@ -188,6 +197,8 @@ class TrainConfig:
             raise BadInput(f"--seed must be below 2**63, got {self.seed}")
         if self.layers < 1:
             raise BadInput(f"--layers must be at least 1, got {self.layers}")
+        if self.d_model and self.heads and self.d_model % self.heads:
+            raise BadInput(f"--heads {self.heads} must divide --d-model {self.d_model}")
         if self.beam < 1:
             raise BadInput(f"--beam must be at least 1, got {self.beam}")
         if self.lr < 0 or self.clip_norm < 0:
@@ -201,6 +212,15 @@ class TrainConfig:
             raise BadInput(f"--max-len must be between 4 and 100000, got {self.max_len}")
         if self.max_tokens and self.max_tokens < self.max_len:
             raise BadInput(f"--max-tokens {self.max_tokens} must be at least --max-len {self.max_len}")
+
+    def _check_numbers(self) -> None:
+        """Every number finite and within LIMITS (float() takes "nan" and "inf"; torch would too)."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), field_type(f.name)
+            if kind is float and not math.isfinite(value):
+                raise BadInput(f"{option_name(f.name)} must be a finite number, got {value}")
+            if kind in (int, float) and f.name in LIMITS and value > LIMITS[f.name]:
+                raise BadInput(f"{option_name(f.name)} must be at most {LIMITS[f.name]:,}, got {value:,}")
 
     @property
     def task_info(self) -> Task:

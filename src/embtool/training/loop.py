@@ -85,10 +85,18 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
         return folder.result()
     device = pick_device(cfg.device)
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
-        run = build(cfg, folder, device, progress)
-        fit(run, progress)
-        return finish(run, progress)
+    with folder.lock():
+        if not cfg.resume and folder.file(CONFIG).exists():  # another run took the folder meanwhile
+            raise BadInput(f"run folder {folder.path} exists; give another --out")
+        try:
+            with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
+                run = build(cfg, folder, device, progress)
+                fit(run, progress)
+                return finish(run, progress)
+        except Exception:
+            if not cfg.resume and not folder.file(STATE).exists():
+                folder.discard()  # a failed start leaves nothing behind (a run that started can resume)
+            raise
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -113,6 +121,10 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
     if folder.file(TEST).is_file() and cfg.resume and folder.done_epochs() >= cfg.epochs:
         progress("log", {"message": f"{folder.path} is complete ({TEST} exists)"})
         return cfg, folder, True
+    if folder.path.exists() and not folder.path.is_dir():
+        raise BadInput(f"--out {folder.path}: is a file; give a folder for the run")
+    if folder.path.exists() and not folder.path.is_dir():
+        raise BadInput(f"--out {folder.path}: is a file; give a folder for the run")
     if not cfg.resume and folder.file(CONFIG).exists():
         raise BadInput(
             f"run folder {folder.path} exists; continue it with --resume {folder.path}, or give another --out"

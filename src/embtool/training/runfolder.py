@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,9 @@ LAST = "last.safetensors"
 STATE = "state.pt"
 TEST = "test.json"
 HYPS = "hyps.test.txt"
+
+LOCK = ".lock"  # held (flock) while a process trains in the folder
+RUN_FILES = (CONFIG, VOCAB, METRICS, BEST, LAST, STATE, TEST, HYPS, LOCK)
 
 DONE, RESUME, TODO = "done", "resume", "todo"
 # config.json of runs made before the train options and TrainConfig fields shared one name
@@ -135,6 +140,44 @@ class RunFolder:
 
     def write_hyps(self, hyps: list[str]) -> None:
         atomic.write_text(self.file(HYPS), "".join(h + "\n" for h in hyps))
+
+    def discard(self) -> None:
+        """Remove what a run that failed to start wrote (its files, then the folder if it is empty)."""
+        for name in RUN_FILES:
+            self.file(name).unlink(missing_ok=True)
+        atomic.remove_stale_temporaries(self.path)
+        try:
+            self.path.rmdir()
+        except OSError:  # not empty: the user's own files stay
+            pass
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one training process; BadInput when another holds it."""
+        import fcntl
+
+        path = self.file(LOCK)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                owner = path.read_text(encoding="utf-8").strip() if path.is_file() else "?"
+                raise BadInput(
+                    f"run folder {self.path} is in use by another embtool process (pid {owner or '?'}); "
+                    "wait for it, or give another --out"
+                ) from None
+            if path.exists() and os.fstat(fd).st_ino == path.stat().st_ino:
+                break  # else the holder removed the file as we opened it: take the new one
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
 
     def clear_result(self) -> None:
         """Remove test.json and the hypotheses: a run is complete iff test.json exists, not while it continues."""
