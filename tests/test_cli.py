@@ -278,3 +278,27 @@ def test_a_stopped_command_says_so(signame: str, code: int, line: str) -> None:
     proc.send_signal(getattr(signal, signame))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code and err.strip() == line
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin_twice"),
+    [(["align", "-", "-", "--vocab", "{vocab}"], True), (["stats", "-", "-"], True), (["stats", "-"], False)],
+    ids=["align-stdin-twice", "stats-stdin-twice", "stats-stdin-once"],
+)
+def test_stdin_given_twice_is_named(xavier_file: Path, vocab_file: Path, cli, args, stdin_twice) -> None:
+    """Issue 14.14: `align - -` said "header too small"; stdin holds one table."""
+    r = cli(*[a.format(vocab=vocab_file) for a in args], stdin=xavier_file.read_bytes())
+    if stdin_twice:
+        assert r.code == 2 and r.stderr.strip() == (
+            "embtool: error: stdin (-) is given more than once; it holds one table: give the others as files"
+        )
+    else:
+        assert r.code == 0, r.stderr
+
+
+def test_stats_json_writes_null_for_non_finite_figures(tmp_path: Path, xavier_file: Path, cli) -> None:
+    """Issue 14.14: `stats --json` printed bare NaN, which is not JSON."""
+    r = cli("stats", str(_table_with_nan(tmp_path, xavier_file)), "--json", "--allow-nonfinite")
+    assert r.code == 0, r.stderr
+    row = json.loads(r.text, parse_constant=lambda c: pytest.fail(f"bare {c} in {r.text}"))
+    assert row["mean"] is None and row["std"] is None and row["n"] == 5

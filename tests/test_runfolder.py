@@ -130,3 +130,12 @@ def test_discard_removes_the_run_files_and_keeps_the_users(tmp_path: Path) -> No
     folder.write_json(CONFIG, {"train": {}})
     folder.discard()
     assert [p.name for p in folder.path.iterdir()] == ["notes.txt"]
+
+
+def test_metrics_and_json_files_hold_null_not_nan(tmp_path: Path) -> None:
+    """Issue 14.14: a diverged epoch's NaN loss is written as null (metrics.jsonl stays JSON)."""
+    folder = RunFolder(tmp_path)
+    folder.write_metrics([{"epoch": 1, "train_loss": float("nan"), "val_loss": float("inf")}])
+    folder.write_json(TEST, {"bleu": float("nan"), "best_epoch": 1})
+    assert folder.file(METRICS).read_text() == '{"epoch": 1, "train_loss": null, "val_loss": null}\n'
+    assert json.loads(folder.file(TEST).read_text())["bleu"] is None

@@ -10,6 +10,7 @@ import pytest
 from embtool.errors import BadInput
 from embtool.positional import sinusoidal
 from embtool.stats import moments, xavier_std
+from embtool.table import EmbeddingTable
 from embtool.text.vocabfile import Vocabulary
 from embtool.transforms import posenc, scale, shuffle, standardize, xavier
 
@@ -128,8 +129,24 @@ def test_scale(glove_like) -> None:
     assert np.array_equal(scale(glove_like, "2").vectors, glove_like.vectors * 2)
     with pytest.raises(BadInput, match="sqrt-dim or a number"):
         scale(glove_like, "twice")
-    with pytest.raises(BadInput, match="non-finite"):
+    with pytest.raises(BadInput, match="--by 3e[+]38: the result would overflow float32"):
         scale(glove_like, 3e38)  # beyond float32
+
+
+@pytest.mark.parametrize(
+    "by,dtype",
+    [("1e39", "float32"), ("3e38", "float32"), ("1e5", "float16")],
+    ids=["factor", "product", "float16"],
+)
+def test_scale_overflow_blames_the_factor_not_the_input(glove_like, by: str, dtype: str) -> None:
+    """Issue 14.14: `scale --by 1e39` names --by, not the (finite) input file."""
+    table = EmbeddingTable(glove_like.vectors, glove_like.tokens, dtype=dtype, origin="in.safetensors")
+    with pytest.raises(BadInput, match=f"^--by {by}: the result would overflow {dtype}") as e:
+        scale(table, by)
+    assert "in.safetensors" not in str(e.value)
+    assert np.isinf(
+        scale(EmbeddingTable(table.vectors, table.tokens, dtype=dtype, allow_nonfinite=True), by).vectors
+    ).any()
 
 
 def test_posenc_adds_exactly_one_pe_row_per_row(glove_like) -> None:

@@ -132,8 +132,22 @@ def scale(table: EmbeddingTable, by: str | float = "sqrt-dim") -> EmbeddingTable
             raise BadInput(f"--by {by!r}: give sqrt-dim or a number") from None
         if not math.isfinite(factor):
             raise BadInput(f"--by {by!r}: the factor must be finite")
+    _check_no_overflow(table, factor, f"--by {by}")
     args = {"by": by if by == "sqrt-dim" else factor, "factor": factor}
     return table.derive_map("scale", args, Affine(factor))
+
+
+def _check_no_overflow(table: EmbeddingTable, factor: float, option: str) -> None:
+    """BadInput naming the option (not the table) when finite values times ``factor`` leave the dtype."""
+    if table.allow_nonfinite or not table.n:
+        return
+    largest = max(abs(v) for v in table.value_range())
+    limit = float(np.finfo(np.float16 if table.dtype == "float16" else np.float32).max)
+    if abs(factor) > limit or largest * abs(factor) > limit:
+        raise BadInput(
+            f"{option}: the result would overflow {table.dtype} (largest value {largest:.4g} × {factor:.4g} "
+            f"> {limit:.4g})"
+        )
 
 
 def posenc(

@@ -5,11 +5,11 @@ Its options are TrainConfig's fields (``commands/_options``): defined once, in t
 
 from __future__ import annotations
 
-import json
 from typing import Any, Optional
 
 import typer
 
+from embtool import jsonout
 from embtool.commands._common import info
 from embtool.commands._options import with_train_options
 
@@ -72,5 +72,5 @@ def train(
             info(f"stopped; continue with: embtool train --resume {reporter.run_dir}")
         raise
     if as_json:
-        typer.echo(json.dumps(result.test, indent=2))
+        typer.echo(jsonout.dumps(result.test, indent=2))
     info(result.summary())

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embtool import atomic
+from embtool import atomic, jsonout
 from embtool.errors import BadInput
 
 CONFIG = "config.json"
@@ -40,6 +40,8 @@ LOCK = ".lock"  # held (flock) while a process trains in the folder
 RUN_FILES = (CONFIG, VOCAB, METRICS, BEST, LAST, STATE, TEST, HYPS, LOCK)
 
 DONE, RESUME, TODO = "done", "resume", "todo"
+# the figures of a metrics.jsonl line (and val_acc_<split>)
+_FIGURES = ("epoch", "train_loss", "val_loss", "val_bleu", "val_acc", "seconds", "tokens_per_s")
 # config.json of runs made before the train options and TrainConfig fields shared one name
 _OLD_KEYS = {"n_heads": "heads", "n_layers": "layers", "d_ff": "ff"}
 
@@ -117,6 +119,12 @@ class RunFolder:
                 raise ValueError(f"{METRICS} line {lineno} is not valid JSON") from None
             if not isinstance(row, dict) or "epoch" not in row:
                 raise ValueError(f"{METRICS} line {lineno} has no 'epoch'")
+            for key, value in row.items():  # a figure is a number, or null (a NaN loss is written as null)
+                if not (key in _FIGURES or key.startswith("val_acc_")):
+                    continue
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if not number and (value is not None or key == "epoch"):
+                    raise ValueError(f"{METRICS} line {lineno}: {key} {json.dumps(value)} is not a number")
             rows.append(row)
         return rows
 
@@ -133,10 +141,10 @@ class RunFolder:
     # -- writing
 
     def write_json(self, name: str, value: Any, indent: int | None = 2) -> None:
-        atomic.write_text(self.file(name), json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
+        atomic.write_text(self.file(name), jsonout.dumps(value, indent=indent, ensure_ascii=False) + "\n")
 
     def write_metrics(self, lines: list[dict[str, Any]]) -> None:
-        atomic.write_text(self.file(METRICS), "".join(json.dumps(x) + "\n" for x in lines))
+        atomic.write_text(self.file(METRICS), "".join(jsonout.dumps(x) + "\n" for x in lines))
 
     def write_hyps(self, hyps: list[str]) -> None:
         atomic.write_text(self.file(HYPS), "".join(h + "\n" for h in hyps))
