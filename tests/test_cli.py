@@ -302,3 +302,10 @@ def test_stats_json_writes_null_for_non_finite_figures(tmp_path: Path, xavier_fi
     assert r.code == 0, r.stderr
     row = json.loads(r.text, parse_constant=lambda c: pytest.fail(f"bare {c} in {r.text}"))
     assert row["mean"] is None and row["std"] is None and row["n"] == 5
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_shows_flags_without_a_value(cli, command) -> None:
+    """Issue 14.14: `--debug <bool>`, `--quiet <bool>` read as if the flags took a value."""
+    r = cli(*([command] if command else []), "--help")
+    assert r.code == 0 and "--help" in r.text and "<bool>" not in r.text

@@ -37,5 +37,8 @@ def test_plot_to_dash_is_refused_before_any_work(cli, grid: Path, tmp_path: Path
     """Issue 14.14: `report --plot -` wrote a file named "-"."""
     monkeypatch.chdir(tmp_path)
     r = cli("report", str(grid), "--plot", "-")
-    assert r.code == 2 and r.stderr.strip() == "embtool: error: --plot -: give a file name; stdout holds the report"
+    assert (
+        r.code == 2
+        and r.stderr.strip() == "embtool: error: --plot -: give a file name; stdout holds the report"
+    )
     assert not (tmp_path / "-").exists() and r.stdout == b""

@@ -74,8 +74,25 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _flags_show_no_metavar() -> None:
+    """typer ≥ 0.2x prints a flag's type in --help (``--debug <bool>``), as if it took a value.
+    Our own flags say ``metavar=""``; this covers the ones typer makes (--help, completion)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_embtool", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if self.is_flag and not self.metavar else shown(self, ctx)
+
+    display_type_rich._embtool = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def build_app(names: Sequence[str] = COMMANDS) -> typer.Typer:
     """The typer app with the commands ``names`` (all by default: help, completion, docs)."""
+    _flags_show_no_metavar()
     app = typer.Typer(**APP_SETTINGS)
     app.callback()(root)
     for name in names:

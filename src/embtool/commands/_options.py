@@ -37,7 +37,7 @@ def _parameter(f: Field[Any], optional: bool, panel_prefix: str) -> inspect.Para
         default,
         *_declaration(f, base),
         help=help_text,
-        metavar=f.metadata.get("metavar"),
+        metavar="" if base is bool else f.metadata.get("metavar"),  # a flag takes no value
         rich_help_panel=panel_prefix + f.metadata["panel"],
         show_default=not optional,
     )
