@@ -43,11 +43,10 @@ def report(
       embtool report runs/glove_x runs/xavier --json
     """
     from embtool import atomic
+    from embtool.errors import UsageError
     from embtool.report.cells import build_report
     from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv, to_json
-
-    from embtool.errors import UsageError
 
     for option, path in (("--plot", plot), ("--csv", csv_path)):
         if path == "-":  # stdout carries the Markdown (or --json); a file named "-" is no one's intent
