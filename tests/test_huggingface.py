@@ -296,7 +296,7 @@ def test_cli_hub_id_offline_says_how_to_use_a_local_folder(embtool, tmp_path) ->
     vocab = tmp_path / "v.txt"
     vocab.write_text("the\n", encoding="utf-8")
     r = embtool("extract", "google/mt5-small", "--vocab", str(vocab), "-o", str(tmp_path / "o.safetensors"))
-    assert r.code == 1 and "give a local checkpoint folder" in r.stderr, r.stderr
+    assert r.code == 1 and "the Hugging Face hub is unreachable (HF_HUB_OFFLINE is set)" in r.stderr, r.stderr
     assert not (tmp_path / "o.safetensors").exists()
 
 

@@ -231,8 +231,11 @@ def hub_file(repo: str, name: str) -> Path | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
+    from embtool import hub
+
+    local = hub.offline()  # offline: the cache only, no minute of retries
     try:
-        return Path(hf_hub_download(repo, name))
+        return Path(hf_hub_download(repo, name, local_files_only=local))
     except EntryNotFoundError:
         return None
     except RepositoryNotFoundError:
@@ -240,6 +243,8 @@ def hub_file(repo: str, name: str) -> Path | None:
     except Exception as e:  # noqa: BLE001 - offline, unreachable, gated: all end the same way
         if type(e).__name__ == "LocalEntryNotFoundError" and _cached_repo(repo):
             return None  # offline with a cached snapshot that lacks this file
+        if local:
+            raise hub.unreachable(repo, "give a local checkpoint folder (save_pretrained) instead") from None
         raise WorkFailure(
             f"could not fetch {name} of {repo} from the Hugging Face hub ({type(e).__name__}); "
             "without network, give a local checkpoint folder (save_pretrained) instead"
