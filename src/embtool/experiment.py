@@ -11,6 +11,7 @@ records the grid; a later call with other inputs or settings is refused rather t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -273,7 +274,11 @@ def check(grid: Grid) -> tuple[dict[str, Any], dict[int, Any]]:
     Returns the grid's record and the TrainConfig of each run not done (keyed by ``id(run)``).
     """
     record = check_record(grid)
-    return record, {id(r): train_config(grid, r) for r in grid.todo()}
+    configs = {id(r): train_config(grid, r) for r in grid.todo()}
+    inputs = {key: str(path) for key, path in grid.inputs.items()}  # the variants keep the input's D
+    for cfg in configs.values():
+        dataclasses.replace(cfg, **inputs).check_tables()
+    return record, configs
 
 
 def run_grid(

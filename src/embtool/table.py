@@ -22,7 +22,7 @@ import numpy as np
 
 from embtool import tablefile
 from embtool._version import __version__
-from embtool.errors import BadInput, UsageError
+from embtool.errors import BadInput, NonFinite, UsageError
 from embtool.tablefile import DTYPE_CODES, STDIO, Affine, Unreadable
 
 if TYPE_CHECKING:
@@ -39,17 +39,7 @@ KEY_MISSING = "embtool.missing"
 _KNOWN_KEYS = {KEY_FORMAT, KEY_TOKENS, KEY_SOURCE, KEY_TOKENIZER, KEY_HISTORY, KEY_MISSING}
 # a pending map is computed and written in blocks of rows of about this size (they stay in cache)
 _BLOCK_BYTES = 1 << 20
-__all__ = [
-    "Affine",
-    "EmbeddingTable",
-    "NonFinite",
-    "dumps",
-    "history_entry",
-    "load",
-    "loads",
-    "read_metadata",
-    "save",
-]
+__all__ = ["Affine", "EmbeddingTable", "dumps", "history_entry", "load", "loads", "read_metadata", "save"]
 
 
 class EmbeddingTable:
@@ -259,15 +249,6 @@ def _check_layout(
 def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
     """One provenance step: the operation, its arguments (seeds included) and the version."""
     return {"op": op, "args": args, "embtool": __version__}
-
-
-class NonFinite(BadInput):
-    """A table holds NaN/Inf. ``found`` says where, without the hint: a command that has no
-    ``--allow-nonfinite`` (``train``) gives its own."""
-
-    def __init__(self, found: str) -> None:
-        super().__init__(f"{found}; pass --allow-nonfinite to accept them")
-        self.found = found
 
 
 def _raise_nonfinite(vectors: np.ndarray, tokens: list[str], origin: str) -> None:

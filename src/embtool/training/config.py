@@ -13,6 +13,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from embtool.errors import BadInput
@@ -221,6 +222,32 @@ class TrainConfig:
                 raise BadInput(f"{option_name(f.name)} must be a finite number, got {value}")
             if kind in (int, float) and f.name in LIMITS and value > LIMITS[f.name]:
                 raise BadInput(f"{option_name(f.name)} must be at most {LIMITS[f.name]:,}, got {value:,}")
+
+    def check_tables(self) -> None:
+        """The model width against the tables' D, read from their headers (before anything is made).
+
+        A table that cannot be read is left to the loader, whose message names it."""
+        from embtool.table import TENSOR_NAME
+        from embtool.tablefile import Unreadable, read_file_header
+
+        dims: dict[str, int] = {}
+        for name in ("emb", "src_emb", "tgt_emb"):
+            path = getattr(self, name)
+            try:
+                shape = read_file_header(Path(path)).tensors[TENSOR_NAME]["shape"] if path else None
+            except (Unreadable, OSError, KeyError, TypeError):
+                continue
+            if isinstance(shape, list) and len(shape) == 2:
+                dims[f"{option_name(name)} {path}"] = int(shape[1])
+        if len(set(dims.values())) > 1:
+            raise BadInput(f"the tables differ in D: {', '.join(f'{k} has D {d}' for k, d in dims.items())}")
+        for table, dim in dims.items():
+            if self.d_model and self.d_model != dim:
+                raise BadInput(
+                    f"--d-model {self.d_model} differs from the D {dim} of {table}; leave it out or match it"
+                )
+            if self.heads and dim % self.heads:
+                raise BadInput(f"--heads {self.heads} must divide the D {dim} of {table}")
 
     @property
     def task_info(self) -> Task:

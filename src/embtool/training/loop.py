@@ -116,6 +116,7 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
                 stored, epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs
             )
     cfg = cfg.resolved()
+    cfg.check_tables()  # a width that cannot fit the tables fails before the folder is made
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
     folder = RunFolder(cfg.out or "")
     if folder.file(TEST).is_file() and cfg.resume and folder.done_epochs() >= cfg.epochs:

@@ -54,7 +54,8 @@ def table_info(path: str, table: EmbeddingTable) -> dict[str, Any]:
 
 
 def _load_table(path: str) -> EmbeddingTable:
-    from embtool.table import NonFinite, load
+    from embtool.errors import NonFinite
+    from embtool.table import load
 
     try:
         return load(path)
