@@ -139,3 +139,48 @@ def test_metrics_and_json_files_hold_null_not_nan(tmp_path: Path) -> None:
     folder.write_json(TEST, {"bleu": float("nan"), "best_epoch": 1})
     assert folder.file(METRICS).read_text() == '{"epoch": 1, "train_loss": null, "val_loss": null}\n'
     assert json.loads(folder.file(TEST).read_text())["bleu"] is None
+
+
+def _stored_run(tmp_path: Path) -> RunFolder:
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    train = {"task": "multi30k", "epochs": 2, "lr": 2e-4, "device": "cpu", "threads": 1, "layers": 3}
+    folder.write_json(CONFIG, {"train": train})
+    folder.write_metrics([{"epoch": 1, "val_loss": 2.0}, {"epoch": 2, "val_loss": 1.5}])
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("given", "changed", "notes"),
+    [({}, {}, []), ({"lr": 2e-4, "layers": 3}, {}, []),
+     ({"epochs": 5}, {"epochs": 5}, ["--epochs 5 (was 2)"]),
+     ({"device": "cuda", "amp": "off", "compile": True, "threads": 2},
+      {"device": "cuda", "amp": "off", "compile": True, "threads": 2},
+      ["--amp off (was auto)", "--compile True (was False)", "--device cuda (was cpu)", "--threads 2 (was 1)"])],
+    ids=["nothing-given", "same-values", "more-epochs", "where-and-how"],
+)  # fmt: skip
+def test_resume_applies_the_settings_that_may_change_and_says_so(
+    tmp_path: Path, given, changed, notes
+) -> None:
+    """Issue 14.10: `--resume RUN --epochs 3` continued with every given option silently ignored."""
+    from embtool.training.runfolder import resume_with
+
+    folder = _stored_run(tmp_path)
+    cfg, said = resume_with(folder.path, given)
+    stored = resume_config(folder.path)
+    assert said == notes and cfg.resume and cfg.out == str(folder.path)
+    assert {k: v for k, v in cfg.to_dict().items() if v != getattr(stored, k)} == changed
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [({"lr": 0.1}, r"--lr 0.1 \(the run has 0.0002\) would change the run"),
+     ({"layers": 6, "epochs": 3}, r"--layers 6 \(the run has 3\) would change the run"),
+     ({"epochs": 1}, r"--epochs 1: the run has trained 2 epoch\(s\) already")],
+    ids=["lr", "layers-with-epochs", "fewer-epochs"],
+)  # fmt: skip
+def test_resume_refuses_settings_that_would_change_the_run(tmp_path: Path, given, message) -> None:
+    from embtool.training.runfolder import resume_with
+
+    with pytest.raises(BadInput, match=message):
+        resume_with(_stored_run(tmp_path).path, given)

@@ -278,3 +278,22 @@ def test_out_naming_a_file_is_exit_2(tmp_path, capsys):
         and err.strip() == f"embtool: error: --out {tmp_path / 'afile'}: is a file; give a folder for the run"
     )
     assert (tmp_path / "afile").read_text() == "keep"
+
+
+def test_resume_takes_more_epochs_and_refuses_other_changes(tmp_path, capsys):
+    """Issue 14.10: `--resume done_run --epochs 3 …` ignored every other option; now the allowed ones
+    apply (and are said), the others are refused before anything changes."""
+    files = reverse_task(tmp_path, n_train=60, n_val=5)
+    run = tmp_path / "run"
+    assert (
+        run_in_process(capsys, "-q", "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))[0]
+        == 0
+    )
+    test_json = (run / "test.json").read_bytes()
+    code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--lr", "0.1")
+    assert code == 2 and "--lr 0.1 (the run has 0.003) would change the run" in err
+    assert (run / "test.json").read_bytes() == test_json
+    code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--threads", "1")
+    assert code == 0, err
+    assert "resume: --epochs 2 (was 1)" in err and "epoch 2:" in err
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]

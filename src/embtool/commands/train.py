@@ -26,11 +26,13 @@ def train(
     resume: Optional[str] = typer.Option(
         None,
         "--resume",
-        help="Continue this run folder from its last completed epoch (its settings are kept).",
+        help="Continue this run folder from its last completed epoch (its settings are kept; "
+        "--epochs (more), --device, --amp, --compile and --threads may change).",
         metavar="RUN_DIR",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print test.json on stdout at the end."),
     settings: dict[str, Any] | None = None,
+    given: frozenset[str] = frozenset(),
 ) -> None:
     """Train the paper's vanilla transformer and write a run folder.
 
@@ -51,12 +53,15 @@ def train(
     """
     from embtool.commands._progress import TrainingProgress
     from embtool.errors import UsageError
-    from embtool.training import TrainConfig, resume_config
+    from embtool.training import TrainConfig
     from embtool.training import train as run_training
+    from embtool.training.runfolder import resume_with
 
     settings = dict(settings or {})
     if resume:
-        cfg = resume_config(resume)
+        cfg, changed = resume_with(resume, {k: settings[k] for k in given})
+        for note in changed:
+            info(f"resume: {note}")
     else:
         if task is None:
             if not settings.get("src"):

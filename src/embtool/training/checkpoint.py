@@ -62,6 +62,10 @@ def read_weights_meta(path: Path) -> dict[str, Any]:
     }
 
 
+# what save_state is given in every epoch (loop.fit); a resume needs all of it
+STATE_KEYS = ("epoch", "model", "optimizer", "rng", "best_val_loss", "best_epoch", "metrics")
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -76,7 +80,25 @@ def load_state(path: Path) -> dict[str, Any]:
         raise BadInput(f"{path}: not a readable resume state ({e})") from None
     if not isinstance(state, dict) or "epoch" not in state:
         raise BadInput(f"{path}: not an embtool resume state")
+    lacking = [k for k in STATE_KEYS if k not in state]
+    if lacking:
+        raise BadInput(f"{path}: not a complete resume state (no {', '.join(lacking)}); it cannot be resumed")
     return state
+
+
+def check_state_fits(path: Path, state: dict[str, Any], model: torch.nn.Module) -> None:
+    """BadInput unless ``state``'s weights are those of ``model`` (built from config.json): same
+    tensors, same shapes. A state.pt copied from another run would fail deep inside torch."""
+    theirs, mine = state["model"], model.state_dict()
+    if not isinstance(theirs, dict) or set(theirs) != set(mine):
+        other = sorted(set(theirs) ^ set(mine)) if isinstance(theirs, dict) else ["(not a state dict)"]
+        raise BadInput(f"{path}: its weights are not those of this run's model (config.json): {other[0]}")
+    for key, tensor in mine.items():
+        if tuple(theirs[key].shape) != tuple(tensor.shape):
+            raise BadInput(
+                f"{path}: holds weights of another model size ({key} is {tuple(theirs[key].shape)}; "
+                f"config.json's model has {tuple(tensor.shape)}); it is not this run's state"
+            )
 
 
 def rng_state() -> dict[str, Any]:

@@ -40,6 +40,8 @@ from embtool.training.runfolder import (
     BEST,
     CONFIG,
     LAST,
+    METRICS,
+    ON_RESUME,
     STATE,
     TEST,
     VOCAB,
@@ -112,8 +114,9 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
             raise BadInput("resume needs the run folder (--resume RUN_DIR)")
         if (Path(cfg.out) / CONFIG).is_file():
             stored = resume_config(cfg.out)
+            follow = {k: getattr(cfg, k) for k in ON_RESUME if k != "epochs"}  # where and how: the caller's
             cfg = dataclasses.replace(
-                stored, epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs
+                stored, epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs, **follow
             )
     cfg = cfg.resolved()
     cfg.check_tables()  # a width that cannot fit the tables fails before the folder is made
@@ -155,6 +158,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     model = build_model(model_cfg)
     _init_embeddings(model, prep, model_cfg, cfg.seed)
     model.to(device)
+    state = _resume_state(cfg, folder, model)  # checked before anything in the folder changes
     config = {
         "embtool": __version__,
         "task": cfg.task,
@@ -190,10 +194,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         make_optimizer(params, cfg, device),
         meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
     )
-    if cfg.resume and folder.file(STATE).is_file():
-        # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
-        # metrics, so a kill between the writes of an epoch cannot leave a mixed state
-        state = ckpt.load_state(folder.file(STATE))
+    if state is not None:
         model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"])
@@ -202,6 +203,27 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         run.lines = list(state["metrics"])
         progress("log", {"message": f"resuming {folder.path} after epoch {state['epoch']}"})
     return run
+
+
+def _resume_state(cfg: TrainConfig, folder: RunFolder, model: Seq2Seq | Classifier) -> dict[str, Any] | None:
+    """state.pt of a resumed run, checked against the model config.json describes (None: start).
+
+    state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and metrics,
+    so a kill between the writes of an epoch cannot leave a mixed state."""
+    if not cfg.resume:
+        return None
+    path = folder.file(STATE)
+    if not path.is_file():
+        done = folder.done_epochs()
+        if done:  # epochs were trained, but their state is gone: starting over would overwrite them
+            raise BadInput(
+                f"{path}: no resume state, but {METRICS} records {done} epoch(s); the run cannot "
+                "continue: train it again with another --out"
+            )
+        return None
+    state = ckpt.load_state(path)
+    ckpt.check_state_fits(path, state, model)
+    return state
 
 
 def fit(run: Run, progress: Progress) -> None:

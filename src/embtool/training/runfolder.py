@@ -210,3 +210,40 @@ def resume_config(run_dir: str | os.PathLike[str]) -> Any:
     stored = {_OLD_KEYS.get(k, k): v for k, v in stored.items()}
     stored.update(out=str(run_dir), resume=True)
     return TrainConfig.from_dict(stored, origin=str(path))
+
+
+# settings a continued run may take from the command: more epochs, and where and how it runs
+ON_RESUME = ("epochs", "device", "amp", "compile", "threads")
+
+
+def resume_with(run_dir: str | os.PathLike[str], given: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The stored TrainConfig with the allowed ``given`` settings applied, and a note per change.
+
+    BadInput for a setting that would change what the run learns (or fewer epochs than it has
+    done): a run folder holds one run; a changed one is a new run in another folder.
+    """
+    import dataclasses
+
+    cfg = resume_config(run_dir)
+    changes, notes, refused = {}, [], []
+    for name, value in sorted(given.items()):
+        old = getattr(cfg, name, None)
+        if name in ("out", "resume") or value == old:
+            continue
+        if name in ON_RESUME:
+            changes[name] = value
+            notes.append(f"--{name.replace('_', '-')} {value} (was {old})")
+        else:
+            refused.append(f"--{name.replace('_', '-')} {value} (the run has {old})")
+    if refused:
+        raise BadInput(
+            f"--resume {run_dir}: {', '.join(refused)} would change the run; a run continues with its own "
+            f"settings, and only {', '.join('--' + n for n in ON_RESUME)} may change (give another --out "
+            "for a new run)"
+        )
+    done = RunFolder(run_dir).done_epochs()
+    if "epochs" in changes and changes["epochs"] < done:
+        raise BadInput(
+            f"--resume {run_dir}: --epochs {changes['epochs']}: the run has trained {done} epoch(s) already"
+        )
+    return dataclasses.replace(cfg, **changes), notes
