@@ -37,20 +37,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_amp(name: str, device: torch.device) -> bool:
-    """bf16 autocast: on CUDA with bf16, or on CPUs with native bf16 (AVX512-BF16/AMX); else off.
+    """bf16 autocast or not for ``--amp`` on ``device`` (see ``amp.choose_amp`` for why)."""
+    from embtool.training.amp import choose_amp
 
-    Without native support, bf16 matmuls on a CPU are emulated and several times slower than fp32.
-    """
-    if name == "off":
-        return False
-    if name == "bf16":
-        return True
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
+    return choose_amp(name, device).bf16
 
 
 def make_optimizer(

@@ -23,6 +23,7 @@ from embtool.errors import BadInput
 from embtool.model import Classifier, ModelConfig, Seq2Seq, set_embedding
 from embtool.model import build as build_model
 from embtool.training import checkpoint as ckpt
+from embtool.training.amp import choose_amp
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import process_settings
 from embtool.training.epoch import (
@@ -30,7 +31,6 @@ from embtool.training.epoch import (
     detok_all,
     eval_loss,
     make_optimizer,
-    pick_amp,
     pick_device,
     train_epoch,
     translate,
@@ -143,7 +143,8 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     written; a resumed run's weights, optimizer, RNG and metrics restored from state.pt."""
     from embtool.tasks import load_files, load_splits
 
-    amp = pick_amp(cfg.amp, device)
+    amp_choice = choose_amp(cfg.amp, device)
+    amp = amp_choice.bf16
     if cfg.task_info.local_only:
         assert cfg.src and cfg.tgt
         data = load_files(cfg.src, cfg.tgt, cfg.val_src, cfg.val_tgt, cfg.test_src, cfg.test_tgt)
@@ -175,6 +176,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         },
         "device": str(device),
         "amp": "bf16" if amp else "off",
+        "amp_why": amp_choice.why,  # what --amp (auto) chose, and why
         "dropped_train_examples": prep.dropped,
     }
     # (re)written on resume too: a continued run may have been given more epochs
