@@ -38,7 +38,9 @@ def cpu(monkeypatch, tmp_path: Path):
      ((True, False), 0.5, True, 2, "probe faster (500.00 ms vs fp32 1000.00 ms)")],
     ids=["no-native-bf16", "amx", "avx512-bf16-slower", "avx512-bf16-faster"],
 )  # fmt: skip
-def test_auto_picks_bf16_on_a_cpu_only_where_it_is_faster(cpu, flags, bf16_seconds, chosen, probes, why) -> None:
+def test_auto_picks_bf16_on_a_cpu_only_where_it_is_faster(
+    cpu, flags, bf16_seconds, chosen, probes, why
+) -> None:
     cpu["flags"], cpu["times"][True] = flags, bf16_seconds
     choice = amp.choose_amp("auto", CPU)
     assert choice.bf16 is chosen and why in choice.why and cpu["probes"] == probes
@@ -57,7 +59,9 @@ def test_the_probe_runs_once_per_cpu_and_is_cached_on_disk(cpu, tmp_path: Path) 
     amp.choose_amp("auto", CPU)
     assert cpu["probes"] == 2  # fp32 and bf16, once
     cached = json.loads((tmp_path / "embtool" / "amp-probe.json").read_text())
-    assert list(cached.values()) == [[1.0, 1.0]] and f"threads {torch.get_num_threads()}" in next(iter(cached))
+    assert list(cached.values()) == [[1.0, 1.0]] and f"threads {torch.get_num_threads()}" in next(
+        iter(cached)
+    )
 
 
 def test_an_emulated_bf16_probe_gives_up_early(monkeypatch) -> None:

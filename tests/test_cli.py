@@ -141,9 +141,14 @@ def _bad_cases(tmp: Path, xav: Path) -> list[tuple[str, list[str], str]]:
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+BAD_CASES = ['missing input', 'garbage', 'nan', 'bad target', 'missing target table', 'bad axis', 'bad scale', 'bad max-len', 'huge max-len', 'huge stats max-len', 'huge seed', 'negative seed', 'vocab empty line', 'unknown option']  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_exit_2_one_line_no_output(tmp_path: Path, xavier_file: Path, cli, case) -> None:
-    name, args, message = _bad_cases(tmp_path, xavier_file)[case]
+    cases = {c[0]: c for c in _bad_cases(tmp_path, xavier_file)}
+    assert sorted(cases) == sorted(BAD_CASES)
+    name, args, message = cases[case]
     out = tmp_path / "out.safetensors"
     r = cli(*args, *(["-o", str(out)] if args[0] != "stats" else []))
     assert r.code == 2, (name, r.stderr)

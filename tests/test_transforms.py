@@ -161,7 +161,10 @@ def test_posenc_adds_exactly_one_pe_row_per_row(glove_like) -> None:
 
 
 @pytest.mark.parametrize("max_len,base,message", [(0, 10000.0, "--max-len must be between 1 and 1,000,000"),
-                                                   (10**12, 10000.0, "--max-len"), (10, 1.0, "--base")])  # fmt: skip
+                                                   (10**12, 10000.0, "--max-len"), (10, 1.0, "--base"),
+                                                   (10, math.inf, "--base must be a finite number greater than 1"),
+                                                   (10, math.nan, "--base must be a finite number greater than 1")],
+                         ids=["max-len-0", "max-len-huge", "base-1", "base-inf", "base-nan"])  # fmt: skip
 def test_posenc_bad_options(glove_like, max_len, base, message) -> None:
     with pytest.raises(BadInput, match=message):
         posenc(glove_like, max_len=max_len, base=base)
@@ -180,3 +183,10 @@ def test_transforms_chain_in_the_library(glove_like) -> None:
     stepwise = standardize(glove_like.derive(scale(glove_like, 20).vectors.copy(), "scale", {}), "xavier")
     assert np.array_equal(chained.vectors, stepwise.vectors)
     assert [h["op"] for h in chained.history] == ["scale", "standardize"]
+
+
+@pytest.mark.parametrize("dim", [0, 10**12], ids=["zero", "huge"])
+def test_xavier_dim_is_bounded_before_allocating(dim: int) -> None:
+    """Issue 14.2/14.8: `init --dim 1e12` was a MemoryError; the option is named first."""
+    with pytest.raises(BadInput, match=f"--dim must be between 1 and 65,536, got {dim:,}"):
+        xavier(["a", "b"], dim)

@@ -23,13 +23,16 @@ from embtool.text.vocabfile import Vocabulary
 SHUFFLE_AXES = ("both", "rows", "cols", "all")
 
 
+MAX_DIM = 1 << 16  # D of a table: far above any model's width, low enough that a typo is named
+
+
 def xavier(
     vocab: Vocabulary | list[str], dim: int, seed: int = 0, tokenizer: str | None = None
 ) -> EmbeddingTable:
     """The random baseline (N, D) float32: rows drawn from U(−a, a), a = √(6/(N+D)) (Glorot & Bengio)."""
     tokens = list(vocab.tokens if isinstance(vocab, Vocabulary) else vocab)
-    if dim < 1:
-        raise BadInput(f"--dim must be at least 1, got {dim}")
+    if not 1 <= dim <= MAX_DIM:
+        raise BadInput(f"--dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
     if not tokens:
         raise BadInput("the vocabulary is empty")
     if tokenizer is None:
@@ -155,8 +158,8 @@ def posenc(
 ) -> EmbeddingTable:
     """Add to each row the encoding of one uniformly drawn position (the paper's footnote 6)."""
     check_max_len(max_len)
-    if not base > 1:
-        raise BadInput(f"--base must be greater than 1, got {base}")
+    if not 1 < base < math.inf:
+        raise BadInput(f"--base must be a finite number greater than 1, got {base}")
     positions = np.random.default_rng(seed).integers(0, max_len, size=table.n)  # (N,)
     x = table.vectors  # (N, D)
     out = np.empty(x.shape, np.float32)  # (N, D)

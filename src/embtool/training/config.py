@@ -161,7 +161,10 @@ class TrainConfig:
     )
     device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
     amp: str = option(
-        "auto", "bf16 autocast: auto (CUDA with bf16; a CPU with AMX, or AVX512-BF16 where a short probe finds bf16 faster), bf16, off.", RUN, role="env"
+        "auto",
+        "bf16 autocast: auto (CUDA with bf16; a CPU with AMX, or AVX512-BF16 where a short probe finds bf16 faster), bf16, off.",
+        RUN,
+        role="env",
     )
     compile: bool = option(False, "torch.compile the model (CUDA).", RUN, role="env")
     threads: int = option(0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env")
