@@ -116,7 +116,10 @@ def _command(args: Sequence[str]) -> str | None:
     return None
 
 
-_STOPPED = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+_STOPPED: dict[int, tuple[str, int]] = {
+    signal.SIGINT: ("interrupted", 130),
+    signal.SIGTERM: ("terminated", 143),
+}
 
 
 @contextmanager
