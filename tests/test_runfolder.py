@@ -176,8 +176,9 @@ def test_resume_applies_the_settings_that_may_change_and_says_so(
     ("given", "message"),
     [({"lr": 0.1}, r"--lr 0.1 \(the run has 0.0002\) would change the run"),
      ({"layers": 6, "epochs": 3}, r"--layers 6 \(the run has 3\) would change the run"),
-     ({"epochs": 1}, r"--epochs 1: the run has trained 2 epoch\(s\) already")],
-    ids=["lr", "layers-with-epochs", "fewer-epochs"],
+     ({"epochs": 1}, r"--epochs 1: the run has trained 2 epoch\(s\) already"),
+     ({"out": "elsewhere"}, r"--out elsewhere \(the run is in .*run\) would change the run")],
+    ids=["lr", "layers-with-epochs", "fewer-epochs", "another-out"],
 )  # fmt: skip
 def test_resume_refuses_settings_that_would_change_the_run(tmp_path: Path, given, message) -> None:
     from embtool.training.runfolder import resume_with

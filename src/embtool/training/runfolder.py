@@ -228,6 +228,9 @@ def resume_with(run_dir: str | os.PathLike[str], given: dict[str, Any]) -> tuple
     changes, notes, refused = {}, [], []
     for name, value in sorted(given.items()):
         old = getattr(cfg, name, None)
+        if name == "out" and value is not None and Path(value).resolve() != Path(run_dir).resolve():
+            refused.append(f"--out {value} (the run is in {run_dir})")
+            continue
         if name in ("out", "resume") or value == old:
             continue
         if name in ON_RESUME:
