@@ -161,7 +161,8 @@ class Side:
         else:
             from embtool.model import ModelConfig, Seq2Seq
             from embtool.training.config import TrainConfig
-            from embtool.training.epoch import batches_of, make_optimizer, pick_amp
+            from embtool.training.epoch import batches_of, pick_amp
+            from embtool.training.schedule import make_optimizer
             from embtool.transforms import xavier
 
             self.cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="-")

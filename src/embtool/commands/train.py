@@ -42,6 +42,9 @@ def train(
     the table by token string; tokens the table lacks are filled like `extract --missing`.
     The run folder holds config.json, metrics.jsonl (one line per epoch), best/last
     checkpoints, state.pt (for --resume), test.json and hyps.test.txt.
+    Beyond the paper: --norm pre|admin (Admin's ω profiled before training), --input-dim and
+    --output-dim (decoupled embeddings), --optimizer, --lr-schedule, --warmup; a run whose loss
+    diverges stops, is marked "diverged" in test.json, and train exits 1.
 
     Examples:
 
@@ -50,9 +53,11 @@ def train(
       embtool train files --src train.de --tgt train.en --tokenizer whitespace --epochs 5
 
       embtool train --resume runs/glove_x
+
+      embtool train multi30k --emb w2v64.safetensors --input-dim 64 --d-model 128 --norm admin
     """
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import UsageError
+    from embtool.errors import UsageError, WorkFailure
     from embtool.training import TrainConfig
     from embtool.training import train as run_training
     from embtool.training.runfolder import resume_with
@@ -78,4 +83,10 @@ def train(
         raise
     if as_json:
         typer.echo(jsonout.dumps(result.test, indent=2))
+    if result.test.get("status") == "diverged":
+        t = result.test
+        raise WorkFailure(
+            f"training diverged at epoch {t['epoch']}, step {t['step']} (loss {t['loss']}); "
+            f"{result.path} is marked diverged in test.json"
+        )
     info(result.summary())

@@ -16,6 +16,7 @@ from torch import nn
 from embtool._version import __version__
 from embtool.atomic import atomic_path
 from embtool.errors import BadInput
+from embtool.training.runfolder import METRICS
 
 KEY_MODEL = "embtool.model"  # ModelConfig as JSON
 KEY_TRAIN = "embtool.train"  # TrainConfig as JSON
@@ -83,6 +84,23 @@ def load_state(path: Path) -> dict[str, Any]:
     lacking = [k for k in STATE_KEYS if k not in state]
     if lacking:
         raise BadInput(f"{path}: not a complete resume state (no {', '.join(lacking)}); it cannot be resumed")
+    return state
+
+
+def resume_state(path: Path, done_epochs: int, model: torch.nn.Module) -> dict[str, Any] | None:
+    """state.pt of a resumed run, checked against ``model`` (None: no epoch done, start at 1).
+
+    state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and metrics,
+    so a kill between the writes of an epoch cannot leave a mixed state."""
+    if not path.is_file():
+        if done_epochs:  # epochs were trained, but their state is gone: starting over would overwrite them
+            raise BadInput(
+                f"{path}: no resume state, but {METRICS} records {done_epochs} epoch(s); the run cannot "
+                "continue: train it again with another --out"
+            )
+        return None
+    state = load_state(path)
+    check_state_fits(path, state, model)
     return state
 
 

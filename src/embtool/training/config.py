@@ -13,7 +13,6 @@ import math
 import types
 import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from embtool.errors import BadInput
@@ -22,13 +21,15 @@ from embtool.tasks.registry import TASKS, Task, get_task
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
-# Upper bounds of the count settings: far above any real run, low enough that a typo fails here,
-# before a folder is made, instead of in the allocator after minutes of data loading.
+# Upper bounds: far above any real run, low enough that a typo fails here, not in the allocator.
 LIMITS = {
     "epochs": 100_000, "batch_size": 1 << 20, "max_tokens": 1 << 24, "max_train_examples": 1 << 40,
     "max_eval_examples": 1 << 40, "min_freq": 1 << 40, "d_model": 1 << 16, "heads": 1 << 10,
     "layers": 1_000, "ff": 1 << 20, "beam": 1_000, "threads": 4_096, "lr": 10.0, "clip_norm": 1e9,
 }  # fmt: skip
+NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
+OPTIMIZERS = ("adam", "adamw", "radam")
+SCHEDULES = ("constant", "inverse-sqrt", "cosine")
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
@@ -124,12 +125,38 @@ class TrainConfig:
     )
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
+    input_dim: int = option(
+        0,
+        "Embedding width E, projected E → D by a learned matrix (Chung et al.); 0: D, no projection.",
+        EMBEDDINGS,
+        metavar="E",
+    )
+    output_dim: int = option(
+        0,
+        "Output embedding width: the decoder goes D → E_out → vocabulary; 0: D → vocabulary.",
+        EMBEDDINGS,
+        metavar="E_OUT",
+    )
+    out_emb: str | None = option(
+        None,
+        "Table for the decoder's output embedding (uncovered tokens filled as --missing).",
+        EMBEDDINGS,
+        metavar="TABLE",
+        role="input",
+    )
     # --- model (the resolved ModelConfig is stored beside this in config.json)
     d_model: int = option(0, "Model width D; 0: the table's D (512 without a table).", MODEL, metavar="D")
     heads: int = option(
         0, "Attention heads; 0: 8, or the largest count ≤ 10 that divides D.", MODEL, metavar="N"
     )
     layers: int = option(3, "Layers in the encoder and in the decoder.", MODEL, metavar="N")
+    enc_layers: int = option(0, "Encoder layers; 0: --layers.", MODEL, metavar="N")
+    dec_layers: int = option(0, "Decoder layers; 0: --layers.", MODEL, metavar="N")
+    norm: str = option(
+        "post",
+        "LayerNorm placement: post (the paper's), pre, or admin (Liu et al. 2020: ω profiled at start).",
+        MODEL,
+    )
     ff: int = option(0, "Feed-forward width; 0: 4·D.", MODEL, metavar="N")
     dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
     attn_dropout: float = option(
@@ -149,7 +176,16 @@ class TrainConfig:
         OPTIM,
         metavar="N",
     )
-    lr: float = option(0.0, "Adam learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
+    lr: float = option(0.0, "Peak learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
+    optimizer: str = option("adam", "adam (the paper's), adamw or radam.", OPTIM)
+    weight_decay: float = option(
+        0.0, "Weight decay (adam: L2 in the gradient; adamw/radam: decoupled).", OPTIM
+    )
+    lr_schedule: str = option(
+        "constant", "constant (the paper's), inverse-sqrt or cosine, after --warmup.", OPTIM
+    )
+    warmup: int = option(0, "Linear warm-up steps from 0 to --lr.", OPTIM, metavar="STEPS")
+    label_smoothing: float = option(0.0, "Label smoothing of the training loss (0: off).", OPTIM)
     adam_beta1: float = option(0.9, "Adam β1 (A.2).", OPTIM)
     adam_beta2: float = option(0.98, "Adam β2 (A.2).", OPTIM)
     adam_eps: float = option(1e-9, "Adam ε (A.2).", OPTIM)
@@ -173,9 +209,18 @@ class TrainConfig:
     def __post_init__(self) -> None:
         get_task(self.task)  # BadInput listing the valid tasks
         self._check_numbers()
-        for name, choices in (("device", DEVICES), ("amp", AMP_CHOICES), ("missing", MISSING_FILLS)):
+        for name, choices in (
+            ("device", DEVICES),
+            ("amp", AMP_CHOICES),
+            ("missing", MISSING_FILLS),
+            ("norm", NORMS),
+            ("optimizer", OPTIMIZERS),
+            ("lr_schedule", SCHEDULES),
+        ):
             if getattr(self, name) not in choices:
-                raise BadInput(f"invalid --{name} {getattr(self, name)!r}; valid choices: {list(choices)}")
+                raise BadInput(
+                    f"invalid {option_name(name)} {getattr(self, name)!r}; valid choices: {list(choices)}"
+                )
         if self.emb and (self.src_emb or self.tgt_emb):
             raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
         if self.kind == "classification" and self.tgt_emb:
@@ -194,6 +239,11 @@ class TrainConfig:
             "ff",
             "threads",
             "seed",
+            "enc_layers",
+            "dec_layers",
+            "input_dim",
+            "output_dim",
+            "warmup",
         ):
             if getattr(self, name) < 0:
                 raise BadInput(f"{option_name(name)} must not be negative, got {getattr(self, name)}")
@@ -207,7 +257,21 @@ class TrainConfig:
             raise BadInput(f"--beam must be at least 1, got {self.beam}")
         if self.lr < 0 or self.clip_norm < 0:
             raise BadInput("--lr and --clip-norm must not be negative")
-        for name in ("dropout", "attn_dropout"):
+        if self.weight_decay < 0:
+            raise BadInput(f"--weight-decay must not be negative, got {self.weight_decay}")
+        if self.kind == "classification" and (self.output_dim or self.out_emb):
+            raise BadInput(
+                f"--output-dim/--out-emb: {self.task} is a classification task with no output embedding"
+            )
+        width = self.input_dim or self.d_model  # the input embedding's, where known before the table
+        if self.tie_output and self.output_dim and width and width != self.output_dim:
+            raise BadInput(
+                f"--tie-output needs one width for the input and output embeddings, got {width} "
+                f"(--input-dim/--d-model) and {self.output_dim} (--output-dim); untie them or match them"
+            )
+        if self.out_emb and self.tie_output:
+            raise BadInput("--out-emb with --tie-output: the output layer is the input embedding; give one")
+        for name in ("dropout", "attn_dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise BadInput(f"{option_name(name)} must be in [0, 1), got {getattr(self, name)}")
         if not (0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0) or self.adam_eps <= 0:
@@ -225,32 +289,6 @@ class TrainConfig:
                 raise BadInput(f"{option_name(f.name)} must be a finite number, got {value}")
             if kind in (int, float) and f.name in LIMITS and value > LIMITS[f.name]:
                 raise BadInput(f"{option_name(f.name)} must be at most {LIMITS[f.name]:,}, got {value:,}")
-
-    def check_tables(self) -> None:
-        """The model width against the tables' D, read from their headers (before anything is made).
-
-        A table that cannot be read is left to the loader, whose message names it."""
-        from embtool.table import TENSOR_NAME
-        from embtool.tablefile import Unreadable, read_file_header
-
-        dims: dict[str, int] = {}
-        for name in ("emb", "src_emb", "tgt_emb"):
-            path = getattr(self, name)
-            try:
-                shape = read_file_header(Path(path)).tensors[TENSOR_NAME]["shape"] if path else None
-            except (Unreadable, OSError, KeyError, TypeError):
-                continue
-            if isinstance(shape, list) and len(shape) == 2:
-                dims[f"{option_name(name)} {path}"] = int(shape[1])
-        if len(set(dims.values())) > 1:
-            raise BadInput(f"the tables differ in D: {', '.join(f'{k} has D {d}' for k, d in dims.items())}")
-        for table, dim in dims.items():
-            if self.d_model and self.d_model != dim:
-                raise BadInput(
-                    f"--d-model {self.d_model} differs from the D {dim} of {table}; leave it out or match it"
-                )
-            if self.heads and dim % self.heads:
-                raise BadInput(f"--heads {self.heads} must divide the D {dim} of {table}")
 
     @property
     def task_info(self) -> Task:
