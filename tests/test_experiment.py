@@ -470,11 +470,11 @@ def test_cli_dry_run_counts_grid_points(embtool, toy: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--d-model", "32"], "--d-model 32 differs from the D 16 of --emb"),
-        (["--grid", "d_model=16,32"], "--d-model 32 differs from the D 16 of --emb"),
-        (["--heads", "3"], "--heads 3 must divide the D 16 of --emb"),
+        (["--d-model", "32"], "--d-model 32 differs from the table's D 16 (--emb"),
+        (["--grid", "d_model=16,32"], "--d-model 32 differs from the table's D 16 (--emb"),
+        (["--heads", "3"], "--heads 3 must divide the table's D 16 (--emb"),
         (["--grid", "lr=1e-4,nan"], "--lr must be a finite number, got nan"),
-        (["--variants", "xavier", "--d-model", "32"], "--d-model 32 differs from the D 16 of --emb"),
+        (["--variants", "xavier", "--d-model", "32"], "--d-model 32 differs from the table's D 16 (--emb"),
     ],
     ids=["d-model-option", "d-model-grid-axis", "heads-option", "grid-nan", "no-pretrained-variant"],
 )

@@ -25,7 +25,7 @@ MISSING_FILLS = ("normal", "xavier", "zero", "mean")
 LIMITS = {
     "epochs": 100_000, "batch_size": 1 << 20, "max_tokens": 1 << 24, "max_train_examples": 1 << 40,
     "max_eval_examples": 1 << 40, "min_freq": 1 << 40, "d_model": 1 << 16, "heads": 1 << 10,
-    "layers": 1_000, "ff": 1 << 20, "beam": 1_000, "threads": 4_096, "lr": 10.0, "clip_norm": 1e9,
+    "layers": 1_000, "ff": 1 << 20, "beam": 1_000, "threads": 4_096, "clip_norm": 1e9,
 }  # fmt: skip
 NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
 OPTIMIZERS = ("adam", "adamw", "radam")

@@ -13,8 +13,8 @@ from embtool.training.config import option_name
 
 
 def check_tables(cfg: Any) -> None:
-    """The model width of TrainConfig ``cfg`` against its tables' D: ``--d-model`` equal to D,
-    ``--heads`` dividing it, the tables of both sides of one D. A table that cannot be read is left
+    """The model width of TrainConfig ``cfg`` against its tables' D: ``--input-dim`` (or, without it,
+    ``--d-model``) equal to D, ``--heads`` dividing it, the tables of both sides of one D. A table that cannot be read is left
     to the loader, whose message names it."""
     from embtool.table import TENSOR_NAME
     from embtool.tablefile import Unreadable, read_file_header
@@ -30,10 +30,12 @@ def check_tables(cfg: Any) -> None:
             dims[f"{option_name(name)} {path}"] = int(shape[1])
     if len(set(dims.values())) > 1:
         raise BadInput(f"the tables differ in D: {', '.join(f'{k} has D {d}' for k, d in dims.items())}")
+    projected = getattr(cfg, "input_dim", 0)  # --input-dim: the table is projected to D (the model's width)
+    option, width = ("--input-dim", projected) if projected else ("--d-model", cfg.d_model)
     for table, dim in dims.items():
-        if cfg.d_model and cfg.d_model != dim:
+        if width and width != dim:
             raise BadInput(
-                f"--d-model {cfg.d_model} differs from the D {dim} of {table}; leave it out or match it"
+                f"{option} {width} differs from the table's D {dim} ({table}); leave it out or match it"
             )
-        if cfg.heads and dim % cfg.heads:
-            raise BadInput(f"--heads {cfg.heads} must divide the D {dim} of {table}")
+        if cfg.heads and not projected and not cfg.d_model and dim % cfg.heads:
+            raise BadInput(f"--heads {cfg.heads} must divide the table's D {dim} ({table})")
