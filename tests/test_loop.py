@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import random
 from pathlib import Path
 
@@ -302,3 +303,45 @@ def test_resume_checks_state_against_config_before_changing_anything(tmp_path: P
     with pytest.raises(BadInput, match=message):
         train_dir(tiny_cfg(files, run, epochs=2, resume=True))
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_takes_device_amp_compile_and_threads_from_the_command(tmp_path, cli):
+    files = reverse_task(tmp_path, n_train=120, n_val=10)
+    run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=1, amp="off", threads=1))
+    c = json.loads((run / "config.json").read_text())
+    assert (c["amp"], c["train"]["threads"], c["train"]["device"]) == ("off", 1, "cpu")
+    # the library: a resumed config's where-and-how settings win over the stored ones
+    train_dir(
+        dataclasses.replace(tiny_cfg(files, run, epochs=2, amp="bf16", threads=2, device="auto"), resume=True)
+    )
+    c = json.loads((run / "config.json").read_text())
+    assert (c["amp"], c["train"]["amp"], c["train"]["threads"], c["train"]["device"]) == (
+        "bf16",
+        "bf16",
+        2,
+        "auto",
+    )
+    assert c["train"]["epochs"] == 2 and c["train"]["lr"] == 3e-3  # what it learns stays the run's
+    # the command line: `train --resume DIR --amp off --threads 1` (test.json removed: it finishes again)
+    (run / "test.json").unlink()
+    r = cli(
+        "-q", "train", "--resume", str(run), "--amp", "off", "--threads", "1", "--device", "cpu", "--lr", "1"
+    )
+    assert r.code == 0, r.stderr
+    c = json.loads((run / "config.json").read_text())
+    assert (c["amp"], c["train"]["threads"], c["train"]["device"], c["train"]["lr"]) == (
+        "off",
+        1,
+        "cpu",
+        3e-3,
+    )
+
+
+def test_fp16_keeps_its_loss_scale_in_the_resume_state(tmp_path):
+    files = reverse_task(tmp_path, n_train=120, n_val=10)
+    run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=1, amp="fp16"))
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0 and "_growth_tracker" in state["scaler"]
+    assert json.loads((run / "config.json").read_text())["amp"] == "fp16"
+    train_dir(dataclasses.replace(tiny_cfg(files, run, epochs=2, amp="fp16"), resume=True))
+    assert len(metrics(run)) == 2 and all(math.isfinite(m["train_loss"]) for m in metrics(run))

@@ -31,6 +31,14 @@ def train(
         metavar="RUN_DIR",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print test.json on stdout at the end."),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        help="Processes for one DistributedDataParallel run (one per GPU; gloo on CPU), started "
+        "through torchrun's launcher: the same as `torchrun --nproc-per-node N -m embtool train …`.",
+        metavar="N",
+        min=1,
+    ),
     settings: dict[str, Any] | None = None,
     given: frozenset[str] = frozenset(),
 ) -> None:
@@ -54,15 +62,23 @@ def train(
 
       embtool train --resume runs/glove_x
 
+      embtool train multi30k --data-dir ../shared/data --device cuda --nproc 4 -o runs/ddp
+
       embtool train multi30k --emb w2v64.safetensors --input-dim 64 --d-model 128 --norm admin
     """
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import UsageError, WorkFailure
+    from embtool.errors import UsageError
     from embtool.training import TrainConfig
     from embtool.training import train as run_training
+    from embtool.training.parallel import World, launch
     from embtool.training.runfolder import resume_with
 
     settings = dict(settings or {})
+    world = World.from_env()
+    if nproc > 1 and not world.distributed:
+        run_dir = resume or settings.get("out") or "RUN_DIR"
+        launch(nproc, _worker_args(task, resume, as_json, settings), run_dir)
+        return
     if resume:
         cfg, changed = resume_with(resume, {k: settings[k] for k in given})
         for note in changed:
@@ -73,6 +89,9 @@ def train(
                 raise UsageError("give a TASK (multi30k, iwslt2017, sst2, mnli, files) or --resume RUN_DIR")
             task = "files"
         cfg = TrainConfig(task=task, **settings)
+    if world.distributed:
+        _run_rank(world, cfg, as_json)
+        return
     reporter = TrainingProgress(cfg)
     try:
         with reporter:
@@ -81,6 +100,13 @@ def train(
         if reporter.run_dir:
             info(f"stopped; continue with: embtool train --resume {reporter.run_dir}")
         raise
+    _finish(result, as_json)
+
+
+def _finish(result: Any, as_json: bool) -> None:
+    """test.json on stdout (--json), a diverged run as a failure, else the one-line summary."""
+    from embtool.errors import WorkFailure
+
     if as_json:
         typer.echo(jsonout.dumps(result.test, indent=2))
     if result.test.get("status") == "diverged":
@@ -90,3 +116,43 @@ def train(
             f"{result.path} is marked diverged in test.json"
         )
     info(result.summary())
+
+
+def _worker_args(task: str | None, resume: str | None, as_json: bool, settings: dict[str, Any]) -> list[str]:
+    """This command's arguments for each torchrun worker (all but --nproc)."""
+    from embtool.commands._common import STATE
+    from embtool.training.config import field_type, option_name
+
+    args = [*(["-q"] if STATE.quiet else []), *(["--debug"] if STATE.debug else []), "train"]
+    args += ["--resume", resume] if resume else ([task] if task else [])
+    if as_json:
+        args.append("--json")
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if field_type(name) is bool:
+            args.append(option_name(name) if value else "--no-" + option_name(name)[2:])
+        else:
+            args += [option_name(name), str(value)]
+    return args
+
+
+def _run_rank(world: Any, cfg: Any, as_json: bool) -> None:
+    """One rank of a torchrun group: rank 0 shows progress and the result; a rank's crash (often
+    a lost peer: the rank that died is named by torchrun's launcher) is one line naming it."""
+    from embtool.commands._progress import TrainingProgress
+    from embtool.errors import EmbtoolError, WorkFailure
+    from embtool.training import train as run_training
+
+    try:
+        if not world.main:
+            run_training(cfg)
+            return
+        with TrainingProgress(cfg) as reporter:
+            result = run_training(cfg, progress=reporter)
+    except EmbtoolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one line per rank, not a traceback per rank
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise WorkFailure(f"rank {world.rank}: {type(e).__name__}: {first}") from e
+    _finish(result, as_json)

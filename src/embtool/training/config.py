@@ -19,7 +19,7 @@ from embtool.errors import BadInput
 from embtool.tasks.registry import TASKS, Task, get_task
 
 DEVICES = ("auto", "cpu", "cuda")
-AMP_CHOICES = ("auto", "bf16", "off")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
 # Upper bounds: far above any real run, low enough that a typo fails here, not in the allocator.
 LIMITS = {
@@ -27,6 +27,9 @@ LIMITS = {
     "max_eval_examples": 1 << 40, "min_freq": 1 << 40, "d_model": 1 << 16, "heads": 1 << 10,
     "layers": 1_000, "ff": 1 << 20, "beam": 1_000, "threads": 4_096, "clip_norm": 1e9,
 }  # fmt: skip
+# settings that change where and how a run executes, not what it learns: `--resume` takes them
+# from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
+RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
 NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
 OPTIMIZERS = ("adam", "adamw", "radam")
 SCHEDULES = ("constant", "inverse-sqrt", "cosine")
@@ -99,6 +102,13 @@ class TrainConfig:
     )
     max_len: int = option(
         256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N"
+    )
+    cache: bool = option(
+        True,
+        "Keep the tokenized splits in $EMBTOOL_CACHE (default ~/.cache/embtool) for the next run "
+        "(--no-cache: tokenize anew, write nothing).",
+        DATA,
+        role="env",
     )
     # --- embeddings and vocabulary
     emb: str | None = option(
@@ -198,25 +208,24 @@ class TrainConfig:
     device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
     amp: str = option(
         "auto",
-        "bf16 autocast: auto (CUDA with bf16; a CPU with AMX, or AVX512-BF16 where a short probe finds bf16 faster), bf16, off.",
+        "Autocast: auto (bf16 on a GPU that has it natively; on a CPU with AMX, or AVX512-BF16 where a short probe finds it faster), bf16, fp16 (with loss scaling), off.",
         RUN,
         role="env",
     )
-    compile: bool = option(False, "torch.compile the model (CUDA).", RUN, role="env")
+    compile: bool = option(
+        False,
+        "torch.compile the training loss, dynamic shapes (CUDA; eager with a warning if it fails).",
+        RUN,
+        role="env",
+    )
     threads: int = option(0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env")
     resume: bool = option(False, "Continue the run in --out from its last completed epoch.", RUN, role="env")
 
     def __post_init__(self) -> None:
         get_task(self.task)  # BadInput listing the valid tasks
         self._check_numbers()
-        for name, choices in (
-            ("device", DEVICES),
-            ("amp", AMP_CHOICES),
-            ("missing", MISSING_FILLS),
-            ("norm", NORMS),
-            ("optimizer", OPTIMIZERS),
-            ("lr_schedule", SCHEDULES),
-        ):
+        for name, choices in (("device", DEVICES), ("amp", AMP_CHOICES), ("missing", MISSING_FILLS),
+                              ("norm", NORMS), ("optimizer", OPTIMIZERS), ("lr_schedule", SCHEDULES)):  # fmt: skip
             if getattr(self, name) not in choices:
                 raise BadInput(
                     f"invalid {option_name(name)} {getattr(self, name)!r}; valid choices: {list(choices)}"
@@ -228,23 +237,10 @@ class TrainConfig:
         if self.task == "files" and not (self.src and self.tgt):
             raise BadInput("task files needs --src FILE and --tgt FILE (parallel sentences)")
         for name in (
-            "epochs",
-            "batch_size",
-            "max_tokens",
-            "min_freq",
-            "max_train_examples",
-            "max_eval_examples",
-            "d_model",
-            "heads",
-            "ff",
-            "threads",
-            "seed",
-            "enc_layers",
-            "dec_layers",
-            "input_dim",
-            "output_dim",
-            "warmup",
-        ):
+            "epochs", "batch_size", "max_tokens", "min_freq", "max_train_examples", "max_eval_examples",
+            "d_model", "heads", "ff", "threads", "seed", "enc_layers", "dec_layers", "input_dim",
+            "output_dim", "warmup",
+        ):  # fmt: skip
             if getattr(self, name) < 0:
                 raise BadInput(f"{option_name(name)} must not be negative, got {getattr(self, name)}")
         if self.seed >= 2**63:
