@@ -324,9 +324,10 @@ def test_resume_takes_device_amp_compile_and_threads_from_the_command(tmp_path, 
     assert c["train"]["epochs"] == 2 and c["train"]["lr"] == 3e-3  # what it learns stays the run's
     # the command line: `train --resume DIR --amp off --threads 1` (test.json removed: it finishes again)
     (run / "test.json").unlink()
-    r = cli(
-        "-q", "train", "--resume", str(run), "--amp", "off", "--threads", "1", "--device", "cpu", "--lr", "1"
-    )
+    where = ["-q", "train", "--resume", str(run), "--amp", "off", "--threads", "1", "--device", "cpu"]
+    refused = cli(*where, "--lr", "1")  # issue 14.10: what it learns is not changed silently, it is refused
+    assert refused.code == 2 and "--lr 1.0 (the run has 0.003) would change the run" in refused.stderr
+    r = cli(*where)
     assert r.code == 0, r.stderr
     c = json.loads((run / "config.json").read_text())
     assert (c["amp"], c["train"]["threads"], c["train"]["device"], c["train"]["lr"]) == (
