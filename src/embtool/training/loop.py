@@ -58,7 +58,7 @@ from embtool.training.runfolder import (
 )
 from embtool.training.schedule import make_optimizer, set_lr
 from embtool.training.setup import Prepared, prepare
-from embtool.training.tables import check_tables
+from embtool.training.widths import check_tables
 
 SPECIAL_TOKENS = {*SPECIALS, SEP}
 

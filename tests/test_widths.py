@@ -1,4 +1,4 @@
-"""The tables a run starts from, checked from their headers (issue 14.11)."""
+"""The model width against the tables a run starts from, checked from their headers (issue 14.11)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from embtool.errors import BadInput
 from embtool.training import TrainConfig
-from embtool.training.tables import check_tables
+from embtool.training.widths import check_tables
 
 
 @pytest.mark.parametrize(
