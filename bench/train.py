@@ -7,7 +7,9 @@ pairs per step (--batch-size, Table 5's 128) and the same number of steps:
 - embtool: `embtool.training`'s own step and optimizer with the settings `train` uses by default
   on this device: the same random batches as the reference, each run as micro-batches of similar
   lengths, fused Adam, SDPA, the CPU dropout mask, glibc keeping freed memory for the next step;
-  bf16 autocast only where the CPU has native bf16;
+  run twice, in fp32 and in bf16 autocast, next to what `--amp auto` picks here and why (bf16 on a
+  CPU only with AMX, or AVX512-BF16 where its probe finds bf16 faster; `--paths auto` runs only the
+  path auto picks);
 - reference: `nn.Transformer` (batch_first), fp32, random fixed-size batches padded to their
   longest sentence, padding masks, full (B, T, V) logits with ignore_index.
 
@@ -16,7 +18,7 @@ step each (who goes first alternates), so both see the same machine load; the fi
 is a warm-up. Prints target tokens per second, the ratio, each side's peak RSS over its steps,
 and validation loss (Multi30k val, first 1000 pairs) after the same number of steps.
 
-    python bench/train.py [--steps 12] [--batch-size 128] [--seeds 1] [--data ../shared/data/multi30k]
+    python bench/train.py [--steps 12] [--batch-size 128] [--seeds 1] [--paths both|auto] [--data ../shared/data/multi30k]
 
 The validation losses after 11 steps vary by about ±0.05 from seed to seed: --seeds 4 compares
 means over four pairs of runs (about 1.5 minutes a seed on 2 cores).
@@ -159,11 +161,12 @@ class Side:
         else:
             from embtool.model import ModelConfig, Seq2Seq
             from embtool.training.config import TrainConfig
-            from embtool.training.epoch import batches_of, make_optimizer, pick_amp
+            from embtool.training.epoch import batches_of, pick_amp
+            from embtool.training.schedule import make_optimizer
             from embtool.transforms import xavier
 
             self.cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="-")
-            self.amp = pick_amp(self.cfg.amp, torch.device("cpu"))
+            self.amp = name.endswith("bf16") if name != "embtool" else pick_amp("auto", torch.device("cpu"))
             mc = ModelConfig(
                 src_vocab=payload["src_vocab"],
                 tgt_vocab=payload["tgt_vocab"],
@@ -234,7 +237,7 @@ class Side:
 def serve(which: str, payload_path: str, steps: int, batch: int, seed: int) -> None:
     """A child process that holds one side and runs a step when told to (one line per command on
     stdin: "step I", "val"; one JSON line back), so that each side has its own memory allocator."""
-    if which == "embtool":
+    if which != "reference":
         from embtool.training.cpu import process_settings
 
         process_settings(torch.device("cpu")).__enter__()  # as `train` does on a CPU, for the process's life
@@ -280,18 +283,20 @@ class Child:
         self.proc.wait()
 
 
-def run_pair(payload_path: Path, args: argparse.Namespace, seed: int, verbose: bool) -> dict[str, dict]:
-    """Both sides, one step each in turn (who goes first alternates); their rates, memory, val loss."""
-    sides = {w: Child(w, payload_path, args, seed) for w in ("reference", "embtool")}
+def run_pair(
+    payload_path: Path, args: argparse.Namespace, seed: int, verbose: bool, names: tuple[str, ...]
+) -> dict[str, dict]:
+    """Every side, one step each in turn (the order rotates); their rates, memory, val loss."""
+    sides = {w: Child(w, payload_path, args, seed) for w in names}
     last: dict[str, dict] = {}
     n_steps = min(c.batches for c in sides.values())
     for i in range(n_steps):
-        for w in ("reference", "embtool") if i % 2 == 0 else ("embtool", "reference"):
+        turn = i % len(names)
+        for w in names[turn:] + names[:turn]:
             last[w] = sides[w].ask(f"step {i}")
         if i and verbose:
-            r, e = last["reference"], last["embtool"]
-            print(f"  step {i:3d}: reference {r['tokens'] / r['seconds']:7.0f} tok/s · "
-                  f"embtool {e['tokens'] / e['seconds']:7.0f} tok/s", flush=True)  # fmt: skip
+            rates = " · ".join(f"{w} {last[w]['tokens'] / last[w]['seconds']:7.0f} tok/s" for w in names)
+            print(f"  step {i:3d}: {rates}", flush=True)
     out = {}
     for w, child in sides.items():
         out[w] = {
@@ -318,7 +323,16 @@ def main() -> None:
         default=1,
         help="compare validation loss (and speed) over this many seeds: initial weights, batches, dropout",
     )
-    ap.add_argument("--serve", choices=["embtool", "reference"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--paths",
+        choices=["both", "auto"],
+        default=None,
+        help="embtool in fp32 and in bf16 (both; the default where the CPU has native bf16), or only "
+        "the path --amp auto picks here (the default where bf16 would be emulated: about 100x slower)",
+    )
+    ap.add_argument(
+        "--serve", choices=["embtool", "embtool-fp32", "embtool-bf16", "reference"], help=argparse.SUPPRESS
+    )
     ap.add_argument("--payload", help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -335,29 +349,42 @@ def main() -> None:
             f"· prepared in {time.perf_counter() - t0:.0f}s",
             flush=True,
         )
+        from embtool.training.amp import choose_amp
+        from embtool.training.amp import cpu_bf16_support as amp_support
+
+        auto = choose_amp("auto", torch.device("cpu"))
+        picked = "embtool-bf16" if auto.bf16 else "embtool-fp32"
+        native = any(amp_support())
+        both = args.paths == "both" or (args.paths is None and native)
+        paths = ("embtool-fp32", "embtool-bf16") if both else (picked,)
+        print(f"--amp auto picks {'bf16' if auto.bf16 else 'fp32'} here: {auto.why}", flush=True)
+        if not both and args.paths is None:
+            print("  (bf16 path skipped: emulated on this CPU; --paths both runs it anyway)", flush=True)
         runs = []
         for seed in range(args.seeds):
-            runs.append(run_pair(payload_path, args, seed, verbose=seed == 0))
-            r, e = runs[-1]["reference"], runs[-1]["embtool"]
-            print(f"  seed {seed}: reference {r['tps']:.0f} tok/s, val loss {r['val']:.3f} · embtool {e['tps']:.0f} tok/s, "
-                  f"val loss {e['val']:.3f} · ratio {e['tps'] / r['tps']:.2f}x", flush=True)  # fmt: skip
+            runs.append(run_pair(payload_path, args, seed, seed == 0, ("reference", *paths)))
+            rates = " · ".join(
+                f"{w} {runs[-1][w]['tps']:.0f} tok/s, val loss {runs[-1][w]['val']:.3f}" for w in runs[-1]
+            )
+            print(f"  seed {seed}: {rates}", flush=True)
 
     def mean(w: str, key: str) -> float:
         return sum(run[w][key] for run in runs) / len(runs)
 
-    n_steps = runs[0]["embtool"]["steps"]
+    n_steps = runs[0][picked]["steps"]
     seeds = f"mean of {args.seeds} seeds" if args.seeds > 1 else "1 seed"
-    ratio = sum(run["embtool"]["tps"] / run["reference"]["tps"] for run in runs) / len(runs)
-    amp = "bf16" if runs[0]["embtool"]["amp"] else "fp32"
     print(f"reference (nn.Transformer, fp32, padded random batches): {mean('reference', 'tps'):7.0f} target tok/s · "
           f"peak RSS {mean('reference', 'peak_rss_mb'):.0f} MB · val loss {mean('reference', 'val'):.3f} "
           f"after {n_steps} steps ({seeds})")  # fmt: skip
-    print(f"embtool ({amp}, micro-batches, SDPA, fused Adam, attn dropout {ATTN_DROPOUT}): "
-          f"{mean('embtool', 'tps'):7.0f} target tok/s · peak RSS {mean('embtool', 'peak_rss_mb'):.0f} MB · "
-          f"val loss {mean('embtool', 'val'):.3f} after {n_steps} steps ({seeds})")  # fmt: skip
-    print(f"throughput ratio embtool/reference: {ratio:.2f}x (goal >= 2x) · peak memory ratio "
-          f"{mean('embtool', 'peak_rss_mb') / mean('reference', 'peak_rss_mb'):.2f} · "
-          f"val loss {mean('embtool', 'val'):.3f} vs {mean('reference', 'val'):.3f}")  # fmt: skip
+    for w in paths:
+        mark = "  <- --amp auto" if w == picked else ""
+        print(f"embtool ({w[8:]}, micro-batches, SDPA, fused Adam, attn dropout {ATTN_DROPOUT}): "
+              f"{mean(w, 'tps'):7.0f} target tok/s ({mean(w, 'tps') / mean('reference', 'tps'):.2f}x) · "
+              f"peak RSS {mean(w, 'peak_rss_mb'):.0f} MB · val loss {mean(w, 'val'):.3f}{mark}")  # fmt: skip
+    ratio = sum(run[picked]["tps"] / run["reference"]["tps"] for run in runs) / len(runs)
+    print(f"throughput ratio embtool (--amp auto: {picked[8:]})/reference: {ratio:.2f}x (goal >= 2x) · "
+          f"peak memory ratio {mean(picked, 'peak_rss_mb') / mean('reference', 'peak_rss_mb'):.2f} · "
+          f"val loss {mean(picked, 'val'):.3f} vs {mean('reference', 'val'):.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -253,6 +253,16 @@ def test_oov_questions_are_skipped_or_counted_wrong() -> None:
     )
 
 
+def test_no_answerable_question_is_an_error_as_in_similarity() -> None:
+    """Issue 14.7: 0/0 says nothing; like `similarity`, no usable item is an error (unless counted wrong)."""
+    table = EmbeddingTable(np.eye(5, dtype=np.float32), ["a", "b", "c", "d", "e"])
+    questions = parse_questions(b": s\na b c zzz\n")
+    with pytest.raises(BadInput, match="no question has all four words in the table.s first 300000 rows"):
+        evaluate_analogies(table, questions)
+    counted = evaluate_analogies(table, questions, count_oov=True)
+    assert (counted.total.answered, counted.total.correct) == (1, 0)
+
+
 # ----------------------------------------------------------------------------- question files
 
 

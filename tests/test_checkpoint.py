@@ -31,7 +31,8 @@ def test_weights_round_trip_with_their_configs(tmp_path: Path) -> None:
 
 def test_state_loads_without_pickled_code_and_restores_the_rng(tmp_path: Path) -> None:
     torch.manual_seed(5)
-    state = {"epoch": 2, "rng": ckpt.rng_state(), "metrics": [{"epoch": 1}]}
+    state = {"epoch": 2, "rng": ckpt.rng_state(), "metrics": [{"epoch": 1}], "model": {}, "optimizer": {},
+             "best_val_loss": 1.0, "best_epoch": 1}  # fmt: skip
     expected = torch.rand(4)
     ckpt.save_state(tmp_path / "state.pt", state)
     loaded = ckpt.load_state(tmp_path / "state.pt")
@@ -58,6 +59,28 @@ def test_a_state_with_code_in_it_is_refused(tmp_path: Path) -> None:
     torch.save({"epoch": 1, "x": Evil()}, tmp_path / "state.pt")
     with pytest.raises(BadInput, match="not a readable resume state"):
         ckpt.load_state(tmp_path / "state.pt")
+
+
+def test_a_state_without_every_key_is_named(tmp_path: Path) -> None:
+    """Issue 14.10: a state.pt missing 'model' was a KeyError deep in the trainer."""
+    ckpt.save_state(tmp_path / "state.pt", {"epoch": 1, "rng": ckpt.rng_state(), "metrics": []})
+    with pytest.raises(
+        BadInput, match=r"state.pt: not a complete resume state \(no model, optimizer, best_val_loss"
+    ):
+        ckpt.load_state(tmp_path / "state.pt")
+
+
+@pytest.mark.parametrize(
+    ("theirs", "message"),
+    [({"weight": torch.zeros(3, 2), "bias": torch.zeros(3)}, r"another model size \(weight is \(3, 2\); config.json's model has \(3, 4\)\)"),
+     ({"weight": torch.zeros(3, 4)}, "not those of this run's model .*: bias")],
+    ids=["other-size", "other-tensors"],
+)  # fmt: skip
+def test_a_state_of_another_model_is_named(tmp_path: Path, theirs, message) -> None:
+    model = torch.nn.Linear(4, 3)
+    with pytest.raises(BadInput, match=message):
+        ckpt.check_state_fits(tmp_path / "state.pt", {"model": theirs}, model)
+    ckpt.check_state_fits(tmp_path / "state.pt", {"model": model.state_dict()}, model)
 
 
 def test_rng_state_is_the_cpu_and_the_run_device_only():

@@ -141,9 +141,14 @@ def _bad_cases(tmp: Path, xav: Path) -> list[tuple[str, list[str], str]]:
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+BAD_CASES = ['missing input', 'garbage', 'nan', 'bad target', 'missing target table', 'bad axis', 'bad scale', 'bad max-len', 'huge max-len', 'huge stats max-len', 'huge seed', 'negative seed', 'vocab empty line', 'unknown option']  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_input_exit_2_one_line_no_output(tmp_path: Path, xavier_file: Path, cli, case) -> None:
-    name, args, message = _bad_cases(tmp_path, xavier_file)[case]
+    cases = {c[0]: c for c in _bad_cases(tmp_path, xavier_file)}
+    assert sorted(cases) == sorted(BAD_CASES)
+    name, args, message = cases[case]
     out = tmp_path / "out.safetensors"
     r = cli(*args, *(["-o", str(out)] if args[0] != "stats" else []))
     assert r.code == 2, (name, r.stderr)
@@ -256,3 +261,56 @@ def test_table_commands_never_import_torch(tmp_path: Path, vocab_file: Path) -> 
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT"))
     codes, heavy = json.loads(line.removeprefix("RESULT"))
     assert codes == [0] * len(runs) and heavy == [], out.stderr
+
+
+@pytest.mark.parametrize(
+    ("signame", "code", "line"),
+    [("SIGINT", 130, "embtool: interrupted"), ("SIGTERM", 143, "embtool: terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stopped_command_says_so(signame: str, code: int, line: str) -> None:
+    """Issue 14.13/14.14: a command waiting on stdin, stopped by a signal, prints one line and exits 130/143."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embtool", "stats", "-"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(5)  # started and blocked reading stdin
+    proc.send_signal(getattr(signal, signame))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and err.strip() == line
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin_twice"),
+    [(["align", "-", "-", "--vocab", "{vocab}"], True), (["stats", "-", "-"], True), (["stats", "-"], False)],
+    ids=["align-stdin-twice", "stats-stdin-twice", "stats-stdin-once"],
+)
+def test_stdin_given_twice_is_named(xavier_file: Path, vocab_file: Path, cli, args, stdin_twice) -> None:
+    """Issue 14.14: `align - -` said "header too small"; stdin holds one table."""
+    r = cli(*[a.format(vocab=vocab_file) for a in args], stdin=xavier_file.read_bytes())
+    if stdin_twice:
+        assert r.code == 2 and r.stderr.strip() == (
+            "embtool: error: stdin (-) is given more than once; it holds one table: give the others as files"
+        )
+    else:
+        assert r.code == 0, r.stderr
+
+
+def test_stats_json_writes_null_for_non_finite_figures(tmp_path: Path, xavier_file: Path, cli) -> None:
+    """Issue 14.14: `stats --json` printed bare NaN, which is not JSON."""
+    r = cli("stats", str(_table_with_nan(tmp_path, xavier_file)), "--json", "--allow-nonfinite")
+    assert r.code == 0, r.stderr
+    row = json.loads(r.text, parse_constant=lambda c: pytest.fail(f"bare {c} in {r.text}"))
+    assert row["mean"] is None and row["std"] is None and row["n"] == 5
+
+
+@pytest.mark.parametrize("command", ["", *COMMANDS])
+def test_help_shows_flags_without_a_value(cli, command) -> None:
+    """Issue 14.14: `--debug <bool>`, `--quiet <bool>` read as if the flags took a value."""
+    r = cli(*([command] if command else []), "--help")
+    assert r.code == 0 and "--help" in r.text and "<bool>" not in r.text

@@ -9,25 +9,6 @@ import pytest
 from embtool.errors import BadInput
 from embtool.training import TrainConfig
 
-
-@pytest.mark.parametrize(
-    ("kw", "message"),
-    [
-        ({"task": "wmt"}, "valid choices: multi30k, iwslt2017"),
-        ({"device": "tpu"}, "valid choices: ['auto', 'cpu', 'cuda']"),
-        ({"amp": "fp8"}, "--amp"),
-        ({"task": "files"}, "--src FILE and --tgt FILE"),
-        ({"emb": "a", "src_emb": "b"}, "not both"),
-        ({"task": "sst2", "tgt_emb": "t"}, "no target side"),
-        ({"beam": 0}, "--beam"),
-        ({"missing": "random"}, "valid choices: ['normal'"),
-    ],
-)
-def test_config_errors(kw, message):
-    with pytest.raises(BadInput, match=message.replace("[", r"\[").replace("]", r"\]")):
-        TrainConfig(**kw)
-
-
 # ----------------------------------------------------------------------------- one place for options
 
 

@@ -498,3 +498,25 @@ def test_every_variant_trains_in_the_pretrained_tables_column(tmp_path: Path) ->
     cfgs = [lib.train_config(grid, r) for r in grid.runs]
     assert {c.family for c in cfgs} == {"mt5"}
     assert {c.resolved().batch_size for c in cfgs if c.emb == str(tmp_path / "mt5.safetensors")} == {112}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--d-model", "32"], "--d-model 32 differs from the table's D 16 (--emb"),
+        (["--grid", "d_model=16,32"], "--d-model 32 differs from the table's D 16 (--emb"),
+        (["--heads", "3"], "--heads 3 must divide the table's D 16 (--emb"),
+        (["--grid", "lr=1e-4,nan"], "--lr must be a finite number, got nan"),
+        (["--variants", "xavier", "--d-model", "32"], "--d-model 32 differs from the table's D 16 (--emb"),
+    ],
+    ids=["d-model-option", "d-model-grid-axis", "heads-option", "grid-nan", "no-pretrained-variant"],
+)
+def test_the_whole_grid_is_checked_before_anything_is_written(embtool, toy: Path, args, message) -> None:
+    """Issue 14.11: a setting that cannot fit the table stops the grid before experiment.json or a
+    table is written, so the corrected command is not refused as "another grid"."""
+    base = ["experiment", "files", "--src", "src.txt", "--tgt", "tgt.txt", "--emb", "w2v.safetensors"]
+    r = embtool(*base, "--seeds", "1", *args, "-o", "grid", cwd=toy)
+    assert r.code == 2 and r.stderr.startswith("embtool: error: ") and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (toy / "grid").exists()
+    fixed = embtool(*base, "--seeds", "1", "-o", "grid", "--dry-run", cwd=toy)
+    assert fixed.code == 0, fixed.stderr

@@ -296,7 +296,7 @@ def test_cli_hub_id_offline_says_how_to_use_a_local_folder(embtool, tmp_path) ->
     vocab = tmp_path / "v.txt"
     vocab.write_text("the\n", encoding="utf-8")
     r = embtool("extract", "google/mt5-small", "--vocab", str(vocab), "-o", str(tmp_path / "o.safetensors"))
-    assert r.code == 1 and "give a local checkpoint folder" in r.stderr, r.stderr
+    assert r.code == 1 and "the Hugging Face hub is unreachable (HF_HUB_OFFLINE is set)" in r.stderr, r.stderr
     assert not (tmp_path / "o.safetensors").exists()
 
 
@@ -352,3 +352,49 @@ def test_align_subword_composes_words_from_a_piece_table(ckpts, embtool, tmp_pat
         str(tmp_path / "o.safetensors"),
     )
     assert r.code == 2 and "this table's is 'whitespace', not hf:" in r.stderr, r.stderr
+
+
+class _Code:  # pickled as a call of print: what weights_only=True exists to refuse
+    def __reduce__(self):
+        return (print, ("ran",))
+
+
+def test_a_pickle_checkpoint_is_one_clean_line(tmp_path, embtool) -> None:
+    """Issue 14.4: no torch warning or source line first, no message cut at 200 characters."""
+    (tmp_path / "ckpt").mkdir()
+    torch.save(
+        {"embeddings.word_embeddings.weight": torch.zeros(3, 2), "x": _Code()},
+        tmp_path / "ckpt" / "pytorch_model.bin",
+    )
+    (tmp_path / "v.txt").write_text("the\n", encoding="utf-8")
+    r = embtool(
+        "extract",
+        str(tmp_path / "ckpt"),
+        "--vocab",
+        str(tmp_path / "v.txt"),
+        "-o",
+        str(tmp_path / "o.safetensors"),
+    )
+    assert r.code == 2 and r.stdout == b"" and not (tmp_path / "o.safetensors").exists()
+    assert r.stderr.strip() == (
+        f"embtool: error: {tmp_path / 'ckpt' / 'pytorch_model.bin'}: not a weights-only checkpoint: it holds "
+        "pickled Python objects (first: print), which embtool does not load (they can run code); convert it "
+        "to safetensors where you trust it"
+    )
+
+
+@pytest.mark.parametrize(
+    "shard", ["../outside.safetensors", "/tmp/outside.safetensors", "sub/../../outside.safetensors"],
+    ids=["parent", "absolute", "nested-parent"],
+)  # fmt: skip
+def test_an_index_naming_a_shard_outside_the_folder_is_refused(ckpts, tmp_path, shard) -> None:
+    """Issue 14.14: a model.safetensors.index.json must not make embtool read files outside the checkpoint."""
+    import shutil
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(ckpts["bert_sharded"], folder)
+    index = json.loads((folder / "model.safetensors.index.json").read_text())
+    index["weight_map"]["embeddings.word_embeddings.weight"] = shard
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises(BadInput, match=f"names shard '{shard}' .*outside the checkpoint folder"):
+        extract(str(folder), Vocabulary(["the"]))

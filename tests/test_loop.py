@@ -284,6 +284,45 @@ def test_train_returns_its_result_and_puts_process_state_back(tmp_path):
     assert [m["epoch"] for m in result.metrics] == [1] and "test BLEU" in result.summary()
 
 
+def _one_epoch_run(tmp_path: Path, name: str, **kw) -> tuple[Path, dict[str, str]]:
+    files = reverse_task(tmp_path, n_train=60, n_val=5)
+    run = train_dir(tiny_cfg(files, tmp_path / name, epochs=1, **kw))
+    return run, files
+
+
+def _state_from_another_model(run: Path, tmp_path: Path, files: dict[str, str]) -> None:
+    other = train_dir(tiny_cfg(files, tmp_path / "other", epochs=1, d_model=16, heads=2))
+    (run / "state.pt").write_bytes((other / "state.pt").read_bytes())
+
+
+def _state_without_model(run: Path, tmp_path: Path, files: dict[str, str]) -> None:
+    state = torch.load(run / "state.pt", weights_only=True)
+    del state["model"]
+    torch.save(state, run / "state.pt")
+
+
+def _state_deleted(run: Path, tmp_path: Path, files: dict[str, str]) -> None:
+    (run / "state.pt").unlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [(_state_from_another_model, r"state.pt: holds weights of another model size \(src_in.emb.weight is \(\d+, 16\)"),
+     (_state_without_model, r"state.pt: not a complete resume state \(no model\)"),
+     (_state_deleted, r"state.pt: no resume state, but metrics.jsonl records 1 epoch\(s\)")],
+    ids=["state-of-another-size", "state-missing-keys", "state-deleted-after-an-epoch"],
+)  # fmt: skip
+def test_resume_checks_state_against_config_before_changing_anything(tmp_path: Path, damage, message) -> None:
+    """Issue 14.10: a bad state.pt is a named error, and the folder (test.json, metrics) stays as it was."""
+    run, files = _one_epoch_run(tmp_path, "run")
+    damage(run, tmp_path, files)
+    (run / "test.json").unlink()  # as the issue found it: nothing says the run is done
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(BadInput, match=message):
+        train_dir(tiny_cfg(files, run, epochs=2, resume=True))
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
 def test_resume_takes_device_amp_compile_and_threads_from_the_command(tmp_path, cli):
     files = reverse_task(tmp_path, n_train=120, n_val=10)
     run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=1, amp="off", threads=1))
@@ -303,9 +342,10 @@ def test_resume_takes_device_amp_compile_and_threads_from_the_command(tmp_path, 
     assert c["train"]["epochs"] == 2 and c["train"]["lr"] == 3e-3  # what it learns stays the run's
     # the command line: `train --resume DIR --amp off --threads 1` (test.json removed: it finishes again)
     (run / "test.json").unlink()
-    r = cli(
-        "-q", "train", "--resume", str(run), "--amp", "off", "--threads", "1", "--device", "cpu", "--lr", "1"
-    )
+    where = ["-q", "train", "--resume", str(run), "--amp", "off", "--threads", "1", "--device", "cpu"]
+    refused = cli(*where, "--lr", "1")  # issue 14.10: what it learns is not changed silently, it is refused
+    assert refused.code == 2 and "--lr 1.0 (the run has 0.003) would change the run" in refused.stderr
+    r = cli(*where)
     assert r.code == 0, r.stderr
     c = json.loads((run / "config.json").read_text())
     assert (c["amp"], c["train"]["threads"], c["train"]["device"], c["train"]["lr"]) == (

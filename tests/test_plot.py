@@ -36,6 +36,17 @@ def test_plot_without_complete_runs_is_an_error(embtool, tmp_path: Path) -> None
     assert r.code == 2 and "no complete runs" in r.stderr
 
 
+def test_plot_to_dash_is_refused_before_any_work(cli, grid: Path, tmp_path: Path, monkeypatch) -> None:
+    """Issue 14.14: `report --plot -` wrote a file named "-"."""
+    monkeypatch.chdir(tmp_path)
+    r = cli("report", str(grid), "--plot", "-")
+    assert (
+        r.code == 2
+        and r.stderr.strip() == "embtool: error: --plot -: give a file name; stdout holds the report"
+    )
+    assert not (tmp_path / "-").exists() and r.stdout == b""
+
+
 def test_plot_dynamics_draws_a_row_per_task(tmp_path: Path) -> None:
     import json
 

@@ -88,3 +88,100 @@ def test_resume_config_errors_name_the_folder(tmp_path: Path, content, message) 
         (tmp_path / CONFIG).write_text(content)
     with pytest.raises(BadInput, match=message):
         resume_config(tmp_path)
+
+
+def test_a_folder_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
+    """Issue 14.14: two `train` runs into one -o: the second is refused while the first holds it."""
+    import subprocess
+    import sys
+
+    folder = RunFolder(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom embtool.training.runfolder import RunFolder\n"
+         "with RunFolder(sys.argv[1]).lock():\n    print('held', flush=True)\n    time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True, env={**__import__("os").environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            BadInput,
+            match=f"run folder {tmp_path} is in use by another embtool process \\(pid {holder.pid}\\)",
+        ):
+            with folder.lock():
+                pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    with folder.lock():  # the holder is gone: free again
+        assert folder.file(".lock").is_file()
+    assert not folder.file(".lock").exists()
+
+
+def test_discard_removes_the_run_files_and_keeps_the_users(tmp_path: Path) -> None:
+    """Issue 14.8: what a failed start wrote goes; a folder that held other files stays with them."""
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.write_json(CONFIG, {"train": {}})
+    folder.write_metrics([{"epoch": 1}])
+    folder.discard()
+    assert not folder.path.exists()
+    folder.path.mkdir()
+    (folder.path / "notes.txt").write_text("mine")
+    folder.write_json(CONFIG, {"train": {}})
+    folder.discard()
+    assert [p.name for p in folder.path.iterdir()] == ["notes.txt"]
+
+
+def test_metrics_and_json_files_hold_null_not_nan(tmp_path: Path) -> None:
+    """Issue 14.14: a diverged epoch's NaN loss is written as null (metrics.jsonl stays JSON)."""
+    folder = RunFolder(tmp_path)
+    folder.write_metrics([{"epoch": 1, "train_loss": float("nan"), "val_loss": float("inf")}])
+    folder.write_json(TEST, {"bleu": float("nan"), "best_epoch": 1})
+    assert folder.file(METRICS).read_text() == '{"epoch": 1, "train_loss": null, "val_loss": null}\n'
+    assert json.loads(folder.file(TEST).read_text())["bleu"] is None
+
+
+def _stored_run(tmp_path: Path) -> RunFolder:
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    train = {"task": "multi30k", "epochs": 2, "lr": 2e-4, "device": "cpu", "threads": 1, "layers": 3}
+    folder.write_json(CONFIG, {"train": train})
+    folder.write_metrics([{"epoch": 1, "val_loss": 2.0}, {"epoch": 2, "val_loss": 1.5}])
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("given", "changed", "notes"),
+    [({}, {}, []), ({"lr": 2e-4, "layers": 3}, {}, []),
+     ({"epochs": 5}, {"epochs": 5}, ["--epochs 5 (was 2)"]),
+     ({"device": "cuda", "amp": "off", "compile": True, "threads": 2},
+      {"device": "cuda", "amp": "off", "compile": True, "threads": 2},
+      ["--amp off (was auto)", "--compile True (was False)", "--device cuda (was cpu)", "--threads 2 (was 1)"])],
+    ids=["nothing-given", "same-values", "more-epochs", "where-and-how"],
+)  # fmt: skip
+def test_resume_applies_the_settings_that_may_change_and_says_so(
+    tmp_path: Path, given, changed, notes
+) -> None:
+    """Issue 14.10: `--resume RUN --epochs 3` continued with every given option silently ignored."""
+    from embtool.training.runfolder import resume_with
+
+    folder = _stored_run(tmp_path)
+    cfg, said = resume_with(folder.path, given)
+    stored = resume_config(folder.path)
+    assert said == notes and cfg.resume and cfg.out == str(folder.path)
+    assert {k: v for k, v in cfg.to_dict().items() if v != getattr(stored, k)} == changed
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [({"lr": 0.1}, r"--lr 0.1 \(the run has 0.0002\) would change the run"),
+     ({"layers": 6, "epochs": 3}, r"--layers 6 \(the run has 3\) would change the run"),
+     ({"epochs": 1}, r"--epochs 1: the run has trained 2 epoch\(s\) already"),
+     ({"out": "elsewhere"}, r"--out elsewhere \(the run is in .*run\) would change the run")],
+    ids=["lr", "layers-with-epochs", "fewer-epochs", "another-out"],
+)  # fmt: skip
+def test_resume_refuses_settings_that_would_change_the_run(tmp_path: Path, given, message) -> None:
+    from embtool.training.runfolder import resume_with
+
+    with pytest.raises(BadInput, match=message):
+        resume_with(_stored_run(tmp_path).path, given)

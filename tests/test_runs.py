@@ -38,8 +38,18 @@ def test_a_diverged_run_is_finished_without_a_value(tmp_path: Path) -> None:
             "failed: metrics.jsonl line 1 is not valid JSON",
         ),
         (lambda p: (p / "config.json").write_text("{"), "failed: config.json is not readable JSON"),
+        (
+            lambda p: (p / "metrics.jsonl").write_text('{"epoch": 1, "val_loss": "abc"}\n'),
+            'failed: metrics.jsonl line 1: val_loss "abc" is not a number',
+        ),
+        (
+            lambda p: (p / "metrics.jsonl").write_text('{"epoch": 1, "val_loss": 1.0}\n{"epoch": "2"}\n'),
+            'failed: metrics.jsonl line 2: epoch "2" is not a number',
+        ),
     ],
-)
+    ids=["no-test", "test-not-object", "test-no-bleu", "metrics-not-json", "config-not-json",
+         "metrics-val-loss-text", "metrics-epoch-text"],
+)  # fmt: skip
 def test_problems_become_the_runs_status(tmp_path: Path, damage, status) -> None:
     folder = write_run(tmp_path / "r")
     damage(folder)

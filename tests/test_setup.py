@@ -66,3 +66,21 @@ def test_prepare_builds_vocabularies_rows_by_token_and_drops_long_examples(
     assert prep.dropped == 1 and prep.train == [([4, 5, 3], [5])]  # the source ends with <eos>
     with pytest.raises(BadInput, match="no training example is at most --max-len 4"):
         prepare(_cfg(max_len=4, tokenizer="whitespace"), _text(["a a a a a a"], ["x"]))
+
+
+def test_a_table_with_nan_is_refused_without_an_option_train_lacks(tmp_path: Path, make_table) -> None:
+    """Issue 14.5: train has no --allow-nonfinite, so its message must not point at one."""
+    from embtool.table import save
+
+    rows = np.ones((3, 2), dtype=np.float32)
+    t = make_table(rows, ["a", "b", "zz"], tokenizer="whitespace")
+    save(t, tmp_path / "t.safetensors")
+    raw = (tmp_path / "t.safetensors").read_bytes()  # rows are the last 24 bytes: make row 1 NaN
+    nan_row = np.full(2, np.nan, dtype=np.float32).tobytes()
+    (tmp_path / "t.safetensors").write_bytes(raw[:-16] + nan_row + raw[-8:])
+    cfg = _cfg(emb=str(tmp_path / "t.safetensors"), min_freq=1)
+    with pytest.raises(
+        BadInput, match=r"2 non-finite value\(s\).*token 'b'.*training needs finite rows"
+    ) as e:
+        prepare(cfg, _text(["a b"], ["b"]))
+    assert "--allow-nonfinite" not in str(e.value)

@@ -93,8 +93,10 @@ def test_defaults_are_wordsim_and_simlex() -> None:
         (b"a\tb\thigh\n", "line 1: score 'high' is not a number"),
         (b"a\tb\t\xff\n", "line 1: not UTF-8"),
         (b"# only comments\n\n", "no word pairs found"),
+        (b"a\tb\t1\nb\tc\tnan\n", "line 2: score 'nan' is not a finite number"),
+        (b"a\tb\t-inf\n", "line 1: score '-inf' is not a finite number"),
     ],
-    ids=["two-fields", "four-fields", "score", "not-utf8", "empty"],
+    ids=["two-fields", "four-fields", "score", "not-utf8", "empty", "nan-score", "inf-score"],
 )
 def test_bad_pairs_files_name_the_line(text: bytes, message: str) -> None:
     with pytest.raises(BadInput, match=message):

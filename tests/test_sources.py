@@ -77,3 +77,18 @@ def test_extracted_rows_are_written_as_they_are(tmp_path) -> None:
     rows[2, 1] = np.nan
     with pytest.raises(BadInput, match=r"1 non-finite value\(s\) \(NaN/Inf\); first in row 2 \(token 'c'\)"):
         EmbeddingTable(rows, **fields)
+
+
+def test_extract_names_nan_rows_and_accepts_them_with_allow_nonfinite(tmp_path) -> None:
+    """Issue 14.5: extract's NaN hint points at an option extract has."""
+    from embtool.cli import main
+
+    (tmp_path / "v.txt").write_text("a 1 2\nb nan 3\n", encoding="utf-8")
+    vocab = Vocabulary(["a", "b"])
+    with pytest.raises(BadInput, match=r"1 non-finite value\(s\).*token 'b'.*pass --allow-nonfinite"):
+        extract(f"glove:{tmp_path / 'v.txt'}", vocab)
+    table, _ = extract(f"glove:{tmp_path / 'v.txt'}", vocab, allow_nonfinite=True)
+    assert np.isnan(table.vectors[1, 0]) and table.vectors[0].tolist() == [1.0, 2.0]
+    (tmp_path / "voc.txt").write_text("a\nb\n", encoding="utf-8")
+    args = ["extract", f"glove:{tmp_path / 'v.txt'}", "--vocab", str(tmp_path / "voc.txt")]
+    assert main([*args, "-o", str(tmp_path / "o.safetensors"), "--allow-nonfinite"]) == 0

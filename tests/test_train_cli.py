@@ -85,8 +85,17 @@ def run_in_process(capsys, *args: str) -> tuple[int, str]:
         (["sst2", "--max-len", "1000000000000"], "--max-len must be between 4 and 100000"),
         (["sst2", "--seed", "99999999999999999999"], "--seed must be below 2**63"),
         (["sst2", "--layers", "0"], "--layers must be at least 1"),
+        (["sst2", "--lr", "nan"], "--lr must be a finite number, got nan"),
+        (["sst2", "--lr", "inf"], "--lr must be a finite number, got inf"),
+        (["sst2", "--clip-norm", "nan"], "--clip-norm must be a finite number, got nan"),
+        (["sst2", "--adam-eps", "inf"], "--adam-eps must be a finite number"),
+        (["sst2", "--d-model", "1000000000"], "--d-model must be at most 65,536"),
+        (["sst2", "--d-model", "30", "--heads", "4"], "--heads 4 must divide --d-model 30"),
     ],
-)
+    ids=["unknown-task", "no-task", "files-no-tgt", "files-missing", "resume-missing", "device", "data-dir",
+         "emb-twice", "max-len-small", "max-len-huge", "seed-huge", "layers-0", "lr-nan", "lr-inf",
+         "clip-norm-nan", "adam-eps-inf", "d-model-huge", "heads-divide"],
+)  # fmt: skip
 def test_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch, args, message):
     monkeypatch.chdir(tmp_path)
     code, err = run_in_process(capsys, "train", *args, "-o", str(tmp_path / "run"))
@@ -94,7 +103,7 @@ def test_errors_are_one_line_with_exit_2(tmp_path, capsys, monkeypatch, args, me
     assert err.startswith("embtool: error: ")
     assert message in err
     assert len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "run" / "config.json").exists()
+    assert not (tmp_path / "run").exists()  # nothing left behind (issue 14.8)
 
 
 def test_missing_table_is_exit_2(tmp_path, capsys):
@@ -237,3 +246,56 @@ def test_demo_runs_end_to_end_with_a_tiny_budget(tmp_path, shared_data):
     for name in ("xavier", "w2v", "w2v_x", "w2v_shuf"):
         assert (tmp_path / "demo" / "runs" / name / "test.json").is_file()
     assert (tmp_path / "demo" / "report.md").is_file()
+
+
+def test_a_failed_start_removes_the_folder_it_made(tmp_path, capsys):
+    """Issue 14.8: a run that fails after making its folder (here: a table with no vocabulary token)
+    leaves nothing that would block `-o` or look resumable."""
+    import numpy as np
+
+    from embtool.table import EmbeddingTable, save
+
+    files = reverse_task(tmp_path, n_train=20, n_val=2)
+    save(
+        EmbeddingTable(np.ones((1, 2), np.float32), ["zzz"], tokenizer="whitespace"),
+        tmp_path / "t.safetensors",
+    )
+    run = tmp_path / "runs" / "r"
+    args = ["train", *files_args(files), *TINY, "--d-model", "2", "--heads", "1", "-o", str(run)]
+    code, err = run_in_process(capsys, *args, "--emb", str(tmp_path / "t.safetensors"))
+    assert code == 2 and "none of the" in err and not run.exists()
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    code, _ = run_in_process(capsys, *args[:-1], str(keep), "--emb", str(tmp_path / "t.safetensors"))
+    assert code == 2 and sorted(p.name for p in keep.iterdir()) == ["notes.txt"]
+
+
+def test_out_naming_a_file_is_exit_2(tmp_path, capsys):
+    """Issue 14.9: `-o existing_file` is bad input naming the option, not a FileExistsError."""
+    (tmp_path / "afile").write_text("keep")
+    code, err = run_in_process(capsys, "train", "sst2", "-o", str(tmp_path / "afile"))
+    assert (
+        code == 2
+        and err.strip() == f"embtool: error: --out {tmp_path / 'afile'}: is a file; give a folder for the run"
+    )
+    assert (tmp_path / "afile").read_text() == "keep"
+
+
+def test_resume_takes_more_epochs_and_refuses_other_changes(tmp_path, capsys):
+    """Issue 14.10: `--resume done_run --epochs 3 …` ignored every other option; now the allowed ones
+    apply (and are said), the others are refused before anything changes."""
+    files = reverse_task(tmp_path, n_train=60, n_val=5)
+    run = tmp_path / "run"
+    assert (
+        run_in_process(capsys, "-q", "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))[0]
+        == 0
+    )
+    test_json = (run / "test.json").read_bytes()
+    code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--lr", "0.1")
+    assert code == 2 and "--lr 0.1 (the run has 0.003) would change the run" in err
+    assert (run / "test.json").read_bytes() == test_json
+    code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--threads", "1")
+    assert code == 0, err
+    assert "resume: --epochs 2 (was 1)" in err and "epoch 2:" in err
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]

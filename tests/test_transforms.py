@@ -10,6 +10,7 @@ import pytest
 from embtool.errors import BadInput
 from embtool.positional import sinusoidal
 from embtool.stats import moments, xavier_std
+from embtool.table import EmbeddingTable
 from embtool.text.vocabfile import Vocabulary
 from embtool.transforms import posenc, scale, shuffle, standardize, xavier
 
@@ -128,8 +129,24 @@ def test_scale(glove_like) -> None:
     assert np.array_equal(scale(glove_like, "2").vectors, glove_like.vectors * 2)
     with pytest.raises(BadInput, match="sqrt-dim or a number"):
         scale(glove_like, "twice")
-    with pytest.raises(BadInput, match="non-finite"):
+    with pytest.raises(BadInput, match="--by 3e[+]38: the result would overflow float32"):
         scale(glove_like, 3e38)  # beyond float32
+
+
+@pytest.mark.parametrize(
+    "by,dtype",
+    [("1e39", "float32"), ("3e38", "float32"), ("1e5", "float16")],
+    ids=["factor", "product", "float16"],
+)
+def test_scale_overflow_blames_the_factor_not_the_input(glove_like, by: str, dtype: str) -> None:
+    """Issue 14.14: `scale --by 1e39` names --by, not the (finite) input file."""
+    table = EmbeddingTable(glove_like.vectors, glove_like.tokens, dtype=dtype, origin="in.safetensors")
+    with pytest.raises(BadInput, match=f"^--by {by}: the result would overflow {dtype}") as e:
+        scale(table, by)
+    assert "in.safetensors" not in str(e.value)
+    allowed = EmbeddingTable(table.vectors, table.tokens, dtype=dtype, allow_nonfinite=True)
+    with np.errstate(over="ignore"):  # --allow-nonfinite: the overflow is what was asked for
+        assert np.isinf(scale(allowed, by).vectors).any()
 
 
 def test_posenc_adds_exactly_one_pe_row_per_row(glove_like) -> None:
@@ -144,7 +161,10 @@ def test_posenc_adds_exactly_one_pe_row_per_row(glove_like) -> None:
 
 
 @pytest.mark.parametrize("max_len,base,message", [(0, 10000.0, "--max-len must be between 1 and 1,000,000"),
-                                                   (10**12, 10000.0, "--max-len"), (10, 1.0, "--base")])  # fmt: skip
+                                                   (10**12, 10000.0, "--max-len"), (10, 1.0, "--base"),
+                                                   (10, math.inf, "--base must be a finite number greater than 1"),
+                                                   (10, math.nan, "--base must be a finite number greater than 1")],
+                         ids=["max-len-0", "max-len-huge", "base-1", "base-inf", "base-nan"])  # fmt: skip
 def test_posenc_bad_options(glove_like, max_len, base, message) -> None:
     with pytest.raises(BadInput, match=message):
         posenc(glove_like, max_len=max_len, base=base)
@@ -185,3 +205,10 @@ def test_posenc_factor_scales_the_added_encodings(make_table) -> None:
     )
     with pytest.raises(BadInput, match="--factor 'big': give a number or sigma-ratio"):
         posenc(t, factor="big")
+
+
+@pytest.mark.parametrize("dim", [0, 10**12], ids=["zero", "huge"])
+def test_xavier_dim_is_bounded_before_allocating(dim: int) -> None:
+    """Issue 14.2/14.8: `init --dim 1e12` was a MemoryError; the option is named first."""
+    with pytest.raises(BadInput, match=f"--dim must be between 1 and 65,536, got {dim:,}"):
+        xavier(["a", "b"], dim)

@@ -80,3 +80,19 @@ def test_vector_file_format_errors(source, message) -> None:
     prefix, name = source.split(":")
     with pytest.raises(BadInput, match=message):
         extract(f"{prefix}:{_gensim_data(name)}", Vocabulary(["the"]))
+
+
+@pytest.mark.parametrize(
+    "source,content,message",
+    [("glove:empty.txt", b"", "the vector file is empty"), ("glove:blank.txt", b"\n \n", "the vector file is empty"),
+     ("word2vec:header.txt", b"3 4\n", "has a 'count dim' header line but no vectors"),
+     ("detected:header.txt", b"3 4\n", "has a 'count dim' header line but no vectors")],
+    ids=["empty", "blank-lines", "header-only", "header-only-detected"],
+)  # fmt: skip
+def test_vector_file_without_vectors_is_named(tmp_path, source, content, message) -> None:
+    """Issue 14.6: an empty or header-only vector file is a named error, not a TypeError."""
+    prefix, name = source.split(":")
+    (tmp_path / name).write_bytes(content)
+    spec = str(tmp_path / name) if prefix == "detected" else f"{prefix}:{tmp_path / name}"
+    with pytest.raises(BadInput, match=f"{name}: {message}"):
+        extract(spec, Vocabulary(["the"]))

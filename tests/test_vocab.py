@@ -118,3 +118,38 @@ def test_multi30k_defaults_to_the_papers_lower_cased_vocabularies(tmp_path, shar
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith(f"#embtool tokenizer=spacy:{'en' if side == 'tgt' else 'de'}+lower min_freq=2")
     assert len(lines) - 1 == size
+
+
+def _tiny_multi30k(tmp_path) -> str:
+    folder = tmp_path / "multi30k"
+    folder.mkdir()
+    (folder / "train.de").write_text("ein hund\nein haus\n", encoding="utf-8")
+    (folder / "train.en").write_text("a dog\na house ein\n", encoding="utf-8")
+    return str(folder)
+
+
+def test_cli_vocab_side_both_is_one_joint_list_with_summed_counts(embtool, tmp_path) -> None:
+    """Issue 15: one vocabulary for both sides (the table of `train --emb`), counts summed."""
+    data = _tiny_multi30k(tmp_path)
+    out = tmp_path / "both.vocab"
+    r = embtool("vocab", "multi30k", "--data-dir", data, "--side", "both", "--tokenizer", "whitespace",
+                "--min-freq", "1", "--specials", "<pad>", "-o", str(out))  # fmt: skip
+    assert r.code == 0, r.stderr
+    v = read_vocab(out)
+    counts = dict(zip(v.tokens, v.counts or [], strict=True))
+    assert counts == {"<pad>": 0, "ein": 3, "a": 2, "dog": 1, "haus": 1, "house": 1, "hund": 1}
+    assert v.info["side"] == "both" and v.tokenizer == "whitespace"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [([], "--side both: the sides' tokenizers differ (spacy:de+lower, spacy:en+lower); give one --tokenizer"),
+     (["--side", "left"], "--side 'left': valid choices: src, tgt, both")],
+    ids=["both-without-tokenizer", "unknown-side"],
+)  # fmt: skip
+def test_cli_vocab_side_errors(embtool, tmp_path, args, message) -> None:
+    args = args or ["--side", "both"]
+    out = tmp_path / "v.txt"
+    r = embtool("vocab", "multi30k", "--data-dir", _tiny_multi30k(tmp_path), *args, "-o", str(out))
+    assert r.code == 2 and r.stderr.startswith("embtool: error: ") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -55,3 +55,15 @@ def test_errors_name_the_line(data, message) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="no such vocabulary file"):
         read_vocab(tmp_path / "none.txt")
+
+
+@pytest.mark.parametrize(
+    "data,tokens,tokenizer",
+    [(b"\xef\xbb\xbfa\nb\n", ["a", "b"], None),
+     (b"\xef\xbb\xbf#embtool tokenizer=whitespace\na\t3\nb\t2\n", ["a", "b"], "whitespace")],
+    ids=["plain", "header-and-counts"],
+)  # fmt: skip
+def test_a_utf8_bom_is_accepted(data, tokens, tokenizer) -> None:
+    """Issue 14.14: a BOM is not part of the first token (or of the header line)."""
+    vocab = parse_vocab(data, "v.txt")
+    assert vocab.tokens == tokens and vocab.tokenizer == tokenizer

@@ -6,6 +6,7 @@ and never touches what was already at the target path.
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 import tempfile
@@ -25,7 +26,9 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[str]:
         raise BadInput(f"{dest}: folder {folder} does not exist")
     if dest.is_dir():
         raise BadInput(f"{dest}: is a folder; give a file name")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=folder)
+    remove_stale_temporaries(folder, dest.name)
+    # the writer's pid is in the name, so a later writer can tell a leftover of a killed one
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
         yield tmp
@@ -36,6 +39,41 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[str]:
         if isinstance(e, OSError):
             raise WorkFailure(f"{dest}: could not write ({e.strerror or e})") from None
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> list[Path]:
+    """Remove the temporaries (of target ``name``, or of any) whose writing process is gone.
+
+    A writer killed by SIGKILL cannot clean up; the next writer of the same target does. Returns
+    what was removed. Temporaries of live processes (and of this one) are left alone.
+    """
+    removed = []
+    pattern = f".{glob.escape(name)}.*.tmp" if name else ".*.tmp"
+    for path in Path(folder).glob(pattern):
+        pid = _writer_pid(path.name, name)
+        if pid is None or pid == os.getpid() or _alive(pid):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _writer_pid(filename: str, name: str | None) -> int | None:
+    """The pid in ``.NAME.PID.XXXXXXXX.tmp`` (None when the name has none)."""
+    parts = filename[:-4].rsplit(".", 2)  # [".NAME", "PID", "XXXXXXXX"]
+    if len(parts) != 3 or not parts[1].isdigit() or (name is not None and parts[0] != f".{name}"):
+        return None
+    return int(parts[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

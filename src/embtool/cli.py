@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -73,8 +75,25 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _flags_show_no_metavar() -> None:
+    """typer ≥ 0.2x prints a flag's type in --help (``--debug <bool>``), as if it took a value.
+    Our own flags say ``metavar=""``; this covers the ones typer makes (--help, completion)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_embtool", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if self.is_flag and not self.metavar else shown(self, ctx)
+
+    display_type_rich._embtool = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def build_app(names: Sequence[str] = COMMANDS) -> typer.Typer:
     """The typer app with the commands ``names`` (all by default: help, completion, docs)."""
+    _flags_show_no_metavar()
     app = typer.Typer(**APP_SETTINGS)
     app.callback()(root)
     for name in names:
@@ -98,14 +117,57 @@ def _command(args: Sequence[str]) -> str | None:
     return None
 
 
+_STOPPED: dict[int, tuple[str, int]] = {
+    signal.SIGINT: ("interrupted", 130),
+    signal.SIGTERM: ("terminated", 143),
+}
+
+
+@contextmanager
+def _signals_stop() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt (so every writer cleans up on the way out); the
+    list yielded names the signal that came. The old handlers are put back afterwards."""
+    came: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        came.append(signum)
+        raise KeyboardInterrupt
+
+    old = {}
+    try:
+        for signum in _STOPPED:
+            old[signum] = signal.signal(signum, stop)
+    except ValueError:  # not the main thread: leave signals as they are
+        pass
+    try:
+        yield came
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+def _stopped(came: list[int]) -> int:
+    word, code = _STOPPED[came[0] if came else signal.SIGINT]
+    print(f"embtool: {word}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage)."""
+    """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage,
+    130 interrupted, 143 terminated)."""
+    with _signals_stop() as came:
+        return _main(argv, came)
+
+
+def _main(argv: Sequence[str] | None, came: list[int]) -> int:
     _common.STATE.debug = os.environ.get("EMBTOOL_DEBUG", "") not in ("", "0")
     args = list(argv) if argv is not None else sys.argv[1:]
     command = _command(args)
     try:
         app = build_app((command,) if command else COMMANDS)
         rv = app(args=args, prog_name="embtool", standalone_mode=False)
+        if came or rv == 130:  # typer returns 130 for a KeyboardInterrupt it caught
+            return _stopped(came)
         return rv if isinstance(rv, int) else 0
     except EmbtoolError as e:
         if _common.STATE.debug:
@@ -120,8 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"embtool: error: {_one_line(message)}{hint}", file=sys.stderr)
         return 2
     except (typer.Abort, KeyboardInterrupt):
-        print("embtool: interrupted", file=sys.stderr)
-        return 130
+        return _stopped(came)
     except BrokenPipeError:
         return 1
     except Exception as e:  # noqa: BLE001 - the one place that turns crashes into a line

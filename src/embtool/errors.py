@@ -19,6 +19,15 @@ class BadInput(EmbtoolError):
     exit_code = 2
 
 
+class NonFinite(BadInput):
+    """A table holds NaN/Inf. ``found`` says where, without the hint: a command that has no
+    ``--allow-nonfinite`` (``train``) gives its own."""
+
+    def __init__(self, found: str) -> None:
+        super().__init__(f"{found}; pass --allow-nonfinite to accept them")
+        self.found = found
+
+
 class UsageError(BadInput):
     """The command was called in a way that cannot work (e.g. a table written to a terminal)."""
 

@@ -11,6 +11,7 @@ records the grid; a later call with other inputs or settings is refused rather t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embtool import variants
 from embtool._version import __version__
 from embtool.errors import BadInput, EmbtoolError, WorkFailure
 from embtool.variants import RANDOM_VARIANTS, VARIANTS, parse_variants, variant_table
@@ -183,20 +185,12 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
     folder and tables (TrainConfig checks every value)."""
     from embtool.training.config import TrainConfig
 
-    values: dict[str, Any] = {
-        **grid.settings,
-        **run.point,
-        "task": grid.task,
-        "seed": run.seed,
-        "out": str(run.out),
-        "resume": True,
-    }
+    values: dict[str, Any] = {**grid.settings, **run.point, "task": grid.task, "seed": run.seed}
+    values.update({"out": str(run.out), "resume": True})
     values.update({key: str(path) for key, path in run.tables.items()})
-    from embtool.variants import input_family, variant_standardize
-
-    values.setdefault("standardize", variant_standardize(run.variant, list(grid.inputs.values())))
+    values.setdefault("standardize", variants.variant_standardize(run.variant, list(grid.inputs.values())))
     # every variant in the pretrained table's Table 5 column (a Xavier table's source names none)
-    values.setdefault("family", input_family(next(iter(grid.inputs.values())), grid.task))
+    values.setdefault("family", variants.input_family(next(iter(grid.inputs.values())), grid.task))
     return TrainConfig.from_dict(values, origin="training settings")
 
 
@@ -278,7 +272,13 @@ def check(grid: Grid) -> tuple[dict[str, Any], dict[int, Any]]:
     Returns the grid's record and the TrainConfig of each run not done (keyed by ``id(run)``).
     """
     record = check_record(grid)
-    return record, {id(r): train_config(grid, r) for r in grid.todo()}
+    configs = {id(r): train_config(grid, r) for r in grid.todo()}
+    from embtool.training.widths import check_tables
+
+    inputs = {key: str(path) for key, path in grid.inputs.items()}  # the variants keep the input's D
+    for cfg in configs.values():
+        check_tables(dataclasses.replace(cfg, **inputs))
+    return record, configs
 
 
 def start_grid(grid: Grid, event: Event | None = None) -> dict[int, Any]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from embtool import tablefile
 from embtool._version import __version__
-from embtool.errors import BadInput, UsageError
+from embtool.errors import BadInput, NonFinite, UsageError
 from embtool.interop import TableInterop
 from embtool.tablefile import DTYPE_CODES, STDIO, Affine, Unreadable
 
@@ -254,13 +254,12 @@ def history_entry(op: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _raise_nonfinite(vectors: np.ndarray, tokens: list[str], origin: str) -> None:
-    """Raise BadInput counting NaN/Inf values and naming the first affected row's token."""
+    """Raise NonFinite counting NaN/Inf values and naming the first affected row's token."""
     bad = ~np.isfinite(vectors)  # (N, D)
     count = int(bad.sum())
     row = int(np.flatnonzero(bad.any(axis=1))[0])
-    raise BadInput(
-        f"{origin}: {count} non-finite value(s) (NaN/Inf); first in row {row} "
-        f"(token {tokens[row]!r}); pass --allow-nonfinite to accept them"
+    raise NonFinite(
+        f"{origin}: {count} non-finite value(s) (NaN/Inf); first in row {row} (token {tokens[row]!r})"
     )
 
 

@@ -23,13 +23,16 @@ from embtool.text.vocabfile import Vocabulary
 SHUFFLE_AXES = ("both", "rows", "cols", "all")
 
 
+MAX_DIM = 1 << 16  # D of a table: far above any model's width, low enough that a typo is named
+
+
 def xavier(
     vocab: Vocabulary | list[str], dim: int, seed: int = 0, tokenizer: str | None = None
 ) -> EmbeddingTable:
     """The random baseline (N, D) float32: rows drawn from U(−a, a), a = √(6/(N+D)) (Glorot & Bengio)."""
     tokens = list(vocab.tokens if isinstance(vocab, Vocabulary) else vocab)
-    if dim < 1:
-        raise BadInput(f"--dim must be at least 1, got {dim}")
+    if not 1 <= dim <= MAX_DIM:
+        raise BadInput(f"--dim must be between 1 and {MAX_DIM:,}, got {dim:,}")
     if not tokens:
         raise BadInput("the vocabulary is empty")
     if tokenizer is None:
@@ -132,6 +135,7 @@ def scale(table: EmbeddingTable, by: str | float = "sqrt-dim") -> EmbeddingTable
             raise BadInput(f"--by {by!r}: give sqrt-dim or a number") from None
         if not math.isfinite(factor):
             raise BadInput(f"--by {by!r}: the factor must be finite")
+    _check_no_overflow(table, factor, f"--by {by}")
     args = {"by": by if by == "sqrt-dim" else factor, "factor": factor}
     return table.derive_map("scale", args, Affine(factor))
 
@@ -151,6 +155,19 @@ def posenc_factor(table: EmbeddingTable, factor: str | float) -> float:
     return value
 
 
+def _check_no_overflow(table: EmbeddingTable, factor: float, option: str) -> None:
+    """BadInput naming the option (not the table) when finite values times ``factor`` leave the dtype."""
+    if table.allow_nonfinite or not table.n:
+        return
+    largest = max(abs(v) for v in table.value_range())
+    limit = float(np.finfo(np.float16 if table.dtype == "float16" else np.float32).max)
+    if abs(factor) > limit or largest * abs(factor) > limit:
+        raise BadInput(
+            f"{option}: the result would overflow {table.dtype} (largest value {largest:.4g} × {factor:.4g} "
+            f"> {limit:.4g})"
+        )
+
+
 def posenc(
     table: EmbeddingTable,
     max_len: int = DEFAULT_MAX_LEN,
@@ -161,8 +178,8 @@ def posenc(
     """Add to each row the encoding of one uniformly drawn position (the paper's footnote 6), times
     ``factor`` (a number, or ``"sigma-ratio"``: σ_p/σ_x, see ``posenc_factor``)."""
     check_max_len(max_len)
-    if not base > 1:
-        raise BadInput(f"--base must be greater than 1, got {base}")
+    if not 1 < base < math.inf:
+        raise BadInput(f"--base must be a finite number greater than 1, got {base}")
     scale_by = posenc_factor(table, factor)
     positions = np.random.default_rng(seed).integers(0, max_len, size=table.n)  # (N,)
     x = table.vectors  # (N, D)

@@ -78,6 +78,14 @@ def check_output(out: str) -> None:
         raise UsageError("refusing to write a binary table to a terminal: use -o FILE or redirect stdout")
 
 
+def check_stdin_once(paths: list[str]) -> None:
+    """Fail before reading when ``-`` (stdin) is given more than once: it holds one table."""
+    from embtool.errors import UsageError
+
+    if paths.count("-") > 1:
+        raise UsageError("stdin (-) is given more than once; it holds one table: give the others as files")
+
+
 def err_console() -> Console:
     from rich.console import Console
 

@@ -17,7 +17,8 @@ from typing import Any, Optional
 
 import typer
 
-from embtool.training.config import config_fields, field_default, field_type, option_name
+from embtool.training.checks import option_name
+from embtool.training.config import config_fields, field_default, field_type
 
 
 def _declaration(f: Field[Any], base: type) -> list[str]:
@@ -37,7 +38,7 @@ def _parameter(f: Field[Any], optional: bool, panel_prefix: str) -> inspect.Para
         default,
         *_declaration(f, base),
         help=help_text,
-        metavar=f.metadata.get("metavar"),
+        metavar="" if base is bool else f.metadata.get("metavar"),  # a flag takes no value
         rich_help_panel=panel_prefix + f.metadata["panel"],
         show_default=not optional,
     )
@@ -51,13 +52,17 @@ def _shown(value: Any, base: type, name: str) -> str:
     return "none" if value is None else str(value)
 
 
+_CTX = "_typer_context"  # the click context, to tell given options from defaults
+
+
 def with_train_options(
     *, optional: bool, exclude: frozenset[str] = frozenset(), panel_prefix: str = ""
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add an option per TrainConfig field (but ``exclude``) to a typer command.
 
     The command's own parameters come first; it must take ``settings: dict[str, Any]``, the given
-    values by field name (with ``optional``: only the options the user gave).
+    values by field name (with ``optional``: only the options the user gave). A command that also
+    takes ``given`` receives the names of the options given on the command line.
     """
 
     def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,14 +76,24 @@ def with_train_options(
         ]
         names = {p.name for p in generated}
 
+        wants_given = "given" in own.parameters
+
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
+            ctx = kwargs.pop(_CTX)
             settings = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
             if optional:
                 settings = {k: v for k, v in settings.items() if v is not None}
+            if wants_given:  # the options on the command line, not defaults (`train --resume` checks them)
+                source = ctx.get_parameter_source
+                kwargs["given"] = frozenset(
+                    k for k in settings if getattr(source(k), "name", "") == "COMMANDLINE"
+                )
             return command(**kwargs, settings=settings)
 
-        params = own_params + generated
+        own_params = [p for p in own_params if p.name != "given"]
+        context = inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        params = [*own_params, *generated, context]
         run.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
         run.__annotations__ = {p.name: p.annotation for p in params}
         del run.__wrapped__  # typer must read the new signature, not the command's

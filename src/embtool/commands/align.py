@@ -11,6 +11,7 @@ from embtool.commands._common import (
     OUT_TABLE,
     SEED,
     check_output,
+    check_stdin_once,
     read_table,
     write_table,
 )
@@ -61,6 +62,7 @@ def align(
     check_output(out)
     check_method(missing, ALIGN_METHODS)
     voc = read_vocab(vocab)
+    check_stdin_once(tables or [])
     loaded = [read_table(t, allow_nonfinite) for t in (tables or ["-"])]
     table, cov = run(loaded, voc, missing=missing, seed=seed, case_fallback=case_fallback)
     write_table(table, out)

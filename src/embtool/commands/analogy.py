@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Optional
 
 import typer
 
+from embtool import jsonout
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, STATE, read_table
 from embtool.eval.benchmarks import DEFAULT_RESTRICT  # stdlib only: numpy is imported when scoring
 
@@ -70,7 +70,7 @@ def analogy(
     if json_out:
         out = result.as_dict()
         out["table"] = table
-        typer.echo(json.dumps(out, ensure_ascii=False))
+        typer.echo(jsonout.dumps(out, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from embtool.commands._common import OUT_TABLE, SEED, check_output, write_table
+from embtool.commands._common import ALLOW_NONFINITE, OUT_TABLE, SEED, check_output, write_table
 
 MISSING_HELP = (
     "Fill for tokens found nowhere: normal (random, the found rows' mean and σ), mean (their mean "
@@ -43,6 +43,7 @@ def extract(
     missing: str = typer.Option("normal", "--missing", help=MISSING_HELP),
     seed: int = SEED,
     out: str = OUT_TABLE,
+    allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
     """Pull the rows for a vocabulary out of a pretrained source; report coverage on stderr.
 
@@ -66,6 +67,6 @@ def extract(
     voc = read_vocab(vocab)
     with byte_progress(f"reading {source}") as progress:
         table, cov = run(source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback,
-                         missing=missing, seed=seed, progress=progress)  # fmt: skip
+                         missing=missing, seed=seed, progress=progress, allow_nonfinite=allow_nonfinite)  # fmt: skip
     write_table(table, out)
     say(f"extract {table.source}: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional  # typer reads the annotations
 
 import typer
 
+from embtool import jsonout
 from embtool.commands._common import info
 
 
@@ -59,11 +59,15 @@ def report(
       embtool report runs/ --metric bleu-tok
     """
     from embtool import atomic
+    from embtool.errors import UsageError
     from embtool.report import plot as plots
     from embtool.report.cells import build_report
     from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv, to_json
 
+    for option, path in (("--plot", plot), ("--csv", csv_path)):
+        if path == "-":  # stdout carries the Markdown (or --json); a file named "-" is no one's intent
+            raise UsageError(f"{option} -: give a file name; stdout holds the report")
     rep = build_report(runs, table_stats=not no_table_stats, metric=metric)
     if plot:
         titles = plot_curves(rep, plot)
@@ -83,6 +87,6 @@ def report(
             f"{len(rep.left_out)} left out → {out}"
         )
     if json_out:
-        typer.echo(json.dumps(to_json(rep), ensure_ascii=False, indent=1))
+        typer.echo(jsonout.dumps(to_json(rep), ensure_ascii=False, indent=1))
     elif not to_file:
         typer.echo(text, nl=False)

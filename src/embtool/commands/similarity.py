@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional  # typer reads the annotations
 
 import typer
 
+from embtool import jsonout
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, read_table
 from embtool.eval.benchmarks import DEFAULT_RESTRICT  # stdlib only: numpy is imported when scoring
 
@@ -59,7 +59,7 @@ def similarity(
     )
     if json_out:
         for r in results:
-            typer.echo(json.dumps(r.as_dict(), ensure_ascii=False))
+            typer.echo(jsonout.dumps(r.as_dict(), ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import List, Optional  # typer reads the annotation
 
 import typer
 
-from embtool.commands._common import ALLOW_NONFINITE, read_table
+from embtool import jsonout
+from embtool.commands._common import ALLOW_NONFINITE, check_stdin_once, read_table
 from embtool.positional import DEFAULT_MAX_LEN
 
 
@@ -74,6 +74,7 @@ def stats(
     from embtool.stats import table_stats
 
     check_max_len(max_len)  # before any table is read
+    check_stdin_once(tables)
     loaded = [read_table(path, allow_nonfinite) for path in tables]
     results = [table_stats(t, name=_label(p), max_len=max_len) for t, p in zip(loaded, tables)]
     if plot is not None:
@@ -84,7 +85,7 @@ def stats(
         say(f"stats: histograms of {len(loaded)} table(s) → {plot}")
     if json_out:
         for r in results:
-            typer.echo(json.dumps(r.as_dict(), ensure_ascii=False))
+            typer.echo(jsonout.dumps(r.as_dict(), ensure_ascii=False))
         return
     view = Table(title=f"embedding statistics (position encoding: {max_len} positions)")
     view.add_column("")

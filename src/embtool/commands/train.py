@@ -5,12 +5,11 @@ Its options are TrainConfig's fields (``commands/_options``): defined once, in t
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from typing import Any, Optional
 
 import typer
 
+from embtool import jsonout
 from embtool.commands._common import info
 from embtool.commands._options import with_train_options
 
@@ -27,7 +26,8 @@ def train(
     resume: Optional[str] = typer.Option(
         None,
         "--resume",
-        help="Continue this run folder from its last completed epoch (its settings are kept).",
+        help="Continue this run folder from its last completed epoch (its settings are kept; "
+        "--epochs (more), --device, --amp, --compile and --threads may change).",
         metavar="RUN_DIR",
     ),
     as_json: bool = typer.Option(
@@ -48,6 +48,7 @@ def train(
         min=1,
     ),
     settings: dict[str, Any] | None = None,
+    given: frozenset[str] = frozenset(),
 ) -> None:
     """Train the paper's vanilla transformer and write a run folder.
 
@@ -77,10 +78,10 @@ def train(
     """
     from embtool.commands._progress import TrainingProgress
     from embtool.errors import UsageError
-    from embtool.training import TrainConfig, resume_config
+    from embtool.training import TrainConfig
     from embtool.training import train as run_training
-    from embtool.training.config import RESUME_FOLLOWS
     from embtool.training.parallel import World, launch
+    from embtool.training.runfolder import resume_with
 
     settings = dict(settings or {})
     world = World.from_env()
@@ -89,10 +90,9 @@ def train(
         launch(nproc, _worker_args(task, resume, as_json, settings), run_dir)
         return
     if resume:
-        # where and how it runs follows this command; what it learns stays the stored run's
-        cfg = dataclasses.replace(
-            resume_config(resume), **{k: settings[k] for k in RESUME_FOLLOWS if k in settings}
-        )
+        cfg, changed = resume_with(resume, {k: settings[k] for k in given})
+        for note in changed:
+            info(f"resume: {note}")
     else:
         if task is None:
             if not settings.get("src"):
@@ -123,7 +123,7 @@ def _finish(result: Any, as_json: bool) -> None:
     from embtool.errors import WorkFailure
 
     if as_json:
-        typer.echo(json.dumps(result.test, indent=2))
+        typer.echo(jsonout.dumps(result.test, indent=2))
     if result.test.get("status") == "diverged":
         t = result.test
         raise WorkFailure(
@@ -136,7 +136,7 @@ def _finish(result: Any, as_json: bool) -> None:
 def _print_plan(p: dict[str, Any], as_json: bool) -> None:
     """The plan of ``train --dry-run``: JSON on stdout, or aligned lines."""
     if as_json:
-        typer.echo(json.dumps(p, indent=2))
+        typer.echo(jsonout.dumps(p, indent=2))
         return
     paper, model, train, vocab = p["paper"], p["model"], p["train"], p["vocab"]
     col = f"{p['task']} {paper['family']} (Table 5: {paper['params']})" if "family" in paper else "none"
@@ -167,7 +167,8 @@ def _print_plan(p: dict[str, Any], as_json: bool) -> None:
 def _worker_args(task: str | None, resume: str | None, as_json: bool, settings: dict[str, Any]) -> list[str]:
     """This command's arguments for each torchrun worker (all but --nproc)."""
     from embtool.commands._common import STATE
-    from embtool.training.config import field_type, option_name
+    from embtool.training.checks import option_name
+    from embtool.training.config import field_type
 
     args = [*(["-q"] if STATE.quiet else []), *(["--debug"] if STATE.debug else []), "train"]
     args += ["--resume", resume] if resume else ([task] if task else [])

@@ -18,7 +18,12 @@ def vocab(
     text: Optional[List[str]] = typer.Option(
         None, "--text", help="Count these text files (one sentence a line; .gz ok) instead of a task."
     ),
-    side: str = typer.Option("src", "--side", help="Translation side: src (German) or tgt (English)."),
+    side: str = typer.Option(
+        "src",
+        "--side",
+        help="Translation side: src (German), tgt (English), or both (one joint vocabulary, counts summed; "
+        "needs one --tokenizer for both, e.g. hf:mt5).",
+    ),
     split: str = typer.Option("train", "--split", help="Task split to count."),
     tokenizer: Optional[str] = typer.Option(
         None,
@@ -56,6 +61,8 @@ def vocab(
       embtool vocab multi30k --data-dir ../shared/data --side tgt -o en.vocab
 
       embtool vocab --text corpus.txt --tokenizer hf:bert -o bert.vocab
+
+      embtool vocab iwslt2017 --side both --tokenizer hf:mt5 -o vocab.txt
     """
     from embtool.commands._progress import progress_bar, say
     from embtool.errors import UsageError
@@ -74,6 +81,11 @@ def vocab(
         tinfo = get_task(task)
         data = load_task(task, split, data_dir)
         default_spec = tinfo.tokenizer(side)  # the registry's: spaCy in the side's language
+        if side == "both" and tokenizer is None and tinfo.tokenizer("src") != tinfo.tokenizer("tgt"):
+            raise UsageError(
+                f"--side both: the sides' tokenizers differ ({tinfo.tokenizer('src')}, {tinfo.tokenizer('tgt')}); "
+                "give one --tokenizer for both (e.g. hf:mt5 or whitespace)"
+            )
         lines = list(task_texts(data, side))
         k = tinfo.min_freq if min_freq is None else min_freq
         meta.update(task=task, split=split)

@@ -190,6 +190,8 @@ def evaluate_analogies(
             c.append(rc)
             d.append(rd)
 
+    if not todo and not count_oov:  # as `similarity` does: a 0/0 accuracy says nothing
+        raise BadInput(f"{name}: no question has all four words in the table's first {restrict} rows")
     fallbacks = 0
     if todo:
         answers, fallbacks = search.solve(table.vectors[:r], vocab, a, b, c, d, method=method, device=device)

@@ -10,6 +10,7 @@ gensim's too (each vector scaled to unit length in float64, rounded to float32, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,8 @@ def parse_pairs(data: bytes, origin: str = "<pairs>") -> list[Pair]:
             score = float(fields[2])
         except ValueError:
             raise BadInput(f"{origin}, line {no}: score {fields[2].strip()!r} is not a number") from None
+        if not math.isfinite(score):  # float() takes "nan" and "inf"; ρ would be nan
+            raise BadInput(f"{origin}, line {no}: score {fields[2].strip()!r} is not a finite number")
         pairs.append(Pair(fields[0], fields[1], score, no))
     if not pairs:
         raise BadInput(f"{origin}: no word pairs found (expected 'word<TAB>word<TAB>score' lines)")

@@ -75,6 +75,7 @@ def extract(
     missing: str = "normal",
     seed: int = 0,
     progress: Progress | None = None,
+    allow_nonfinite: bool = False,
 ) -> tuple[EmbeddingTable, Coverage]:
     """A float32 table (N, D) with one row per vocabulary token from ``source``, and its coverage
     (tokens found, composed from pieces, missing); tokens found nowhere are filled by ``missing``.
@@ -121,7 +122,7 @@ def extract(
     }
     table = EmbeddingTable(vectors, list(vocab.tokens), source=meta["source"],
                            tokenizer=vocab.tokenizer or meta["tokenizer"], history=[history_entry("extract", args)],
-                           missing=lost, origin=source)  # fmt: skip
+                           missing=lost, origin=source, allow_nonfinite=allow_nonfinite)  # fmt: skip
     return table, cov
 
 

@@ -65,6 +65,12 @@ def locate_weights(location: str, tensor: str | None = None) -> WeightFile:
         if name.endswith(".index.json"):
             weight_map = _read_index(path)
             key = pick_tensor(list(weight_map), tensor, str(path))
+            parts = Path(weight_map[key]).parts
+            if not parts or Path(weight_map[key]).is_absolute() or ".." in parts:
+                raise BadInput(
+                    f"{path}: names shard {weight_map[key]!r} for {key}, outside the checkpoint folder; "
+                    "shards must be files in the folder"
+                )
             shard = fetch(weight_map[key])
             if shard is None:
                 raise BadInput(f"{path}: names shard {weight_map[key]!r} for {key}, which is not there")
@@ -171,21 +177,43 @@ def _safetensors_keys(path: Path) -> list[str]:
 
 def _torch_state(path: Path) -> dict[str, Any]:
     import pickle
+    import warnings
 
     import torch
 
     try:
-        try:  # the zip format memory-maps: only the tensors touched are read
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # the legacy format cannot be memory-mapped
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as e:
+        with warnings.catch_warnings():  # torch warns (with a source line) before it refuses
+            warnings.simplefilter("ignore")
+            try:  # the zip format memory-maps: only the tensors touched are read
+                state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # the legacy format cannot be memory-mapped
+                state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refused a pickled object (code could run)
+        what = _unsafe_global(str(e))
         raise BadInput(
-            f"{path}: not a loadable PyTorch state dict ({' '.join(str(e).split())[:200]})"
+            f"{path}: not a weights-only checkpoint: it holds pickled Python objects{what}, which embtool "
+            "does not load (they can run code); convert it to safetensors where you trust it"
         ) from None
+    except (RuntimeError, OSError, EOFError) as e:
+        raise BadInput(f"{path}: not a loadable PyTorch state dict ({_first_line(str(e))})") from None
     if not isinstance(state, dict):
         raise BadInput(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
     return state
+
+
+def _unsafe_global(message: str) -> str:
+    """`` (first: NAME)`` from torch's weights-only refusal, naming the global it met, or ''."""
+    import re
+
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message) or re.search(
+        r"GLOBAL ([\w.]+) was not an allowed global", message
+    )
+    return f" (first: {found.group(1)})" if found else ""
+
+
+def _first_line(message: str) -> str:
+    line = next((x.strip() for x in message.splitlines() if x.strip()), "")
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def _read_index(path: Path) -> dict[str, str]:
@@ -203,8 +231,11 @@ def hub_file(repo: str, name: str) -> Path | None:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
+    from embtool import hub
+
+    local = hub.offline()  # offline: the cache only, no minute of retries
     try:
-        return Path(hf_hub_download(repo, name))
+        return Path(hf_hub_download(repo, name, local_files_only=local))
     except EntryNotFoundError:
         return None
     except RepositoryNotFoundError:
@@ -212,6 +243,8 @@ def hub_file(repo: str, name: str) -> Path | None:
     except Exception as e:  # noqa: BLE001 - offline, unreachable, gated: all end the same way
         if type(e).__name__ == "LocalEntryNotFoundError" and _cached_repo(repo):
             return None  # offline with a cached snapshot that lacks this file
+        if local:
+            raise hub.unreachable(repo, "give a local checkpoint folder (save_pretrained) instead") from None
         raise WorkFailure(
             f"could not fetch {name} of {repo} from the Hugging Face hub ({type(e).__name__}); "
             "without network, give a local checkpoint folder (save_pretrained) instead"

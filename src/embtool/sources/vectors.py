@@ -71,6 +71,7 @@ def load_vector_file(kind: str | None, path: str, progress: Progress | None = No
     if not p.is_file():
         raise BadInput(f"{path}: no such vector file")
     detected, binary = detect_format(p, member)
+    _check_not_empty(p, detected, member)
     kind = kind or detected
     if kind not in FORMATS:
         raise BadInput(f"unknown vector format {kind!r}; valid choices: {', '.join(FORMATS)}")
@@ -107,6 +108,15 @@ def load_vector_file(kind: str | None, path: str, progress: Progress | None = No
             f"{path}: not a readable {kind} vector file ({' '.join(str(e).split())[:200]})"
         ) from None
     return VectorFile(kind, p, kv, ngrams=False)
+
+
+def _check_not_empty(path: Path, detected: str, member: str | None = None) -> None:
+    """BadInput for a file with no vectors: empty, blank, or a word2vec header alone."""
+    head = _head(path, 4096, member)
+    if not head.strip():
+        raise BadInput(f"{path}: the vector file is empty")
+    if detected == "word2vec" and not head.partition(b"\n")[2].strip():
+        raise BadInput(f"{path}: has a 'count dim' header line but no vectors")
 
 
 def lookup_words(

@@ -79,11 +79,15 @@ def load_task(name: str, split: str = "train", data_dir: str | os.PathLike[str] 
 
 
 def task_texts(data: SplitData, side: str = "src") -> Iterator[str]:
-    """The sentences a vocabulary is counted on: one side of pairs, every field of examples."""
+    """The sentences a vocabulary is counted on: one side of pairs (or both: one joint vocabulary,
+    counts summed), every field of examples."""
     if isinstance(data, TranslationData):
-        if side not in ("src", "tgt"):
-            raise BadInput(f"--side {side!r}: valid choices: src, tgt")
-        yield from data.src if side == "src" else data.tgt
+        if side not in ("src", "tgt", "both"):
+            raise BadInput(f"--side {side!r}: valid choices: src, tgt, both")
+        if side in ("src", "both"):
+            yield from data.src
+        if side in ("tgt", "both"):
+            yield from data.tgt
     else:
         for example in data.texts:
             yield from example

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from embtool import hub
 from embtool.errors import BadInput, WorkFailure
 
 # Short names for the checkpoints of the paper (and their tokenizers); `extract` uses them too.
@@ -159,13 +160,21 @@ def load_hf_tokenizer(name: str) -> Any:
     """``AutoTokenizer.from_pretrained`` for a hub id or local folder; never runs remote code."""
     name = resolve_alias(name)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    missing = hub.unreachable(
+        f"tokenizer {name!r}", "give a local folder that holds its tokenizer files (hf:/path/to/folder)"
+    )
+    if not os.path.isdir(name) and hub.offline() and not hub.cached(name):
+        raise missing  # before importing transformers (seconds)
     try:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
+        local = os.path.isdir(name) or hub.offline()  # offline: the cache only, no minute of retries
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=False, local_files_only=local)
     except (OSError, ValueError) as e:
+        if not os.path.isdir(name) and hub.offline():
+            raise missing from None
         if os.path.isdir(name):
             raise BadInput(
                 f"{name}: could not load a tokenizer from this folder ({_first_line(e)}); it needs the "

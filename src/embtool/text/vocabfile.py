@@ -64,6 +64,7 @@ def parse_vocab(data: bytes, name: str = "<vocab>") -> Vocabulary:
     counts: list[int | None] = []
     info: dict[str, str] = {}
     first_line: dict[str, int] = {}
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM (Windows editors write one) is no token
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the final newline ends the last line; it does not start an empty one

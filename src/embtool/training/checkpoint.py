@@ -16,6 +16,7 @@ from torch import nn
 from embtool._version import __version__
 from embtool.atomic import atomic_path
 from embtool.errors import BadInput
+from embtool.training.runfolder import METRICS
 
 KEY_MODEL = "embtool.model"  # ModelConfig as JSON
 KEY_TRAIN = "embtool.train"  # TrainConfig as JSON
@@ -62,6 +63,10 @@ def read_weights_meta(path: Path) -> dict[str, Any]:
     }
 
 
+# what save_state is given in every epoch (loop.fit); a resume needs all of it
+STATE_KEYS = ("epoch", "model", "optimizer", "rng", "best_val_loss", "best_epoch", "metrics")
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -76,7 +81,42 @@ def load_state(path: Path) -> dict[str, Any]:
         raise BadInput(f"{path}: not a readable resume state ({e})") from None
     if not isinstance(state, dict) or "epoch" not in state:
         raise BadInput(f"{path}: not an embtool resume state")
+    lacking = [k for k in STATE_KEYS if k not in state]
+    if lacking:
+        raise BadInput(f"{path}: not a complete resume state (no {', '.join(lacking)}); it cannot be resumed")
     return state
+
+
+def resume_state(path: Path, done_epochs: int, model: torch.nn.Module) -> dict[str, Any] | None:
+    """state.pt of a resumed run, checked against ``model`` (None: no epoch done, start at 1).
+
+    state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and metrics,
+    so a kill between the writes of an epoch cannot leave a mixed state."""
+    if not path.is_file():
+        if done_epochs:  # epochs were trained, but their state is gone: starting over would overwrite them
+            raise BadInput(
+                f"{path}: no resume state, but {METRICS} records {done_epochs} epoch(s); the run cannot "
+                "continue: train it again with another --out"
+            )
+        return None
+    state = load_state(path)
+    check_state_fits(path, state, model)
+    return state
+
+
+def check_state_fits(path: Path, state: dict[str, Any], model: torch.nn.Module) -> None:
+    """BadInput unless ``state``'s weights are those of ``model`` (built from config.json): same
+    tensors, same shapes. A state.pt copied from another run would fail deep inside torch."""
+    theirs, mine = state["model"], model.state_dict()
+    if not isinstance(theirs, dict) or set(theirs) != set(mine):
+        other = sorted(set(theirs) ^ set(mine)) if isinstance(theirs, dict) else ["(not a state dict)"]
+        raise BadInput(f"{path}: its weights are not those of this run's model (config.json): {other[0]}")
+    for key, tensor in mine.items():
+        if tuple(theirs[key].shape) != tuple(tensor.shape):
+            raise BadInput(
+                f"{path}: holds weights of another model size ({key} is {tuple(theirs[key].shape)}; "
+                f"config.json's model has {tuple(tensor.shape)}); it is not this run's state"
+            )
 
 
 def rng_state(device: torch.device | None = None) -> dict[str, Any]:

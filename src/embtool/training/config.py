@@ -14,18 +14,11 @@ from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any
 
 from embtool.errors import BadInput
-from embtool.tasks.registry import TASKS, Task, get_task
-from embtool.training.paper import FAMILIES, PRESETS, column_of, filled
-
-DEVICES = ("auto", "cpu", "cuda")
-AMP_CHOICES = ("auto", "bf16", "fp16", "off")
-MISSING_FILLS = ("normal", "xavier", "zero", "mean")
-# settings that change where and how a run executes, not what it learns: `--resume` takes them
-# from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
-RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
-NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
-OPTIMIZERS = ("adam", "adamw", "radam")
-SCHEDULES = ("constant", "inverse-sqrt", "cosine")
+from embtool.tasks.registry import TASKS, Task
+from embtool.training.checks import (
+    check_config,
+)
+from embtool.training.paper import column_of, filled
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
@@ -211,7 +204,7 @@ class TrainConfig:
     device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
     amp: str = option(
         "auto",
-        "Autocast: auto (bf16 where the GPU or CPU has it natively), bf16, fp16 (with loss scaling), off.",
+        "Autocast: auto (bf16 on a GPU that has it natively; on a CPU with AMX, or AVX512-BF16 where a short probe finds it faster), bf16, fp16 (with loss scaling), off.",
         RUN,
         role="env",
     )
@@ -225,78 +218,7 @@ class TrainConfig:
     resume: bool = option(False, "Continue the run in --out from its last completed epoch.", RUN, role="env")
 
     def __post_init__(self) -> None:
-        get_task(self.task)  # BadInput listing the valid tasks
-        for name, choices in (
-            ("device", DEVICES),
-            ("amp", AMP_CHOICES),
-            ("missing", MISSING_FILLS),
-            ("preset", PRESETS),
-            ("family", (None, *FAMILIES)),
-            ("norm", NORMS),
-            ("optimizer", OPTIMIZERS),
-            ("lr_schedule", SCHEDULES),
-        ):
-            if getattr(self, name) not in choices:
-                raise BadInput(
-                    f"invalid {option_name(name)} {getattr(self, name)!r}; valid choices: {list(choices)}"
-                )
-        if self.emb and (self.src_emb or self.tgt_emb):
-            raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
-        if self.kind == "classification" and self.tgt_emb:
-            raise BadInput(f"--tgt-emb: {self.task} is a classification task and has no target side")
-        if self.task == "files" and not (self.src and self.tgt):
-            raise BadInput("task files needs --src FILE and --tgt FILE (parallel sentences)")
-        for name in (
-            "epochs",
-            "batch_size",
-            "max_tokens",
-            "min_freq",
-            "max_train_examples",
-            "max_eval_examples",
-            "d_model",
-            "heads",
-            "ff",
-            "threads",
-            "seed",
-            "enc_layers",
-            "dec_layers",
-            "input_dim",
-            "output_dim",
-            "warmup",
-        ):
-            if getattr(self, name) < 0:
-                raise BadInput(f"{option_name(name)} must not be negative, got {getattr(self, name)}")
-        if self.seed >= 2**63:
-            raise BadInput(f"--seed must be below 2**63, got {self.seed}")
-        if self.layers < 1:
-            raise BadInput(f"--layers must be at least 1, got {self.layers}")
-        if self.beam < 1:
-            raise BadInput(f"--beam must be at least 1, got {self.beam}")
-        if self.lr < 0 or self.clip_norm < 0:
-            raise BadInput("--lr and --clip-norm must not be negative")
-        if self.weight_decay < 0:
-            raise BadInput(f"--weight-decay must not be negative, got {self.weight_decay}")
-        if self.kind == "classification" and (self.output_dim or self.out_emb):
-            raise BadInput(
-                f"--output-dim/--out-emb: {self.task} is a classification task with no output embedding"
-            )
-        width = self.input_dim or self.d_model  # the input embedding's, where known before the table
-        if self.tie_output and self.output_dim and width and width != self.output_dim:
-            raise BadInput(
-                f"--tie-output needs one width for the input and output embeddings, got {width} "
-                f"(--input-dim/--d-model) and {self.output_dim} (--output-dim); untie them or match them"
-            )
-        if self.out_emb and self.tie_output:
-            raise BadInput("--out-emb with --tie-output: the output layer is the input embedding; give one")
-        for name in ("dropout", "attn_dropout", "label_smoothing"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise BadInput(f"{option_name(name)} must be in [0, 1), got {getattr(self, name)}")
-        if not (0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0) or self.adam_eps <= 0:
-            raise BadInput("--adam-beta1/--adam-beta2 must be in [0, 1) and --adam-eps positive")
-        if not 4 <= self.max_len <= 100_000:
-            raise BadInput(f"--max-len must be between 4 and 100000, got {self.max_len}")
-        if self.max_tokens and self.max_tokens < self.max_len:
-            raise BadInput(f"--max-tokens {self.max_tokens} must be at least --max-len {self.max_len}")
+        check_config(self)  # BadInput naming the option (embtool.training.checks)
 
     @property
     def task_info(self) -> Task:
@@ -325,11 +247,6 @@ class TrainConfig:
         for key, value in d.items():
             check_type(key, value, origin)
         return cls(**d)
-
-
-def option_name(name: str) -> str:
-    """The command-line option of a TrainConfig field: ``batch_size`` → ``--batch-size``."""
-    return "--" + name.replace("_", "-")
 
 
 def config_fields() -> list[Field[Any]]:

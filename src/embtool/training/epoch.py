@@ -50,7 +50,7 @@ def pick_device(name: str) -> torch.device:
 
 def pick_amp(name: str, device: torch.device) -> str:
     """The autocast dtype, "bf16", "fp16" or "off": as given, or for "auto" bf16 where the device
-    has it natively (CUDA compute capability ≥ 8.0; CPUs with AVX512-BF16/AMX), else off.
+    has it natively (CUDA compute capability ≥ 8.0; CPUs: see ``amp.choose_amp``), else off.
 
     Emulated bf16 is slow: ``torch.cuda.is_bf16_supported()`` also says yes on V100/T4, where bf16
     runs without tensor cores or fused attention; there ``--amp fp16`` (with a GradScaler) is the
@@ -60,11 +60,9 @@ def pick_amp(name: str, device: torch.device) -> str:
         return name
     if device.type == "cuda":
         return "bf16" if cuda_native_bf16(device) else "off"
-    try:
-        native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        native = False
-    return "bf16" if native else "off"
+    from embtool.training.amp import choose_amp  # a CPU: bf16 only where it is faster (AMX, or a probe)
+
+    return "bf16" if choose_amp("auto", device).bf16 else "off"
 
 
 def cuda_native_bf16(device: torch.device) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from embtool.model import Classifier, ModelConfig, Seq2Seq, parameter_counts
 from embtool.model import build as build_model
 from embtool.training import checkpoint as ckpt
 from embtool.training import parallel
+from embtool.training.amp import choose_amp
 from embtool.training.building import init_embeddings, model_config, profile_admin
-from embtool.training.config import RESUME_FOLLOWS, TrainConfig
+from embtool.training.checks import RESUME_FOLLOWS
+from embtool.training.config import TrainConfig
 from embtool.training.cpu import process_settings
 from embtool.training.data import SEP, SPECIALS
 from embtool.training.dynamics import epoch_dynamics, snapshot
@@ -57,6 +60,7 @@ from embtool.training.runfolder import (
 )
 from embtool.training.schedule import make_optimizer, set_lr
 from embtool.training.setup import Prepared, prepare
+from embtool.training.widths import check_tables
 
 SPECIAL_TOKENS = {*SPECIALS, SEP}
 
@@ -106,14 +110,23 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
     device = parallel.device_for(world, pick_device(cfg.device))
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     parallel.init(world, device)
+    lock = folder.lock() if world.main else nullcontext()  # one process trains in a folder (rank 0 holds it)
     try:
         parallel.barrier(world)  # every rank has checked the folder before rank 0 writes to it
-        with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
-            run = build(cfg, folder, device, progress, world)
-            fit(run, progress)
-            if run.diverged is not None:
-                return finish_diverged(run, progress)
-            return finish(run, progress)
+        with lock:
+            if (
+                world.main and not cfg.resume and folder.file(CONFIG).exists()
+            ):  # another run took it meanwhile
+                raise BadInput(f"run folder {folder.path} exists; give another --out")
+            try:
+                with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
+                    run = build(cfg, folder, device, progress, world)
+                    fit(run, progress)
+                    return finish(run, progress)
+            except Exception:
+                if world.main and not cfg.resume and not folder.file(STATE).exists():
+                    folder.discard()  # a failed start leaves nothing behind (a run that started can resume)
+                raise
     finally:
         parallel.close(world)
 
@@ -143,6 +156,7 @@ def open_run(
                 **{name: getattr(cfg, name) for name in RESUME_FOLLOWS},
             )
     cfg = cfg.resolved()
+    check_tables(cfg)  # a width that cannot fit the tables fails before the folder is made
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
     folder = RunFolder(cfg.out or "")
     if (
@@ -152,6 +166,8 @@ def open_run(
     ):
         progress("log", {"message": f"{folder.path} is complete ({TEST} exists)"})
         return cfg, folder, True
+    if folder.path.exists() and not folder.path.is_dir():
+        raise BadInput(f"--out {folder.path}: is a file; give a folder for the run")
     if not cfg.resume and folder.file(CONFIG).exists():
         raise BadInput(
             f"run folder {folder.path} exists; continue it with --resume {folder.path}, or give another --out"
@@ -170,6 +186,7 @@ def build(
     from embtool.tasks import load_files, load_splits
 
     amp = pick_amp(cfg.amp, device)
+    amp_why = choose_amp(cfg.amp, device).why if device.type == "cpu" else f"--amp {cfg.amp} on {device.type}"
     if cfg.task_info.local_only:
         assert cfg.src and cfg.tgt
         data = load_files(cfg.src, cfg.tgt, cfg.val_src, cfg.val_tgt, cfg.test_src, cfg.test_tgt)
@@ -187,6 +204,8 @@ def build(
         progress("log", {"message": _column_line(paper, cfg, model_cfg)})
     init = init_embeddings(model, prep, model_cfg, cfg, progress)
     model.to(device)
+    # state.pt, checked against this model (config.json's) before anything in the folder changes
+    state = ckpt.resume_state(folder.file(STATE), folder.done_epochs(), model) if cfg.resume else None
     admin = profile_admin(model, prep, cfg, device, progress) if model_cfg.norm == "admin" else None
     steps_per_epoch = len(batches_of(prep.train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed)))
     if cfg.warmup > cfg.epochs * steps_per_epoch:
@@ -215,6 +234,7 @@ def build(
         "init": init,
         "device": str(device),
         "amp": amp,
+        "amp_why": amp_why,  # what --amp (auto) chose, and why
         "world_size": world.size if world else 1,
         "sdpa": sdpa_info(device, model_cfg.d_model // model_cfg.n_heads),
         "dropped_train_examples": prep.dropped,
@@ -251,10 +271,7 @@ def build(
     run.specials = {**n_special, "out": n_special.get("tgt", 0)}
     if prep.val:
         run.probe = collate(prep.val, list(range(min(64, len(prep.val)))), cfg.kind).to(device)
-    if cfg.resume and folder.file(STATE).is_file():
-        # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
-        # metrics, so a kill between the writes of an epoch cannot leave a mixed state
-        state = ckpt.load_state(folder.file(STATE))
+    if state is not None:
         model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["optimizer"])
         ckpt.set_rng_state(state["rng"], device)
@@ -335,11 +352,12 @@ def fit(run: Run, progress: Progress) -> None:
 
 
 def finish(run: Run, progress: Progress) -> RunResult:
-    """Test the best model (translation) or take the best validation accuracy; write test.json."""
+    """Test the best model (translation) or take the best validation accuracy; write test.json. A run
+    whose training diverged records its status, where, and the last good epoch instead."""
     if not run.world.main:  # rank 0 tests and writes test.json
         parallel.barrier(run.world)
         return run.folder.result()
-    result = test_result(run)
+    result = test_result(run) if run.diverged is None else {**run.diverged, "best_epoch": run.best_epoch}
     run.folder.write_json(TEST, result)
     parallel.barrier(run.world)
     progress("test", result)
@@ -352,19 +370,6 @@ def _column_line(paper: dict[str, Any], cfg: TrainConfig, mc: ModelConfig) -> st
         f"D {mc.d_model}, {mc.n_heads} heads, FFN {mc.d_ff}, batch {cfg.batch_size}, {cfg.epochs} epochs, "
         f"lr {cfg.lr:g}"
     )
-
-
-def finish_diverged(run: Run, progress: Progress) -> RunResult:
-    """test.json for a run whose training diverged: its status, where, and the last good epoch."""
-    assert run.diverged is not None
-    if not run.world.main:  # rank 0 writes test.json
-        parallel.barrier(run.world)
-        return run.folder.result()
-    result = {**run.diverged, "best_epoch": run.best_epoch}
-    run.folder.write_json(TEST, result)
-    parallel.barrier(run.world)
-    progress("test", result)
-    return RunResult(run.folder.path, result, list(run.lines))
 
 
 def _diverged(folder: RunFolder) -> bool:

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embtool import atomic
+from embtool import atomic, jsonout
 from embtool.errors import BadInput
 
 CONFIG = "config.json"
@@ -34,7 +36,12 @@ STATE = "state.pt"
 TEST = "test.json"
 HYPS = "hyps.test.txt"
 
+LOCK = ".lock"  # held (flock) while a process trains in the folder
+RUN_FILES = (CONFIG, VOCAB, METRICS, BEST, LAST, STATE, TEST, HYPS, LOCK)
+
 DONE, RESUME, TODO = "done", "resume", "todo"
+# the figures of a metrics.jsonl line (and val_acc_<split>)
+_FIGURES = ("epoch", "train_loss", "val_loss", "val_bleu", "val_acc", "seconds", "tokens_per_s")
 # config.json of runs made before the train options and TrainConfig fields shared one name
 _OLD_KEYS = {"n_heads": "heads", "n_layers": "layers", "d_ff": "ff"}
 
@@ -114,6 +121,12 @@ class RunFolder:
                 raise ValueError(f"{METRICS} line {lineno} is not valid JSON") from None
             if not isinstance(row, dict) or "epoch" not in row:
                 raise ValueError(f"{METRICS} line {lineno} has no 'epoch'")
+            for key, value in row.items():  # a figure is a number, or null (a NaN loss is written as null)
+                if not (key in _FIGURES or key.startswith("val_acc_")):
+                    continue
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                if not number and (value is not None or key == "epoch"):
+                    raise ValueError(f"{METRICS} line {lineno}: {key} {json.dumps(value)} is not a number")
             rows.append(row)
         return rows
 
@@ -130,13 +143,51 @@ class RunFolder:
     # -- writing
 
     def write_json(self, name: str, value: Any, indent: int | None = 2) -> None:
-        atomic.write_text(self.file(name), json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
+        atomic.write_text(self.file(name), jsonout.dumps(value, indent=indent, ensure_ascii=False) + "\n")
 
     def write_metrics(self, lines: list[dict[str, Any]]) -> None:
-        atomic.write_text(self.file(METRICS), "".join(json.dumps(x) + "\n" for x in lines))
+        atomic.write_text(self.file(METRICS), "".join(jsonout.dumps(x) + "\n" for x in lines))
 
     def write_hyps(self, hyps: list[str]) -> None:
         atomic.write_text(self.file(HYPS), "".join(h + "\n" for h in hyps))
+
+    def discard(self) -> None:
+        """Remove what a run that failed to start wrote (its files, then the folder if it is empty)."""
+        for name in RUN_FILES:
+            self.file(name).unlink(missing_ok=True)
+        atomic.remove_stale_temporaries(self.path)
+        try:
+            self.path.rmdir()
+        except OSError:  # not empty: the user's own files stay
+            pass
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder for one training process; BadInput when another holds it."""
+        import fcntl
+
+        path = self.file(LOCK)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                owner = path.read_text(encoding="utf-8").strip() if path.is_file() else "?"
+                raise BadInput(
+                    f"run folder {self.path} is in use by another embtool process (pid {owner or '?'}); "
+                    "wait for it, or give another --out"
+                ) from None
+            if path.exists() and os.fstat(fd).st_ino == path.stat().st_ino:
+                break  # else the holder removed the file as we opened it: take the new one
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
 
     def clear_result(self) -> None:
         """Remove test.json and the hypotheses: a run is complete iff test.json exists, not while it continues."""
@@ -163,3 +214,43 @@ def resume_config(run_dir: str | os.PathLike[str]) -> Any:
     stored.setdefault("preset", "fast")
     stored.update(out=str(run_dir), resume=True)
     return TrainConfig.from_dict(stored, origin=str(path))
+
+
+# settings a continued run may take from the command: more epochs, and where and how it runs
+ON_RESUME = ("epochs", "device", "amp", "compile", "threads")
+
+
+def resume_with(run_dir: str | os.PathLike[str], given: dict[str, Any]) -> tuple[Any, list[str]]:
+    """The stored TrainConfig with the allowed ``given`` settings applied, and a note per change.
+
+    BadInput for a setting that would change what the run learns (or fewer epochs than it has
+    done): a run folder holds one run; a changed one is a new run in another folder.
+    """
+    import dataclasses
+
+    cfg = resume_config(run_dir)
+    changes, notes, refused = {}, [], []
+    for name, value in sorted(given.items()):
+        old = getattr(cfg, name, None)
+        if name == "out" and value is not None and Path(value).resolve() != Path(run_dir).resolve():
+            refused.append(f"--out {value} (the run is in {run_dir})")
+            continue
+        if name in ("out", "resume") or value == old:
+            continue
+        if name in ON_RESUME:
+            changes[name] = value
+            notes.append(f"--{name.replace('_', '-')} {value} (was {old})")
+        else:
+            refused.append(f"--{name.replace('_', '-')} {value} (the run has {old})")
+    if refused:
+        raise BadInput(
+            f"--resume {run_dir}: {', '.join(refused)} would change the run; a run continues with its own "
+            f"settings, and only {', '.join('--' + n for n in ON_RESUME)} may change (give another --out "
+            "for a new run)"
+        )
+    done = RunFolder(run_dir).done_epochs()
+    if "epochs" in changes and changes["epochs"] < done:
+        raise BadInput(
+            f"--resume {run_dir}: --epochs {changes['epochs']}: the run has trained {done} epoch(s) already"
+        )
+    return dataclasses.replace(cfg, **changes), notes

@@ -56,9 +56,13 @@ def table_info(path: str, table: EmbeddingTable) -> dict[str, Any]:
 
 
 def _load_table(path: str) -> EmbeddingTable:
+    from embtool.errors import NonFinite
     from embtool.table import load
 
-    return load(path)
+    try:
+        return load(path)
+    except NonFinite as e:  # train has no --allow-nonfinite: a model cannot learn from NaN rows
+        raise BadInput(f"{e.found}; training needs finite rows: fix the table or make it again") from None
 
 
 def side_tokenizer(

@@ -1,0 +1,121 @@
+"""bf16 autocast or fp32: what ``--amp auto`` picks, and why (config.json records both).
+
+On CUDA, bf16 where the GPU has it. On a CPU, bf16 pays only where matmuls run natively in bf16
+*and* faster than fp32: AMX tiles are; AVX512-BF16 alone often is not (its dot products convert
+and accumulate in fp32, and autocast adds casts around every op; one such CPU trained at half the
+fp32 speed). So with AVX512-BF16 and no AMX a short matmul probe decides, once per CPU, PyTorch
+version and thread count (the answer is cached under ``$XDG_CACHE_HOME/embtool``). Without native
+bf16 it would be emulated: fp32, no probe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import torch
+
+PROBE_SHAPE = (512, 512, 2048)  # (tokens, D, FFN): the paper's model's widest matmul, a small batch
+FASTER = 0.9  # bf16 must take at most this share of fp32's time to be picked
+
+
+@dataclass(frozen=True)
+class AmpChoice:
+    """Whether to autocast to bf16, and the reason in words."""
+
+    bf16: bool
+    why: str
+
+
+def choose_amp(setting: str, device: torch.device) -> AmpChoice:
+    """``--amp`` (auto, bf16, off) on ``device`` → bf16 or not, and why."""
+    if setting == "off":
+        return AmpChoice(False, "--amp off")
+    if setting == "bf16":
+        return AmpChoice(True, "--amp bf16")
+    if device.type == "cuda":
+        ok = bool(torch.cuda.is_bf16_supported())
+        return AmpChoice(ok, "CUDA device with bf16" if ok else "CUDA device without bf16")
+    avx512_bf16, amx = cpu_bf16_support()
+    if amx:
+        return AmpChoice(True, "CPU with AMX: native bf16 matmuls")
+    if not avx512_bf16:
+        return AmpChoice(False, "CPU without native bf16 (AVX512-BF16/AMX): bf16 would be emulated")
+    fp32, bf16 = probe_seconds()
+    verdict = "faster" if bf16 <= FASTER * fp32 else "not faster"
+    return AmpChoice(
+        bf16 <= FASTER * fp32,
+        f"CPU with AVX512-BF16, no AMX: bf16 matmul probe {verdict} ({1e3 * bf16:.2f} ms vs fp32 {1e3 * fp32:.2f} ms)",
+    )
+
+
+def cpu_bf16_support() -> tuple[bool, bool]:
+    """(AVX512-BF16, AMX) as PyTorch sees this CPU."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported()), bool(torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older PyTorch: no way to tell, so no bf16
+        return False, False
+
+
+@cache
+def probe_seconds() -> tuple[float, float]:
+    """(fp32, bf16-autocast) seconds of one PROBE_SHAPE matmul, the best of a few; cached on disk."""
+    key = f"{_cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    path = _cache_file()
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(known, dict) and isinstance(known.get(key), list):
+            return float(known[key][0]), float(known[key][1])
+    except (OSError, ValueError):
+        known = {}
+    fp32 = _time_matmul(False)
+    result = (fp32, _time_matmul(True, give_up=fp32 / FASTER))
+    try:
+        from embtool import atomic
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(path, json.dumps({**(known if isinstance(known, dict) else {}), key: list(result)}))
+    except Exception:  # noqa: BLE001 - an unwritable cache only means probing again next time
+        pass
+    return result
+
+
+def _time_matmul(bf16: bool, reps: int = 5, give_up: float = float("inf")) -> float:
+    """The best time of ``reps`` matmuls after a warm-up; stops early once slower than ``give_up``
+    twice (an emulated bf16 matmul can take 100× fp32's: the probe must stay short)."""
+    n, d, f = PROBE_SHAPE
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(n, d, generator=g), torch.randn(d, f, generator=g)  # (n, D), (D, F)
+    best, slow = float("inf"), 0
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(reps + 1):
+            start = time.perf_counter()
+            torch.mm(x, w)  # (n, F)
+            took = time.perf_counter() - start
+            if i:  # the first is a warm-up (kernel selection, caches)
+                best = min(best, took)
+            slow += took > give_up
+            if slow >= 2:
+                return min(best, took)
+    return best
+
+
+def _cache_file() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "embtool" / "amp-probe.json"
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()

@@ -1,0 +1,115 @@
+"""The checks a TrainConfig passes before anything is written: choices, signs, bounds, combinations.
+
+Each failure is one BadInput naming the command-line option. The choices live here (not in
+``config``) so that config imports this module and not the other way round.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields
+from typing import TYPE_CHECKING
+
+from embtool.errors import BadInput
+from embtool.tasks.registry import get_task
+from embtool.training.paper import FAMILIES, PRESETS
+
+if TYPE_CHECKING:
+    from embtool.training.config import TrainConfig
+
+DEVICES = ("auto", "cpu", "cuda")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
+MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+# Upper bounds: far above any real run, low enough that a typo fails here, not in the allocator.
+LIMITS = {
+    "epochs": 100_000, "batch_size": 1 << 20, "max_tokens": 1 << 24, "max_train_examples": 1 << 40,
+    "max_eval_examples": 1 << 40, "min_freq": 1 << 40, "d_model": 1 << 16, "heads": 1 << 10,
+    "layers": 1_000, "ff": 1 << 20, "beam": 1_000, "threads": 4_096, "clip_norm": 1e9,
+}  # fmt: skip
+# settings that change where and how a run executes, not what it learns: `--resume` takes them
+# from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
+RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
+NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
+OPTIMIZERS = ("adam", "adamw", "radam")
+SCHEDULES = ("constant", "inverse-sqrt", "cosine")
+
+
+def option_name(name: str) -> str:
+    """The command-line option of a TrainConfig field: ``batch_size`` → ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """BadInput naming the option for a setting no run can have (before anything is written)."""
+    get_task(cfg.task)  # BadInput listing the valid tasks
+    _check_numbers(cfg)
+    for name, choices in (
+        ("device", DEVICES),
+        ("amp", AMP_CHOICES),
+        ("missing", MISSING_FILLS),
+        ("preset", PRESETS),
+        ("family", (None, *FAMILIES)),
+        ("norm", NORMS),
+        ("optimizer", OPTIMIZERS),
+        ("lr_schedule", SCHEDULES),
+    ):
+        if getattr(cfg, name) not in choices:
+            raise BadInput(
+                f"invalid {option_name(name)} {getattr(cfg, name)!r}; valid choices: {list(choices)}"
+            )
+    if cfg.emb and (cfg.src_emb or cfg.tgt_emb):
+        raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
+    if cfg.kind == "classification" and cfg.tgt_emb:
+        raise BadInput(f"--tgt-emb: {cfg.task} is a classification task and has no target side")
+    if cfg.task == "files" and not (cfg.src and cfg.tgt):
+        raise BadInput("task files needs --src FILE and --tgt FILE (parallel sentences)")
+    for name in (
+        "epochs", "batch_size", "max_tokens", "min_freq", "max_train_examples", "max_eval_examples",
+        "d_model", "heads", "ff", "threads", "seed", "enc_layers", "dec_layers", "input_dim",
+        "output_dim", "warmup",
+    ):  # fmt: skip
+        if getattr(cfg, name) < 0:
+            raise BadInput(f"{option_name(name)} must not be negative, got {getattr(cfg, name)}")
+    if cfg.seed >= 2**63:
+        raise BadInput(f"--seed must be below 2**63, got {cfg.seed}")
+    if cfg.layers < 1:
+        raise BadInput(f"--layers must be at least 1, got {cfg.layers}")
+    if cfg.d_model and cfg.heads and cfg.d_model % cfg.heads:
+        raise BadInput(f"--heads {cfg.heads} must divide --d-model {cfg.d_model}")
+    if cfg.beam < 1:
+        raise BadInput(f"--beam must be at least 1, got {cfg.beam}")
+    if cfg.lr < 0 or cfg.clip_norm < 0:
+        raise BadInput("--lr and --clip-norm must not be negative")
+    if cfg.weight_decay < 0:
+        raise BadInput(f"--weight-decay must not be negative, got {cfg.weight_decay}")
+    if cfg.kind == "classification" and (cfg.output_dim or cfg.out_emb):
+        raise BadInput(
+            f"--output-dim/--out-emb: {cfg.task} is a classification task with no output embedding"
+        )
+    width = cfg.input_dim or cfg.d_model  # the input embedding's, where known before the table
+    if cfg.tie_output and cfg.output_dim and width and width != cfg.output_dim:
+        raise BadInput(
+            f"--tie-output needs one width for the input and output embeddings, got {width} "
+            f"(--input-dim/--d-model) and {cfg.output_dim} (--output-dim); untie them or match them"
+        )
+    if cfg.out_emb and cfg.tie_output:
+        raise BadInput("--out-emb with --tie-output: the output layer is the input embedding; give one")
+    for name in ("dropout", "attn_dropout", "label_smoothing"):
+        if not 0.0 <= getattr(cfg, name) < 1.0:
+            raise BadInput(f"{option_name(name)} must be in [0, 1), got {getattr(cfg, name)}")
+    if not (0.0 <= cfg.adam_beta1 < 1.0 and 0.0 <= cfg.adam_beta2 < 1.0) or cfg.adam_eps <= 0:
+        raise BadInput("--adam-beta1/--adam-beta2 must be in [0, 1) and --adam-eps positive")
+    if not 4 <= cfg.max_len <= 100_000:
+        raise BadInput(f"--max-len must be between 4 and 100000, got {cfg.max_len}")
+    if cfg.max_tokens and cfg.max_tokens < cfg.max_len:
+        raise BadInput(f"--max-tokens {cfg.max_tokens} must be at least --max-len {cfg.max_len}")
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Every number finite and within LIMITS (float() takes "nan" and "inf"; torch would too)."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BadInput(f"{option_name(f.name)} must be a finite number, got {value}")
+        if isinstance(value, (int, float)) and f.name in LIMITS and value > LIMITS[f.name]:
+            raise BadInput(f"{option_name(f.name)} must be at most {LIMITS[f.name]:,}, got {value:,}")

@@ -1,0 +1,81 @@
+"""--amp auto: bf16 on a CPU only where it is faster (issue 14.16); the choice and its reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from embtool.training import amp
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def cpu(monkeypatch, tmp_path: Path):
+    """A CPU whose bf16 support and probe times the test sets; the probe cache under tmp_path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    amp.probe_seconds.cache_clear()
+    state = {"flags": (False, False), "times": {False: 1.0, True: 1.0}, "probes": 0}
+    monkeypatch.setattr(amp, "cpu_bf16_support", lambda: state["flags"])
+
+    def time_matmul(bf16: bool, reps: int = 5, give_up: float = float("inf")) -> float:
+        state["probes"] += 1
+        return state["times"][bf16]
+
+    monkeypatch.setattr(amp, "_time_matmul", time_matmul)
+    yield state
+    amp.probe_seconds.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("flags", "bf16_seconds", "chosen", "probes", "why"),
+    [((False, False), 0.1, False, 0, "without native bf16"),
+     ((True, True), 9.9, True, 0, "with AMX"),
+     ((True, False), 2.0, False, 2, "probe not faster (2000.00 ms vs fp32 1000.00 ms)"),
+     ((True, False), 0.5, True, 2, "probe faster (500.00 ms vs fp32 1000.00 ms)")],
+    ids=["no-native-bf16", "amx", "avx512-bf16-slower", "avx512-bf16-faster"],
+)  # fmt: skip
+def test_auto_picks_bf16_on_a_cpu_only_where_it_is_faster(
+    cpu, flags, bf16_seconds, chosen, probes, why
+) -> None:
+    cpu["flags"], cpu["times"][True] = flags, bf16_seconds
+    choice = amp.choose_amp("auto", CPU)
+    assert choice.bf16 is chosen and why in choice.why and cpu["probes"] == probes
+
+
+@pytest.mark.parametrize(("setting", "bf16"), [("bf16", True), ("off", False)], ids=["bf16", "off"])
+def test_an_explicit_setting_is_taken_without_probing(cpu, setting, bf16) -> None:
+    cpu["flags"] = (True, False)
+    assert amp.choose_amp(setting, CPU) == amp.AmpChoice(bf16, f"--amp {setting}") and cpu["probes"] == 0
+
+
+def test_the_probe_runs_once_per_cpu_and_is_cached_on_disk(cpu, tmp_path: Path) -> None:
+    cpu["flags"] = (True, False)
+    amp.choose_amp("auto", CPU)
+    amp.probe_seconds.cache_clear()  # a new process: the file answers
+    amp.choose_amp("auto", CPU)
+    assert cpu["probes"] == 2  # fp32 and bf16, once
+    cached = json.loads((tmp_path / "embtool" / "amp-probe.json").read_text())
+    assert list(cached.values()) == [[1.0, 1.0]] and f"threads {torch.get_num_threads()}" in next(
+        iter(cached)
+    )
+
+
+def test_an_emulated_bf16_probe_gives_up_early(monkeypatch) -> None:
+    """The real timer stops after two matmuls slower than the bound (an emulated one takes seconds)."""
+    calls = []
+    mm = torch.mm
+    monkeypatch.setattr(torch, "mm", lambda a, b: calls.append(1) or mm(a, b))
+    assert amp._time_matmul(False, reps=5, give_up=0.0) > 0.0 and len(calls) == 2
+    calls.clear()
+    amp._time_matmul(False, reps=5)
+    assert len(calls) == 6  # a warm-up and five timed
+
+
+def test_config_json_records_what_auto_chose(reverse_run: Path) -> None:
+    config = json.loads((reverse_run / "config.json").read_text())
+    assert config["train"]["amp"] == "auto" and config["amp"] in ("bf16", "off")
+    assert config["amp_why"] == amp.choose_amp("auto", CPU).why

@@ -1,0 +1,41 @@
+"""The model width against the tables a run starts from, checked from their headers (issue 14.11)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from embtool.errors import BadInput
+from embtool.training import TrainConfig
+from embtool.training.widths import check_tables
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [({"d_model": 32}, "--d-model 32 differs from the table's D 16 (--emb"),
+     ({"heads": 3}, "--heads 3 must divide the table's D 16 (--emb"),
+     ({"src_emb": "{d8}", "tgt_emb": "{d16}"}, "the tables differ in D: --src-emb"),
+     ({"d_model": 16, "heads": 4}, None), ({"emb": "{missing}", "d_model": 32}, None)],
+    ids=["d-model", "heads", "two-tables", "fits", "unreadable-left-to-the-loader"],
+)  # fmt: skip
+def test_check_tables_reads_d_from_the_headers(tmp_path, make_table, kw, message) -> None:
+    """Issue 14.11: the width is checked against the tables before a folder or grid is written."""
+    import numpy as np
+
+    from embtool.table import save
+
+    paths = {
+        "d16": tmp_path / "d16.safetensors",
+        "d8": tmp_path / "d8.safetensors",
+        "missing": tmp_path / "no",
+    }
+    save(make_table(np.ones((3, 16), np.float32)), paths["d16"])
+    save(make_table(np.ones((3, 8), np.float32)), paths["d8"])
+    kw = {k: v.format(**paths) if isinstance(v, str) else v for k, v in kw.items()}
+    cfg = TrainConfig(**({"emb": str(paths["d16"])} if not {"emb", "src_emb"} & set(kw) else {}), **kw)
+    if message is None:
+        check_tables(cfg)
+    else:
+        with pytest.raises(BadInput, match=re.escape(message)):
+            check_tables(cfg)
