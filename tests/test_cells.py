@@ -144,3 +144,12 @@ def test_experiment_boxes_name_their_xavier_rows_and_group_rows(tmp_path: Path) 
     table1 = render.markdown(rep).split("## Table 2")[0]
     rows = [line.split("|")[1].strip() for line in table1.splitlines() if line.startswith("| ")][2:]
     assert rows == [c.name for c in rep.cells]
+
+
+def test_a_run_from_before_a_setting_existed_had_its_default(tmp_path):
+    old = write_run(tmp_path / "runs/old", seed=1, result=30.0)
+    write_run(tmp_path / "runs/new", seed=2, result=32.0, train={"norm": "post", "warmup": 0})
+    write_run(tmp_path / "runs/admin", seed=3, result=33.0, train={"norm": "admin"})
+    assert "norm" not in json.loads((old / "config.json").read_text())["train"]
+    names = sorted(c.name for c in lib.build_report([tmp_path / "runs"], table_stats=False).cells)
+    assert names == ["Xavier [norm=admin]", "Xavier [norm=post]"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import write_run
+from embtool.errors import BadInput
 from embtool.report import cells as lib
 from embtool.report import plot
 
@@ -31,3 +34,40 @@ def test_plot_without_complete_runs_is_an_error(embtool, tmp_path: Path) -> None
     write_run(tmp_path / "r", result=None)
     r = embtool("report", str(tmp_path), "--plot", str(tmp_path / "c.png"))
     assert r.code == 2 and "no complete runs" in r.stderr
+
+
+def test_plot_dynamics_draws_a_row_per_task(tmp_path: Path) -> None:
+    import json
+
+    import matplotlib.image
+
+    runs = tmp_path / "runs"
+    for norm in ("post", "admin"):
+        folder = write_run(runs / norm, train={"norm": norm})
+        lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+        for i, line in enumerate(lines, start=1):
+            band = {"drift": 0.2 * i, "cos": 1 - 0.01 * i}
+            line["emb"] = {
+                "src": {
+                    "drift": 0.1 * i,
+                    "cos": 1 - 0.01 * i,
+                    "bands": dict.fromkeys(("frequent", "middle", "rare"), band),
+                }
+            }
+            line["branch_ratio"] = {"encoder": [0.5, 0.4], "decoder": [0.3]}
+        (folder / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    rep = lib.build_report([runs], table_stats=False)
+    png = tmp_path / "dyn.png"
+    assert plot.plot_dynamics(rep, png) == ["Multi30k"]
+    img = matplotlib.image.imread(png)  # (H, W, RGBA)
+    w, h = (round(v * plot.DPI) for v in plot.PANEL_INCHES)
+    assert img.shape[:2] == (h, 3 * w)
+    assert plot.dynamics_series(rep.cells[0].runs, lambda m: m["emb"]["src"]["drift"]) == (
+        [1.0, 2.0, 3.0],
+        pytest.approx([0.1, 0.2, 0.3]),
+    )
+
+
+def test_plot_dynamics_needs_runs_that_recorded_them(grid: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="embedding dynamics"):
+        plot.plot_dynamics(lib.build_report([grid], table_stats=False), tmp_path / "d.png")

@@ -66,3 +66,29 @@ def test_cli_bad_input(embtool, tmp_path: Path, make, message) -> None:
     r = embtool("report", str(make(tmp_path)))
     assert r.code == 2
     assert r.stderr.startswith("embtool: error: ") and message in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_diverged_runs_are_counted_in_their_cell_and_left_out_of_its_mean(tmp_path):
+    from conftest import write_run
+    from embtool.report import build_report
+    from embtool.report.render import cell_dicts, markdown
+
+    runs = tmp_path / "runs"
+    for seed, bleu in ((1, 37.0), (2, 38.0)):
+        write_run(runs / f"post/s{seed}", seed=seed, result=bleu, train={"norm": "post"})
+    gone = write_run(runs / "post/s3", seed=3, result=None, train={"norm": "post"})
+    (gone / "test.json").write_text(json.dumps({"status": "diverged", "epoch": 2, "step": 7, "loss": None}))
+    for seed in (1, 2):
+        d = write_run(runs / f"deep/s{seed}", seed=seed, result=None, train={"norm": "admin"})
+        (d / "test.json").write_text(json.dumps({"status": "diverged", "epoch": 1, "step": 3, "loss": None}))
+    report = build_report([runs], table_stats=False)
+    assert not report.left_out
+    text = markdown(report)
+    assert "| **37.5 (0.7)**; 1 of 3 diverged | 3.0 | 3 |" in text
+    assert "| diverged | – | 2 |" in text
+    assert "| diverged (epoch 2, step 7) |" in text
+    rows = {r["initialisation"]: r for r in cell_dicts(report)}
+    assert [(r["seeds"], r["diverged"], r["mean"]) for r in rows.values()] == [
+        (3, 1, 37.5),
+        (2, 2, None),
+    ] or [(r["seeds"], r["diverged"], r["mean"]) for r in rows.values()] == [(2, 2, None), (3, 1, 37.5)]

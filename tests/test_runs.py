@@ -16,6 +16,15 @@ def test_a_complete_run_is_named_from_its_tables_and_flags(tmp_path: Path) -> No
         write_run(tmp_path / "r", tables={"src": GLOVE_X, "tgt": GLOVE_X}, train={"freeze_emb": True})
     )
     assert run.complete and run.name == "GloVe_Xavier [frozen]" and run.value == 30.0 and run.epoch == 3
+    wide = read_run(write_run(tmp_path / "w", train={"input_dim": 64, "output_dim": 128}))
+    assert wide.name == "Xavier [input-dim 64, output-dim 128]"
+
+
+def test_a_diverged_run_is_finished_without_a_value(tmp_path: Path) -> None:
+    folder = write_run(tmp_path / "r", result=None)
+    (folder / "test.json").write_text('{"status": "diverged", "epoch": 2, "step": 9, "loss": null}')
+    run = read_run(folder)
+    assert run.complete and run.diverged and run.status == "diverged" and run.value is None
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ _EXPORTS = {
     "evaluate_similarity": "embtool.eval.similarity",
     "extract": "embtool.sources",
     "align": "embtool.alignment",
+    "diagnose": "embtool.doctor",
     "load_task": "embtool.tasks",
     "TASKS": "embtool.tasks",
     "load_tokenizer": "embtool.text.tokenizer",

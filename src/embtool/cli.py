@@ -44,7 +44,8 @@ APP_SETTINGS: dict[str, Any] = dict(
 # sources, then transforms, then measures, then training and its reports
 COMMANDS = (
     "vocab", "extract", "align",
-    "init", "stats", "standardize", "shuffle", "scale", "posenc",
+    "init", "stats", "standardize", "shuffle", "scale", "posenc", "resize",
+    "doctor", "export", "inject",
     "analogy", "similarity",
     "train", "experiment", "report",
 )  # fmt: skip

@@ -1,11 +1,15 @@
-"""The paper's vanilla transformer (Vaswani et al., 2017; Kim et al., 2024, Appendix A).
+"""The paper's vanilla transformer (Vaswani et al., 2017; Kim et al., 2024, Appendix A) and its
+variants beyond it.
 
-Two shapes share one set of blocks:
-- ``Seq2Seq``: post-LN encoder-decoder for translation;
-- ``Classifier``: post-LN encoder, mean-pooled over real tokens, then one linear layer.
+Two shapes share one set of blocks (``embtool.layers``):
+- ``Seq2Seq``: encoder-decoder for translation;
+- ``Classifier``: encoder, mean-pooled over real tokens, then one linear layer.
+Their residual sub-layers are post-LN (the paper's), pre-LN or Admin (Liu et al. 2020; ``norm``).
 
 Inputs go through ``TokenInput``: embedding × √D + sinusoidal position encoding (Appendix A.1,
-Eq. 3), then dropout. Attention is ``scaled_dot_product_attention`` (fused kernels where the
+Eq. 3), then dropout. With ``input_dim`` E the table has width E and a learned E → D projection
+feeds the model; with ``output_dim`` E_out the decoder's output goes D → E_out → vocabulary
+(decoupled input and output embeddings, Chung et al. 2021). Attention is ``scaled_dot_product_attention`` (fused kernels where the
 device has them). Every non-embedding weight is Xavier-uniform (Appendix A.2).
 """
 
@@ -20,11 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from embtool.errors import BadInput
+from embtool.layers import NORMS, Attention, Cache, DecoderLayer, EncoderLayer
 from embtool.positional import sinusoidal
 from embtool.training.cpu import Dropout
 
 KINDS = ("translation", "classification")
-Cache = dict[str, dict[str, Tensor]]  # one decoder layer's {"self": {k, v}, "cross": {k, v}}
+__all__ = ["NORMS", "Cache", "ModelConfig", "Seq2Seq", "Classifier", "build", "set_embedding"]
 
 
 def default_heads(d_model: int) -> int:
@@ -43,6 +48,11 @@ class ModelConfig:
     d_model: int = 512  # D: embedding and hidden width (the table's D by default)
     n_heads: int = 0  # attention heads; 0: default_heads(D) (8, or 10 for GloVe's 300)
     n_layers: int = 3  # layers in the encoder and (translation) in the decoder, each
+    enc_layers: int = 0  # encoder layers; 0: n_layers
+    dec_layers: int = 0  # decoder layers; 0: n_layers
+    norm: str = "post"  # LayerNorm placement: post (the paper's), pre, admin (Liu et al. 2020)
+    input_dim: int = 0  # E: embedding-table width, projected E → D; 0: D, no projection
+    output_dim: int = 0  # E_out: decoder output goes D → E_out → vocabulary; 0: D → vocabulary
     d_ff: int = 0  # feed-forward width; 0: 4·D
     dropout: float = 0.1  # dropout on embeddings + positions, inside the FFN, and on each sub-layer's output
     attn_dropout: float = 0.0  # dropout on attention weights: 0 as Vaswani et al. §5.4 (nn.Transformer: 0.1);
@@ -70,6 +80,20 @@ class ModelConfig:
             self.d_ff = 4 * self.d_model
         if self.n_layers < 1 or self.d_ff < 1:
             raise BadInput(f"--layers and the FFN width must be ≥ 1, got {self.n_layers}, {self.d_ff}")
+        self.enc_layers = self.enc_layers or self.n_layers
+        self.dec_layers = self.dec_layers or self.n_layers
+        if self.norm not in NORMS:
+            raise BadInput(f"invalid --norm {self.norm!r}; valid choices: {list(NORMS)}")
+        for name in ("enc_layers", "dec_layers", "input_dim", "output_dim"):
+            if getattr(self, name) < 0:
+                raise BadInput(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.kind == "classification" and self.output_dim:
+            raise BadInput("--output-dim: a classifier has no output embedding (translation only)")
+        if self.tie_output and self.emb_dim != self.out_dim:
+            raise BadInput(
+                f"--tie-output needs one width for the input and output embeddings, got "
+                f"{self.emb_dim} (--input-dim) and {self.out_dim} (--output-dim); untie them or match them"
+            )
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
             raise BadInput(
                 f"--dropout and --attn-dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}"
@@ -78,6 +102,16 @@ class ModelConfig:
             raise BadInput(f"max_len must be at least 2, got {self.max_len}")
         if self.kind == "classification" and self.n_classes < 2:
             raise BadInput(f"a classifier needs at least 2 classes, got {self.n_classes}")
+
+    @property
+    def emb_dim(self) -> int:
+        """The embedding tables' width: E, or D without a projection."""
+        return self.input_dim or self.d_model
+
+    @property
+    def out_dim(self) -> int:
+        """The output embedding's width: E_out, or D without a projection."""
+        return self.output_dim or self.d_model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,115 +122,14 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-class Attention(nn.Module):
-    """Multi-head attention through ``F.scaled_dot_product_attention``."""
-
-    def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
-        super().__init__()
-        d = cfg.d_model
-        self.n_heads = cfg.n_heads
-        self.cross = cross
-        if cross:
-            self.q = nn.Linear(d, d)
-            self.kv = nn.Linear(d, 2 * d)  # keys and values from the encoder memory
-        else:
-            self.qkv = nn.Linear(d, 3 * d)  # one matmul for q, k, v
-        self.proj = nn.Linear(d, d)
-        self.dropout = cfg.attn_dropout
-
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor | None = None,
-        mask: Tensor | None = None,
-        causal: bool = False,
-        cache: dict[str, Tensor] | None = None,
-    ) -> Tensor:
-        """x (B, T, D) → (B, T, D). ``cache`` (decoding one step at a time) keeps keys and values."""
-        B, T, C = x.shape  # batch, query length, D
-        H = self.n_heads
-        if self.cross:
-            q = self.q(x).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, D/H)
-            if cache is not None and "k" in cache:
-                k, v = cache["k"], cache["v"]  # (B, H, S, D/H): the memory's, computed once
-            else:
-                assert memory is not None
-                S = memory.shape[1]
-                k, v = self.kv(memory).view(B, S, 2, H, C // H).permute(2, 0, 3, 1, 4)  # (B, H, S, D/H) each
-                if cache is not None:
-                    cache["k"], cache["v"] = k, v
-        else:
-            q, k, v = self.qkv(x).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)  # (B, H, T, D/H) each
-            if cache is not None:
-                if "k" in cache:  # the earlier positions' keys and values
-                    k = torch.cat([cache["k"], k], dim=2)  # (B, H, t, D/H)
-                    v = torch.cat([cache["v"], v], dim=2)
-                cache["k"], cache["v"] = k, v
-                causal = False  # one new position sees every cached one
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
-        )  # (B, H, T, D/H)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, D)
-        return self.proj(y)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
-        self.out = nn.Linear(cfg.d_ff, cfg.d_model)
-        self.drop = Dropout(cfg.dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out(self.drop(F.relu(self.fc(x))))  # (B, T, D)
-
-
-class EncoderLayer(nn.Module):
-    """Post-LN: x = LN(x + Attn(x)); x = LN(x + FFN(x)) (Vaswani et al.)."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.attn = Attention(cfg)
-        self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.drop = Dropout(cfg.dropout)
-
-    def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
-        x = self.ln1(x + self.drop(self.attn(x, mask=mask)))  # (B, S, D)
-        return self.ln2(x + self.drop(self.ffn(x)))
-
-
-class DecoderLayer(nn.Module):
-    """Post-LN: causal self-attention, cross-attention to the encoder, feed-forward."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.self_attn = Attention(cfg)
-        self.ln1 = nn.LayerNorm(cfg.d_model)
-        self.cross_attn = Attention(cfg, cross=True)
-        self.ln2 = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg)
-        self.ln3 = nn.LayerNorm(cfg.d_model)
-        self.drop = Dropout(cfg.dropout)
-
-    def forward(
-        self, y: Tensor, memory: Tensor, memory_mask: Tensor | None, cache: Cache | None = None
-    ) -> Tensor:
-        # Padding sits at the end of each target, so the causal mask alone keeps real positions
-        # from seeing it; padded positions' outputs are never scored.
-        c_self, c_cross = (cache["self"], cache["cross"]) if cache is not None else (None, None)
-        y = self.ln1(y + self.drop(self.self_attn(y, causal=True, cache=c_self)))  # (B, T, D)
-        y = self.ln2(y + self.drop(self.cross_attn(y, memory=memory, mask=memory_mask, cache=c_cross)))
-        return self.ln3(y + self.drop(self.ffn(y)))
-
-
 class TokenInput(nn.Module):
-    """Embedding lookup × √D + sinusoidal positions, then dropout (Appendix A.1, Eq. 3)."""
+    """Embedding lookup (× a learned E → D projection with ``input_dim``) × √D + sinusoidal
+    positions, then dropout (Appendix A.1, Eq. 3)."""
 
     def __init__(self, n_tokens: int, cfg: ModelConfig) -> None:
         super().__init__()
-        self.emb = nn.Embedding(n_tokens, cfg.d_model, padding_idx=cfg.pad_id)
+        self.emb = nn.Embedding(n_tokens, cfg.emb_dim, padding_idx=cfg.pad_id)
+        self.proj = nn.Linear(cfg.input_dim, cfg.d_model, bias=False) if cfg.input_dim else nn.Identity()
         self.scale = math.sqrt(cfg.d_model) if cfg.scale_emb else 1.0
         self.use_posenc = cfg.posenc
         self.pe: Tensor
@@ -213,7 +146,7 @@ class TokenInput(nn.Module):
             raise BadInput(
                 f"a sequence of {start + T} tokens is longer than the model's max_len {self.pe.shape[0]}"
             )
-        x = self.emb(ids) * self.scale  # (B, T, D)
+        x = self.proj(self.emb(ids)) * self.scale  # (B, T, E) → (B, T, D)
         if self.use_posenc:
             x = x + self.pe[start : start + T]  # (T, D) broadcast over the batch
         return self.drop(x)
@@ -248,15 +181,30 @@ def _xavier_init(module: nn.Module, skip: set[int]) -> None:
             nn.init.uniform_(m.kv.weight, -bound, bound)
 
 
+def final_norm(cfg: ModelConfig) -> nn.Module:
+    """Pre-LN's LayerNorm on a stack's output (its sub-layers leave the residual stream unnormalised)."""
+    return nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([EncoderLayer(cfg) for _ in range(cfg.n_layers)])
+        self.layers = nn.ModuleList([EncoderLayer(cfg) for _ in range(cfg.enc_layers)])
+        self.final = final_norm(cfg)
 
     def forward(self, x: Tensor, mask: Tensor | None) -> Tensor:
         for layer in self.layers:
             x = layer(x, mask)  # (B, S, D)
-        return x
+        return self.final(x)
+
+
+def output_layer(cfg: ModelConfig) -> nn.Module:
+    """D → vocabulary, or D → E_out → vocabulary with ``output_dim`` (the last Linear is the output
+    embedding, (V, E_out); no bias when tied to the input embedding)."""
+    out = nn.Linear(cfg.out_dim, cfg.tgt_vocab, bias=not cfg.tie_output)
+    if not cfg.output_dim:
+        return out
+    return nn.Sequential(nn.Linear(cfg.d_model, cfg.output_dim, bias=False), out)
 
 
 class Seq2Seq(nn.Module):
@@ -271,12 +219,17 @@ class Seq2Seq(nn.Module):
         self.src_in = TokenInput(cfg.src_vocab, cfg)
         self.tgt_in = TokenInput(cfg.tgt_vocab, cfg)
         self.encoder = Encoder(cfg)
-        self.decoder = nn.ModuleList([DecoderLayer(cfg) for _ in range(cfg.n_layers)])
-        self.out = nn.Linear(cfg.d_model, cfg.tgt_vocab, bias=not cfg.tie_output)
+        self.decoder = nn.ModuleList([DecoderLayer(cfg) for _ in range(cfg.dec_layers)])
+        self.dec_final = final_norm(cfg)
+        self.out = output_layer(cfg)
         skip = {id(self.src_in.emb.weight), id(self.tgt_in.emb.weight)}
         _xavier_init(self, skip)
         if cfg.tie_output:
-            self.out.weight = self.tgt_in.emb.weight  # (V, D), shared
+            self.out_embedding().weight = self.tgt_in.emb.weight  # (V, E), shared
+
+    def out_embedding(self) -> nn.Linear:
+        """The output embedding: the last Linear, (V, E_out) weight."""
+        return self.out[-1] if isinstance(self.out, nn.Sequential) else self.out  # type: ignore[return-value]
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor | None]:
         """src (B, S) → memory (B, S, D) and its key mask."""
@@ -288,7 +241,7 @@ class Seq2Seq(nn.Module):
         y = self.tgt_in(tgt_in)
         for layer in self.decoder:
             y = layer(y, memory, mask)
-        return y
+        return self.dec_final(y)
 
     def step(self, tok: Tensor, pos: int, memory: Tensor, mask: Tensor | None, caches: list[Cache]) -> Tensor:
         """One decoding step: tok (B, 1) at position ``pos`` → log-probabilities (B, V).
@@ -298,7 +251,7 @@ class Seq2Seq(nn.Module):
         y = self.tgt_in(tok, start=pos)  # (B, 1, D)
         for layer, cache in zip(self.decoder, caches, strict=True):
             y = layer(y, memory, mask, cache)
-        return F.log_softmax(self.out(y[:, -1]).float(), dim=-1)  # (B, V)
+        return F.log_softmax(self.out(self.dec_final(y[:, -1])).float(), dim=-1)  # (B, V)
 
     def new_caches(self) -> list[Cache]:
         return [{"self": {}, "cross": {}} for _ in self.decoder]
@@ -307,8 +260,10 @@ class Seq2Seq(nn.Module):
         memory, mask = self.encode(src)
         return self.out(self.decode(tgt_in, memory, mask))  # (B, T, V)
 
-    def loss(self, src: Tensor, tgt_in: Tensor, tgt_out: Tensor) -> tuple[Tensor, int]:
-        """Summed cross-entropy over real target tokens, and their count.
+    def loss(
+        self, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, smoothing: float = 0.0
+    ) -> tuple[Tensor, int]:
+        """Summed cross-entropy (label-smoothed by ``smoothing``) over real target tokens, and their count.
 
         Only non-pad positions go through the output projection: it is the widest matmul.
         """
@@ -316,7 +271,7 @@ class Seq2Seq(nn.Module):
         h = self.decode(tgt_in, memory, mask)  # (B, T, D)
         keep = tgt_out != self.cfg.pad_id  # (B, T)
         logits = self.out(h[keep])  # (n, V)
-        loss = F.cross_entropy(logits.float(), tgt_out[keep], reduction="sum")
+        loss = F.cross_entropy(logits.float(), tgt_out[keep], reduction="sum", label_smoothing=smoothing)
         return loss, int(keep.sum())
 
     def embeddings(self) -> dict[str, nn.Embedding]:
@@ -359,3 +314,34 @@ def set_embedding(emb: nn.Embedding, rows: Tensor) -> None:
         raise BadInput(f"embedding rows {tuple(rows.shape)} do not fit the layer {tuple(emb.weight.shape)}")
     with torch.no_grad():
         emb.weight.copy_(rows.to(emb.weight.dtype))
+
+
+def parameter_breakdown(model: Seq2Seq | Classifier) -> dict[str, int]:
+    """Trainable-or-not parameters by part, each tensor once (a tied output counts as input):
+    input embeddings, their E → D projections, output projection and embedding, Admin's ω, the
+    rest ("layers": attention, FFN, LayerNorms, the classifier's head), and the total."""
+    seen: set[int] = set()
+
+    def count(params: Any) -> int:
+        n = 0
+        for p in params:
+            if id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+        return n
+
+    inputs = [model.src_in] + ([model.tgt_in] if isinstance(model, Seq2Seq) else [])
+    parts = {
+        "input_embedding": count(p for m in inputs for p in m.emb.parameters()),
+        "input_projection": count(p for m in inputs for p in m.proj.parameters()),
+        "output_projection": 0,
+        "output_embedding": 0,
+    }
+    if isinstance(model, Seq2Seq):
+        out = model.out_embedding()
+        parts["output_embedding"] = count(out.parameters())
+        parts["output_projection"] = count(p for p in model.out.parameters())
+    parts["admin_omega"] = count(p for n, p in model.named_parameters() if ".omega." in n)
+    parts["layers"] = count(model.parameters())
+    parts["total"] = sum(parts.values())
+    return parts

@@ -23,6 +23,7 @@ import numpy as np
 from embtool import tablefile
 from embtool._version import __version__
 from embtool.errors import BadInput, UsageError
+from embtool.interop import TableInterop
 from embtool.tablefile import DTYPE_CODES, STDIO, Affine, Unreadable
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ _BLOCK_BYTES = 1 << 20
 __all__ = ["Affine", "EmbeddingTable", "dumps", "history_entry", "load", "loads", "read_metadata", "save"]
 
 
-class EmbeddingTable:
+class EmbeddingTable(TableInterop):
     """Rows of token vectors with their provenance; validated on construction.
 
     ``vectors`` is a numpy array (N, D); ``tokens[i]`` names row i; ``dtype`` is the storage type,
@@ -50,7 +51,8 @@ class EmbeddingTable:
     exactly to float32 and is written back as bfloat16. ``vectors`` may be given as a float array
     (rounded to ``dtype`` when that is given), as bfloat16 bit patterns (uint16 with
     ``dtype="bfloat16"``) or as a torch tensor. ``allow_nonfinite`` lets NaN/Inf through
-    (``--allow-nonfinite``); by default they are an error that counts them.
+    (``--allow-nonfinite``); by default they are an error that counts them. ``for_vocab`` and
+    ``to_embedding`` (from ``interop``) give the rows in another framework's vocabulary order.
     """
 
     def __init__(

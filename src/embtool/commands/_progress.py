@@ -37,6 +37,21 @@ def progress_bar(label: str, total: int | None) -> Iterator[Callable[[int], None
         yield lambda n: progress.advance(task, n)
 
 
+@contextmanager
+def byte_progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    """Yield ``update(done, total)`` in bytes; a bar on a terminal once a file reports its size."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = err_console()
+    if STATE.quiet or not console.is_terminal:
+        yield lambda done, total: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:  # fmt: skip
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
 def say(message: str) -> None:
     """One summary line on stderr, unless --quiet: no wrapping, no markup (tokens like [PAD] stay)."""
     if not STATE.quiet:

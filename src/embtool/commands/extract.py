@@ -22,7 +22,8 @@ def extract(
     source: str = typer.Argument(
         ...,
         help="An alias (bert, mbert, t5, mt5, xlmr), a Hugging Face id or checkpoint folder (hf: forces "
-        "it), or a vector file: glove:PATH, word2vec:PATH, fasttext:PATH, or PATH (detected).",
+        "it), or a vector file: glove:PATH, word2vec:PATH, fasttext:PATH, or PATH (detected); "
+        ".gz and .zip (ARCHIVE.zip#MEMBER) are read as they are.",
         metavar="SOURCE",
     ),
     vocab: str = typer.Option(..., "--vocab", help="Vocabulary file (one token per line)."),
@@ -54,15 +55,17 @@ def extract(
       embtool extract ./my-bert-checkpoint --vocab de.vocab --compose none -o bert.safetensors
 
       embtool extract glove:glove.6B.300d.txt --vocab en.vocab --missing zero -o glove.safetensors
+
+      embtool extract glove:glove.840B.300d.zip --vocab en.vocab -o glove840.safetensors
     """
-    from embtool.commands._progress import say
+    from embtool.commands._progress import byte_progress, say
     from embtool.sources import extract as run
     from embtool.text.vocabfile import read_vocab
 
     check_output(out)
     voc = read_vocab(vocab)
-    table, cov = run(
-        source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback, missing=missing, seed=seed
-    )
+    with byte_progress(f"reading {source}") as progress:
+        table, cov = run(source, voc, tensor=tensor, compose=compose, case_fallback=case_fallback,
+                         missing=missing, seed=seed, progress=progress)  # fmt: skip
     write_table(table, out)
     say(f"extract {table.source}: {cov.line()}; {table.n} × {table.dim}, missing filled by {missing} → {out}")

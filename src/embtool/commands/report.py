@@ -24,6 +24,13 @@ def report(
     plot: Optional[str] = typer.Option(
         None, "--plot", help="Write Figure 1 (validation curves, one panel per task) to this PNG."
     ),
+    plot_dynamics: Optional[str] = typer.Option(
+        None,
+        "--plot-dynamics",
+        help="Write the embedding dynamics (drift, cosine to the first rows, residual-branch ratio "
+        "per epoch, one line per variant) to this PNG.",
+        metavar="PNG",
+    ),
     csv_path: Optional[str] = typer.Option(None, "--csv", help="Write one CSV line per Table 1 cell here."),
     json_out: bool = typer.Option(
         False, "--json", help="Print the report as JSON on stdout (Markdown still goes to -o)."
@@ -34,7 +41,7 @@ def report(
 ) -> None:
     """Mean (σ) over seeds of test BLEU or best validation accuracy, per task and initialisation.
 
-    Runs are grouped by task and by the initialisation name read from each run's tables (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …): the paper's Table 1 (best per task in bold, seeds per cell), Table 2 (range, mean (σ) of the tables the runs started from) and, with --plot, Figure 1 (validation BLEU or accuracy per epoch, mean ± σ over seeds, one panel per task). Incomplete or failed runs (no test.json) are listed and left out of every figure.
+    Runs are grouped by task and by the initialisation name read from each run's tables (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …): the paper's Table 1 (best per task in bold, seeds per cell), Table 2 (range, mean (σ) of the tables the runs started from) and, with --plot, Figure 1 (validation BLEU or accuracy per epoch, mean ± σ over seeds, one panel per task); with --plot-dynamics, the embedding dynamics train records per epoch. A run whose training diverged shows as "diverged" in its cell, which averages the seeds that finished and counts those that diverged. Incomplete or failed runs (no test.json) are listed and left out of every figure.
 
     Example:
 
@@ -43,6 +50,7 @@ def report(
       embtool report runs/glove_x runs/xavier --json
     """
     from embtool import atomic
+    from embtool.report import plot as plots
     from embtool.report.cells import build_report
     from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv, to_json
@@ -51,6 +59,9 @@ def report(
     if plot:
         titles = plot_curves(rep, plot)
         info(f"report: Figure 1 ({len(titles)} panel(s): {', '.join(titles)}) → {plot}")
+    if plot_dynamics:
+        titles = plots.plot_dynamics(rep, plot_dynamics)
+        info(f"report: embedding dynamics ({', '.join(titles)}) → {plot_dynamics}")
     if csv_path:
         atomic.write_text(csv_path, to_csv(rep))
         info(f"report: {len(rep.cells)} cell(s) → {csv_path}")

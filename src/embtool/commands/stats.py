@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import List  # typer reads the annotation
+from typing import List, Optional  # typer reads the annotation
 
 import typer
 
@@ -43,6 +43,12 @@ def stats(
     max_len: int = typer.Option(
         DEFAULT_MAX_LEN, "--max-len", help="Positions L of the reference position encoding (1 … 1,000,000)."
     ),
+    plot: Optional[str] = typer.Option(
+        None,
+        "--plot",
+        help="Also draw the value histograms against Xavier's and the position encoding (PNG).",
+        metavar="PNG",
+    ),
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
     """Range, mean and σ of tables, against Xavier's and the position encoding's.
@@ -50,6 +56,8 @@ def stats(
     Example:
 
       embtool stats glove.safetensors glove_x.safetensors xavier.safetensors
+
+      embtool stats glove.safetensors glove_x.safetensors --plot glove.png
     """
     from rich.console import Console
     from rich.table import Table
@@ -58,9 +66,14 @@ def stats(
     from embtool.stats import table_stats
 
     check_max_len(max_len)  # before any table is read
-    results = [
-        table_stats(read_table(path, allow_nonfinite), name=_label(path), max_len=max_len) for path in tables
-    ]
+    loaded = [read_table(path, allow_nonfinite) for path in tables]
+    results = [table_stats(t, name=_label(p), max_len=max_len) for t, p in zip(loaded, tables)]
+    if plot is not None:
+        from embtool.commands._progress import say
+        from embtool.statplot import plot_tables
+
+        plot_tables(loaded, results, plot)
+        say(f"stats: histograms of {len(loaded)} table(s) → {plot}")
     if json_out:
         for r in results:
             typer.echo(json.dumps(r.as_dict(), ensure_ascii=False))

@@ -40,6 +40,9 @@ def train(
     the table by token string; tokens the table lacks are filled like `extract --missing`.
     The run folder holds config.json, metrics.jsonl (one line per epoch), best/last
     checkpoints, state.pt (for --resume), test.json and hyps.test.txt.
+    Beyond the paper: --norm pre|admin (Admin's ω profiled before training), --input-dim and
+    --output-dim (decoupled embeddings), --optimizer, --lr-schedule, --warmup; a run whose loss
+    diverges stops, is marked "diverged" in test.json, and train exits 1.
 
     Examples:
 
@@ -48,9 +51,11 @@ def train(
       embtool train files --src train.de --tgt train.en --tokenizer whitespace --epochs 5
 
       embtool train --resume runs/glove_x
+
+      embtool train multi30k --emb w2v64.safetensors --input-dim 64 --d-model 128 --norm admin
     """
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import UsageError
+    from embtool.errors import UsageError, WorkFailure
     from embtool.training import TrainConfig, resume_config
     from embtool.training import train as run_training
 
@@ -73,4 +78,10 @@ def train(
         raise
     if as_json:
         typer.echo(json.dumps(result.test, indent=2))
+    if result.test.get("status") == "diverged":
+        t = result.test
+        raise WorkFailure(
+            f"training diverged at epoch {t['epoch']}, step {t['step']} (loss {t['loss']}); "
+            f"{result.path} is marked diverged in test.json"
+        )
     info(result.summary())

@@ -43,6 +43,7 @@ class Cell:
     box: str | None = None  # the pretrained table of the cell's experiment (see build_report)
     notes: list[str] = field(default_factory=list)
     table: dict[str, Any] | None = None  # Table 2 figures of the encoder table
+    diverged: int = 0  # runs whose training diverged: counted in n, left out of the mean
 
     @property
     def n(self) -> int:
@@ -139,8 +140,19 @@ def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = Tr
 def _settings(run: Run) -> dict[str, str]:
     """The run's training settings that change what it learns, as JSON text by field name."""
     skip = per_run_settings()
-    train = run.config.get("train") or {}
+    train = {**_defaults("train"), **(run.config.get("train") or {})}
     return {k: json.dumps(v, sort_keys=True) for k, v in train.items() if k not in skip}
+
+
+def _defaults(section: str) -> dict[str, Any]:
+    """A config section's defaults: a run written before a setting existed had its default."""
+    from dataclasses import MISSING, fields
+
+    from embtool.training.config import TrainConfig
+
+    if section != "train":
+        return {}
+    return {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
 
 
 def _label_settings(runs: list[Run]) -> None:
@@ -179,7 +191,10 @@ def _describe(sig: tuple[Any, ...]) -> str:
 def _cell(task: str, name: str, runs: list[Run]) -> Cell:
     runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
     cell = Cell(task=task, kind=runs[0].kind, name=name, runs=runs)
-    cell.mean, cell.std = mean_std([r.value for r in runs if r.value is not None])
+    cell.diverged = sum(r.diverged for r in runs)
+    finished = [r.value for r in runs if r.value is not None]
+    if finished:
+        cell.mean, cell.std = mean_std(finished)
     epochs = [r.epoch for r in runs if r.epoch is not None]
     cell.epoch = sum(epochs) / len(epochs) if epochs else None
     second = [r.value2 for r in runs if r.value2 is not None]
@@ -202,7 +217,7 @@ def _differing_settings(runs: list[Run]) -> list[str]:
     keys: set[str] = set()
     skip = per_run_settings()
     for section in ("train", "model"):
-        values = [r.config.get(section) or {} for r in runs]
+        values = [{**_defaults(section), **(r.config.get(section) or {})} for r in runs]
         for key in sorted(set().union(*values)):
             if key in skip:
                 continue

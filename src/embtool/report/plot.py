@@ -1,15 +1,19 @@
-"""Figure 1 of the paper: validation curves per epoch, mean ± σ over seeds, one panel per task (PNG).
+"""Figure 1 of the paper: validation curves per epoch, mean ± σ over seeds, one panel per task (PNG);
+and the embedding dynamics train writes per epoch (``embtool.training.dynamics``), per variant.
 
-matplotlib is imported inside ``plot_curves`` so that importing this module stays cheap.
+matplotlib is imported inside the plotting functions so that importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from embtool.errors import BadInput
 from embtool.report.cells import Report, curve
+from embtool.report.runs import Run, is_number
 from embtool.tasks.registry import task_title
 
 PANEL_INCHES = (4.8, 3.6)  # one panel's width and height
@@ -59,6 +63,89 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
         ax.set_ylabel("validation BLEU" if key == "val_bleu" else "validation accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    fig.tight_layout()
+    suffix = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=suffix, dpi=DPI)
+    plt.close(fig)
+    return titles
+
+
+def dynamics_series(runs: list[Run], get: Callable[[dict[str, Any]], Any]) -> tuple[list[float], list[float]]:
+    """Epochs and the mean over runs of ``get(metrics line)`` (lines where it is a number)."""
+    per_epoch: dict[float, list[float]] = {}
+    for r in runs:
+        for row in r.metrics:
+            try:
+                v = get(row)
+            except (KeyError, TypeError, IndexError):
+                continue
+            if is_number(v) and is_number(row.get("epoch")):
+                per_epoch.setdefault(float(row["epoch"]), []).append(float(v))
+    epochs = sorted(per_epoch)
+    return epochs, [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs]
+
+
+DYNAMICS = (  # (panel title, y label, {line style: value from a metrics line})
+    (
+        "encoder embedding drift",
+        "‖E_t − E_0‖ / ‖E_0‖",
+        {"-": lambda m: m["emb"]["src"]["drift"], ":": lambda m: m["emb"]["src"]["bands"]["rare"]["drift"]},
+    ),
+    ("cosine to the first rows", "mean cosine", {"-": lambda m: m["emb"]["src"]["cos"]}),
+    (
+        "residual-branch ratio",
+        "mean ‖f(x)‖ / ‖x ⊙ ω‖",
+        {"-": lambda m: sum(v := [x for s in m["branch_ratio"].values() for x in s]) / len(v)},
+    ),
+)
+
+
+def plot_dynamics(report: Report, path: str | os.PathLike[str]) -> list[str]:
+    """Embedding dynamics per epoch, one line per cell (variant), mean over its seeds: the encoder
+    embedding's drift (dotted: its rarest third), cosine to its first rows, and the mean residual-branch
+    ratio (post-LN and Admin runs). One row of panels per task. Writes a PNG; returns the task titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from embtool.atomic import atomic_path
+
+    tasks = report.tasks
+    if not any("emb" in m for c in report.cells for r in c.runs for m in r.metrics):
+        raise BadInput("no run has embedding dynamics in metrics.jsonl (runs of embtool before 0.2?)")
+    width, height = PANEL_INCHES
+    fig, axes = plt.subplots(
+        len(tasks),
+        len(DYNAMICS),
+        figsize=(width * len(DYNAMICS), height * len(tasks)),
+        dpi=DPI,
+        squeeze=False,
+    )
+    titles = []
+    for row, task in zip(axes, tasks, strict=True):
+        cells = [c for c in report.cells if c.task == task]
+        for ax, (title, ylabel, lines) in zip(row, DYNAMICS, strict=True):
+            for c in cells:
+                color = None
+                for style, get in lines.items():
+                    epochs, means = dynamics_series(c.runs, get)
+                    if epochs:
+                        label = c.name if style == "-" else None
+                        (line,) = ax.plot(
+                            epochs, means, style, color=color, marker="o", markersize=3, label=label
+                        )
+                        color = line.get_color()
+            ax.set_title(f"{task_title(task)}: {title}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize="x-small")
+        titles.append(task_title(task))
     fig.tight_layout()
     suffix = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:

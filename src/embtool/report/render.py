@@ -54,6 +54,8 @@ def _cell_texts(c: Cell | None) -> tuple[str, str, str]:
     if c.mean2 is not None:
         result += "/" + _ms(c.mean2, c.std2, c.best2)
         epoch += "/" + _f1(c.epoch2)
+    if c.diverged:  # Liu et al.'s tables: "diverged"; the others' mean over those that finished
+        result = "diverged" if c.diverged == c.n else f"{result}; {c.diverged} of {c.n} diverged"
     return result, epoch, str(c.n)
 
 
@@ -134,6 +136,8 @@ def markdown(report: Report, title: str = "embtool report") -> str:
         )
         for r in complete:
             result = _f1(r.value) + ("" if r.value2 is None else "/" + _f1(r.value2))
+            if r.diverged:
+                result = f"diverged (epoch {r.test.get('epoch')}, step {r.test.get('step')})"
             epoch = _f1(r.epoch) + ("" if r.epoch2 is None else "/" + _f1(r.epoch2))
             w(_md_row([_show(r.path), r.task, r.name, str(r.seed), result, epoch, _table_ids(r.config)]))
     return out.getvalue()
@@ -166,6 +170,7 @@ CSV_FIELDS = [
     "kind",
     "initialisation",
     "seeds",
+    "diverged",
     "mean",
     "std",
     "best",
@@ -202,6 +207,7 @@ def cell_dicts(report: Report) -> list[dict[str, Any]]:
                 "kind": c.kind,
                 "initialisation": c.name,
                 "seeds": c.n,
+                "diverged": c.diverged,
                 "mean": c.mean,
                 "std": c.std,
                 "best": c.best,

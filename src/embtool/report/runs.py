@@ -32,7 +32,7 @@ class Run:
     """One run folder as the report sees it."""
 
     path: Path
-    status: str  # "complete", or "incomplete: …" / "failed: …"
+    status: str  # "complete", "diverged" (a result: Liu et al.'s tables' "diverged"), or "incomplete: …" / "failed: …"
     task: str = "?"
     kind: str = "?"  # translation | classification
     seed: int | None = None
@@ -48,7 +48,12 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return self.status == "complete"
+        """Finished: with a result, or diverged (counted in its cell, not averaged)."""
+        return self.status in ("complete", "diverged")
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -142,11 +147,17 @@ def _flags(train: dict[str, Any]) -> list[str]:
         flags.append("no posenc")
     if train.get("tie_output"):
         flags.append("tied output")
+    for key in ("input_dim", "output_dim"):  # decoupled embeddings: another model shape
+        if train.get(key):
+            flags.append(f"{key.replace('_', '-')} {train[key]}")
     return flags
 
 
 def _fill_result(run: Run) -> None:
     test = run.test
+    if test.get("status") == "diverged":
+        run.status = "diverged"
+        return
     if run.kind == "translation":
         if not is_number(test.get("bleu")):
             run.status = f"failed: {TEST} has no number 'bleu'"

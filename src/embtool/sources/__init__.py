@@ -19,6 +19,7 @@ from embtool.text.vocabfile import Vocabulary
 
 if TYPE_CHECKING:  # the checkpoint and vector-file paths never import torch
     from embtool.alignment import Coverage
+    from embtool.sources.archives import Progress
     from embtool.table import EmbeddingTable
 
 VECTOR_PREFIXES = ("glove", "word2vec", "fasttext")
@@ -73,9 +74,11 @@ def extract(
     case_fallback: bool = True,
     missing: str = "normal",
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> tuple[EmbeddingTable, Coverage]:
     """A float32 table (N, D) with one row per vocabulary token from ``source``, and its coverage
     (tokens found, composed from pieces, missing); tokens found nowhere are filled by ``missing``.
+    ``progress(done, total)`` hears how many bytes of a large vector file are read.
     """
     from embtool.alignment import MISSING_METHODS
 
@@ -91,7 +94,9 @@ def extract(
     else:
         if tensor is not None:
             raise BadInput("--tensor applies to checkpoints only, not to word-vector files")
-        vectors, found, composed, meta = _from_vector_file(ref, vocab, compose == "mean", case_fallback)
+        vectors, found, composed, meta = _from_vector_file(
+            ref, vocab, compose == "mean", case_fallback, progress
+        )
     from embtool.alignment import Coverage, corpus_share, fill_missing
     from embtool.table import EmbeddingTable, history_entry
 
@@ -163,13 +168,13 @@ def _from_checkpoint(
 
 
 def _from_vector_file(
-    ref: SourceRef, vocab: Vocabulary, compose: bool, case_fallback: bool
+    ref: SourceRef, vocab: Vocabulary, compose: bool, case_fallback: bool, progress: Progress | None = None
 ) -> tuple[Any, list[int], list[int], dict[str, Any]]:
     import numpy as np
 
     from embtool.sources.vectors import load_vector_file, lookup_words
 
-    vf = load_vector_file(ref.fmt, ref.location)
+    vf = load_vector_file(ref.fmt, ref.location, progress)
     rows, composed = lookup_words(vf, vocab.tokens, compose=compose, case_fallback=case_fallback)
     vectors = np.zeros((len(vocab), vf.dim), dtype=np.float32)  # (N, D)
     found = [n for n, r in enumerate(rows) if r is not None]

@@ -2,16 +2,21 @@
 
 A fastText ``.bin`` model also builds vectors for unseen words from its sub-word n-grams; those
 count as composed. Lookups try the exact token, then its lower-cased form.
+
+Files are read as they are downloaded: ``.gz``, and ``.zip`` (one member, or ``archive.zip#member``),
+streamed to gensim through a pipe (``archives``); ``progress(done, total)`` hears how far a large file is.
 """
 
 from __future__ import annotations
 
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput
+
+if TYPE_CHECKING:
+    from embtool.sources.archives import Progress
 
 FORMATS = ("glove", "word2vec", "fasttext")
 _FASTTEXT_MAGIC = (793712314).to_bytes(4, "little")  # first int32 of a Facebook fastText .bin
@@ -31,18 +36,19 @@ class VectorFile:
         return int(self.kv.vector_size)
 
 
-def _head(path: Path, n: int = 65536) -> bytes:
-    opener = gzip.open if path.suffix == ".gz" else open
+def _head(path: Path, n: int = 65536, member: str | None = None) -> bytes:
+    from embtool.sources.archives import open_stream
+
     try:
-        with opener(path, "rb") as f:
+        with open_stream(path, member) as f:
             return bytes(f.read(n))
-    except OSError as e:
+    except (OSError, EOFError) as e:
         raise BadInput(f"{path}: could not read ({e})") from None
 
 
-def detect_format(path: Path) -> tuple[str, bool]:
+def detect_format(path: Path, member: str | None = None) -> tuple[str, bool]:
     """(format, binary) from the file's first bytes: fastText magic, a word2vec "N D" header, or GloVe."""
-    head = _head(path)
+    head = _head(path, member=member)
     if head[:4] == _FASTTEXT_MAGIC:
         return "fasttext", True
     first, _, rest = head.partition(b"\n")
@@ -57,19 +63,23 @@ def detect_format(path: Path) -> tuple[str, bool]:
     return "glove", False
 
 
-def load_vector_file(kind: str | None, path: str) -> VectorFile:
+def load_vector_file(kind: str | None, path: str, progress: Progress | None = None) -> VectorFile:
     """Read a vector file; ``kind`` None detects it. Errors name the file and the expected format."""
-    p = Path(path)
+    from embtool.sources.archives import read_keyed_vectors, split_member
+
+    p, member = split_member(path)
     if not p.is_file():
         raise BadInput(f"{path}: no such vector file")
-    detected, binary = detect_format(p)
+    detected, binary = detect_format(p, member)
     kind = kind or detected
     if kind not in FORMATS:
         raise BadInput(f"unknown vector format {kind!r}; valid choices: {', '.join(FORMATS)}")
-    from gensim.models import KeyedVectors
-
     try:
         if kind == "fasttext" and detected == "fasttext":
+            if member is not None:
+                raise BadInput(
+                    f"{path}: a fastText .bin model is read from a file; unpack it from the .zip first"
+                )
             from gensim.models.fasttext import load_facebook_vectors
 
             return VectorFile(kind, p, load_facebook_vectors(str(p)), ngrams=True)
@@ -80,7 +90,7 @@ def load_vector_file(kind: str | None, path: str) -> VectorFile:
         if kind == "glove":
             if detected == "word2vec":
                 raise BadInput(f"{path}: starts with a word2vec 'count dim' header; use word2vec:{path}")
-            kv = KeyedVectors.load_word2vec_format(str(p), binary=False, no_header=True)
+            kv = read_keyed_vectors(p, member, progress, binary=False, no_header=True)
         else:  # word2vec, or a fastText .vec (word2vec text format)
             if detected == "fasttext":
                 raise BadInput(f"{path}: is a fastText .bin model; use fasttext:{path}")
@@ -89,7 +99,7 @@ def load_vector_file(kind: str | None, path: str) -> VectorFile:
                     f"{path}: no 'count dim' header line, so not word2vec/.vec format; use glove:{path} "
                     "for a file without a header"
                 )
-            kv = KeyedVectors.load_word2vec_format(str(p), binary=binary)
+            kv = read_keyed_vectors(p, member, progress, binary=binary, no_header=False)
     except BadInput:
         raise
     except (ValueError, UnicodeDecodeError, EOFError, OSError, IndexError, AssertionError) as e:

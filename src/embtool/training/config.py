@@ -20,6 +20,9 @@ from embtool.tasks.registry import TASKS, Task, get_task
 DEVICES = ("auto", "cpu", "cuda")
 AMP_CHOICES = ("auto", "bf16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
+OPTIMIZERS = ("adam", "adamw", "radam")
+SCHEDULES = ("constant", "inverse-sqrt", "cosine")
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
@@ -115,12 +118,38 @@ class TrainConfig:
     )
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
+    input_dim: int = option(
+        0,
+        "Embedding width E, projected E → D by a learned matrix (Chung et al.); 0: D, no projection.",
+        EMBEDDINGS,
+        metavar="E",
+    )
+    output_dim: int = option(
+        0,
+        "Output embedding width: the decoder goes D → E_out → vocabulary; 0: D → vocabulary.",
+        EMBEDDINGS,
+        metavar="E_OUT",
+    )
+    out_emb: str | None = option(
+        None,
+        "Table for the decoder's output embedding (uncovered tokens filled as --missing).",
+        EMBEDDINGS,
+        metavar="TABLE",
+        role="input",
+    )
     # --- model (the resolved ModelConfig is stored beside this in config.json)
     d_model: int = option(0, "Model width D; 0: the table's D (512 without a table).", MODEL, metavar="D")
     heads: int = option(
         0, "Attention heads; 0: 8, or the largest count ≤ 10 that divides D.", MODEL, metavar="N"
     )
     layers: int = option(3, "Layers in the encoder and in the decoder.", MODEL, metavar="N")
+    enc_layers: int = option(0, "Encoder layers; 0: --layers.", MODEL, metavar="N")
+    dec_layers: int = option(0, "Decoder layers; 0: --layers.", MODEL, metavar="N")
+    norm: str = option(
+        "post",
+        "LayerNorm placement: post (the paper's), pre, or admin (Liu et al. 2020: ω profiled at start).",
+        MODEL,
+    )
     ff: int = option(0, "Feed-forward width; 0: 4·D.", MODEL, metavar="N")
     dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
     attn_dropout: float = option(
@@ -140,7 +169,16 @@ class TrainConfig:
         OPTIM,
         metavar="N",
     )
-    lr: float = option(0.0, "Adam learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
+    lr: float = option(0.0, "Peak learning rate; 0: 2e-4 translation, 1e-4 classification (A.2).", OPTIM)
+    optimizer: str = option("adam", "adam (the paper's), adamw or radam.", OPTIM)
+    weight_decay: float = option(
+        0.0, "Weight decay (adam: L2 in the gradient; adamw/radam: decoupled).", OPTIM
+    )
+    lr_schedule: str = option(
+        "constant", "constant (the paper's), inverse-sqrt or cosine, after --warmup.", OPTIM
+    )
+    warmup: int = option(0, "Linear warm-up steps from 0 to --lr.", OPTIM, metavar="STEPS")
+    label_smoothing: float = option(0.0, "Label smoothing of the training loss (0: off).", OPTIM)
     adam_beta1: float = option(0.9, "Adam β1 (A.2).", OPTIM)
     adam_beta2: float = option(0.98, "Adam β2 (A.2).", OPTIM)
     adam_eps: float = option(1e-9, "Adam ε (A.2).", OPTIM)
@@ -160,9 +198,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         get_task(self.task)  # BadInput listing the valid tasks
-        for name, choices in (("device", DEVICES), ("amp", AMP_CHOICES), ("missing", MISSING_FILLS)):
+        for name, choices in (
+            ("device", DEVICES),
+            ("amp", AMP_CHOICES),
+            ("missing", MISSING_FILLS),
+            ("norm", NORMS),
+            ("optimizer", OPTIMIZERS),
+            ("lr_schedule", SCHEDULES),
+        ):
             if getattr(self, name) not in choices:
-                raise BadInput(f"invalid --{name} {getattr(self, name)!r}; valid choices: {list(choices)}")
+                raise BadInput(
+                    f"invalid {option_name(name)} {getattr(self, name)!r}; valid choices: {list(choices)}"
+                )
         if self.emb and (self.src_emb or self.tgt_emb):
             raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
         if self.kind == "classification" and self.tgt_emb:
@@ -181,6 +228,11 @@ class TrainConfig:
             "ff",
             "threads",
             "seed",
+            "enc_layers",
+            "dec_layers",
+            "input_dim",
+            "output_dim",
+            "warmup",
         ):
             if getattr(self, name) < 0:
                 raise BadInput(f"{option_name(name)} must not be negative, got {getattr(self, name)}")
@@ -192,7 +244,21 @@ class TrainConfig:
             raise BadInput(f"--beam must be at least 1, got {self.beam}")
         if self.lr < 0 or self.clip_norm < 0:
             raise BadInput("--lr and --clip-norm must not be negative")
-        for name in ("dropout", "attn_dropout"):
+        if self.weight_decay < 0:
+            raise BadInput(f"--weight-decay must not be negative, got {self.weight_decay}")
+        if self.kind == "classification" and (self.output_dim or self.out_emb):
+            raise BadInput(
+                f"--output-dim/--out-emb: {self.task} is a classification task with no output embedding"
+            )
+        width = self.input_dim or self.d_model  # the input embedding's, where known before the table
+        if self.tie_output and self.output_dim and width and width != self.output_dim:
+            raise BadInput(
+                f"--tie-output needs one width for the input and output embeddings, got {width} "
+                f"(--input-dim/--d-model) and {self.output_dim} (--output-dim); untie them or match them"
+            )
+        if self.out_emb and self.tie_output:
+            raise BadInput("--out-emb with --tie-output: the output layer is the input embedding; give one")
+        for name in ("dropout", "attn_dropout", "label_smoothing"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise BadInput(f"{option_name(name)} must be in [0, 1), got {getattr(self, name)}")
         if not (0.0 <= self.adam_beta1 < 1.0 and 0.0 <= self.adam_beta2 < 1.0) or self.adam_eps <= 0:

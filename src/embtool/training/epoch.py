@@ -8,6 +8,7 @@ batch's, then one Adam step. Each epoch's randomness (batch order, dropout) come
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from embtool.errors import BadInput
+from embtool.errors import BadInput, WorkFailure
 from embtool.model import ModelConfig, Seq2Seq
 from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
 from embtool.training.config import TrainConfig
@@ -26,6 +27,15 @@ from embtool.training.decoding import decode, max_output_len
 
 Progress = Callable[[str, dict[str, Any]], None]
 Examples = list[tuple[list[int], Any]]
+EXPLODED = 1000.0  # a step's mean loss above this (nats per unit) counts as diverged
+
+
+class Diverged(WorkFailure):
+    """A training step's loss was not finite or exploded: the run stops, marked "diverged"."""
+
+    def __init__(self, epoch: int, step: int, loss: float) -> None:
+        super().__init__(f"training diverged at epoch {epoch}, step {step} (loss {loss:g})")
+        self.epoch, self.step, self.loss = epoch, step, loss
 
 
 def pick_device(name: str) -> torch.device:
@@ -51,20 +61,6 @@ def pick_amp(name: str, device: torch.device) -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:
         return False
-
-
-def make_optimizer(
-    params: list[torch.nn.Parameter], cfg: TrainConfig, device: torch.device
-) -> torch.optim.Adam:
-    """Adam with the paper's β and ε (A.2); the fused kernel where PyTorch has one for the device.
-
-    Fused Adam is one pass over each tensor instead of six: on a CPU it takes about a third less
-    time per step, which for the paper's model is a large share of the step.
-    """
-    fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(
-        params, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, fused=fused or None
-    )
 
 
 # ----------------------------------------------------------------------------- batches
@@ -95,7 +91,8 @@ def collate(examples: Examples, index: list[int], kind: str) -> Batch:
 
 def model_overhead(cfg: ModelConfig, device: torch.device) -> int | None:
     """``cpu.pass_overhead`` for this model: its width and its layers on both sides."""
-    return pass_overhead(cfg.d_model, cfg.n_layers * (2 if cfg.kind == "translation" else 1), device)
+    layers = cfg.enc_layers + (cfg.dec_layers if cfg.kind == "translation" else 0)
+    return pass_overhead(cfg.d_model, layers, device)
 
 
 def collate_parts(
@@ -120,14 +117,17 @@ def _autocast(device: torch.device, amp: bool) -> Any:
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
 
-def _loss(model: torch.nn.Module, batch: Batch, kind: str) -> tuple[torch.Tensor, int]:
+def _loss(
+    model: torch.nn.Module, batch: Batch, kind: str, smoothing: float = 0.0
+) -> tuple[torch.Tensor, int]:
     """Summed loss over the batch's scored units (target tokens, or examples) and their count."""
     if kind == "translation":
         assert batch.tgt_in is not None and batch.tgt_out is not None
-        return model.loss(batch.src, batch.tgt_in, batch.tgt_out)  # type: ignore[operator]
+        return model.loss(batch.src, batch.tgt_in, batch.tgt_out, smoothing)  # type: ignore[operator]
     assert batch.labels is not None
     logits = model(batch.src)  # (B, C)
-    return F.cross_entropy(logits.float(), batch.labels, reduction="sum"), int(batch.labels.shape[0])
+    loss = F.cross_entropy(logits.float(), batch.labels, reduction="sum", label_smoothing=smoothing)
+    return loss, int(batch.labels.shape[0])
 
 
 def train_epoch(
@@ -140,8 +140,13 @@ def train_epoch(
     device: torch.device,
     amp: bool,
     progress: Progress,
+    before_step: Callable[[], None] | None = None,
 ) -> tuple[float, float, float]:
-    """One pass over the training data; returns (mean loss, seconds, tokens per second)."""
+    """One pass over the training data; returns (mean loss, seconds, tokens per second).
+
+    ``before_step()`` runs before each optimizer step (the learning-rate schedule). A step whose
+    loss is not finite or above ``EXPLODED`` raises ``Diverged``.
+    """
     gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
     torch.manual_seed(
         _epoch_seed(cfg.seed, epoch)
@@ -155,7 +160,13 @@ def train_epoch(
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
     for step, index in enumerate(batches, start=1):
         parts = collate_parts(examples, index, kind, device, overhead)
-        loss_sum, n = train_step(model, opt, params, parts, kind, cfg.clip_norm, device, amp)
+        if before_step is not None:
+            before_step()
+        loss_sum, n = train_step(
+            model, opt, params, parts, kind, cfg.clip_norm, device, amp, cfg.label_smoothing
+        )
+        if not math.isfinite(loss_sum) or loss_sum / max(n, 1) > EXPLODED:
+            raise Diverged(epoch, step, loss_sum / max(n, 1))
         total += loss_sum
         units += n
         tokens += sum(b.n_tokens for b in parts)
@@ -182,6 +193,7 @@ def train_step(
     clip_norm: float,
     device: torch.device,
     amp: bool,
+    smoothing: float = 0.0,
 ) -> tuple[float, int]:
     """One optimizer step on the mean loss of a batch given as micro-batches; returns (summed loss,
     scored units). Each part's backward adds its share, so the gradient is the whole batch's."""
@@ -190,7 +202,7 @@ def train_step(
     total = 0.0
     for batch in parts:
         with _autocast(device, amp):
-            loss_sum, _ = _loss(model, batch, kind)
+            loss_sum, _ = _loss(model, batch, kind, smoothing)
         (loss_sum / max(units, 1)).backward()
         total += float(loss_sum.detach())
     if clip_norm:

@@ -20,16 +20,21 @@ import torch
 
 from embtool._version import __version__
 from embtool.errors import BadInput
-from embtool.model import Classifier, ModelConfig, Seq2Seq, set_embedding
+from embtool.model import Classifier, Seq2Seq, parameter_breakdown
 from embtool.model import build as build_model
 from embtool.training import checkpoint as ckpt
+from embtool.training.building import init_embeddings, model_config, profile_admin
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import process_settings
+from embtool.training.data import SEP, SPECIALS
+from embtool.training.dynamics import epoch_dynamics, snapshot
 from embtool.training.epoch import (
+    Diverged,
     Progress,
+    batches_of,
+    collate,
     detok_all,
     eval_loss,
-    make_optimizer,
     pick_amp,
     pick_device,
     train_epoch,
@@ -47,7 +52,10 @@ from embtool.training.runfolder import (
     RunResult,
     resume_config,
 )
+from embtool.training.schedule import make_optimizer, set_lr
 from embtool.training.setup import Prepared, prepare
+
+SPECIAL_TOKENS = {*SPECIALS, SEP}
 
 
 def _quiet(event: str, info: dict[str, Any]) -> None:
@@ -70,6 +78,12 @@ class Run:
     best_loss: float = math.inf
     best_epoch: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
+    step: int = 0  # optimizer steps taken over the whole run (the schedule's clock)
+    total_steps: int = 0  # the run's steps, for the schedule
+    diverged: dict[str, Any] | None = None  # {"epoch", "step", "loss"} when training diverged
+    emb0: dict[str, torch.Tensor] = field(default_factory=dict)  # the embeddings' first rows
+    specials: dict[str, int] = field(default_factory=dict)  # leading special rows per embedding
+    probe: Any = None  # a fixed validation batch for the residual-branch ratios
 
 
 def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
@@ -88,6 +102,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
     with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
         run = build(cfg, folder, device, progress)
         fit(run, progress)
+        if run.diverged is not None:
+            return finish_diverged(run, progress)
         return finish(run, progress)
 
 
@@ -110,7 +126,11 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
     cfg = cfg.resolved()
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
     folder = RunFolder(cfg.out or "")
-    if folder.file(TEST).is_file() and cfg.resume and folder.done_epochs() >= cfg.epochs:
+    if (
+        folder.file(TEST).is_file()
+        and cfg.resume
+        and (folder.done_epochs() >= cfg.epochs or _diverged(folder))
+    ):
         progress("log", {"message": f"{folder.path} is complete ({TEST} exists)"})
         return cfg, folder, True
     if not cfg.resume and folder.file(CONFIG).exists():
@@ -137,12 +157,21 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     prep.test_name = data.test_name
     _log_vocab(prep, progress)
 
-    model_cfg = _model_config(cfg, prep)
+    model_cfg = model_config(cfg, prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
     model = build_model(model_cfg)
-    _init_embeddings(model, prep, model_cfg, cfg.seed)
+    init_embeddings(model, prep, model_cfg, cfg.seed)
     model.to(device)
-    config = {
+    admin = profile_admin(model, prep, cfg, device, progress) if model_cfg.norm == "admin" else None
+    steps_per_epoch = len(batches_of(prep.train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed)))
+    if cfg.warmup > cfg.epochs * steps_per_epoch:
+        progress(
+            "log",
+            {
+                "message": f"warning: --warmup {cfg.warmup} is longer than the run ({cfg.epochs * steps_per_epoch} steps)"
+            },
+        )
+    config: dict[str, Any] = {
         "embtool": __version__,
         "task": cfg.task,
         "kind": cfg.kind,
@@ -159,7 +188,12 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         "device": str(device),
         "amp": "bf16" if amp else "off",
         "dropped_train_examples": prep.dropped,
+        "parameters": parameter_breakdown(model),
     }
+    if admin is not None:
+        config["admin_profile"] = admin
+    if prep.out is not None:
+        config["out_emb"] = {"table": prep.out.table_info, "missing": prep.out.missing}
     # (re)written on resume too: a continued run may have been given more epochs
     folder.write_json(CONFIG, config)
     folder.write_json(
@@ -176,7 +210,14 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         model,
         make_optimizer(params, cfg, device),
         meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
+        total_steps=cfg.epochs * steps_per_epoch,
     )
+    # E_0 from the freshly built model: a resumed run rebuilds the same first rows
+    run.emb0 = snapshot(model)
+    n_special = {s.name: sum(t in SPECIAL_TOKENS for t in s.vocab) for s in (prep.src, prep.tgt) if s}
+    run.specials = {**n_special, "out": n_special.get("tgt", 0)}
+    if prep.val:
+        run.probe = collate(prep.val, list(range(min(64, len(prep.val)))), cfg.kind).to(device)
     if cfg.resume and folder.file(STATE).is_file():
         # state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and
         # metrics, so a kill between the writes of an epoch cannot leave a mixed state
@@ -187,6 +228,7 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         run.start_epoch = int(state["epoch"]) + 1
         run.best_loss, run.best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         run.lines = list(state["metrics"])
+        run.step = int(state.get("step", int(state["epoch"]) * steps_per_epoch))
         progress("log", {"message": f"resuming {folder.path} after epoch {state['epoch']}"})
     return run
 
@@ -195,12 +237,35 @@ def fit(run: Run, progress: Progress) -> None:
     """The epochs left: train, validate, keep the best and last weights, commit state.pt, log."""
     cfg, folder, model = run.cfg, run.folder, run.model
     train_model: Any = torch.compile(model) if cfg.compile else model
+
+    def before_step() -> None:
+        run.step += 1
+        set_lr(run.opt, cfg, run.step, run.total_steps)
+
     for epoch in range(run.start_epoch, cfg.epochs + 1):
-        train_loss, seconds, tps = train_epoch(
-            train_model, run.opt, run.prep.train, cfg.kind, cfg, epoch, run.device, run.amp, progress
-        )
+        try:
+            train_loss, seconds, tps = train_epoch(
+                train_model,
+                run.opt,
+                run.prep.train,
+                cfg.kind,
+                cfg,
+                epoch,
+                run.device,
+                run.amp,
+                progress,
+                before_step,
+            )
+        except Diverged as e:
+            loss = e.loss if math.isfinite(e.loss) else None
+            run.diverged = {"status": "diverged", "epoch": e.epoch, "step": e.step, "loss": loss}
+            run.lines.append({"epoch": epoch, **run.diverged})
+            folder.write_metrics(run.lines)
+            progress("log", {"message": str(e)})
+            return
         line: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
         line.update(_validate(model, run.prep, cfg, run.device, run.amp))
+        line.update(epoch_dynamics(model, run.emb0, run.specials, run.probe))
         line.update(seconds=seconds, tokens_per_s=tps)
         if line["val_loss"] < run.best_loss:
             run.best_loss, run.best_epoch = line["val_loss"], epoch
@@ -217,6 +282,7 @@ def fit(run: Run, progress: Progress) -> None:
                 "best_val_loss": run.best_loss,
                 "best_epoch": run.best_epoch,
                 "metrics": run.lines,
+                "step": run.step,
                 "embtool": __version__,
             },
         )
@@ -232,8 +298,24 @@ def finish(run: Run, progress: Progress) -> RunResult:
     return RunResult(run.folder.path, result, list(run.lines))
 
 
+def finish_diverged(run: Run, progress: Progress) -> RunResult:
+    """test.json for a run whose training diverged: its status, where, and the last good epoch."""
+    assert run.diverged is not None
+    result = {**run.diverged, "best_epoch": run.best_epoch}
+    run.folder.write_json(TEST, result)
+    progress("test", result)
+    return RunResult(run.folder.path, result, list(run.lines))
+
+
+def _diverged(folder: RunFolder) -> bool:
+    try:
+        return folder.read_test().get("status") == "diverged"
+    except (OSError, ValueError):
+        return False
+
+
 def _log_vocab(prep: Prepared, progress: Progress) -> None:
-    for side in (prep.src, prep.tgt):
+    for side in (prep.src, prep.tgt, prep.out):
         if side is None:
             continue
         where = f"from {side.table_info['path']}" if side.table_info else "Xavier-uniform"
@@ -243,47 +325,6 @@ def _log_vocab(prep: Prepared, progress: Progress) -> None:
         progress("log", {"message": msg})
     if prep.dropped:
         progress("log", {"message": f"skipped {prep.dropped} training examples longer than --max-len"})
-
-
-def _model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
-    dims = {s.rows.shape[1] for s in (prep.src, prep.tgt) if s is not None and s.rows is not None}
-    d_model = cfg.d_model or (dims.pop() if dims else 512)
-    if dims and d_model not in dims:
-        raise BadInput(
-            f"--d-model {d_model} differs from the table's D {sorted(dims)[0]}; leave it out or match it"
-        )
-    return ModelConfig(
-        kind=cfg.kind,
-        src_vocab=len(prep.src.vocab),
-        tgt_vocab=len(prep.tgt.vocab) if prep.tgt else 0,
-        n_classes=prep.n_classes,
-        d_model=d_model,
-        n_heads=cfg.heads,
-        n_layers=cfg.layers,
-        d_ff=cfg.ff,
-        dropout=cfg.dropout,
-        attn_dropout=cfg.attn_dropout,
-        max_len=cfg.max_len,
-        posenc=cfg.posenc,
-        freeze_emb=cfg.freeze_emb,
-        tie_output=cfg.tie_output,
-    )
-
-
-def _init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig, seed: int) -> None:
-    """Table rows where a table was given, else Xavier-uniform (the paper's baseline)."""
-    from embtool.transforms import xavier
-
-    for offset, side in enumerate((prep.src, prep.tgt)):
-        if side is None:
-            continue
-        emb = model.embeddings()[side.name]
-        rows = (
-            side.rows
-            if side.rows is not None
-            else xavier(side.vocab, mc.d_model, seed=seed + offset).tensor()
-        )
-        set_embedding(emb, rows)
 
 
 def _validate(

@@ -62,6 +62,8 @@ class RunResult:
     def summary(self) -> str:
         """One line: test BLEU (translation) or the best validation accuracy (classification)."""
         t = self.test
+        if t.get("status") == "diverged":
+            return f"diverged at epoch {t['epoch']}, step {t['step']} → {self.path}"
         if "bleu" in t:
             return f"test BLEU {t['bleu']:.2f} (best epoch {t['best_epoch']}, {t['split']}) → {self.path}"
         acc = f"val acc {t['best_val_acc']:.2f}"

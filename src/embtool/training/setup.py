@@ -118,6 +118,7 @@ class Prepared:
     n_classes: int
     dropped: int  # training examples longer than max_len
     test_name: str = "test"  # the test split's name, recorded in test.json
+    out: Side | None = None  # --out-emb: the output embedding's rows over the target vocabulary
 
 
 def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
@@ -168,6 +169,14 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     ):
         raise BadInput(
             f"--src-emb has D={src.rows.shape[1]} but --tgt-emb has D={tgt.rows.shape[1]}; both sides need one D"
+        )
+
+    out = None
+    if cfg.out_emb and tgt is not None:
+        out_table = _load_table(cfg.out_emb)
+        info = table_info(cfg.out_emb, out_table)
+        out = build_side(
+            "out", tgt_spec, tr_tgt or [], min_freq, SPECIALS, out_table, info, cfg.missing, cfg.seed + 2
         )
 
     src_index = {t: i for i, t in enumerate(src.vocab)}
@@ -221,4 +230,5 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
         test_refs=list(data.test.tgt or []),
         n_classes=n_classes,
         dropped=dropped,
+        out=out,
     )

@@ -1,0 +1,140 @@
+"""export: round trips through gensim (text and binary), fairseq's header rule, npy, refused tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embtool.errors import BadInput, UsageError
+from embtool.export import FORMATS, export, tokens_for
+from embtool.table import EmbeddingTable, save
+
+
+@pytest.fixture
+def table() -> EmbeddingTable:
+    rng = np.random.default_rng(0)
+    vectors = (rng.standard_normal((6, 5)) * 0.3).astype(np.float32)  # (6, 5)
+    vectors[2, 0] = 1e-7  # a tiny value: printed with an exponent
+    return EmbeddingTable(vectors, ["the", "Cat", "ünï", "<pad>", "1.5", "##s"], origin="t.safetensors")
+
+
+@pytest.mark.parametrize("fmt, binary", [("word2vec", False), ("word2vec-binary", True), ("fairseq", False)])
+def test_gensim_reads_back_equal_rows(table, tmp_path, fmt, binary) -> None:
+    from gensim.models import KeyedVectors
+
+    path = tmp_path / "t.vec"
+    export(table, fmt, str(path))
+    kv = KeyedVectors.load_word2vec_format(str(path), binary=binary)
+    assert kv.index_to_key == table.tokens
+    np.testing.assert_array_equal(kv.vectors, table.vectors)  # bit for bit: 9 digits round-trip float32
+
+
+def test_glove_has_no_header_and_gensim_reads_it(table, tmp_path) -> None:
+    from gensim.models import KeyedVectors
+
+    path = tmp_path / "t.txt"
+    export(table, "glove", str(path))
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.split(" ")[0] == "the" and len(first.split(" ")) == 6
+    kv = KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=True)
+    np.testing.assert_array_equal(kv.vectors, table.vectors)
+
+
+def _fairseq_parse_embedding(path) -> dict[str, list[float]]:
+    """fairseq.utils.parse_embedding, as fairseq reads --encoder-embed-path: the first line is skipped."""
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        next(f)
+        for line in f:
+            pieces = line.rstrip().split(" ")
+            out[pieces[0]] = [float(w) for w in pieces[1:]]
+    return out
+
+
+@pytest.mark.parametrize("fmt, kept", [("fairseq", 6), ("glove", 5)])
+def test_fairseq_header_rule(table, tmp_path, fmt, kept) -> None:
+    # fairseq keeps every row of its own format; a GloVe file given to it loses the first vector
+    path = tmp_path / "t.txt"
+    export(table, fmt, str(path))
+    got = _fairseq_parse_embedding(path)
+    assert len(got) == kept
+    if fmt == "fairseq":
+        np.testing.assert_array_equal(np.array([got[t] for t in table.tokens], np.float32), table.vectors)
+
+
+def test_opennmt_reads_glove_text_and_prints_flags(table, tmp_path) -> None:
+    path = tmp_path / "t.onmt.txt"
+    done = export(table, "opennmt", str(path))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 6 and lines[1].split(" ")[0] == "Cat"  # GloVe text: no header
+    text = "\n".join(done.flags())
+    assert (
+        f"src_embeddings: {path}" in text
+        and 'embeddings_type: "GloVe"' in text
+        and "word_vec_size: 5" in text
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_npy_and_tokens_file(table, tmp_path, dtype) -> None:
+    t = EmbeddingTable(table.vectors, table.tokens, dtype=dtype)
+    done = export(t, "npy", str(tmp_path / "e.npy"))
+    assert done.files == [str(tmp_path / "e.npy"), str(tmp_path / "e.tokens.txt")]
+    got = np.load(tmp_path / "e.npy")
+    assert got.dtype == (np.float16 if dtype == "float16" else np.float32)
+    np.testing.assert_array_equal(got.astype(np.float32), t.vectors.astype(np.float32))
+    assert (tmp_path / "e.tokens.txt").read_text(encoding="utf-8").splitlines() == t.tokens
+
+
+def test_pending_map_streams_the_same_values(table, tmp_path) -> None:
+    from embtool.transforms import standardize
+
+    x = standardize(table)  # pending Affine: export computes it block by block
+    export(x, "glove", str(tmp_path / "a.txt"))
+    export(EmbeddingTable(x.vectors, x.tokens), "glove", str(tmp_path / "b.txt"))
+    assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
+
+
+@pytest.mark.parametrize("token, fmt", [("new york", "word2vec"), ("a\tb", "glove"), ("x\ny", "npy"),
+                                        ("two words", "word2vec-binary")])  # fmt: skip
+def test_unholdable_token_is_named_and_nothing_written(tmp_path, token, fmt) -> None:
+    t = EmbeddingTable(np.ones((2, 3), np.float32), ["ok", token], origin="t.safetensors")
+    out = tmp_path / "out"
+    with pytest.raises(BadInput, match=r"row 1 token .* cannot be written as " + fmt):
+        export(t, fmt, str(out))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_space_as_escapes_and_checks_collisions(tmp_path) -> None:
+    t = EmbeddingTable(np.ones((3, 2), np.float32), ["new york", "a", "b c"])
+    assert tokens_for(t, "word2vec", "_") == (["new_york", "a", "b_c"], 2)
+    assert tokens_for(t, "npy") == (["new york", "a", "b c"], 0)  # npy's token file holds spaces
+    clash = EmbeddingTable(np.ones((2, 2), np.float32), ["a b", "a_b"])
+    with pytest.raises(BadInput, match="makes two tokens the same"):
+        tokens_for(clash, "glove", "_")
+
+
+def test_bad_format_and_options(table) -> None:
+    with pytest.raises(BadInput, match="valid choices: " + ", ".join(FORMATS)):
+        export(table, "fasttext", "x")
+    with pytest.raises(UsageError, match="--tokens FILE"):
+        export(table, "npy", "-")
+    with pytest.raises(UsageError, match="npy only"):
+        export(table, "glove", "x", tokens_out="t")
+
+
+def test_cli_pipes_and_errors(cli, table, tmp_path) -> None:
+    save(table, tmp_path / "t.safetensors")
+    data = (tmp_path / "t.safetensors").read_bytes()
+    r = cli("export", "--format", "word2vec", stdin=data)
+    assert r.code == 0, r.stderr
+    assert r.text.splitlines()[0] == "6 5" and r.text.splitlines()[1].startswith("the ")
+    r = cli("export", str(tmp_path / "t.safetensors"), "--format", "opennmt", "-o", str(tmp_path / "o.txt"))
+    assert r.code == 0 and "word_vec_size: 5" in r.stderr
+    r = cli("export", str(tmp_path / "t.safetensors"), "--format", "csv")
+    assert r.code == 2 and r.stderr.startswith("embtool: error: --format 'csv' is not known")
+    bad = EmbeddingTable(np.ones((1, 2), np.float32), ["a b"])
+    save(bad, tmp_path / "b.safetensors")
+    r = cli("export", str(tmp_path / "b.safetensors"), "-f", "glove", "-o", str(tmp_path / "b.txt"))
+    assert r.code == 2 and "'a b' cannot be written as glove" in r.stderr and len(r.stderr.splitlines()) == 1
+    assert not (tmp_path / "b.txt").exists()
