@@ -26,6 +26,7 @@ batch=${DEMO_BATCH:-64}
 max_len=${DEMO_MAX_LEN:-40}
 seed=${DEMO_SEED:-1}
 w2v_epochs=${DEMO_W2V_EPOCHS:-40}      # word2vec's epochs: more epochs, longer (wider) vectors
+w2v_text=${DEMO_W2V_EXAMPLES:-0}       # word2vec's corpus: the first N training sentences (0: all)
 jobs=${DEMO_JOBS:-2}                   # trainings at a time: 2 (one thread each) or 1 (all threads)
 data=()
 if [ -n "${EMBTOOL_DATA_DIR:-}" ]; then data=(--data-dir "$EMBTOOL_DATA_DIR"); fi
@@ -48,17 +49,19 @@ for lang in de en; do
   embtool vocab --text "$out/train.$lang" --tokenizer "spacy:$lang" --min-freq 2 -o "$out/$lang.vocab"
 done
 
-echo "== 2. word2vec (gensim CBOW, ${w2v_epochs} epochs) on the whole training text, one model per language"
-python - "$out" "$dim" "$w2v_epochs" "${EMBTOOL_DATA_DIR:-}" <<'PY'
+if [ "$w2v_text" = 0 ]; then corpus="all the training text"; else corpus="the first $w2v_text training sentences"; fi
+echo "== 2. word2vec (gensim CBOW, ${w2v_epochs} epochs) on $corpus, one model per language"
+python - "$out" "$dim" "$w2v_epochs" "$w2v_text" "${EMBTOOL_DATA_DIR:-}" <<'PY'
 import sys
 from gensim.models import Word2Vec
 from embtool.tasks import load_task
 from embtool.text.tokenizer import load_tokenizer
 
-out, dim, epochs, data_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None
+out, dim, epochs, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) or None
+data_dir = sys.argv[5] or None
 pairs = load_task("multi30k", "train", data_dir)
 for lang, lines in (("de", pairs.src), ("en", pairs.tgt)):
-    sentences = list(load_tokenizer(f"spacy:{lang}").tokenize_lines(lines))
+    sentences = list(load_tokenizer(f"spacy:{lang}").tokenize_lines(lines[:n]))
     model = Word2Vec(sentences, vector_size=dim, min_count=2, sg=0, epochs=epochs, seed=1, workers=2)
     model.wv.save_word2vec_format(f"{out}/w2v.{lang}.txt")
 PY
