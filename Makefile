@@ -10,7 +10,7 @@ export EMBTOOL_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: setup demo test test-fast docs bench clean
+.PHONY: setup demo test test-fast docs bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,11 @@ test-fast: $(STAMP)
 
 docs: $(STAMP)
 	$(PY) -m embtool.docgen .
+
+# the GPU path at once (CUDA smoke, DDP vs one process, speed vs nn.Transformer, peak memory);
+# ≤ 8 minutes on a GPU machine, a message and exit 0 elsewhere
+gpu-check: $(STAMP)
+	PYTHON=$(abspath $(PY)) bash bench/gpu_check.sh
 
 bench: $(STAMP)
 	$(PY) bench/transforms.py

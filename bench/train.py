@@ -155,7 +155,7 @@ class Side:
             self.opt = torch.optim.Adam(self.model.parameters(), lr=LR, betas=(0.9, 0.98), eps=1e-9)
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
             self.batches = [order[i : i + batch] for i in range(0, len(order), batch)]
-            self.amp = False
+            self.amp = "off"
         else:
             from embtool.model import ModelConfig, Seq2Seq
             from embtool.training.config import TrainConfig
@@ -197,13 +197,13 @@ class Side:
             loss.backward()
             self.opt.step()
         else:
-            from embtool.training.epoch import collate_parts, model_overhead, train_step
+            from embtool.training.epoch import batch_units, collate_parts, model_overhead, train_step
+            from embtool.training.objective import prepare as prepare_step
 
             cpu = torch.device("cpu")
             parts = collate_parts(self.train, index, "translation", cpu, model_overhead(self.model.cfg, cpu))
-            _, n = train_step(
-                self.model, self.opt, self.params, parts, "translation", 0.0, torch.device("cpu"), self.amp
-            )
+            n, _ = batch_units(self.train, index, "translation")
+            train_step(prepare_step(self.model), self.opt, self.params, parts, n, 0.0, cpu, self.amp)
         if i > 0:  # step 0 is the warm-up
             self.seconds += time.perf_counter() - start
             self.tokens += n
@@ -240,7 +240,7 @@ def serve(which: str, payload_path: str, steps: int, batch: int, seed: int) -> N
         process_settings(torch.device("cpu")).__enter__()  # as `train` does on a CPU, for the process's life
     side = Side(which, json.loads(Path(payload_path).read_text()), steps, batch, seed)
     torch.manual_seed(100 + seed)  # dropout
-    print(json.dumps({"batches": len(side.batches), "amp": bool(side.amp)}), flush=True)
+    print(json.dumps({"batches": len(side.batches), "amp": side.amp != "off"}), flush=True)
     for line in sys.stdin:
         cmd, _, arg = line.strip().partition(" ")
         if cmd == "step":

@@ -9,6 +9,8 @@
 # 4 seeds; about 10 min an epoch on one GPU (the paper's 9.5), so the grid (4 variants × 4 seeds)
 # takes about 2 days. Fewer: SEEDS=1 VARIANTS=xavier,pretrained,standardized. MODEL=mbert gives the
 # BERT box (mBERT), MODEL=PATH any local checkpoint; EXTRA="--epochs 2 …" adds training options.
+# With several GPUs, WHERE="--devices 0,1,2,3" trains one run per GPU at once; on a Slurm cluster
+# WHERE="--launcher slurm --partition gpu --time 4:00:00" submits the runs as one job array.
 set -euo pipefail
 out=${OUT:-mt5-iwslt2017}
 seeds=${SEEDS:-4}
@@ -28,10 +30,11 @@ for side in src tgt; do
 done
 embtool stats "$out/src.emb.safetensors" "$out/tgt.emb.safetensors"
 
-# 3. Xavier, mT5, mT5_Xavier (Eq. 1), mT5_Shuffled × seeds; bf16 autocast; resumable
-# shellcheck disable=SC2086  # EXTRA is a list of options
+# 3. Xavier, mT5, mT5_Xavier (Eq. 1), mT5_Shuffled × seeds; bf16 autocast; resumable; the text is
+# tokenized once (the cache in $EMBTOOL_CACHE), not once per run
+# shellcheck disable=SC2086  # EXTRA and WHERE are lists of options
 embtool experiment iwslt2017 --src-emb "$out/src.emb.safetensors" --tgt-emb "$out/tgt.emb.safetensors" \
-  --variants "$variants" --seeds "$seeds" --batch-size 112 --device "$device" ${EXTRA:-} -o "$out/grid"
+  --variants "$variants" --seeds "$seeds" --device "$device" ${WHERE:-} ${EXTRA:-} -o "$out/grid"
 
 # 4. Table 1 / Table 2 / Figure 1 for the grid (also written to $out/grid/report.md and curves.png)
 embtool report "$out/grid/runs" --plot "$out/curves.png" --csv "$out/table1.csv"

@@ -20,7 +20,7 @@ case "$SIZE" in
   cpu)  seeds=2; variants=${VARIANTS:-xavier,pretrained,standardized}
         train=(--epochs 5 --layers 1 --lr 1e-3 --batch-size 64 --max-train-examples 10000 --max-eval-examples 300 --device cpu) ;;
   gpu)  seeds=3; variants=${VARIANTS:-xavier,pretrained,standardized}
-        train=(--batch-size 64 --device cuda) ;;
+        train=(--device cuda) ;;  # Table 5 / A.2: train's defaults
   *) echo "SIZE must be tiny, cpu or gpu, not '$SIZE'" >&2; exit 2 ;;
 esac
 

@@ -58,3 +58,16 @@ def test_a_state_with_code_in_it_is_refused(tmp_path: Path) -> None:
     torch.save({"epoch": 1, "x": Evil()}, tmp_path / "state.pt")
     with pytest.raises(BadInput, match="not a readable resume state"):
         ckpt.load_state(tmp_path / "state.pt")
+
+
+def test_rng_state_is_the_cpu_and_the_run_device_only():
+    import torch
+
+    from embtool.training import checkpoint as ckpt
+
+    state = ckpt.rng_state(torch.device("cpu"))
+    assert set(state) == {"cpu"}  # no per-GPU list: a machine with fewer GPUs resumes it
+    x = torch.rand(3)
+    # an older state with a CUDA list, resumed on a CPU machine: the CPU generator comes back
+    ckpt.set_rng_state({**state, "cuda": [torch.zeros(16, dtype=torch.uint8)]}, torch.device("cpu"))
+    assert torch.equal(torch.rand(3), x)

@@ -43,8 +43,9 @@ def _click_options(command: str) -> dict[str, tuple[list[str], list[str]]]:
     }
 
 
-# options of `train` that only say how the command prints (no setting of the run)
-PRINT_ONLY = {"--json", "--help"}
+# options of `train` that only say how the command prints or starts, or that it trains nothing (no
+# setting of the run; config.json records the processes --nproc started as "world_size")
+PRINT_ONLY = {"--json", "--help", "--nproc", "--dry-run"}
 
 
 def test_every_train_option_is_a_config_json_key(reverse_run) -> None:
@@ -68,8 +69,9 @@ def test_every_train_option_is_a_config_json_key(reverse_run) -> None:
 def test_experiment_lists_every_train_option() -> None:
     train = {o for opts, _ in _click_options("train").values() for o in opts if o.startswith("--")}
     experiment = {o for opts, _ in _click_options("experiment").values() for o in opts if o.startswith("--")}
-    # the grid sets these itself: one seed per run from --seeds, and it resumes its runs
-    assert train - experiment == {"--seed", "--resume", "--json"}
+    # the grid sets these itself: one seed per run from --seeds, and it resumes its runs; it spreads
+    # runs over processes with --jobs/--launcher rather than one run over --nproc
+    assert train - experiment == {"--seed", "--resume", "--json", "--nproc"}
 
 
 @pytest.mark.parametrize(

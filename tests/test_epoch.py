@@ -11,7 +11,8 @@ import torch
 @pytest.mark.parametrize("kind", ["translation", "classification"])
 def test_micro_batched_step_equals_the_whole_batch_step(kind):
     from embtool.model import ModelConfig, build
-    from embtool.training.epoch import collate, collate_parts, model_overhead, train_step
+    from embtool.training.epoch import batch_units, collate, collate_parts, model_overhead, train_step
+    from embtool.training.objective import prepare
 
     rng = random.Random(2)
     examples = [([rng.randint(4, 19) for _ in range(rng.randint(1, 30))],
@@ -29,9 +30,18 @@ def test_micro_batched_step_equals_the_whole_batch_step(kind):
         assert model_overhead(model.cfg, cpu) > 10_000 and model_overhead(ModelConfig(), cpu) == 64  # type: ignore[arg-type, operator]
         parts = collate_parts(examples, index, kind, cpu, 16) if split else [collate(examples, index, kind)]
         assert (len(parts) > 1) == split
-        loss, units = train_step(model, opt, params, parts, kind, 0.0, torch.device("cpu"), False)
+        units, _ = batch_units(examples, index, kind)
+        loss = float(train_step(prepare(model), opt, params, parts, units, 0.0, cpu, "off"))
         grads.append((loss, units, [p.grad.clone() for p in params if p.grad is not None]))
     (l1, u1, g1), (l2, u2, g2) = grads
     assert u1 == u2 and l1 == pytest.approx(l2, rel=1e-5)
     for a, b in zip(g1, g2, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_ahead_keeps_the_order(prefetch):
+    from embtool.training.epoch import ahead
+
+    assert list(ahead(lambda x: x * 2, [1, 2, 3, 4], prefetch)) == [2, 4, 6, 8]
+    assert list(ahead(lambda x: x, [], prefetch)) == []

@@ -465,3 +465,36 @@ def test_cli_dry_run_counts_grid_points(embtool, toy: Path) -> None:
     assert r.code == 0, r.stderr
     assert r.text.startswith("experiment multi30k: 1 variant(s) × 4 grid point(s) × 2 seed(s) = 8 run(s)")
     assert "g/runs/xavier/layers=2,posenc=False/s2" in r.text
+
+
+def test_standardized_variants_standardize_the_models_rows(toy: Path) -> None:
+    """standardized trains with --standardize xavier (Eq. 1, the model's N) and xavier_like with
+    --standardize TABLE (Eq. 4): the paper's condition holds whatever slice of the data a run sees."""
+    table = toy / "w2v.safetensors"
+    settings = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1}
+    grid = lib.plan("files", {"emb": table}, toy / "grid", seeds=[1], settings=settings)
+    by = {r.variant: lib.train_config(grid, r).standardize for r in grid.runs}
+    assert by == {
+        "xavier": "off",
+        "pretrained": "off",
+        "standardized": "xavier",
+        "shuffled": "off",
+        "xavier_like": str(table),
+    }
+    mine = lib.plan(
+        "files", {"emb": table}, toy / "g2", seeds=[1], settings={**settings, "standardize": "off"}
+    )
+    assert {lib.train_config(mine, r).standardize for r in mine.runs} == {"off"}
+
+
+def test_every_variant_trains_in_the_pretrained_tables_column(tmp_path: Path) -> None:
+    """The xavier variant of an mT5 experiment is in Table 5's mT5 column (batch 112 on IWSLT2017),
+    though its own table's source is "xavier" and D 768 alone would pick mBERT's."""
+    table = EmbeddingTable(
+        torch.zeros(3, 768), ["a", "b", "c"], source="hf:google/mt5-base", tokenizer="hf:mt5"
+    )
+    save(table, tmp_path / "mt5.safetensors")
+    grid = lib.plan("iwslt2017", {"emb": tmp_path / "mt5.safetensors"}, tmp_path / "g", seeds=[1])
+    cfgs = [lib.train_config(grid, r) for r in grid.runs]
+    assert {c.family for c in cfgs} == {"mt5"}
+    assert {c.resolved().batch_size for c in cfgs if c.emb == str(tmp_path / "mt5.safetensors")} == {112}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import random
 from pathlib import Path
 
@@ -46,9 +47,12 @@ def test_run_folder_contract(reverse_run):
     state = torch.load(reverse_run / "state.pt", weights_only=True)
     assert state["epoch"] == 6
     test = json.loads((reverse_run / "test.json").read_text())
-    assert set(test) == {"bleu", "signature", "best_epoch", "split", "beam"}
+    assert set(test) == {"bleu", "signature", "bleu_tok", "signature_tok", "best_epoch", "split", "beam"}
+    assert "tok:none" in test["signature_tok"] and "case:lc" in test["signature_tok"]
     best = min(metrics(reverse_run), key=lambda x: x["val_loss"])
     assert test["best_epoch"] == best["epoch"]
+    assert config["parameters"]["total"] == sum(p.numel() for p in torch.load(
+        reverse_run / "state.pt", weights_only=True)["model"].values())  # fmt: skip
 
 
 def test_test_bleu_equals_sacrebleu_on_the_hypotheses(reverse_run):
@@ -61,6 +65,9 @@ def test_test_bleu_equals_sacrebleu_on_the_hypotheses(reverse_run):
     test = json.loads((reverse_run / "test.json").read_text())
     assert test["bleu"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=1e-9)
     assert test["signature"].startswith("nrefs:1|case:mixed")
+    # whitespace tokens: the tokenized, lower-cased BLEU is sacrebleu's on the same lines, tokenize=none
+    tok = sacrebleu.metrics.BLEU(tokenize="none", lowercase=True).corpus_score(hyps, [refs]).score
+    assert test["bleu_tok"] == pytest.approx(tok, abs=1e-9)
 
 
 def test_same_seed_same_metrics_and_resume_equals_uninterrupted(tmp_path):
@@ -189,7 +196,19 @@ def test_mnli_reports_matched_and_mismatched(tmp_path):
     m = metrics(run)
     assert {"val_acc", "val_acc_mismatched"} <= set(m[0])
     test = json.loads((run / "test.json").read_text())
-    assert set(test) == {"best_val_acc", "best_epoch", "best_val_acc_mismatched"}
+    assert set(test) == {
+        "selection",
+        "best_val_acc",
+        "best_epoch",
+        "best_val_acc_mismatched",
+        "best_epoch_mismatched",
+        "at_lowest_val_loss",
+    }
+    # §5: each accuracy is the highest of its split, at its own epoch
+    assert test["best_val_acc"] == max(x["val_acc"] for x in m)
+    assert test["best_val_acc_mismatched"] == max(x["val_acc_mismatched"] for x in m)
+    lowest = min(m, key=lambda x: x["val_loss"])
+    assert test["at_lowest_val_loss"]["val_acc"] == lowest["val_acc"]
     config = json.loads((run / "config.json").read_text())
     assert config["kind"] == "classification" and config["model"]["n_classes"] == 3
     assert "<sep>" in json.loads((run / "vocab.json").read_text())["src"]
@@ -263,3 +282,45 @@ def test_train_returns_its_result_and_puts_process_state_back(tmp_path):
     assert result.path == tmp_path / "run"
     assert result.test == json.loads((result.path / "test.json").read_text())
     assert [m["epoch"] for m in result.metrics] == [1] and "test BLEU" in result.summary()
+
+
+def test_resume_takes_device_amp_compile_and_threads_from_the_command(tmp_path, cli):
+    files = reverse_task(tmp_path, n_train=120, n_val=10)
+    run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=1, amp="off", threads=1))
+    c = json.loads((run / "config.json").read_text())
+    assert (c["amp"], c["train"]["threads"], c["train"]["device"]) == ("off", 1, "cpu")
+    # the library: a resumed config's where-and-how settings win over the stored ones
+    train_dir(
+        dataclasses.replace(tiny_cfg(files, run, epochs=2, amp="bf16", threads=2, device="auto"), resume=True)
+    )
+    c = json.loads((run / "config.json").read_text())
+    assert (c["amp"], c["train"]["amp"], c["train"]["threads"], c["train"]["device"]) == (
+        "bf16",
+        "bf16",
+        2,
+        "auto",
+    )
+    assert c["train"]["epochs"] == 2 and c["train"]["lr"] == 3e-3  # what it learns stays the run's
+    # the command line: `train --resume DIR --amp off --threads 1` (test.json removed: it finishes again)
+    (run / "test.json").unlink()
+    r = cli(
+        "-q", "train", "--resume", str(run), "--amp", "off", "--threads", "1", "--device", "cpu", "--lr", "1"
+    )
+    assert r.code == 0, r.stderr
+    c = json.loads((run / "config.json").read_text())
+    assert (c["amp"], c["train"]["threads"], c["train"]["device"], c["train"]["lr"]) == (
+        "off",
+        1,
+        "cpu",
+        3e-3,
+    )
+
+
+def test_fp16_keeps_its_loss_scale_in_the_resume_state(tmp_path):
+    files = reverse_task(tmp_path, n_train=120, n_val=10)
+    run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=1, amp="fp16"))
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert state["scaler"]["scale"] > 0 and "_growth_tracker" in state["scaler"]
+    assert json.loads((run / "config.json").read_text())["amp"] == "fp16"
+    train_dir(dataclasses.replace(tiny_cfg(files, run, epochs=2, amp="fp16"), resume=True))
+    assert len(metrics(run)) == 2 and all(math.isfinite(m["train_loss"]) for m in metrics(run))

@@ -41,7 +41,13 @@ def test_lookups_list_the_valid_choices() -> None:
 
 
 def test_default_tokenizers_are_spacy_in_the_sides_language() -> None:
-    assert (
-        TASKS["multi30k"].tokenizer("src") == "spacy:de" and TASKS["multi30k"].tokenizer("tgt") == "spacy:en"
-    )
+    # Multi30k lower-cased: the paper's N (7.8k de / 5,893 en) are lower-cased spaCy tokens
+    assert TASKS["multi30k"].tokenizer("src") == "spacy:de+lower"
+    assert TASKS["multi30k"].tokenizer("tgt") == "spacy:en+lower"
     assert TASKS["sst2"].tokenizer("src") == "spacy:en"
+
+
+def test_table5_columns_record_the_papers_vocab_sizes_and_heads() -> None:
+    glove, mbert, _ = TASKS["multi30k"].table5
+    assert (glove.vocab, glove.heads, mbert.heads) == ("7.8k/5.9k", 10, 8)
+    assert TASKS["mnli"].column("glove").vocab == "79k" and TASKS["iwslt2017"].train_size == "206k"

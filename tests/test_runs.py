@@ -67,3 +67,34 @@ def test_per_run_settings_are_the_seed_inputs_and_environment() -> None:
     keep = per_run_settings()
     assert {"seed", "device", "threads", "emb", "src", "out", "resume", "data_dir"} <= keep
     assert not {"lr", "layers", "epochs", "posenc", "freeze_emb"} & keep
+
+
+def test_metric_chooses_the_runs_result(tmp_path: Path) -> None:
+    import json
+
+    run = write_run(tmp_path / "t", result=30.0)
+    test = json.loads((run / "test.json").read_text())
+    (run / "test.json").write_text(json.dumps({**test, "bleu_tok": 33.5}))
+    assert read_run(run).value == 30.0 and read_run(run, "bleu-tok").value == 33.5
+    assert read_run(run, "acc").status.startswith("failed: --metric acc is for classification")
+    old = write_run(tmp_path / "old", result=30.0)
+    assert "use --metric bleu" in read_run(old, "bleu-tok").status
+
+
+def test_classification_metric_paper_selection_or_at_lowest_loss(tmp_path: Path) -> None:
+    import json
+
+    # curve 50, 65, 60 with val_loss 4/epoch: the lowest loss is at epoch 3
+    run = write_run(tmp_path / "c", task="sst2", result=65.0, best_epoch=2, curve=[50.0, 65.0, 60.0])
+    test = json.loads((run / "test.json").read_text())
+    test["at_lowest_val_loss"] = {"epoch": 3, "val_loss": 1.33, "val_acc": 60.0}
+    (run / "test.json").write_text(json.dumps(test))
+    assert (read_run(run).value, read_run(run).epoch) == (65.0, 2.0)
+    assert (read_run(run, "acc-at-loss").value, read_run(run, "acc-at-loss").epoch) == (60.0, 3.0)
+    # a run from before §5's selection stored the lowest-loss accuracy: the paper's is recomputed
+    legacy = write_run(tmp_path / "l", task="sst2", result=60.0, best_epoch=3, curve=[50.0, 65.0, 60.0])
+    t = json.loads((legacy / "test.json").read_text())
+    del t["selection"]
+    (legacy / "test.json").write_text(json.dumps(t))
+    assert (read_run(legacy).value, read_run(legacy).epoch) == (65.0, 2.0)
+    assert read_run(legacy, "acc-at-loss").value == 60.0

@@ -34,6 +34,7 @@ def test_stats_equal_numpy(glove_like) -> None:
         pe.std(ddof=1), rel=1e-6
     )
     assert s.absorption == pytest.approx(s.scaled_std / s.posenc_std)
+    assert (s.posenc_min, s.posenc_max) == (pytest.approx(pe.min()), pytest.approx(pe.max()))
 
 
 def test_stats_reference_posenc_matches_paper_table6(make_table) -> None:
@@ -85,3 +86,13 @@ def test_block_moments_do_not_depend_on_the_blocks() -> None:
 def test_moments_need_two_values() -> None:
     with pytest.raises(BadInput, match="at least 2 values"):
         moments(np.ones(1, np.float32))
+
+
+def test_stats_has_table6s_xavier_rows_for_the_papers_encoder_layer(make_table) -> None:
+    """Table 6: Xavier −0.027, 0.027 (σ 0.016); scaled −0.47, 0.47 (σ 0.27); Pos. Encoding −1, 1.
+    Those are Xavier's for the encoder layer the caption names, 7,853 × 300 (German); its "5893 × 300"
+    (the English decoder's) would give ±0.031, σ 0.018."""
+    s = table_stats(make_table(np.eye(7853, 300, dtype=np.float32)))
+    assert round(s.xavier_bound, 3) == 0.027 and round(s.xavier_std, 3) == 0.016
+    assert round(s.xavier_scaled_bound, 2) == 0.47 and round(s.xavier_scaled_std, 2) == 0.27
+    assert round(s.posenc_min, 2) == -1.0 and round(s.posenc_max, 2) == 1.0

@@ -163,3 +163,25 @@ def test_transforms_chain_in_the_library(glove_like) -> None:
     stepwise = standardize(glove_like.derive(scale(glove_like, 20).vectors.copy(), "scale", {}), "xavier")
     assert np.array_equal(chained.vectors, stepwise.vectors)
     assert [h["op"] for h in chained.history] == ["scale", "standardize"]
+
+
+def test_posenc_factor_scales_the_added_encodings(make_table) -> None:
+    import math
+
+    from embtool.stats import table_moments, xavier_std
+    from embtool.transforms import posenc, posenc_factor
+
+    x = np.random.default_rng(0).normal(0, 0.4, (40, 8)).astype(np.float32)
+    t = make_table(x)
+    one = posenc(t, seed=3).vectors - x
+    two = posenc(t, seed=3, factor=2.0).vectors - x
+    np.testing.assert_allclose(two, 2 * one, rtol=1e-5, atol=1e-6)
+    ratio = table_moments(t)[1] / xavier_std(40, 8)
+    assert posenc_factor(t, "sigma-ratio") == pytest.approx(ratio) and ratio > 1.5
+    scaled = posenc(t, seed=3, factor="sigma-ratio")
+    np.testing.assert_allclose(scaled.vectors - x, ratio * one, rtol=1e-4, atol=1e-4)
+    assert scaled.history[-1]["args"]["factor"] == "sigma-ratio" and math.isclose(
+        scaled.history[-1]["args"]["scale"], ratio
+    )
+    with pytest.raises(BadInput, match="--factor 'big': give a number or sigma-ratio"):
+        posenc(t, factor="big")

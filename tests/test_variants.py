@@ -52,3 +52,24 @@ def test_variant_tables_are_the_papers_initialisations() -> None:
     for v in lib.RANDOM_VARIANTS:  # drawn with the run's seed
         assert not torch.equal(lib.variant_table(table, v, seed=4).tensor(), names[v].tensor())
         assert torch.equal(lib.variant_table(table, v, seed=3).tensor(), names[v].tensor())
+
+
+def test_variant_standardize_and_family(tmp_path) -> None:
+    from pathlib import Path
+
+    import numpy as np
+
+    from embtool.table import EmbeddingTable, save
+    from embtool.variants import input_family, variant_standardize
+
+    a, b = Path("a.safetensors"), Path("b.safetensors")
+    assert variant_standardize("standardized", [a, b]) == "xavier"
+    assert variant_standardize("xavier_like", [a]) == "a.safetensors"
+    assert variant_standardize("xavier_like", [a, b]) == "off"  # one --standardize TABLE for two sides: none
+    assert variant_standardize("shuffled", [a]) == "off"
+    save(
+        EmbeddingTable(np.zeros((2, 300), np.float32), ["x", "y"], source="glove:g.txt"),
+        tmp_path / "g.safetensors",
+    )
+    assert input_family(tmp_path / "g.safetensors", "sst2") == "glove"
+    assert input_family(tmp_path / "g.safetensors", "files") is None

@@ -101,3 +101,20 @@ def test_cli_vocab_multi30k_german_spacy(embtool, shared_data, tmp_path) -> None
     assert v.info == {"tokenizer": "spacy:de", "min_freq": "2", "task": "multi30k", "split": "train",
                       "side": "src", "specials": "<unk>,<pad>,<bos>,<eos>"}  # fmt: skip
     assert v.counts is not None and min(v.counts[4:]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("side", "size"), [("tgt", 5892), ("src", 7851)])
+def test_multi30k_defaults_to_the_papers_lower_cased_vocabularies(tmp_path, shared_data, side, size) -> None:
+    """No flag: the registry's lower-cased spaCy tokens, min-freq 2 — the paper's 5,893 English
+    tokens less spaCy's one whitespace-only token, and its 7.8k German ones."""
+    from conftest import run_in_process
+
+    out = tmp_path / f"{side}.vocab"
+    r = run_in_process(
+        "vocab", "multi30k", "--data-dir", str(shared_data / "multi30k"), "--side", side, "-o", str(out)
+    )
+    assert r.code == 0, r.stderr
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith(f"#embtool tokenizer=spacy:{'en' if side == 'tgt' else 'de'}+lower min_freq=2")
+    assert len(lines) - 1 == size

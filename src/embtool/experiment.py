@@ -192,6 +192,11 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
         "resume": True,
     }
     values.update({key: str(path) for key, path in run.tables.items()})
+    from embtool.variants import input_family, variant_standardize
+
+    values.setdefault("standardize", variant_standardize(run.variant, list(grid.inputs.values())))
+    # every variant in the pretrained table's Table 5 column (a Xavier table's source names none)
+    values.setdefault("family", input_family(next(iter(grid.inputs.values())), grid.task))
     return TrainConfig.from_dict(values, origin="training settings")
 
 
@@ -276,6 +281,18 @@ def check(grid: Grid) -> tuple[dict[str, Any], dict[int, Any]]:
     return record, {id(r): train_config(grid, r) for r in grid.todo()}
 
 
+def start_grid(grid: Grid, event: Event | None = None) -> dict[int, Any]:
+    """Check the grid, write its record and the missing variant tables; return the TrainConfig of
+    each run not done (by ``id(run)``). What every way of running a grid does first."""
+    from embtool import atomic
+
+    record, configs = check(grid)
+    grid.out.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(grid.out / GRID_FILE, json.dumps(record, indent=2) + "\n")
+    build_tables(grid, event=event)
+    return configs
+
+
 def run_grid(
     grid: Grid,
     event: Event | None = None,
@@ -286,19 +303,17 @@ def run_grid(
 
     ``event(name, info)`` hears "table", "skip", "start", "done" and "failed".
     ``progress`` is passed to `embtool.training.train`. A run that fails while working is
-    recorded and the grid goes on; bad input stops it (it would fail every run).
+    recorded and the grid goes on; bad input stops it (it would fail every run). A run another
+    worker holds (``gridjobs.claim``) is left to it ("busy").
     """
-    from embtool import atomic
+    from embtool.gridjobs import claim
 
     event = event or (lambda name, info: None)
     if train is None:
         from embtool.training import train as train_fn
 
         train = train_fn
-    record, configs = check(grid)
-    grid.out.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(grid.out / GRID_FILE, json.dumps(record, indent=2) + "\n")
-    build_tables(grid, event=event)
+    configs = start_grid(grid, event)
     failures: list[tuple[PlannedRun, str]] = []
     total = len(grid.runs)
     for i, run in enumerate(grid.runs, start=1):
@@ -313,15 +328,19 @@ def run_grid(
         if _state(run.out) == "done":
             event("skip", info)
             continue
-        event("start", {**info, "resume": run.state == "resume"})
-        try:
-            train(configs[id(run)], progress) if progress else train(configs[id(run)])
-        except BadInput:
-            raise
-        except (EmbtoolError, RuntimeError, ValueError, OSError) as e:
-            failures.append((run, f"{type(e).__name__}: {e}"))
-            event("failed", {**info, "error": str(e)})
-            continue
+        with claim(run.out) as mine:  # another worker on this grid may hold it
+            if not mine:
+                event("busy", info)
+                continue
+            event("start", {**info, "resume": run.state == "resume"})
+            try:
+                train(configs[id(run)], progress) if progress else train(configs[id(run)])
+            except BadInput:
+                raise
+            except (EmbtoolError, RuntimeError, ValueError, OSError) as e:
+                failures.append((run, f"{type(e).__name__}: {e}"))
+                event("failed", {**info, "error": str(e)})
+                continue
         run.state = "done"
         event("done", info)
     return failures

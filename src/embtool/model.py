@@ -53,7 +53,7 @@ class ModelConfig:
     norm: str = "post"  # LayerNorm placement: post (the paper's), pre, admin (Liu et al. 2020)
     input_dim: int = 0  # E: embedding-table width, projected E → D; 0: D, no projection
     output_dim: int = 0  # E_out: decoder output goes D → E_out → vocabulary; 0: D → vocabulary
-    d_ff: int = 0  # feed-forward width; 0: 4·D
+    d_ff: int = 0  # feed-forward width; 0: 4·D (TrainConfig's --preset paper gives 512, Table 5)
     dropout: float = 0.1  # dropout on embeddings + positions, inside the FFN, and on each sub-layer's output
     attn_dropout: float = 0.0  # dropout on attention weights: 0 as Vaswani et al. §5.4 (nn.Transformer: 0.1);
     # with 0, SDPA takes its fused kernel (about a quarter faster per step on a CPU)
@@ -152,10 +152,16 @@ class TokenInput(nn.Module):
         return self.drop(x)
 
 
-def key_padding_mask(ids: Tensor, pad_id: int) -> Tensor | None:
-    """(B, 1, 1, S) boolean mask, True where attention may look; None when nothing is padded."""
+def key_padding_mask(ids: Tensor, pad_id: int, padded: bool | None = None) -> Tensor | None:
+    """(B, 1, 1, S) boolean mask, True where attention may look; None when nothing is padded.
+
+    ``padded`` says from the host whether any row is padded (a batch knows it when it is made);
+    None asks the device, which waits for it (a host sync, and a graph break under compile).
+    """
     keep = ids != pad_id  # (B, S)
-    if bool(keep.all()):
+    if padded is None:
+        padded = not bool(keep.all())
+    if not padded:
         return None  # lets SDPA take its unmasked (fastest) path
     return keep[:, None, None, :]
 
@@ -231,9 +237,9 @@ class Seq2Seq(nn.Module):
         """The output embedding: the last Linear, (V, E_out) weight."""
         return self.out[-1] if isinstance(self.out, nn.Sequential) else self.out  # type: ignore[return-value]
 
-    def encode(self, src: Tensor) -> tuple[Tensor, Tensor | None]:
-        """src (B, S) → memory (B, S, D) and its key mask."""
-        mask = key_padding_mask(src, self.cfg.pad_id)
+    def encode(self, src: Tensor, padded: bool | None = None) -> tuple[Tensor, Tensor | None]:
+        """src (B, S) → memory (B, S, D) and its key mask (``padded``: see ``key_padding_mask``)."""
+        mask = key_padding_mask(src, self.cfg.pad_id, padded)
         return self.encoder(self.src_in(src), mask), mask
 
     def decode(self, tgt_in: Tensor, memory: Tensor, mask: Tensor | None) -> Tensor:
@@ -263,16 +269,30 @@ class Seq2Seq(nn.Module):
     def loss(
         self, src: Tensor, tgt_in: Tensor, tgt_out: Tensor, smoothing: float = 0.0
     ) -> tuple[Tensor, int]:
-        """Summed cross-entropy (label-smoothed by ``smoothing``) over real target tokens, and their count.
-
-        Only non-pad positions go through the output projection: it is the widest matmul.
-        """
-        memory, mask = self.encode(src)
-        h = self.decode(tgt_in, memory, mask)  # (B, T, D)
+        """Summed cross-entropy (label-smoothed by ``smoothing``) over real target tokens, and their count."""
         keep = tgt_out != self.cfg.pad_id  # (B, T)
-        logits = self.out(h[keep])  # (n, V)
-        loss = F.cross_entropy(logits.float(), tgt_out[keep], reduction="sum", label_smoothing=smoothing)
-        return loss, int(keep.sum())
+        rows = keep.flatten().nonzero().squeeze(1)  # (n,)
+        return self.loss_sum(src, tgt_in, tgt_out, rows, smoothing=smoothing), int(rows.shape[0])
+
+    def loss_sum(
+        self,
+        src: Tensor,
+        tgt_in: Tensor,
+        tgt_out: Tensor,
+        rows: Tensor,
+        padded: bool | None = None,
+        smoothing: float = 0.0,
+    ) -> Tensor:
+        """Summed cross-entropy at ``rows``, the flat (B·T) positions of the real target tokens.
+
+        Only those positions go through the output projection (the widest matmul). With ``rows``
+        and ``padded`` made on the host with the batch, nothing here waits for the device.
+        """
+        memory, mask = self.encode(src, padded)
+        h = self.decode(tgt_in, memory, mask)  # (B, T, D)
+        logits = self.out(h.flatten(0, 1).index_select(0, rows))  # (n, V)
+        target = tgt_out.flatten().index_select(0, rows)
+        return F.cross_entropy(logits.float(), target, reduction="sum", label_smoothing=smoothing)
 
     def embeddings(self) -> dict[str, nn.Embedding]:
         return {"src": self.src_in.emb, "tgt": self.tgt_in.emb}
@@ -292,8 +312,8 @@ class Classifier(nn.Module):
         self.head = nn.Linear(cfg.d_model, cfg.n_classes)
         _xavier_init(self, {id(self.src_in.emb.weight)})
 
-    def forward(self, src: Tensor) -> Tensor:
-        mask = key_padding_mask(src, self.cfg.pad_id)
+    def forward(self, src: Tensor, padded: bool | None = None) -> Tensor:
+        mask = key_padding_mask(src, self.cfg.pad_id, padded)
         h = self.encoder(self.src_in(src), mask)  # (B, S, D)
         keep = (src != self.cfg.pad_id).unsqueeze(-1).to(h.dtype)  # (B, S, 1)
         pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1)  # (B, D)
@@ -306,6 +326,35 @@ class Classifier(nn.Module):
 def build(cfg: ModelConfig) -> Seq2Seq | Classifier:
     """The model for ``cfg.kind``, randomly initialised (embeddings: PyTorch's N(0, 1) until set)."""
     return Seq2Seq(cfg) if cfg.kind == "translation" else Classifier(cfg)
+
+
+# parameter groups of ``parameter_counts``: the first name prefix a parameter matches decides
+PARAM_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("input_embeddings", ("src_in.emb.", "tgt_in.emb.")),
+    ("input_projections", ("src_in.proj.", "tgt_in.proj.")),
+    ("encoder", ("encoder.",)),
+    ("decoder", ("decoder.",)),
+    ("output", ("out.", "head.")),
+)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """Parameters in total and by part: input embeddings, encoder, decoder, output layer (Table 5).
+
+    A tied output layer counts once (under input embeddings); parameters of no listed part are
+    counted under ``other``. ``trainable`` leaves frozen ones out. ``parameter_breakdown``'s figures
+    (projections, output embedding, Admin's ω) come with them: config.json records this dict.
+    """
+    counts = {name: 0 for name, _ in PARAM_GROUPS} | {"other": 0}
+    total = trainable = 0
+    for name, p in model.named_parameters():  # shared tensors are listed once
+        n = p.numel()
+        total += n
+        trainable += n if p.requires_grad else 0
+        group = next((g for g, prefixes in PARAM_GROUPS if name.startswith(prefixes)), "other")
+        counts[group] += n
+    extra = parameter_breakdown(model) if isinstance(model, (Seq2Seq, Classifier)) else {}
+    return {**extra, "total": total, **counts, "trainable": trainable}
 
 
 def set_embedding(emb: nn.Embedding, rows: Tensor) -> None:

@@ -66,6 +66,16 @@ def _moments(blocks: Iterable[np.ndarray]) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
+def posenc_range(max_len: int, dim: int) -> tuple[float, float]:
+    """Minimum and maximum of the sinusoidal encoding (max_len, dim) (Table 6's "Pos. Encoding" row)."""
+    step = max(1, _CHUNK // dim)
+    lo, hi = math.inf, -math.inf
+    for i in range(0, max_len, step):
+        block = encodings(np.arange(i, min(i + step, max_len)), dim)
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    return lo, hi
+
+
 def posenc_moments(max_len: int, dim: int) -> tuple[float, float]:
     """``moments`` of the sinusoidal encoding (max_len, dim), computed a few positions at a time."""
     step = max(1, _CHUNK // dim)  # positions per block
@@ -96,6 +106,8 @@ class TableStats:
     std: float
     xavier_bound: float
     xavier_std: float
+    xavier_scaled_bound: float  # Table 6's Xavier "(Scaled)" row: a·√D …
+    xavier_scaled_std: float  # … and σ_x·√D
     std_ratio: float  # σ / σ_x
     scaled_min: float  # the same after × √D (Table 6's "(Scaled)" rows)
     scaled_max: float
@@ -103,6 +115,8 @@ class TableStats:
     scaled_std: float
     posenc_mean: float  # sinusoidal encoding of max_len positions × D
     posenc_std: float
+    posenc_min: float
+    posenc_max: float
     absorption: float  # σ(scaled table) / σ(position encoding)
     max_len: int
     source: str
@@ -121,6 +135,7 @@ def table_stats(table: EmbeddingTable, name: str = "table", max_len: int = DEFAU
     n, dim = table.n, table.dim
     s = math.sqrt(dim)
     pe_mean, pe_std = posenc_moments(max_len, dim)
+    pe_min, pe_max = posenc_range(max_len, dim)
     return TableStats(
         name=name,
         n=n,
@@ -131,6 +146,8 @@ def table_stats(table: EmbeddingTable, name: str = "table", max_len: int = DEFAU
         std=std,
         xavier_bound=xavier_bound(n, dim),
         xavier_std=xavier_std(n, dim),
+        xavier_scaled_bound=xavier_bound(n, dim) * s,
+        xavier_scaled_std=xavier_std(n, dim) * s,
         std_ratio=std / xavier_std(n, dim),
         scaled_min=float(lo) * s,
         scaled_max=float(hi) * s,
@@ -138,6 +155,8 @@ def table_stats(table: EmbeddingTable, name: str = "table", max_len: int = DEFAU
         scaled_std=std * s,
         posenc_mean=pe_mean,
         posenc_std=pe_std,
+        posenc_min=pe_min,
+        posenc_max=pe_max,
         absorption=std * s / pe_std,
         max_len=max_len,
         source=table.source,

@@ -136,13 +136,34 @@ def scale(table: EmbeddingTable, by: str | float = "sqrt-dim") -> EmbeddingTable
     return table.derive_map("scale", args, Affine(factor))
 
 
+def posenc_factor(table: EmbeddingTable, factor: str | float) -> float:
+    """The number ``posenc --factor`` means: a number, or ``sigma-ratio``: σ_p/σ_x, the table's σ over
+    Xavier's σ for its N × D (Eq. 1), Table 4's last row (GloVe & (Pos. Enc. × σ_p/σ_x))."""
+    if factor == "sigma-ratio":
+        _, std = table_moments(table)
+        return std / xavier_std(table.n, table.dim)
+    try:
+        value = float(factor)
+    except ValueError:
+        raise BadInput(f"--factor {factor!r}: give a number or sigma-ratio") from None
+    if not math.isfinite(value):
+        raise BadInput(f"--factor {factor!r}: the factor must be finite")
+    return value
+
+
 def posenc(
-    table: EmbeddingTable, max_len: int = DEFAULT_MAX_LEN, base: float = DEFAULT_BASE, seed: int = 0
+    table: EmbeddingTable,
+    max_len: int = DEFAULT_MAX_LEN,
+    base: float = DEFAULT_BASE,
+    seed: int = 0,
+    factor: str | float = 1.0,
 ) -> EmbeddingTable:
-    """Add to each row the encoding of one uniformly drawn position (the paper's footnote 6)."""
+    """Add to each row the encoding of one uniformly drawn position (the paper's footnote 6), times
+    ``factor`` (a number, or ``"sigma-ratio"``: σ_p/σ_x, see ``posenc_factor``)."""
     check_max_len(max_len)
     if not base > 1:
         raise BadInput(f"--base must be greater than 1, got {base}")
+    scale_by = posenc_factor(table, factor)
     positions = np.random.default_rng(seed).integers(0, max_len, size=table.n)  # (N,)
     x = table.vectors  # (N, D)
     out = np.empty(x.shape, np.float32)  # (N, D)
@@ -150,6 +171,10 @@ def posenc(
     for start in range(0, table.n, step):
         drawn, back = np.unique(positions[start : start + step], return_inverse=True)  # (U,), (B,)
         pe = encodings(drawn, table.dim, base)  # (U, D)
+        if scale_by != 1.0:
+            pe *= np.float32(scale_by)
         np.add(x[start : start + step], pe[back.reshape(-1)], out=out[start : start + step])
-    args = {"max_len": max_len, "base": base, "seed": seed}
+    args: dict[str, Any] = {"max_len": max_len, "base": base, "seed": seed}
+    if factor != 1.0:
+        args.update(factor=factor, scale=scale_by)
     return table.derive(out, "posenc", args)  # stored in the input's dtype

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from embtool.errors import BadInput
@@ -45,3 +46,25 @@ def variant_table(table: Any, variant: str, seed: int, side_offset: int = 0) -> 
     if variant == "xavier_like":
         return transforms.standardize(x, table)  # Eq. 4
     raise BadInput(f"unknown variant {variant!r}; valid choices: {', '.join(VARIANTS)}")
+
+
+def variant_standardize(variant: str, inputs: list[Path]) -> str:
+    """The ``--standardize`` a variant trains with, so that the paper's condition holds for the
+    model's own rows whatever slice of the data it trains on: Eq. 1 with the model's N for
+    ``standardized``, Eq. 4 to the pretrained table for ``xavier_like`` (one table for both sides)."""
+    if variant == "standardized":
+        return "xavier"
+    tables = set(inputs)
+    if variant == "xavier_like" and len(tables) == 1:
+        return str(next(iter(tables)))
+    return "off"
+
+
+def input_family(table: Path, task: str) -> str | None:
+    """The Table 5 family of an experiment's pretrained table (its source, else its D), if any."""
+    from embtool.tasks.registry import get_task
+    from embtool.training.paper import choose_column, table_shape_source
+
+    dim, source = table_shape_source(str(table))
+    column = choose_column(get_task(task), dim, source, None).column
+    return column.family if column is not None else None

@@ -10,6 +10,7 @@ import typer
 from embtool.commands._common import info
 from embtool.commands._options import with_train_options
 
+PANEL = "Where the runs go"
 # train options the grid sets itself: one seed per run from --seeds; every run is resumed when found
 GRID_SETS = frozenset({"seed", "resume"})
 
@@ -51,6 +52,35 @@ def experiment(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="List the runs and their state; build and train nothing."
     ),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        min=1,
+        help="Runs at once on this machine, each in its own process.",
+        rich_help_panel=PANEL,
+    ),
+    devices: Optional[str] = typer.Option(
+        None,
+        "--devices",
+        help="GPU ids for the workers, one run per GPU (CUDA_VISIBLE_DEVICES); --jobs defaults to their count.",
+        metavar="0,1,…",
+        rich_help_panel=PANEL,
+    ),
+    launcher: str = typer.Option(
+        "none",
+        "--launcher",
+        help="none (this process, or --jobs workers), slurm (a submitit job array), local (submitit's local executor).",
+        rich_help_panel=PANEL,
+    ),
+    partition: Optional[str] = typer.Option(
+        None, "--partition", help="--launcher slurm: the partition.", rich_help_panel=PANEL
+    ),
+    gpus_per_run: int = typer.Option(
+        1, "--gpus-per-run", min=0, help="--launcher slurm: GPUs per run.", rich_help_panel=PANEL
+    ),
+    time_limit: str = typer.Option(
+        "12:00:00", "--time", help="--launcher slurm: time limit per run (HH:MM:SS).", rich_help_panel=PANEL
+    ),
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Build the variant tables of one pretrained table, train each for each seed, and write the report.
@@ -62,9 +92,13 @@ def experiment(
       embtool experiment multi30k --emb w2v.safetensors --seeds 3 --epochs 10 --device cuda -o grid/
 
       embtool experiment multi30k --emb w2v.safetensors --grid layers=3,6 --dry-run
+
+      embtool experiment multi30k --emb w2v.safetensors --devices 0,1,2,3 -o grid/
+
+      embtool experiment iwslt2017 --emb mt5.safetensors --launcher slurm --partition gpu --time 12:00:00
     """
     from embtool import experiment as lib
-    from embtool.errors import WorkFailure
+    from embtool.errors import UsageError, WorkFailure
 
     settings = dict(settings or {})
     for key in ("src", "tgt", "val_src", "val_tgt", "test_src", "test_tgt", "data_dir"):
@@ -86,8 +120,21 @@ def experiment(
         lib.check(plan)  # the same checks as a real run: settings, and the folder's earlier grid
         _print_plan(plan)
         return
+    from embtool import gridjobs
+
+    device_ids = gridjobs.parse_devices(devices)
+    if device_ids and jobs == 1:
+        jobs = len(device_ids)
+    if launcher not in gridjobs.LAUNCHERS:
+        raise UsageError(f"invalid --launcher {launcher!r}; valid choices: {list(gridjobs.LAUNCHERS)}")
+    slurm = gridjobs.Slurm(partition, gpus_per_run, time_limit)
+    slurm.minutes()  # a bad --time stops it before any work
     try:
-        failures = lib.run_grid(plan, event=_event, train=_train_one)
+        if jobs > 1 or launcher != "none":
+            configs = lib.start_grid(plan, _event)  # checked, tables built: then the workers
+            failures = gridjobs.run_grid_parallel(plan, configs, jobs, device_ids, launcher, slurm, _event)
+        else:
+            failures = lib.run_grid(plan, event=_event, train=_train_one)
     except KeyboardInterrupt:
         info("stopped; run the same command again to resume the grid (complete runs are kept)")
         raise
@@ -137,6 +184,10 @@ def _event(name: str, data: dict[str, Any]) -> None:
         )
     elif name == "failed":
         info(f"[red]{data['variant']} seed {data['seed']} failed:[/red] {data['error']}")
+    elif name == "busy":
+        info(f"[{data['index']}/{data['total']}] {data['out']}: another worker holds it, left to it")
+    elif name == "submitted":
+        info(f"[{data['index']}/{data['total']}] submitted {data['out']} as job {data['job']}")
 
 
 def _train_one(cfg: Any) -> Any:

@@ -27,6 +27,12 @@ def posenc(
     ),
     base: float = typer.Option(DEFAULT_BASE, "--base", help="Wavelength base of the encoding."),
     seed: int = SEED,
+    factor: str = typer.Option(
+        "1",
+        "--factor",
+        help="Multiply the encodings by this number, or by sigma-ratio: σ_p/σ_x, the table's σ over "
+        "Xavier's for its N×D (Table 4's last row).",
+    ),
     out: str = OUT_TABLE,
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
@@ -35,10 +41,24 @@ def posenc(
     Example:
 
       embtool scale --by sqrt-dim < glove.safetensors | embtool posenc --seed 1 > glove_pe.safetensors
+
+      embtool posenc --factor sigma-ratio < glove.safetensors > glove_pe_scaled.safetensors
     """
     from embtool.positional import check_max_len
     from embtool.transforms import posenc as run
 
     check_output(out)
     check_max_len(max_len)  # before the table is read
-    write_table(run(read_table(table, allow_nonfinite), max_len=max_len, base=base, seed=seed), out)
+    scale: str | float = factor if factor == "sigma-ratio" else _number(factor)
+    write_table(
+        run(read_table(table, allow_nonfinite), max_len=max_len, base=base, seed=seed, factor=scale), out
+    )
+
+
+def _number(text: str) -> float:
+    from embtool.errors import UsageError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--factor {text!r}: give a number or sigma-ratio") from None

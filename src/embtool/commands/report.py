@@ -35,19 +35,28 @@ def report(
     json_out: bool = typer.Option(
         False, "--json", help="Print the report as JSON on stdout (Markdown still goes to -o)."
     ),
+    metric: str = typer.Option(
+        "auto",
+        "--metric",
+        help="Each run's result: auto (the paper's: bleu for translation, acc for classification), "
+        "bleu (sacrebleu, detokenized, cased), bleu-tok (vocabulary tokens, lower-cased), "
+        "acc (highest validation accuracy, §5), acc-at-loss (at the lowest validation loss).",
+    ),
     no_table_stats: bool = typer.Option(
         False, "--no-table-stats", help="Skip Table 2 (reading the tables the runs used)."
     ),
 ) -> None:
     """Mean (σ) over seeds of test BLEU or best validation accuracy, per task and initialisation.
 
-    Runs are grouped by task and by the initialisation name read from each run's tables (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …): the paper's Table 1 (best per task in bold, seeds per cell), Table 2 (range, mean (σ) of the tables the runs started from) and, with --plot, Figure 1 (validation BLEU or accuracy per epoch, mean ± σ over seeds, one panel per task); with --plot-dynamics, the embedding dynamics train records per epoch. A run whose training diverged shows as "diverged" in its cell, which averages the seeds that finished and counts those that diverged. Incomplete or failed runs (no test.json) are listed and left out of every figure.
+    Runs are grouped by task and by the initialisation name read from each run's tables (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …): the paper's Table 1 (best per task in bold, seeds per cell), Table 2 (range, mean (σ) of the tables the runs started from), Table 3 (when runs freeze embeddings or drop position encodings: the lowest validation loss and its epoch beside BLEU), Table 5 (parameters, epochs, batch, vocabularies, minutes per epoch beside the paper's) and, with --plot, Figure 1 (validation BLEU or accuracy per epoch, mean ± σ over seeds, one panel per task); with --plot-dynamics, the embedding dynamics train records per epoch. A run whose training diverged shows as "diverged" in its cell, which averages the seeds that finished and counts those that diverged. Incomplete or failed runs (no test.json) are listed and left out of every figure.
 
     Example:
 
       embtool report runs/ -o report.md --plot curves.png --csv table1.csv
 
       embtool report runs/glove_x runs/xavier --json
+
+      embtool report runs/ --metric bleu-tok
     """
     from embtool import atomic
     from embtool.report import plot as plots
@@ -55,7 +64,7 @@ def report(
     from embtool.report.plot import plot_curves
     from embtool.report.render import markdown, to_csv, to_json
 
-    rep = build_report(runs, table_stats=not no_table_stats)
+    rep = build_report(runs, table_stats=not no_table_stats, metric=metric)
     if plot:
         titles = plot_curves(rep, plot)
         info(f"report: Figure 1 ({len(titles)} panel(s): {', '.join(titles)}) → {plot}")

@@ -23,11 +23,15 @@ _ROWS = [  # (label, field, format)
     ("σ (ddof=1)", "std", ".4g"),
     ("Xavier bound ±a", "xavier_bound", ".4g"),
     ("Xavier σ_x", "xavier_std", ".4g"),
+    ("Xavier scaled ×√D ±a", "xavier_scaled_bound", ".4g"),
+    ("Xavier scaled ×√D σ", "xavier_scaled_std", ".4g"),
     ("σ / σ_x", "std_ratio", ".3g"),
     ("scaled ×√D min", "scaled_min", ".4g"),
     ("scaled ×√D max", "scaled_max", ".4g"),
     ("scaled ×√D mean", "scaled_mean", ".4g"),
     ("scaled ×√D σ", "scaled_std", ".4g"),
+    ("pos. enc. min", "posenc_min", ".3g"),
+    ("pos. enc. max", "posenc_max", ".3g"),
     ("pos. enc. mean", "posenc_mean", ".3g"),
     ("pos. enc. σ", "posenc_std", ".3g"),
     ("absorption σ_scaled/σ_pe", "absorption", ".3g"),
@@ -52,6 +56,10 @@ def stats(
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
     """Range, mean and σ of tables, against Xavier's and the position encoding's.
+
+    The rows of the paper's Table 6 for each table: its range and mean (σ), the same scaled by √D;
+    Xavier's range ±a and σ_x for the same N×D, and scaled by √D; the position encoding's range and
+    mean (σ).
 
     Example:
 

@@ -5,6 +5,7 @@ Its options are TrainConfig's fields (``commands/_options``): defined once, in t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, Optional
 
@@ -29,7 +30,23 @@ def train(
         help="Continue this run folder from its last completed epoch (its settings are kept).",
         metavar="RUN_DIR",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print test.json on stdout at the end."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print test.json on stdout at the end (with --dry-run: the plan)."
+    ),
+    dry_run: bool = typer.Option(
+        False,
+        "--dry-run",
+        help="Resolve every setting (Table 5 column, vocabularies, model), print them with the "
+        "parameter counts, and train nothing.",
+    ),
+    nproc: int = typer.Option(
+        1,
+        "--nproc",
+        help="Processes for one DistributedDataParallel run (one per GPU; gloo on CPU), started "
+        "through torchrun's launcher: the same as `torchrun --nproc-per-node N -m embtool train …`.",
+        metavar="N",
+        min=1,
+    ),
     settings: dict[str, Any] | None = None,
 ) -> None:
     """Train the paper's vanilla transformer and write a run folder.
@@ -52,22 +69,44 @@ def train(
 
       embtool train --resume runs/glove_x
 
+      embtool train multi30k --data-dir ../shared/data --device cuda --nproc 4 -o runs/ddp
+
       embtool train multi30k --emb w2v64.safetensors --input-dim 64 --d-model 128 --norm admin
+
+      embtool train sst2 --emb bert.safetensors --dry-run
     """
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import UsageError, WorkFailure
+    from embtool.errors import UsageError
     from embtool.training import TrainConfig, resume_config
     from embtool.training import train as run_training
+    from embtool.training.config import RESUME_FOLLOWS
+    from embtool.training.parallel import World, launch
 
     settings = dict(settings or {})
+    world = World.from_env()
+    if nproc > 1 and not world.distributed and not dry_run:
+        run_dir = resume or settings.get("out") or "RUN_DIR"
+        launch(nproc, _worker_args(task, resume, as_json, settings), run_dir)
+        return
     if resume:
-        cfg = resume_config(resume)
+        # where and how it runs follows this command; what it learns stays the stored run's
+        cfg = dataclasses.replace(
+            resume_config(resume), **{k: settings[k] for k in RESUME_FOLLOWS if k in settings}
+        )
     else:
         if task is None:
             if not settings.get("src"):
                 raise UsageError("give a TASK (multi30k, iwslt2017, sst2, mnli, files) or --resume RUN_DIR")
             task = "files"
         cfg = TrainConfig(task=task, **settings)
+    if dry_run:
+        from embtool.training.plan import plan
+
+        _print_plan(plan(cfg), as_json)
+        return
+    if world.distributed:
+        _run_rank(world, cfg, as_json)
+        return
     reporter = TrainingProgress(cfg)
     try:
         with reporter:
@@ -76,6 +115,13 @@ def train(
         if reporter.run_dir:
             info(f"stopped; continue with: embtool train --resume {reporter.run_dir}")
         raise
+    _finish(result, as_json)
+
+
+def _finish(result: Any, as_json: bool) -> None:
+    """test.json on stdout (--json), a diverged run as a failure, else the one-line summary."""
+    from embtool.errors import WorkFailure
+
     if as_json:
         typer.echo(json.dumps(result.test, indent=2))
     if result.test.get("status") == "diverged":
@@ -85,3 +131,74 @@ def train(
             f"{result.path} is marked diverged in test.json"
         )
     info(result.summary())
+
+
+def _print_plan(p: dict[str, Any], as_json: bool) -> None:
+    """The plan of ``train --dry-run``: JSON on stdout, or aligned lines."""
+    if as_json:
+        typer.echo(json.dumps(p, indent=2))
+        return
+    paper, model, train, vocab = p["paper"], p["model"], p["train"], p["vocab"]
+    col = f"{p['task']} {paper['family']} (Table 5: {paper['params']})" if "family" in paper else "none"
+    lines = [
+        ("preset", paper["preset"]),
+        ("Table 5 column", f"{col}; {paper['reason']}"),
+        (
+            "vocabulary",
+            f"src {vocab['src_size']}" + (f", tgt {vocab['tgt_size']}" if vocab["tgt_size"] else ""),
+        ),
+        (
+            "model",
+            f"D {model['d_model']}, heads {model['n_heads']}, layers {model['n_layers']}, "
+            f"FFN {model['d_ff']}, dropout {model['dropout']}",
+        ),
+        (
+            "optimisation",
+            f"epochs {train['epochs']}, batch {train['batch_size']}, lr {train['lr']:g}, "
+            f"Adam β ({train['adam_beta1']}, {train['adam_beta2']}), ε {train['adam_eps']:g}",
+        ),
+    ]
+    lines += [(f"parameters: {k.replace('_', ' ')}", f"{v:,}") for k, v in p["parameters"].items()]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        typer.echo(f"{key:<{width}}  {value}")
+
+
+def _worker_args(task: str | None, resume: str | None, as_json: bool, settings: dict[str, Any]) -> list[str]:
+    """This command's arguments for each torchrun worker (all but --nproc)."""
+    from embtool.commands._common import STATE
+    from embtool.training.config import field_type, option_name
+
+    args = [*(["-q"] if STATE.quiet else []), *(["--debug"] if STATE.debug else []), "train"]
+    args += ["--resume", resume] if resume else ([task] if task else [])
+    if as_json:
+        args.append("--json")
+    for name, value in settings.items():
+        if value is None:
+            continue
+        if field_type(name) is bool:
+            args.append(option_name(name) if value else "--no-" + option_name(name)[2:])
+        else:
+            args += [option_name(name), str(value)]
+    return args
+
+
+def _run_rank(world: Any, cfg: Any, as_json: bool) -> None:
+    """One rank of a torchrun group: rank 0 shows progress and the result; a rank's crash (often
+    a lost peer: the rank that died is named by torchrun's launcher) is one line naming it."""
+    from embtool.commands._progress import TrainingProgress
+    from embtool.errors import EmbtoolError, WorkFailure
+    from embtool.training import train as run_training
+
+    try:
+        if not world.main:
+            run_training(cfg)
+            return
+        with TrainingProgress(cfg) as reporter:
+            result = run_training(cfg, progress=reporter)
+    except EmbtoolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - one line per rank, not a traceback per rank
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise WorkFailure(f"rank {world.rank}: {type(e).__name__}: {first}") from e
+    _finish(result, as_json)

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from embtool.atomic import sha256_file
+from embtool.errors import BadInput
 from embtool.report.naming import XAVIER, sort_key
-from embtool.report.runs import Run, find_run_dirs, is_number, per_run_settings, read_run
+from embtool.report.runs import RESULT_METRICS, Run, find_run_dirs, is_number, per_run_settings, read_run
 from embtool.training.runfolder import CONFIG
 
 
@@ -43,6 +44,8 @@ class Cell:
     box: str | None = None  # the pretrained table of the cell's experiment (see build_report)
     notes: list[str] = field(default_factory=list)
     table: dict[str, Any] | None = None  # Table 2 figures of the encoder table
+    val_loss: float | None = None  # Table 3: mean lowest validation loss …
+    val_loss_epoch: float | None = None  # … and mean epoch of it
     diverged: int = 0  # runs whose training diverged: counted in n, left out of the mean
 
     @property
@@ -58,6 +61,7 @@ class Cell:
 class Report:
     cells: list[Cell]
     runs: list[Run]  # every run found, complete or not
+    metric: str = "auto"  # what a run's result is (report.runs.METRICS)
 
     @property
     def left_out(self) -> list[Run]:
@@ -100,9 +104,14 @@ def curve(runs: list[Run], key: str) -> tuple[list[float], list[float], list[flo
     return epochs, means, stds
 
 
-def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = True) -> Report:
-    """Read every run under ``paths`` and compute Table 1's cells (and Table 2's with ``table_stats``)."""
-    runs = [read_run(p) for p in find_run_dirs(paths)]
+def build_report(
+    paths: Sequence[str | os.PathLike[str]], table_stats: bool = True, metric: str = "auto"
+) -> Report:
+    """Read every run under ``paths`` and compute Table 1's cells (and Table 2's with ``table_stats``);
+    ``metric`` (``report.runs.RESULT_METRICS``) chooses each run's result."""
+    if metric not in RESULT_METRICS:
+        raise BadInput(f"invalid --metric {metric!r}; valid choices: {list(RESULT_METRICS)}")
+    runs = [read_run(p, metric) for p in find_run_dirs(paths)]
     _label_settings([r for r in runs if r.complete])
     groups: dict[tuple[str, str, tuple[Any, ...]], list[Run]] = {}
     for r in runs:
@@ -134,7 +143,7 @@ def build_report(paths: Sequence[str | os.PathLike[str]], table_stats: bool = Tr
     if table_stats:
         for c in cells:
             c.table = encoder_table_stats(c.runs)
-    return Report(cells=cells, runs=runs)
+    return Report(cells=cells, runs=runs, metric=metric)
 
 
 def _settings(run: Run) -> dict[str, str]:
@@ -197,6 +206,10 @@ def _cell(task: str, name: str, runs: list[Run]) -> Cell:
         cell.mean, cell.std = mean_std(finished)
     epochs = [r.epoch for r in runs if r.epoch is not None]
     cell.epoch = sum(epochs) / len(epochs) if epochs else None
+    losses = [(r.val_loss, r.val_loss_epoch) for r in runs if r.val_loss is not None and r.val_loss_epoch]
+    if losses:
+        cell.val_loss = sum(v for v, _ in losses) / len(losses)
+        cell.val_loss_epoch = sum(e or 0.0 for _, e in losses) / len(losses)
     second = [r.value2 for r in runs if r.value2 is not None]
     if second:
         cell.mean2, cell.std2 = mean_std(second)

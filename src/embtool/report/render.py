@@ -1,4 +1,4 @@
-"""A ``Report`` as text: the paper's Table 1 and Table 2 in Markdown, Table 1 as CSV, everything as JSON.
+"""A ``Report`` as text: the paper's Tables 1, 2 (and 3, 5: ``report.tables``) in Markdown, Table 1 as CSV, everything as JSON.
 
 The figures come from ``embtool.report.cells`` (grouping and averaging the runs); this module only
 formats them.
@@ -14,6 +14,8 @@ from typing import Any
 
 from embtool.report.cells import Cell, Report, row_key
 from embtool.report.naming import XAVIER
+from embtool.report.runs import METRIC_HELP
+from embtool.report.tables import table3, table5
 from embtool.tasks.registry import task_title
 
 
@@ -38,6 +40,13 @@ def _num(x: float) -> str:
     if a >= 1:
         return f"{x:.2f}"
     return f"{x:.2g}"
+
+
+def metric_text(metric: str) -> str:
+    """What the report's results are, for its notes."""
+    if metric != "auto":
+        return METRIC_HELP[metric]
+    return f"translation {METRIC_HELP['bleu']}; classification {METRIC_HELP['acc']}"
 
 
 def result_header(kind: str, mnli: bool) -> str:
@@ -92,8 +101,9 @@ def markdown(report: Report, title: str = "embtool report") -> str:
             w(_md_row(row))
         w(
             "\nBold: the best mean of each task. σ: sample standard deviation over seeds (ddof=1), "
-            "– with one seed. Epoch: mean best epoch (lowest validation loss, "
-            "as `train` picks the model). Accuracy in %.\n\n"
+            "– with one seed. Epoch: mean best epoch (translation: the lowest validation loss, the "
+            "model tested; classification: as the accuracy is chosen). Accuracy in %. "
+            f"Results: {metric_text(report.metric)}.\n\n"
         )
         w("## Table 2: the encoder embedding tables the runs started from\n\n")
         header = ["Initialisation"]
@@ -115,6 +125,8 @@ def markdown(report: Report, title: str = "embtool report") -> str:
             "\nRange: the minimum and maximum value; mean and σ (ddof=1) of all values. "
             "Runs with no table: Xavier's U(−a, a), a = √(6/(N+D)), σ = √(2/(N+D)).\n\n"
         )
+    w(table3(report))
+    w(table5(report))
     notes = [(c, n) for c in report.cells for n in c.notes]
     notes += [(c, p) for c in report.cells if c.table for p in c.table.get("problems", [])]
     if notes:
@@ -216,6 +228,8 @@ def cell_dicts(report: Report) -> list[dict[str, Any]]:
                 "std_mismatched": c.std2,
                 "best_mismatched": c.best2 if c.mean2 is not None else None,
                 "epoch_mismatched": c.epoch2,
+                "val_loss": c.val_loss,
+                "val_loss_epoch": c.val_loss_epoch,
                 "table_min": t.get("min"),
                 "table_max": t.get("max"),
                 "table_mean": t.get("mean"),

@@ -18,6 +18,15 @@ from embtool.errors import BadInput
 from embtool.report.naming import run_name
 from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, read_json_object
 
+# what a run's result is (``report --metric``); "auto": the paper's for the run's kind
+RESULT_METRICS = ("auto", "bleu", "bleu-tok", "acc", "acc-at-loss")
+METRIC_HELP = {
+    "bleu": "test BLEU, sacrebleu's detokenized and cased (signature in test.json)",
+    "bleu-tok": "test BLEU on the vocabulary's tokens, lower-cased (sacrebleu tokenize=none, lowercase)",
+    "acc": "the highest validation accuracy and its epoch (§5)",
+    "acc-at-loss": "the validation accuracy at the lowest-validation-loss epoch",
+}
+
 
 def per_run_settings() -> frozenset[str]:
     """Train settings that may differ between the runs of one cell: the seed, where and how a run
@@ -44,6 +53,8 @@ class Run:
     value2: float | None = None  # MNLI mismatched accuracy in %
     epoch: float | None = None  # best epoch
     epoch2: float | None = None
+    val_loss: float | None = None  # the lowest validation loss (Table 3) …
+    val_loss_epoch: float | None = None  # … and its epoch
     signature: tuple[Any, ...] = ()  # model shape: runs of one cell share it
 
     @property
@@ -94,8 +105,10 @@ def _looks_like_run(folder: Path) -> bool:
     return "task" in config and "train" in config
 
 
-def read_run(path: Path) -> Run:
-    """Read one run folder; problems become the run's status, never an exception."""
+def read_run(path: Path, metric: str = "auto") -> Run:
+    """Read one run folder; problems become the run's status, never an exception.
+
+    ``metric`` (``RESULT_METRICS``) says which figure is the run's result."""
     run = Run(path=path, status="complete")
     folder = RunFolder(path)
     try:
@@ -134,7 +147,11 @@ def read_run(path: Path) -> Run:
     run.test = test
     if run.kind == "?":
         run.kind = "translation" if "bleu" in test else "classification"
-    _fill_result(run)
+    losses = [m for m in run.metrics if is_number(m.get("val_loss"))]
+    if losses:
+        low = min(losses, key=lambda m: float(m["val_loss"]))
+        run.val_loss, run.val_loss_epoch = float(low["val_loss"]), float(low["epoch"])
+    _fill_result(run, metric)
     return run
 
 
@@ -153,27 +170,58 @@ def _flags(train: dict[str, Any]) -> list[str]:
     return flags
 
 
-def _fill_result(run: Run) -> None:
+def _fill_result(run: Run, metric: str = "auto") -> None:
     test = run.test
     if test.get("status") == "diverged":
         run.status = "diverged"
         return
     if run.kind == "translation":
-        if not is_number(test.get("bleu")):
-            run.status = f"failed: {TEST} has no number 'bleu'"
+        key = "bleu_tok" if metric == "bleu-tok" else "bleu"
+        if metric in ("acc", "acc-at-loss"):
+            run.status = f"failed: --metric {metric} is for classification runs"
             return
-        run.value = float(test["bleu"])
+        if not is_number(test.get(key)):
+            run.status = f"failed: {TEST} has no number {key!r}" + (
+                " (a run from before tokenized BLEU; use --metric bleu)" if key == "bleu_tok" else ""
+            )
+            return
+        run.value = float(test[key])
         run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_loss", lowest=True)
+        return
+    if metric in ("bleu", "bleu-tok"):
+        run.status = f"failed: --metric {metric} is for translation runs"
         return
     if not is_number(test.get("best_val_acc")):
         run.status = f"failed: {TEST} has no number 'best_val_acc'"
         return
+    at_loss = test.get("at_lowest_val_loss")
+    if metric == "acc-at-loss" or "selection" not in test:
+        # a run from before §5's selection recorded the accuracy at the lowest loss as best_val_acc
+        if isinstance(at_loss, dict) and is_number(at_loss.get("val_acc")):
+            test = {"best_val_acc": at_loss["val_acc"], "best_epoch": at_loss.get("epoch"),
+                    "best_val_acc_mismatched": at_loss.get("val_acc_mismatched")}  # fmt: skip
+        if metric != "acc-at-loss":  # the paper's: the highest accuracy in metrics.jsonl
+            test = _highest(run.metrics) or test
     run.value = float(test["best_val_acc"])  # train writes accuracy in %
     run.epoch = _epoch(test.get("best_epoch"), run.metrics, "val_loss", lowest=True)
     if is_number(test.get("best_val_acc_mismatched")):
         run.value2 = float(test["best_val_acc_mismatched"])
         given = test.get("best_epoch_mismatched", test.get("best_epoch"))
         run.epoch2 = _epoch(given, run.metrics, "val_loss", lowest=True)
+
+
+def _highest(metrics: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """§5's figures recomputed from metrics.jsonl: the highest accuracies and their epochs."""
+    out: dict[str, Any] = {}
+    for key, name, epoch in (
+        ("val_acc", "best_val_acc", "best_epoch"),
+        ("val_acc_mismatched", "best_val_acc_mismatched", "best_epoch_mismatched"),
+    ):
+        rows = [m for m in metrics if is_number(m.get(key))]
+        if rows:
+            top = max(rows, key=lambda m: (float(m[key]), -float(m["epoch"])))
+            out.update({name: float(top[key]), epoch: top["epoch"]})
+    return out if "best_val_acc" in out else None
 
 
 def _epoch(given: Any, metrics: list[dict[str, Any]], key: str, lowest: bool = False) -> float | None:

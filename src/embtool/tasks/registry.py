@@ -33,6 +33,13 @@ class PaperColumn:
     params: str  # the parameter count Table 5 reports
     epochs: int
     batch_size: int
+    vocab: str = ""  # Table 5's vocabulary sizes (encoder/decoder), as printed
+    min_per_epoch: float = 0.0  # Table 5's minutes per epoch (the authors' GPU)
+
+    @property
+    def heads(self) -> int:
+        """A.2: 8 heads, 10 for GloVe (D = 300)."""
+        return 10 if self.dim == 300 else 8
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,8 @@ class Task:
     fields: tuple[tuple[str, ...], ...] = ()  # classification: the text columns, each with aliases
     labels: tuple[str, ...] = ()  # classification: label names, index = class id
     table5: tuple[PaperColumn, ...] = ()
+    lower: bool = False  # the paper's vocabularies are lower-cased (Multi30k: N = 7.8k de / 5,893 en)
+    train_size: str = ""  # Table 5's "Train size"
 
     @property
     def n_classes(self) -> int:
@@ -71,8 +80,10 @@ class Task:
         return self.hub_id is None
 
     def tokenizer(self, side: str = "src") -> str:
-        """The tokenizer spec a side is split with when no table names one (spaCy, the paper's)."""
-        return f"spacy:{self.src_lang if side == 'src' or self.kind == CLASSIFICATION else self.tgt_lang}"
+        """The tokenizer spec a side is split with when no table names one (spaCy, the paper's;
+        lower-cased where the paper's vocabulary sizes say so)."""
+        lang = self.src_lang if side == "src" or self.kind == CLASSIFICATION else self.tgt_lang
+        return f"spacy:{lang}" + ("+lower" if self.lower else "")
 
     def column(self, family: str) -> PaperColumn:
         """Table 5's column of this task for an embedding family."""
@@ -102,10 +113,12 @@ TASKS: dict[str, Task] = {
         lr=2e-4,
         test_name="test_2016_flickr",
         hub_id="bentrevett/multi30k",
+        lower=True,
+        train_size="29k",
         table5=(
-            PaperColumn("glove", 300, "11M", 20, 64),
-            PaperColumn("mbert", 768, "39M", 20, 128),
-            PaperColumn("mt5", 768, "39M", 20, 96),
+            PaperColumn("glove", 300, "11M", 20, 64, "7.8k/5.9k", 1),
+            PaperColumn("mbert", 768, "39M", 20, 128, "6.3k/5.5k", 0.7),
+            PaperColumn("mt5", 768, "39M", 20, 96, "6.5k/5.5k", 0.7),
         ),
     ),
     "iwslt2017": Task(
@@ -121,10 +134,11 @@ TASKS: dict[str, Task] = {
         # the repository's loading script no longer runs; its parquet conversion does
         hub_revision="refs/convert/parquet",
         hub_data_dir="iwslt2017-de-en",
+        train_size="206k",
         table5=(
-            PaperColumn("glove", 300, "25M", 20, 128),
-            PaperColumn("mbert", 768, "62M", 20, 128),
-            PaperColumn("mt5", 768, "67M", 20, 112),
+            PaperColumn("glove", 300, "25M", 20, 128, "27k/20k", 3.3),
+            PaperColumn("mbert", 768, "62M", 20, 128, "15k/16k", 7.8),
+            PaperColumn("mt5", 768, "67M", 20, 112, "18k/18k", 9.5),
         ),
     ),
     "sst2": Task(
@@ -147,10 +161,11 @@ TASKS: dict[str, Task] = {
         src_lang="en",
         fields=(("sentence",),),
         labels=("negative", "positive"),
+        train_size="67k",
         table5=(
-            PaperColumn("glove", 300, "6M", 5, 128),
-            PaperColumn("bert", 768, "18M", 5, 128),
-            PaperColumn("t5", 512, "9M", 5, 128),
+            PaperColumn("glove", 300, "6M", 5, 128, "13k", 0.5),
+            PaperColumn("bert", 768, "18M", 5, 128, "11k", 1),
+            PaperColumn("t5", 512, "9M", 5, 128, "8.8k", 0.8),
         ),
     ),
     "mnli": Task(
@@ -180,10 +195,11 @@ TASKS: dict[str, Task] = {
         src_lang="en",
         fields=(("premise", "sentence1"), ("hypothesis", "sentence2")),
         labels=("entailment", "neutral", "contradiction"),  # GLUE's class ids
+        train_size="393k",
         table5=(
-            PaperColumn("glove", 300, "26M", 9, 128),
-            PaperColumn("bert", 768, "29M", 10, 128),
-            PaperColumn("t5", 512, "17M", 10, 128),
+            PaperColumn("glove", 300, "26M", 9, 128, "79k", 3.5),
+            PaperColumn("bert", 768, "29M", 10, 128, "26k", 11.2),
+            PaperColumn("t5", 512, "17M", 10, 128, "23k", 7.2),
         ),
     ),
     # local parallel files (train's --src/--tgt, --val-*, --test-*); the loader is tasks.files

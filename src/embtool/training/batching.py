@@ -90,6 +90,13 @@ class Batch:
     tgt_out: Tensor | None = None  # (B, T) decoder target: y <eos>
     labels: Tensor | None = None  # (B,) classes
     n_tokens: int = 0  # real target tokens (translation) or source tokens (classification)
+    rows: Tensor | None = None  # (n,) flat (B·T) positions of the real target tokens (translation)
+    src_padded: bool = True  # whether any source row is padded (known here, asked nowhere else)
+
+    @property
+    def units(self) -> int:
+        """What the loss is averaged over: target tokens (translation) or examples (classification)."""
+        return self.n_tokens if self.labels is None else len(self.labels)
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
         def move(t: Tensor | None) -> Tensor | None:
@@ -101,17 +108,35 @@ class Batch:
 
         src = move(self.src)
         assert src is not None
-        return Batch(src, move(self.tgt_in), move(self.tgt_out), move(self.labels), self.n_tokens)
+        return Batch(
+            src,
+            move(self.tgt_in),
+            move(self.tgt_out),
+            move(self.labels),
+            self.n_tokens,
+            move(self.rows),
+            self.src_padded,
+        )
+
+
+def _padded(seqs: Sequence[Sequence[int]]) -> bool:
+    return len({len(s) for s in seqs}) > 1 or any(not s for s in seqs)
 
 
 def translation_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> Batch:
     full = [[BOS_ID, *t, EOS_ID] for t in tgt]
     tgt_in = pad([f[:-1] for f in full])
     tgt_out = pad([f[1:] for f in full])
-    return Batch(pad(src), tgt_in, tgt_out, n_tokens=sum(len(f) - 1 for f in full))
+    T = tgt_out.shape[1]
+    rows = torch.tensor([i * T + j for i, f in enumerate(full) for j in range(len(f) - 1)], dtype=torch.long)
+    n = sum(len(f) - 1 for f in full)
+    return Batch(pad(src), tgt_in, tgt_out, n_tokens=n, rows=rows, src_padded=_padded(src))
 
 
 def classification_batch(src: Sequence[Sequence[int]], labels: Sequence[int]) -> Batch:
     return Batch(
-        pad(src), labels=torch.tensor(list(labels), dtype=torch.long), n_tokens=sum(len(s) for s in src)
+        pad(src),
+        labels=torch.tensor(list(labels), dtype=torch.long),
+        n_tokens=sum(len(s) for s in src),
+        src_padded=_padded(src),
     )

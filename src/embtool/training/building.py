@@ -58,10 +58,17 @@ def model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
     )
 
 
-def init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig, seed: int) -> None:
-    """Table rows where a table was given, else Xavier-uniform (the paper's baseline)."""
+def init_embeddings(
+    model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig, cfg: TrainConfig, progress: Progress
+) -> dict[str, Any]:
+    """Table rows where a table was given, else Xavier-uniform (the paper's baseline); then
+    ``--standardize`` (Eq. 1 / Eq. 4 on the model's rows, ``embtool.training.initrows``). Returns,
+    per side, the rows' σ against Xavier's for the model (a warning past ``WARN_FACTOR``) and what
+    was standardized: config.json's ``init``."""
+    from embtool.training.initrows import check_rows, standardize_rows, warning
     from embtool.transforms import xavier
 
+    info: dict[str, Any] = {}
     for offset, side in enumerate((prep.src, prep.tgt)):
         if side is None:
             continue
@@ -69,9 +76,16 @@ def init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig
         rows = (
             side.rows
             if side.rows is not None
-            else xavier(side.vocab, mc.emb_dim, seed=seed + offset).tensor()
+            else xavier(side.vocab, mc.emb_dim, seed=cfg.seed + offset).tensor()
         )
+        entry: dict[str, Any] = {}
+        if cfg.standardize != "off":
+            rows, entry["standardize"] = standardize_rows(rows, cfg.standardize)
+        entry.update(check_rows(rows))
+        if entry["off"] and side.rows is not None and cfg.standardize in ("off", "xavier"):
+            progress("log", {"message": warning(side.name, entry)})
         set_embedding(emb, rows)
+        info[side.name] = entry
     if prep.out is not None and prep.out.rows is not None:
         assert isinstance(model, Seq2Seq)
         out = model.out_embedding()
@@ -79,6 +93,7 @@ def init_embeddings(model: Seq2Seq | Classifier, prep: Prepared, mc: ModelConfig
             raise BadInput(f"--out-emb rows {tuple(prep.out.rows.shape)} do not fit the output layer")
         with torch.no_grad():
             out.weight.copy_(prep.out.rows.to(out.weight.dtype))
+    return info
 
 
 def profile_admin(

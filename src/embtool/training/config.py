@@ -4,8 +4,7 @@ Each field is an option of `embtool train` and `embtool experiment` of the same 
 (``batch_size`` ↔ ``--batch-size``; a boolean whose default is True is ``--x/--no-x``), with its
 help text in the field's metadata; config.json's ``train`` object holds exactly these fields.
 Adding an option is adding a field here (plus what it does). Task facts come from the registry
-(``embtool.tasks.registry``); a 0 means "the task's value" where the help says so.
-"""
+(``embtool.tasks.registry``); a 0 means "the task's value" (its Table 5 column) where the help says so."""
 
 from __future__ import annotations
 
@@ -16,10 +15,14 @@ from typing import Any
 
 from embtool.errors import BadInput
 from embtool.tasks.registry import TASKS, Task, get_task
+from embtool.training.paper import FAMILIES, PRESETS, column_of, filled
 
 DEVICES = ("auto", "cpu", "cuda")
-AMP_CHOICES = ("auto", "bf16", "off")
+AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 MISSING_FILLS = ("normal", "xavier", "zero", "mean")
+# settings that change where and how a run executes, not what it learns: `--resume` takes them
+# from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
+RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
 NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
 OPTIMIZERS = ("adam", "adamw", "radam")
 SCHEDULES = ("constant", "inverse-sqrt", "cosine")
@@ -93,6 +96,13 @@ class TrainConfig:
     max_len: int = option(
         256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N"
     )
+    cache: bool = option(
+        True,
+        "Keep the tokenized splits in $EMBTOOL_CACHE (default ~/.cache/embtool) for the next run "
+        "(--no-cache: tokenize anew, write nothing).",
+        DATA,
+        role="env",
+    )
     # --- embeddings and vocabulary
     emb: str | None = option(
         None,
@@ -118,6 +128,9 @@ class TrainConfig:
     )
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
+    standardize: str = option("off", "Eq. 1 on the model's rows: xavier, TABLE (Eq. 4), off.", EMBEDDINGS)
+    preset: str = option("paper", "paper: Table 5's column (FFN 512 …); fast: FFN 4·D, D 512.", MODEL)
+    family: str | None = option(None, "Table 5 column: glove|bert|mbert|t5|mt5.", MODEL, metavar="NAME")
     input_dim: int = option(
         0,
         "Embedding width E, projected E → D by a learned matrix (Chung et al.); 0: D, no projection.",
@@ -138,9 +151,14 @@ class TrainConfig:
         role="input",
     )
     # --- model (the resolved ModelConfig is stored beside this in config.json)
-    d_model: int = option(0, "Model width D; 0: the table's D (512 without a table).", MODEL, metavar="D")
+    d_model: int = option(
+        0, "Model width D; 0: the table's D (without a table: the column's, fast: 512).", MODEL, metavar="D"
+    )
     heads: int = option(
-        0, "Attention heads; 0: 8, or the largest count ≤ 10 that divides D.", MODEL, metavar="N"
+        0,
+        "Attention heads; 0: 8, 10 for D=300 (A.2; else the largest count ≤ 10 dividing D).",
+        MODEL,
+        metavar="N",
     )
     layers: int = option(3, "Layers in the encoder and in the decoder.", MODEL, metavar="N")
     enc_layers: int = option(0, "Encoder layers; 0: --layers.", MODEL, metavar="N")
@@ -150,7 +168,7 @@ class TrainConfig:
         "LayerNorm placement: post (the paper's), pre, or admin (Liu et al. 2020: ω profiled at start).",
         MODEL,
     )
-    ff: int = option(0, "Feed-forward width; 0: 4·D.", MODEL, metavar="N")
+    ff: int = option(0, "Feed-forward width; 0: 512 (Table 5's counts; fast: 4·D).", MODEL, metavar="N")
     dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
     attn_dropout: float = option(
         0.0, "Dropout on attention weights (Vaswani et al.: 0; nn.Transformer: 0.1).", MODEL
@@ -161,8 +179,10 @@ class TrainConfig:
     tie_output: bool = option(False, "Share the decoder's input embedding with its output layer.", MODEL)
     # --- optimisation
     seed: int = option(0, "Random seed (same seed, same metrics on CPU).", OPTIM)
-    epochs: int = option(0, "Epochs; 0: the paper's Table 5 for the task.", OPTIM, metavar="N")
-    batch_size: int = option(0, "Sentences (pairs) per step; 0: Table 5's.", OPTIM, metavar="N")
+    epochs: int = option(0, "Epochs; 0: the run's Table 5 column.", OPTIM, metavar="N")
+    batch_size: int = option(
+        0, "Sentences (pairs) per step; 0: the run's Table 5 column.", OPTIM, metavar="N"
+    )
     max_tokens: int = option(
         0,
         "Length-bucketed batches of at most N padded tokens instead of random batches (0: off).",
@@ -190,9 +210,17 @@ class TrainConfig:
     )
     device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
     amp: str = option(
-        "auto", "bf16 autocast: auto (CUDA, or CPUs with native bf16), bf16, off.", RUN, role="env"
+        "auto",
+        "Autocast: auto (bf16 where the GPU or CPU has it natively), bf16, fp16 (with loss scaling), off.",
+        RUN,
+        role="env",
     )
-    compile: bool = option(False, "torch.compile the model (CUDA).", RUN, role="env")
+    compile: bool = option(
+        False,
+        "torch.compile the training loss, dynamic shapes (CUDA; eager with a warning if it fails).",
+        RUN,
+        role="env",
+    )
     threads: int = option(0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env")
     resume: bool = option(False, "Continue the run in --out from its last completed epoch.", RUN, role="env")
 
@@ -202,6 +230,8 @@ class TrainConfig:
             ("device", DEVICES),
             ("amp", AMP_CHOICES),
             ("missing", MISSING_FILLS),
+            ("preset", PRESETS),
+            ("family", (None, *FAMILIES)),
             ("norm", NORMS),
             ("optimizer", OPTIMIZERS),
             ("lr_schedule", SCHEDULES),
@@ -277,16 +307,8 @@ class TrainConfig:
         return self.task_info.kind
 
     def resolved(self) -> TrainConfig:
-        """The config with the task's defaults filled in where a setting is 0 (what config.json holds)."""
-        t = self.task_info
-        d = asdict(self)
-        d.update(
-            epochs=self.epochs or t.epochs,
-            batch_size=self.batch_size or t.batch_size,
-            lr=self.lr or t.lr,
-            min_freq=self.min_freq or t.min_freq,
-        )
-        return TrainConfig(**d)
+        """Every setting left at 0 filled in (config.json holds it): ``paper.filled``."""
+        return TrainConfig(**filled(self, column_of(self).column, asdict(self)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

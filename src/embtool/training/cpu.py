@@ -3,7 +3,8 @@
 - ``Dropout``: a dropout mask that is cheaper to draw on a CPU than PyTorch's (same p).
 - ``micro_batches`` / ``pass_overhead``: a random batch (the paper's) run as micro-batches of
   similar lengths, so that a step is mostly real tokens instead of padding (same gradient).
-- ``process_settings``: thread count and glibc's allocator settings for the run, restored after.
+- ``process_settings``: thread count and glibc's allocator settings for the run (on CUDA: TF32
+  matmuls), restored after.
 A GPU uses none of them: its dropout generator is fast and it runs a batch whole.
 """
 
@@ -151,11 +152,36 @@ def process_settings(device: torch.device, threads: int = 0) -> Iterator[None]:
         torch.set_num_threads(threads)
     tuned = device.type == "cpu" and _mallopt([(_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30)])
     try:
-        yield
+        with _tf32(device):
+            yield
     finally:
         torch.set_num_threads(old_threads)
         if tuned:
             _mallopt([(_M_MMAP_MAX, _GLIBC_MMAP_MAX), (_M_TRIM_THRESHOLD, _GLIBC_TRIM_THRESHOLD)])
+
+
+@contextmanager
+def _tf32(device: torch.device) -> Iterator[None]:
+    """On CUDA, float32 matmuls on TF32 tensor cores (Ampere and later) for the run; the setting
+    put back after, in the terms of the torch at hand (per backend from 2.9, else the legacy flag)."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul: Any = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        old = matmul.fp32_precision
+        matmul.fp32_precision = "tf32"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision = old
+    else:  # pragma: no cover - torch < 2.9
+        old_flag = matmul.allow_tf32
+        matmul.allow_tf32 = True
+        try:
+            yield
+        finally:
+            matmul.allow_tf32 = old_flag
 
 
 __all__ = ["Dropout", "keep_mask", "micro_batches", "pass_overhead", "process_settings"]

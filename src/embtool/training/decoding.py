@@ -42,15 +42,24 @@ def _until_eos(ids: list[int]) -> list[int]:
 
 
 def _reorder(caches: list[Cache], index: Tensor) -> None:
+    """Beams follow their parents: the self-attention caches are reordered. The cross-attention
+    keys and values are the source's, the same for every beam of a row, and ``index`` never leaves
+    a row: they stay as they are (no copy per step)."""
     for cache in caches:
-        for part in cache.values():
-            for key in part:
-                part[key] = part[key].index_select(0, index)
+        part = cache["self"]
+        for key in part:
+            part[key] = part[key].index_select(0, index)
 
 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, max_len: int, k: int, alpha: float = 1.0) -> list[list[int]]:
-    """src (B, S) → the best of ``k`` beams per row; scores are log-probability / length^alpha."""
+    """src (B, S) → the best of ``k`` beams per row; scores are log-probability / length^alpha.
+
+    Each step takes a row's 2k best candidates in order: one that ends (<eos>, or the last step)
+    is a finished hypothesis, the others fill the k beams until they are full. A row stops when
+    it has k finished hypotheses; its result is the first finished one with the best normalised
+    score (or its first beam, if none finished). All on the device: one host sync a step.
+    """
     B = src.shape[0]
     V = model.cfg.tgt_vocab
     dev = src.device
@@ -62,46 +71,58 @@ def beam_search(model: Seq2Seq, src: Tensor, max_len: int, k: int, alpha: float 
     scores = torch.full((B, k), float("-inf"), device=dev)  # (B, k) summed log-probs
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not repeat
     tokens = torch.full((B * k, 1), BOS_ID, dtype=torch.long, device=dev)  # (B·k, t+1)
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
-    alive = torch.ones(B, k, dtype=torch.bool, device=dev)
+    rows = torch.arange(B, device=dev)
+    best = torch.full((B,), float("-inf"), dtype=torch.float64, device=dev)  # best finished, normalised
+    best_tokens = torch.zeros(B, max_len, dtype=torch.long, device=dev)
+    best_len = torch.zeros(B, dtype=torch.long, device=dev)
+    n_finished = torch.zeros(B, dtype=torch.long, device=dev)
+    alive = torch.ones(B, dtype=torch.bool, device=dev)
     for t in range(max_len):
         logp = model.step(tokens[:, -1:], t, memory, mask, caches).view(B, k, V)  # (B, k, V)
         cand = (scores.unsqueeze(-1) + logp).view(B, k * V)  # (B, k·V)
-        top, idx = cand.topk(2 * k, dim=-1)  # (B, 2k): room for beams that end here
+        top, idx = cand.topk(2 * k, dim=-1)  # (B, 2k), best first: room for beams that end here
         beam, word = idx // V, idx % V  # (B, 2k)
-        new_scores = torch.full((B, k), float("-inf"), device=dev)
-        new_src = torch.zeros(B, k, dtype=torch.long, device=dev)
-        new_word = torch.full((B, k), EOS_ID, dtype=torch.long, device=dev)
-        top_l, beam_l, word_l = top.tolist(), beam.tolist(), word.tolist()
-        for b in range(B):
-            j = 0
-            for s, bm, w in zip(top_l[b], beam_l[b], word_l[b], strict=True):
-                if s == float("-inf") or j == k:
-                    break
-                if w == EOS_ID or t == max_len - 1:
-                    hyp = tokens[b * k + bm, 1:].tolist() + ([] if w == EOS_ID else [w])
-                    finished[b].append((s / max(1, len(hyp) + 1) ** alpha, hyp))
-                    continue
-                new_scores[b, j], new_src[b, j], new_word[b, j] = s, bm, w
-                j += 1
-        # a row is done when its best finished hypothesis beats what its beams could still reach
-        for b in range(B):
-            if finished[b] and len(finished[b]) >= k:
-                alive[b] = False
-        new_scores[~alive] = float("-inf")
+        valid = top > float("-inf")
+        ends = (word == EOS_ID) | (t == max_len - 1)
+        live = valid & ~ends
+        live_upto = live.long().cumsum(-1)  # live candidates up to and including each
+        taken = live & (live_upto <= k)  # the first k live candidates fill the beams
+        # a candidate is looked at while fewer than k beams are filled before it
+        ending = valid & ends & (live_upto - live.long() < k)
+
+        # finished hypotheses: each row's best this step (the first of equals), kept if it beats
+        # the best so far (strictly: an earlier one wins a tie)
+        length = t + (word != EOS_ID).long()  # hypothesis tokens, without <eos>
+        norm = top.double() / (length + 1).double().clamp(min=1) ** alpha
+        norm = norm.masked_fill(~ending, float("-inf"))
+        pick = norm.argmax(-1)  # (B,): the first of the maxima
+        step_best = norm.gather(1, pick[:, None]).squeeze(1)
+        better = step_best > best
+        parent = rows * k + beam.gather(1, pick[:, None]).squeeze(1)  # (B,)
+        hyp = torch.cat([tokens.index_select(0, parent)[:, 1:], word.gather(1, pick[:, None])], dim=1)
+        best_tokens[:, : t + 1] = torch.where(better[:, None], hyp, best_tokens[:, : t + 1])
+        best_len = torch.where(better, length.gather(1, pick[:, None]).squeeze(1), best_len)
+        best = torch.where(better, step_best, best)
+        n_finished += ending.long().sum(-1)
+
+        # the next beams: taken candidates in order; empty slots score -inf and say <eos>
+        slot = torch.where(taken, live_upto - 1, torch.full_like(live_upto, k))  # k: not a slot
+        new_scores = torch.full((B, k + 1), float("-inf"), device=dev).scatter(1, slot, top)[:, :k]
+        new_src = torch.zeros(B, k + 1, dtype=torch.long, device=dev).scatter(1, slot, beam)[:, :k]
+        new_word = torch.full((B, k + 1), EOS_ID, dtype=torch.long, device=dev).scatter(1, slot, word)[:, :k]
+        # a row is done when it has k finished hypotheses
+        alive &= n_finished < k
+        new_scores = new_scores.masked_fill(~alive[:, None], float("-inf"))
         if bool(torch.isinf(new_scores).all()):
             break
-        index = (torch.arange(B, device=dev).unsqueeze(1) * k + new_src).view(-1)  # (B·k,)
+        index = (rows[:, None] * k + new_src).reshape(-1)  # (B·k,)
         _reorder(caches, index)
-        tokens = torch.cat([tokens.index_select(0, index), new_word.view(-1, 1)], dim=1)
+        tokens = torch.cat([tokens.index_select(0, index), new_word.reshape(-1, 1)], dim=1)
         scores = new_scores
-    out = []
-    for b in range(B):
-        if finished[b]:
-            out.append(max(finished[b], key=lambda x: x[0])[1])
-        else:
-            out.append(tokens[b * k, 1:].tolist())
-    return out
+    first_beam = tokens.view(B, k, -1)[:, 0, 1:].tolist()
+    found = (n_finished > 0).tolist()
+    kept, lengths = best_tokens.tolist(), best_len.tolist()
+    return [kept[b][: lengths[b]] if found[b] else first_beam[b] for b in range(B)]
 
 
 def decode(model: Seq2Seq, src: Tensor, max_len: int, beam: int = 1) -> list[list[int]]:

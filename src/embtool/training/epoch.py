@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -24,6 +24,8 @@ from embtool.training.config import TrainConfig
 from embtool.training.cpu import micro_batches, pass_overhead
 from embtool.training.data import SPECIALS, detokenizer
 from embtool.training.decoding import decode, max_output_len
+from embtool.training.objective import Stepper, prepare
+from embtool.training.parallel import World, all_sum, share
 
 Progress = Callable[[str, dict[str, Any]], None]
 Examples = list[tuple[list[int], Any]]
@@ -46,21 +48,31 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def pick_amp(name: str, device: torch.device) -> bool:
-    """bf16 autocast: on CUDA with bf16, or on CPUs with native bf16 (AVX512-BF16/AMX); else off.
+def pick_amp(name: str, device: torch.device) -> str:
+    """The autocast dtype, "bf16", "fp16" or "off": as given, or for "auto" bf16 where the device
+    has it natively (CUDA compute capability ≥ 8.0; CPUs with AVX512-BF16/AMX), else off.
 
-    Without native support, bf16 matmuls on a CPU are emulated and several times slower than fp32.
+    Emulated bf16 is slow: ``torch.cuda.is_bf16_supported()`` also says yes on V100/T4, where bf16
+    runs without tensor cores or fused attention; there ``--amp fp16`` (with a GradScaler) is the
+    fast choice. On a CPU without native support bf16 matmuls are several times slower than fp32.
     """
-    if name == "off":
-        return False
-    if name == "bf16":
-        return True
+    if name in ("off", "bf16", "fp16"):
+        return name
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        return "bf16" if cuda_native_bf16(device) else "off"
     try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:
-        return False
+        native = False
+    return "bf16" if native else "off"
+
+
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 in hardware (Ampere and later), not by emulation."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # an older torch without the argument
+        return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 # ----------------------------------------------------------------------------- batches
@@ -113,8 +125,17 @@ def collate_parts(
 # ----------------------------------------------------------------------------- one epoch
 
 
-def _autocast(device: torch.device, amp: bool) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _autocast(device: torch.device, amp: str) -> Any:
+    dtype = AMP_DTYPES.get(amp)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
+    """fp16's loss scaling (a no-op for bf16 and fp32); its state goes into state.pt."""
+    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
 
 
 def _loss(
@@ -130,6 +151,18 @@ def _loss(
     return loss, int(batch.labels.shape[0])
 
 
+def batch_units(examples: Examples, index: list[int], kind: str) -> tuple[int, int]:
+    """(scored units, tokens) of a batch, counted on the host: target tokens with <eos> and
+    target tokens (translation), or examples and source tokens (classification)."""
+    if kind == "translation":
+        n = sum(len(examples[i][1]) + 1 for i in index)
+        return n, n
+    return len(index), sum(len(examples[i][0]) for i in index)
+
+
+SHOW_EVERY = 50  # on a GPU the running loss is read (a host sync) every this many steps only
+
+
 def train_epoch(
     model: torch.nn.Module,
     opt: torch.optim.Optimizer,
@@ -138,77 +171,130 @@ def train_epoch(
     cfg: TrainConfig,
     epoch: int,
     device: torch.device,
-    amp: bool,
+    amp: str,
     progress: Progress,
+    step: Stepper | None = None,
+    world: World | None = None,
+    scaler: torch.amp.GradScaler | None = None,
     before_step: Callable[[], None] | None = None,
 ) -> tuple[float, float, float]:
     """One pass over the training data; returns (mean loss, seconds, tokens per second).
 
-    ``before_step()`` runs before each optimizer step (the learning-rate schedule). A step whose
-    loss is not finite or above ``EXPLODED`` raises ``Diverged``.
+    ``step`` is the compiled and/or DDP-wrapped loss (``objective.prepare``; default: the plain
+    loss). Under DDP (``world``) each rank runs its share of every batch; the figures returned
+    are the whole group's. ``before_step()`` runs before each optimizer step (the learning-rate
+    schedule). A step whose mean loss is not finite or above ``EXPLODED`` raises ``Diverged``: the
+    loss is read every step on a CPU, every ``SHOW_EVERY`` steps on a GPU (a NaN stays NaN), and
+    under DDP it is the whole batch's on every rank, so the ranks stop together.
     """
+    world = world or World()
+    step = step or prepare(model, smoothing=cfg.label_smoothing)  # type: ignore[arg-type]
     gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
-    torch.manual_seed(
-        _epoch_seed(cfg.seed, epoch)
-    )  # dropout (the trainer restores the global RNG after the run)
+    # dropout (the trainer restores the global RNG after the run); each rank draws its own masks
+    torch.manual_seed((_epoch_seed(cfg.seed, epoch) + 7919 * world.rank) % (2**63))
     batches = batches_of(examples, kind, cfg, gen)
     params = [p for p in model.parameters() if p.requires_grad]
     overhead = model_overhead(model.cfg, device)  # type: ignore[arg-type]
     model.train()
-    total, units, tokens = 0.0, 0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync a step
+    mine, units, tokens = 0, 0, 0
+    shown = 0.0
     start = time.perf_counter()
     progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
-    for step, index in enumerate(batches, start=1):
-        parts = collate_parts(examples, index, kind, device, overhead)
+
+    def collated(index: list[int]) -> tuple[list[Batch], float]:
+        part_index, weight = share(index, world)
+        return collate_parts(examples, part_index, kind, device, overhead), weight
+
+    for n_step, (index, (parts, weight)) in enumerate(
+        zip(batches, ahead(collated, batches, device.type == "cuda"), strict=True), start=1
+    ):
+        batch_n, batch_tokens = batch_units(examples, index, kind)
         if before_step is not None:
             before_step()
-        loss_sum, n = train_step(
-            model, opt, params, parts, kind, cfg.clip_norm, device, amp, cfg.label_smoothing
+        loss_sum = train_step(
+            step, opt, params, parts, batch_n, cfg.clip_norm, device, amp, weight * world.size, scaler
         )
-        if not math.isfinite(loss_sum) or loss_sum / max(n, 1) > EXPLODED:
-            raise Diverged(epoch, step, loss_sum / max(n, 1))
-        total += loss_sum
-        units += n
-        tokens += sum(b.n_tokens for b in parts)
+        total += loss_sum * weight
+        step_units = sum(b.units for b in parts) if weight else 0
+        mine += step_units
+        units += batch_n
+        tokens += batch_tokens
+        if device.type == "cpu" or n_step % SHOW_EVERY == 0 or n_step == len(batches):
+            shown = float(total) / max(mine, 1)
+            step_loss, step_n = all_sum(world, [float(loss_sum) * weight, step_units], device)
+            mean = step_loss / max(step_n, 1)
+            if not math.isfinite(mean) or mean > EXPLODED:
+                raise Diverged(epoch, n_step, mean)
         elapsed = time.perf_counter() - start
         progress(
             "step",
             {
-                "step": step,
+                "step": n_step,
                 "steps": len(batches),
-                "loss": total / max(units, 1),
+                "loss": shown,
                 "tokens_per_s": tokens / max(elapsed, 1e-9),
             },
         )
+    loss_total, _ = all_sum(world, [float(total), 0.0], device)
     seconds = time.perf_counter() - start
-    return total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
+    return loss_total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
+
+
+def ahead(make: Callable[[Any], Any], items: list[Any], prefetch: bool) -> Iterator[Any]:
+    """``make(item)`` for each item in order; with ``prefetch``, the next one is made in a thread
+    while the caller works on this one (a GPU step: collating and the pinned copy overlap it)."""
+    if not prefetch or len(items) < 2:
+        yield from (make(x) for x in items)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="embtool-batches") as pool:
+        pending = pool.submit(make, items[0])
+        for nxt in items[1:]:
+            current = pending.result()
+            pending = pool.submit(make, nxt)
+            yield current
+        yield pending.result()
 
 
 def train_step(
-    model: torch.nn.Module,
+    step: Stepper,
     opt: torch.optim.Optimizer,
     params: list[torch.nn.Parameter],
     parts: list[Batch],
-    kind: str,
+    units: int,
     clip_norm: float,
     device: torch.device,
-    amp: bool,
-    smoothing: float = 0.0,
-) -> tuple[float, int]:
-    """One optimizer step on the mean loss of a batch given as micro-batches; returns (summed loss,
-    scored units). Each part's backward adds its share, so the gradient is the whole batch's."""
-    units = sum(b.n_tokens if kind == "translation" else len(b.src) for b in parts)
+    amp: str,
+    scale: float = 1.0,
+    scaler: torch.amp.GradScaler | None = None,
+) -> torch.Tensor:
+    """One optimizer step on a batch given as micro-batches; returns their summed loss (on the
+    device, not waited for). Each part's backward adds its loss × ``scale`` / ``units`` (the
+    whole batch's scored units), so the gradient is the batch's mean; under DDP ``scale`` is the
+    group's size (DDP averages) and the parts before the last skip the all-reduce. Label
+    smoothing is the loss module's (``objective.prepare(smoothing=…)``)."""
     opt.zero_grad(set_to_none=True)
-    total = 0.0
-    for batch in parts:
-        with _autocast(device, amp):
-            loss_sum, _ = _loss(model, batch, kind, smoothing)
-        (loss_sum / max(units, 1)).backward()
-        total += float(loss_sum.detach())
+    total = torch.zeros((), device=device)
+    for i, batch in enumerate(parts):
+        with step.no_sync() if i < len(parts) - 1 else nullcontext():
+            with _autocast(device, amp):
+                loss_sum = step(batch)
+            part_loss = loss_sum * (scale / max(units, 1))
+            (scaler.scale(part_loss) if scaler is not None else part_loss).backward()
+        total = total + loss_sum.detach().float()
+    if scaler is not None and scaler.is_enabled():
+        if clip_norm:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        scaler.step(opt)  # skipped when fp16 overflowed; the scale adapts
+        scaler.update()
+        return total
     if clip_norm:
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
     opt.step()
-    return total, units
+    return total
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -217,7 +303,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 @torch.no_grad()
 def eval_loss(
-    model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainConfig, device: torch.device, amp: bool
+    model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainConfig, device: torch.device, amp: str
 ) -> tuple[float, list[int]]:
     """Mean loss per scored unit; for classification also the predicted classes (in order)."""
     model.eval()
@@ -242,7 +328,7 @@ def eval_loss(
 
 @torch.no_grad()
 def translate(
-    model: Seq2Seq, examples: Examples, cfg: TrainConfig, device: torch.device, amp: bool, beam: int = 1
+    model: Seq2Seq, examples: Examples, cfg: TrainConfig, device: torch.device, amp: str, beam: int = 1
 ) -> list[list[int]]:
     """Decoded target ids for every example, in the examples' order."""
     model.eval()
@@ -258,7 +344,12 @@ def translate(
     return out
 
 
+def tokens_all(ids: list[list[int]], vocab: list[str]) -> list[list[str]]:
+    """Each hypothesis's vocabulary tokens, specials left out."""
+    specials = set(SPECIALS)
+    return [[vocab[i] for i in h if vocab[i] not in specials] for h in ids]
+
+
 def detok_all(ids: list[list[int]], vocab: list[str], spec: str) -> list[str]:
     detok = detokenizer(spec)
-    specials = set(SPECIALS)
-    return [detok([vocab[i] for i in h if vocab[i] not in specials]) for h in ids]
+    return [detok(toks) for toks in tokens_all(ids, vocab)]

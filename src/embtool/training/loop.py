@@ -20,11 +20,12 @@ import torch
 
 from embtool._version import __version__
 from embtool.errors import BadInput
-from embtool.model import Classifier, Seq2Seq, parameter_breakdown
+from embtool.model import Classifier, ModelConfig, Seq2Seq, parameter_counts
 from embtool.model import build as build_model
 from embtool.training import checkpoint as ckpt
+from embtool.training import parallel
 from embtool.training.building import init_embeddings, model_config, profile_admin
-from embtool.training.config import TrainConfig
+from embtool.training.config import RESUME_FOLLOWS, TrainConfig
 from embtool.training.cpu import process_settings
 from embtool.training.data import SEP, SPECIALS
 from embtool.training.dynamics import epoch_dynamics, snapshot
@@ -33,14 +34,16 @@ from embtool.training.epoch import (
     Progress,
     batches_of,
     collate,
-    detok_all,
-    eval_loss,
+    grad_scaler,
     pick_amp,
     pick_device,
     train_epoch,
-    translate,
 )
-from embtool.training.metrics import accuracy, bleu
+from embtool.training.evaluation import test_result, validate
+from embtool.training.objective import prepare as prepare_step
+from embtool.training.objective import sdpa_info
+from embtool.training.paper import column_of
+from embtool.training.parallel import World
 from embtool.training.runfolder import (
     BEST,
     CONFIG,
@@ -69,7 +72,7 @@ class Run:
     cfg: TrainConfig  # resolved: the task's defaults filled in
     folder: RunFolder
     device: torch.device
-    amp: bool
+    amp: str  # autocast: bf16, fp16 or off
     prep: Prepared
     model: Seq2Seq | Classifier
     opt: torch.optim.Optimizer
@@ -78,6 +81,8 @@ class Run:
     best_loss: float = math.inf
     best_epoch: int = 0
     lines: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl
+    scaler: Any = None  # fp16's GradScaler (a no-op otherwise)
+    world: World = field(default_factory=World)  # this process's place in a torchrun group
     step: int = 0  # optimizer steps taken over the whole run (the schedule's clock)
     total_steps: int = 0  # the run's steps, for the schedule
     diverged: dict[str, Any] | None = None  # {"epoch", "step", "loss"} when training diverged
@@ -94,17 +99,23 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
     its last completed epoch (a finished run is returned as it is).
     """
     progress = progress or _quiet
-    cfg, folder, complete = open_run(cfg, progress)
+    world = World.from_env()  # under torchrun: this process's rank in the group
+    cfg, folder, complete = open_run(cfg, progress, world)
     if complete:
         return folder.result()
-    device = pick_device(cfg.device)
+    device = parallel.device_for(world, pick_device(cfg.device))
     rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
-        run = build(cfg, folder, device, progress)
-        fit(run, progress)
-        if run.diverged is not None:
-            return finish_diverged(run, progress)
-        return finish(run, progress)
+    parallel.init(world, device)
+    try:
+        parallel.barrier(world)  # every rank has checked the folder before rank 0 writes to it
+        with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
+            run = build(cfg, folder, device, progress, world)
+            fit(run, progress)
+            if run.diverged is not None:
+                return finish_diverged(run, progress)
+            return finish(run, progress)
+    finally:
+        parallel.close(world)
 
 
 def default_out(cfg: TrainConfig) -> Path:
@@ -113,15 +124,23 @@ def default_out(cfg: TrainConfig) -> Path:
     return Path("runs") / f"{cfg.task}-{name}-s{cfg.seed}"
 
 
-def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFolder, bool]:
-    """The resolved settings, the run folder (made), and whether the run is already complete."""
+def open_run(
+    cfg: TrainConfig, progress: Progress, world: World | None = None
+) -> tuple[TrainConfig, RunFolder, bool]:
+    """The resolved settings, the run folder (made by rank 0), and whether the run is already complete.
+
+    A resumed run keeps its stored settings, but for more epochs and for where and how it runs
+    (``RESUME_FOLLOWS``: device, amp, compile, threads), which follow ``cfg``.
+    """
     if cfg.resume:
         if not cfg.out:
             raise BadInput("resume needs the run folder (--resume RUN_DIR)")
         if (Path(cfg.out) / CONFIG).is_file():
             stored = resume_config(cfg.out)
             cfg = dataclasses.replace(
-                stored, epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs
+                stored,
+                epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs,
+                **{name: getattr(cfg, name) for name in RESUME_FOLLOWS},
             )
     cfg = cfg.resolved()
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
@@ -137,12 +156,15 @@ def open_run(cfg: TrainConfig, progress: Progress) -> tuple[TrainConfig, RunFold
         raise BadInput(
             f"run folder {folder.path} exists; continue it with --resume {folder.path}, or give another --out"
         )
-    folder.path.mkdir(parents=True, exist_ok=True)
+    if world is None or world.main:
+        folder.path.mkdir(parents=True, exist_ok=True)
     progress("run", {"path": str(folder.path)})
     return cfg, folder, False
 
 
-def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: Progress) -> Run:
+def build(
+    cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: Progress, world: World | None = None
+) -> Run:
     """Data, vocabularies, the model with its embeddings, the optimizer; config.json and vocab.json
     written; a resumed run's weights, optimizer, RNG and metrics restored from state.pt."""
     from embtool.tasks import load_files, load_splits
@@ -160,7 +182,10 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
     model_cfg = model_config(cfg, prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
     model = build_model(model_cfg)
-    init_embeddings(model, prep, model_cfg, cfg.seed)
+    paper = column_of(cfg).as_dict(cfg.task, cfg.preset)
+    if "family" in paper:
+        progress("log", {"message": _column_line(paper, cfg, model_cfg)})
+    init = init_embeddings(model, prep, model_cfg, cfg, progress)
     model.to(device)
     admin = profile_admin(model, prep, cfg, device, progress) if model_cfg.norm == "admin" else None
     steps_per_epoch = len(batches_of(prep.train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed)))
@@ -177,6 +202,8 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         "kind": cfg.kind,
         "seed": cfg.seed,
         "model": model_cfg.to_dict(),
+        "parameters": parameter_counts(model),
+        "paper": paper,
         "train": cfg.to_dict(),
         "tables": {"src": prep.src.table_info, "tgt": prep.tgt.table_info if prep.tgt else None},
         "vocab": {
@@ -185,21 +212,25 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
             "src_missing": prep.src.missing,
             "tgt_missing": prep.tgt.missing if prep.tgt else None,
         },
+        "init": init,
         "device": str(device),
-        "amp": "bf16" if amp else "off",
+        "amp": amp,
+        "world_size": world.size if world else 1,
+        "sdpa": sdpa_info(device, model_cfg.d_model // model_cfg.n_heads),
         "dropped_train_examples": prep.dropped,
-        "parameters": parameter_breakdown(model),
+        "train_examples": len(prep.train),
     }
     if admin is not None:
         config["admin_profile"] = admin
     if prep.out is not None:
         config["out_emb"] = {"table": prep.out.table_info, "missing": prep.out.missing}
-    # (re)written on resume too: a continued run may have been given more epochs
-    folder.write_json(CONFIG, config)
-    folder.write_json(
-        VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
-    )
-    folder.clear_result()
+    if world is None or world.main:
+        # (re)written on resume too: a continued run may have been given more epochs
+        folder.write_json(CONFIG, config)
+        folder.write_json(
+            VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
+        )
+        folder.clear_result()
     params = [p for p in model.parameters() if p.requires_grad]
     run = Run(
         cfg,
@@ -210,6 +241,8 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         model,
         make_optimizer(params, cfg, device),
         meta={"model": model_cfg.to_dict(), "train": cfg.to_dict()},
+        world=world or World(),
+        scaler=grad_scaler(device, amp),
         total_steps=cfg.epochs * steps_per_epoch,
     )
     # E_0 from the freshly built model: a resumed run rebuilds the same first rows
@@ -224,7 +257,9 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
         state = ckpt.load_state(folder.file(STATE))
         model.load_state_dict(state["model"])
         run.opt.load_state_dict(state["optimizer"])
-        ckpt.set_rng_state(state["rng"])
+        ckpt.set_rng_state(state["rng"], device)
+        if state.get("scaler") and amp == "fp16":
+            run.scaler.load_state_dict(state["scaler"])
         run.start_epoch = int(state["epoch"]) + 1
         run.best_loss, run.best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
         run.lines = list(state["metrics"])
@@ -235,8 +270,8 @@ def build(cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: P
 
 def fit(run: Run, progress: Progress) -> None:
     """The epochs left: train, validate, keep the best and last weights, commit state.pt, log."""
-    cfg, folder, model = run.cfg, run.folder, run.model
-    train_model: Any = torch.compile(model) if cfg.compile else model
+    cfg, folder, model, world = run.cfg, run.folder, run.model, run.world
+    step = prepare_step(model, cfg.compile, run.device, world.distributed, smoothing=cfg.label_smoothing)
 
     def before_step() -> None:
         run.step += 1
@@ -245,7 +280,7 @@ def fit(run: Run, progress: Progress) -> None:
     for epoch in range(run.start_epoch, cfg.epochs + 1):
         try:
             train_loss, seconds, tps = train_epoch(
-                train_model,
+                model,
                 run.opt,
                 run.prep.train,
                 cfg.kind,
@@ -254,17 +289,24 @@ def fit(run: Run, progress: Progress) -> None:
                 run.device,
                 run.amp,
                 progress,
+                step,
+                world,
+                run.scaler,
                 before_step,
             )
-        except Diverged as e:
+        except Diverged as e:  # every rank at the same step: the check is on the whole batch
             loss = e.loss if math.isfinite(e.loss) else None
             run.diverged = {"status": "diverged", "epoch": e.epoch, "step": e.step, "loss": loss}
-            run.lines.append({"epoch": epoch, **run.diverged})
-            folder.write_metrics(run.lines)
-            progress("log", {"message": str(e)})
+            if world.main:
+                run.lines.append({"epoch": epoch, **run.diverged})
+                folder.write_metrics(run.lines)
+                progress("log", {"message": str(e)})
             return
+        if not world.main:  # rank 0 validates and writes; the others wait for it
+            parallel.barrier(world)
+            continue
         line: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        line.update(_validate(model, run.prep, cfg, run.device, run.amp))
+        line.update(validate(model, run.prep, cfg, run.device, run.amp))
         line.update(epoch_dynamics(model, run.emb0, run.specials, run.probe))
         line.update(seconds=seconds, tokens_per_s=tps)
         if line["val_loss"] < run.best_loss:
@@ -278,7 +320,8 @@ def fit(run: Run, progress: Progress) -> None:
                 "epoch": epoch,
                 "model": model.state_dict(),
                 "optimizer": run.opt.state_dict(),
-                "rng": ckpt.rng_state(),
+                "rng": ckpt.rng_state(run.device),
+                "scaler": run.scaler.state_dict(),
                 "best_val_loss": run.best_loss,
                 "best_epoch": run.best_epoch,
                 "metrics": run.lines,
@@ -288,21 +331,38 @@ def fit(run: Run, progress: Progress) -> None:
         )
         folder.write_metrics(run.lines)
         progress("epoch", line)
+        parallel.barrier(world)
 
 
 def finish(run: Run, progress: Progress) -> RunResult:
     """Test the best model (translation) or take the best validation accuracy; write test.json."""
-    result = _test(run)
+    if not run.world.main:  # rank 0 tests and writes test.json
+        parallel.barrier(run.world)
+        return run.folder.result()
+    result = test_result(run)
     run.folder.write_json(TEST, result)
+    parallel.barrier(run.world)
     progress("test", result)
     return RunResult(run.folder.path, result, list(run.lines))
+
+
+def _column_line(paper: dict[str, Any], cfg: TrainConfig, mc: ModelConfig) -> str:
+    return (
+        f"Table 5 column: {cfg.task} {paper['family']} ({paper['reason']}); --preset {cfg.preset}: "
+        f"D {mc.d_model}, {mc.n_heads} heads, FFN {mc.d_ff}, batch {cfg.batch_size}, {cfg.epochs} epochs, "
+        f"lr {cfg.lr:g}"
+    )
 
 
 def finish_diverged(run: Run, progress: Progress) -> RunResult:
     """test.json for a run whose training diverged: its status, where, and the last good epoch."""
     assert run.diverged is not None
+    if not run.world.main:  # rank 0 writes test.json
+        parallel.barrier(run.world)
+        return run.folder.result()
     result = {**run.diverged, "best_epoch": run.best_epoch}
     run.folder.write_json(TEST, result)
+    parallel.barrier(run.world)
     progress("test", result)
     return RunResult(run.folder.path, result, list(run.lines))
 
@@ -325,50 +385,3 @@ def _log_vocab(prep: Prepared, progress: Progress) -> None:
         progress("log", {"message": msg})
     if prep.dropped:
         progress("log", {"message": f"skipped {prep.dropped} training examples longer than --max-len"})
-
-
-def _validate(
-    model: Seq2Seq | Classifier, prep: Prepared, cfg: TrainConfig, device: torch.device, amp: bool
-) -> dict[str, Any]:
-    if cfg.kind == "translation":
-        assert isinstance(model, Seq2Seq) and prep.tgt is not None
-        val_loss, _ = eval_loss(model, prep.val, "translation", cfg, device, amp)
-        hyps = detok_all(translate(model, prep.val, cfg, device, amp), prep.tgt.vocab, prep.tgt.tokenizer)
-        score, _ = bleu(hyps, _refs(prep.val_refs, prep.tgt.lower))
-        return {"val_loss": val_loss, "val_bleu": score}
-    val_loss, preds = eval_loss(model, prep.val, "classification", cfg, device, amp)
-    out: dict[str, Any] = {"val_loss": val_loss, "val_acc": accuracy(preds, [int(y) for _, y in prep.val])}
-    for name, examples in prep.extra_val.items():
-        _, p = eval_loss(model, examples, "classification", cfg, device, amp)
-        out[f"val_acc_{name}"] = accuracy(p, [int(y) for _, y in examples])
-    return out
-
-
-def _refs(refs: list[str], lower: bool) -> list[str]:
-    return [r.lower() for r in refs] if lower else refs
-
-
-def _test(run: Run) -> dict[str, Any]:
-    """Decode the test split with the best model (translation), or report the best validation accuracy."""
-    model, prep, cfg, lines, best_epoch = run.model, run.prep, run.cfg, run.lines, run.best_epoch
-    device, amp = run.device, run.amp
-    if cfg.kind == "classification":
-        best = next(x for x in lines if x["epoch"] == best_epoch)
-        result: dict[str, Any] = {"best_val_acc": best["val_acc"], "best_epoch": best_epoch}
-        if "val_acc_mismatched" in best:
-            result["best_val_acc_mismatched"] = best["val_acc_mismatched"]
-    else:
-        assert isinstance(model, Seq2Seq) and prep.tgt is not None
-        ckpt.load_weights(model, run.folder.file(BEST))
-        ids = translate(model, prep.test, cfg, device, amp, beam=cfg.beam)
-        hyps = detok_all(ids, prep.tgt.vocab, prep.tgt.tokenizer)
-        run.folder.write_hyps(hyps)
-        score, signature = bleu(hyps, _refs(prep.test_refs, prep.tgt.lower))
-        result = {
-            "bleu": score,
-            "signature": signature,
-            "best_epoch": best_epoch,
-            "split": prep.test_name,
-            "beam": cfg.beam,
-        }
-    return result

@@ -159,5 +159,7 @@ def resume_config(run_dir: str | os.PathLike[str]) -> Any:
     except (ValueError, KeyError, OSError) as e:
         raise BadInput(f"{path}: not a readable run config ({e})") from None
     stored = {_OLD_KEYS.get(k, k): v for k, v in stored.items()}
+    # a run from before the presets was trained with what is now --preset fast (FFN 4·D)
+    stored.setdefault("preset", "fast")
     stored.update(out=str(run_dir), resume=True)
     return TrainConfig.from_dict(stored, origin=str(path))

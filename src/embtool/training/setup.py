@@ -2,7 +2,8 @@
 
 Each side's tokenizer comes from its table (DESIGN §2): a language-independent one (``hf:``,
 ``whitespace``) serves both sides; a spaCy table tokenizes each side with ``spacy:<its language>``
-and the table's ``+lower``. ``--tokenizer`` overrides; with no table, ``spacy:<lang>``.
+and the table's ``+lower``. ``--tokenizer`` overrides; with no table, the task's (the registry's: lower-cased spaCy
+for Multi30k, as the paper's vocabularies), ``spacy:<lang>`` for local files.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from embtool.atomic import sha256_file
 from embtool.errors import BadInput
 from embtool.table import EmbeddingTable
 from embtool.tasks import TaskText, TextSplit
+from embtool.training import tokcache
 from embtool.training.config import TrainConfig
 from embtool.training.data import BOS, EOS, EOS_ID, PAD, SEP, UNK
 
@@ -59,14 +61,16 @@ def _load_table(path: str) -> EmbeddingTable:
     return load(path)
 
 
-def side_tokenizer(cfg: TrainConfig, table: EmbeddingTable | None, lang: str, single: bool) -> str:
+def side_tokenizer(
+    cfg: TrainConfig, table: EmbeddingTable | None, lang: str, single: bool, side: str = "src"
+) -> str:
     """The spec one side is tokenized with (see the module docstring)."""
     from embtool.text.tokenizer import parse_spec
 
     if cfg.tokenizer:
         return str(parse_spec(cfg.tokenizer))
     if table is None:
-        return f"spacy:{lang}"
+        return f"spacy:{lang}" if cfg.task_info.local_only else cfg.task_info.tokenizer(side)
     spec = parse_spec(table.tokenizer)
     if spec.language_independent or not single:
         return str(spec)
@@ -133,18 +137,21 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     single = cfg.emb is not None
     src_lang = cfg.src_lang if translation else cfg.task_info.src_lang
     src_spec = side_tokenizer(cfg, src_table, src_lang, single)
-    tgt_spec = side_tokenizer(cfg, tgt_table, cfg.tgt_lang, single) if translation else ""
+    tgt_spec = side_tokenizer(cfg, tgt_table, cfg.tgt_lang, single, "tgt") if translation else ""
     min_freq = cfg.min_freq or cfg.task_info.min_freq
 
-    def tok_split(split: TextSplit) -> tuple[list[list[str]], list[list[str]] | None]:
-        s = tokenize(src_spec, split.src)
+    def tok(spec: str, lines: list[str], where: str) -> list[list[str]]:
+        return tokcache.cached(tokenize, spec, lines, cfg.task, where, use=cfg.cache)
+
+    def tok_split(split: TextSplit, name: str) -> tuple[list[list[str]], list[list[str]] | None]:
+        s = tok(src_spec, split.src, f"{name}.src")
         if split.src2 is not None:  # MNLI: premise <sep> hypothesis
-            s2 = tokenize(src_spec, split.src2)
+            s2 = tok(src_spec, split.src2, f"{name}.src2")
             s = [[*a, SEP, *b] for a, b in zip(s, s2, strict=True)]
-        t = tokenize(tgt_spec, split.tgt) if translation and split.tgt is not None else None
+        t = tok(tgt_spec, split.tgt, f"{name}.tgt") if translation and split.tgt is not None else None
         return s, t
 
-    tr_src, tr_tgt = tok_split(data.train)
+    tr_src, tr_tgt = tok_split(data.train, "train")
     src_specials = SPECIALS + ((SEP,) if data.train.src2 is not None else ())
     src_info = table_info(src_path, src_table) if src_path and src_table is not None else None
     src = build_side(
@@ -187,8 +194,8 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     def ids(toks: list[str], index: dict[str, int]) -> list[int]:
         return [index.get(t, unk) for t in toks]
 
-    def encode(split: TextSplit, train: bool) -> tuple[list[Example], int]:
-        s, t = (tr_src, tr_tgt) if train else tok_split(split)
+    def encode(split: TextSplit, train: bool, name: str = "train") -> tuple[list[Example], int]:
+        s, t = (tr_src, tr_tgt) if train else tok_split(split, name)
         out: list[Example] = []
         dropped = 0
         for i, toks in enumerate(s):
@@ -212,9 +219,9 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     train, dropped = encode(data.train, True)
     if not train:
         raise BadInput(f"no training example is at most --max-len {cfg.max_len} tokens long")
-    val, _ = encode(data.val, False)
-    test, _ = encode(data.test, False) if data.test is not data.val else (val, 0)
-    extra = {k: encode(v, False)[0] for k, v in data.extra_val.items()}
+    val, _ = encode(data.val, False, "val")
+    test, _ = encode(data.test, False, data.test_name) if data.test is not data.val else (val, 0)
+    extra = {k: encode(v, False, f"val_{k}")[0] for k, v in data.extra_val.items()}
     n_classes = cfg.task_info.n_classes
     if not translation:
         labels = [y for _, y in train if isinstance(y, int)]

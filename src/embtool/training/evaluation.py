@@ -1,0 +1,68 @@
+"""A run's evaluations: validation each epoch (loss, BLEU or accuracy) and the final test.
+
+Split from ``loop`` (the trainer's steps); ``test_result`` reads the run (``loop.Run``) it is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from embtool.model import Classifier, Seq2Seq
+from embtool.training import checkpoint as ckpt
+from embtool.training.config import TrainConfig
+from embtool.training.epoch import detok_all, eval_loss, tokens_all, translate
+from embtool.training.metrics import accuracy, bleu, bleu_tokenized, classification_result
+from embtool.training.runfolder import BEST
+from embtool.training.setup import Prepared, tokenize
+
+
+def validate(
+    model: Seq2Seq | Classifier, prep: Prepared, cfg: TrainConfig, device: torch.device, amp: str
+) -> dict[str, Any]:
+    if cfg.kind == "translation":
+        assert isinstance(model, Seq2Seq) and prep.tgt is not None
+        val_loss, _ = eval_loss(model, prep.val, "translation", cfg, device, amp)
+        hyps = detok_all(translate(model, prep.val, cfg, device, amp), prep.tgt.vocab, prep.tgt.tokenizer)
+        score, _ = bleu(hyps, _refs(prep.val_refs, prep.tgt.lower))
+        return {"val_loss": val_loss, "val_bleu": score}
+    val_loss, preds = eval_loss(model, prep.val, "classification", cfg, device, amp)
+    out: dict[str, Any] = {"val_loss": val_loss, "val_acc": accuracy(preds, [int(y) for _, y in prep.val])}
+    for name, examples in prep.extra_val.items():
+        _, p = eval_loss(model, examples, "classification", cfg, device, amp)
+        out[f"val_acc_{name}"] = accuracy(p, [int(y) for _, y in examples])
+    return out
+
+
+def _refs(refs: list[str], lower: bool) -> list[str]:
+    return [r.lower() for r in refs] if lower else refs
+
+
+def test_result(run: Any) -> dict[str, Any]:
+    """Decode the test split with the best model (translation), or report the best validation accuracy."""
+    model, prep, cfg, lines, best_epoch = run.model, run.prep, run.cfg, run.lines, run.best_epoch
+    device, amp = run.device, run.amp
+    if cfg.kind == "classification":
+        result: dict[str, Any] = classification_result(lines, best_epoch)  # §5's selection
+    else:
+        assert isinstance(model, Seq2Seq) and prep.tgt is not None
+        ckpt.load_weights(model, run.folder.file(BEST))
+        ids = translate(model, prep.test, cfg, device, amp, beam=cfg.beam)
+        hyps = detok_all(ids, prep.tgt.vocab, prep.tgt.tokenizer)
+        run.folder.write_hyps(hyps)
+        score, signature = bleu(hyps, _refs(prep.test_refs, prep.tgt.lower))
+        # the tokenized, lower-cased BLEU on the vocabulary's tokens (tutorial pipelines' convention)
+        tok_hyps = [" ".join(t) for t in tokens_all(ids, prep.tgt.vocab)]
+        tok_refs = [" ".join(t) for t in tokenize(prep.tgt.tokenizer, prep.test_refs)]
+        score_tok, signature_tok = bleu_tokenized(tok_hyps, tok_refs)
+        result = {
+            "bleu": score,
+            "signature": signature,
+            "bleu_tok": score_tok,
+            "signature_tok": signature_tok,
+            "best_epoch": best_epoch,
+            "split": prep.test_name,
+            "beam": cfg.beam,
+        }
+    return result

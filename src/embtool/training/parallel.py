@@ -1,0 +1,145 @@
+"""One run over several processes: DistributedDataParallel under torchrun (no launcher of our own).
+
+``torchrun --nproc-per-node N -m embtool train …`` starts N copies of ``embtool train``; torchrun
+sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` and ``World.from_env`` reads them. Every rank
+builds the same data, model and random batches (same seed); rank r takes its share of each
+batch (``share``) and scales its loss so that DDP's averaged gradient is the whole batch's:
+the same step as one process, up to the order of floating-point sums. Rank 0 alone writes the
+run folder and evaluates; the others wait at a barrier. ``embtool train --nproc N`` runs
+torchrun's own launcher (``torch.distributed.run``) with the same arguments (``launch``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+
+from embtool.errors import WorkFailure
+
+# collectives wait this long (seconds) for a rank: longer than rank 0's validation and test
+# decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)
+DEFAULT_TIMEOUT_S = 4 * 3600
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in a torchrun group (size 1, rank 0: no group)."""
+
+    size: int = 1
+    rank: int = 0
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @classmethod
+    def from_env(cls) -> World:
+        try:
+            size = int(os.environ.get("WORLD_SIZE", "1"))
+            rank = int(os.environ.get("RANK", "0"))
+            local = int(os.environ.get("LOCAL_RANK", str(rank)))
+        except ValueError:
+            return cls()
+        return cls(size, rank, local) if size > 1 else cls()
+
+
+def device_for(world: World, device: torch.device) -> torch.device:
+    """Rank's device: ``cuda:LOCAL_RANK`` on CUDA (made current), else the device as given."""
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def init(world: World, device: torch.device) -> None:
+    """Join the group: NCCL on CUDA, gloo on CPU (a no-op for a single process)."""
+    import torch.distributed as dist
+
+    if not world.distributed or dist.is_initialized():
+        return
+    timeout = timedelta(seconds=float(os.environ.get("EMBTOOL_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, timeout=timeout)
+
+
+def close(world: World) -> None:
+    import torch.distributed as dist
+
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_sum(world: World, values: Sequence[float], device: torch.device) -> list[float]:
+    """Element-wise sum of ``values`` over the ranks (the values themselves for one process)."""
+    if not world.distributed:
+        return [float(v) for v in values]
+    import torch.distributed as dist
+
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return [float(v) for v in t.tolist()]
+
+
+def share(index: list[int], world: World) -> tuple[list[int], float]:
+    """Rank's examples of one batch (every size-th from its rank on) and their loss weight.
+
+    A batch smaller than the group leaves some ranks nothing: they take the first example at
+    weight 0, so that every rank joins the all-reduce (else DDP waits forever) and the gradient
+    stays the batch's.
+    """
+    if not world.distributed:
+        return index, 1.0
+    mine = index[world.rank :: world.size]
+    return (mine, 1.0) if mine else (index[:1], 0.0)
+
+
+def launch(nproc: int, args: Sequence[str], run_dir: str = "RUN_DIR") -> None:
+    """``torchrun --standalone --nproc-per-node nproc -m embtool ARGS`` in this process, through
+    torchrun's own launcher; a rank that fails is a WorkFailure naming it (torchrun's elastic
+    agent has stopped the others by then)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    argv = ["--standalone", "--nproc-per-node", str(nproc), "--module", "embtool", *args]
+    try:
+        run(get_args_parser().parse_args(argv))
+    except ChildFailedError as e:
+        raise WorkFailure(failure_message(e, run_dir)) from None
+
+
+def failure_message(e: BaseException, run_dir: str = "RUN_DIR") -> str:
+    """One line naming the first failed rank, its exit and what to do."""
+    failures = getattr(e, "failures", {}) or {}
+    if not failures:
+        return f"a rank of the torchrun group failed ({' '.join(str(e).split())[:300]})"
+
+    # the first to fail; the others were stopped by torchrun after it
+    def first(r: int) -> tuple[int, int, int]:
+        code = getattr(failures[r], "exitcode", 1)
+        cause = 0 if isinstance(code, int) and code < 0 and code != -15 else 1 if code != -15 else 2
+        return cause, getattr(failures[r], "timestamp", 0), r
+
+    rank = min(failures, key=first)  # a rank killed by a signal, before one that lost its peer
+    f = failures[rank]
+    code = getattr(f, "exitcode", "?")
+    how = f"was killed by signal {-code}" if isinstance(code, int) and code < 0 else f"exited with {code}"
+    return (
+        f"rank {rank} (pid {getattr(f, 'pid', '?')}) {how}; torchrun stopped the other ranks; "
+        f"the run keeps its last completed epoch: continue it with `embtool train --resume {run_dir}` (any --nproc)"
+    )
