@@ -227,16 +227,25 @@ def test_short_real_multi30k_run(tmp_path, embtool, shared_data):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_with_a_tiny_budget(tmp_path, shared_data):
-    """examples/demo.sh (the `make demo` job) with its knobs turned down."""
+    """examples/demo.sh (the `make demo` job) with its knobs turned down: four runs, a report, and
+    tables that are exactly the trained model's N × D, so Eq. 1 gives the model's Xavier σ."""
+    from embtool.stats import xavier_std
+    from embtool.table import load
+
     root = Path(__file__).resolve().parents[1]
+    demo = tmp_path / "demo"
     env = dict(
         os.environ,
         EMBTOOL_DATA_DIR=str(shared_data),
-        DEMO_DIR=str(tmp_path / "demo"),
+        DEMO_DIR=str(demo),
         DEMO_TRAIN_EXAMPLES="200",
+        DEMO_EVAL_EXAMPLES="20",
         DEMO_EPOCHS="1",
         DEMO_DIM="16",
         DEMO_LAYERS="1",
+        DEMO_HEADS="2",
+        DEMO_W2V_EPOCHS="1",
+        DEMO_W2V_EXAMPLES="400",
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     proc = subprocess.run(
@@ -244,8 +253,17 @@ def test_demo_runs_end_to_end_with_a_tiny_budget(tmp_path, shared_data):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("xavier", "w2v", "w2v_x", "w2v_shuf"):
-        assert (tmp_path / "demo" / "runs" / name / "test.json").is_file()
-    assert (tmp_path / "demo" / "report.md").is_file()
+        assert (demo / "runs" / name / "test.json").is_file()
+    report = (demo / "report.md").read_text(encoding="utf-8")
+    assert "w2v_x" in report and "w2v_shuf" in report
+    assert (demo / "curves.png").is_file()
+    config = json.loads((demo / "runs" / "w2v_x" / "config.json").read_text())
+    for lang, side in (("de", "src"), ("en", "tgt")):
+        table = load(demo / f"w2v_x.{lang}.safetensors")
+        # the table is the model's N × D (its vocabulary is the training slice's) …
+        assert (table.n, table.dim) == (config["vocab"][f"{side}_size"], config["model"]["d_model"])
+        # … so Eq. 1 gave it Xavier's σ for the model that trains
+        assert float(table.tensor().std()) == pytest.approx(xavier_std(table.n, table.dim), rel=1e-3)
 
 
 def test_a_failed_start_removes_the_folder_it_made(tmp_path, capsys):
