@@ -64,3 +64,19 @@ def test_the_column_follows_the_tables_header(tmp_path, make_table) -> None:
     assert (cfg.batch_size, cfg.d_model) == (96, 0)  # mT5's column; D stays the table's
     with pytest.raises(BadInput, match="nope.safetensors: no such file"):
         TrainConfig(task="multi30k", emb=str(tmp_path / "nope.safetensors")).resolved()
+
+
+def test_clinic_preset_sets_liu_et_al_recipe_where_left_at_default() -> None:
+    """--preset clinic: Transformer-Clinic's IWSLT'14 recipe on the paper's column; a value the user
+    gave stays, and a run with an output table keeps its untied output layer."""
+    from embtool.training.paper import CLINIC
+
+    cfg = TrainConfig(task="multi30k", preset="clinic").resolved()
+    assert {k: getattr(cfg, k) for k in CLINIC} == CLINIC
+    assert cfg.ff == 512 and cfg.epochs == TrainConfig(task="multi30k").resolved().epochs
+    mine = TrainConfig(
+        task="multi30k", preset="clinic", dropout=0.2, lr=1e-3, out_emb="o.safetensors"
+    ).resolved()
+    assert (mine.dropout, mine.lr, mine.tie_output, mine.optimizer) == (0.2, 1e-3, False, "radam")
+    sst2 = TrainConfig(task="sst2", preset="clinic").resolved()
+    assert (sst2.tie_output, sst2.max_tokens, sst2.label_smoothing) == (False, 0, 0.1)

@@ -122,7 +122,11 @@ class TrainConfig:
     missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
     standardize: str = option("off", "Eq. 1 on the model's rows: xavier, TABLE (Eq. 4), off.", EMBEDDINGS)
-    preset: str = option("paper", "paper: Table 5's column (FFN 512 …); fast: FFN 4·D, D 512.", MODEL)
+    preset: str = option(
+        "paper",
+        "paper: Table 5's column (FFN 512 …); fast: FFN 4·D, D 512; clinic: Liu et al.'s recipe.",
+        MODEL,
+    )
     family: str | None = option(None, "Table 5 column: glove|bert|mbert|t5|mt5.", MODEL, metavar="NAME")
     input_dim: int = option(
         0,

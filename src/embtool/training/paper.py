@@ -15,7 +15,11 @@ the Xavier baseline, or a D no column has) the task's first column.
 Presets: ``paper`` (the default) fills every setting the user left at 0 from the column (epochs,
 batch size, FFN 512; a Xavier-only run's D is the column's); ``fast`` keeps embtool's earlier
 choices where they differ (FFN 4·D, one epoch count and batch size per task, D = 512 without a
-table), which older run folders were trained with.
+table), which older run folders were trained with. ``clinic`` is ``paper`` plus Liu et al.'s IWSLT'14
+recipe (``CLINIC``: RAdam, lr 7e-4, inverse-sqrt after 6,000 warm-up steps, dropout 0.3, attention
+dropout 0.1, weight decay 1e-4, label smoothing 0.1, a tied output layer, 4,096-token batches) for
+every one of those settings left at its default, so a user can rerun their Post-LN/Pre-LN/Admin
+comparison with ``--norm``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from embtool.errors import BadInput
 from embtool.tasks.registry import PaperColumn, Task
 
 PAPER_FFN = 512  # the FFN width every Table 5 parameter count fits (see the module docstring)
-PRESETS = ("paper", "fast")
+PRESETS = ("paper", "fast", "clinic")
+# Liu et al. 2020's IWSLT'14 recipe for Post-LN, Pre-LN and Admin (Transformer-Clinic): what
+# ``--preset clinic`` sets where a setting is left at its default (on the paper's Table 5 column)
+CLINIC: dict[str, Any] = {
+    "optimizer": "radam", "lr": 7e-4, "lr_schedule": "inverse-sqrt", "warmup": 6000,
+    "dropout": 0.3, "attn_dropout": 0.1, "weight_decay": 1e-4, "label_smoothing": 0.1,
+    "adam_beta1": 0.9, "adam_beta2": 0.98, "tie_output": True, "max_tokens": 4096,
+}  # fmt: skip
 FAMILIES = ("glove", "bert", "mbert", "t5", "mt5")
 _TWIN = {"bert": "mbert", "mbert": "bert", "t5": "mt5", "mt5": "t5"}
 
@@ -112,11 +123,25 @@ def column_of(cfg: Any) -> Choice:
     return choose_column(task, dim, source, cfg.family)
 
 
+def clinic_settings(cfg: Any) -> dict[str, Any]:
+    """``CLINIC``'s values for the settings ``cfg`` left at their defaults (a value the user gave
+    stays); a tied output layer only where the run has no separate output table or width."""
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(cfg)}
+    out = {k: v for k, v in CLINIC.items() if getattr(cfg, k) == defaults[k]}
+    if cfg.out_emb or cfg.output_dim or cfg.kind == "classification":
+        out.pop("tie_output", None)
+    if cfg.kind == "classification" or cfg.max_len > CLINIC["max_tokens"]:
+        out.pop("max_tokens", None)
+    return out
+
+
 def filled(cfg: Any, column: PaperColumn | None, d: dict[str, Any]) -> dict[str, Any]:
     """A TrainConfig's fields ``d`` with every setting left at 0 filled in: with ``preset`` paper
     from the run's Table 5 ``column`` (FFN 512; a Xavier-only run takes its D), with fast from the
-    task's record (FFN 0: 4·D)."""
-    t, paper = cfg.task_info, cfg.preset == "paper"
+    task's record (FFN 0: 4·D); clinic is paper, then ``clinic_settings``."""
+    t, paper = cfg.task_info, cfg.preset in ("paper", "clinic")
     col = column if paper else None
     d = d | dict(
         epochs=cfg.epochs or (col.epochs if col else t.epochs),
@@ -127,4 +152,6 @@ def filled(cfg: Any, column: PaperColumn | None, d: dict[str, Any]) -> dict[str,
     )
     if col is not None and not (cfg.emb or cfg.src_emb or cfg.tgt_emb):  # Xavier: the column's D
         d.update(d_model=cfg.d_model or col.dim)
+    if cfg.preset == "clinic":
+        d.update(clinic_settings(cfg))
     return d
