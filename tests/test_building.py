@@ -128,7 +128,7 @@ def test_deep_post_ln_stalls_where_admin_learns(tmp_path):
     """Liu et al.'s finding in miniature (12 + 12 layers, D=16, lr 3e-3, one seed): Post-LN stays
     at the unigram loss; Admin (and Pre-LN) learn. Measured: validation loss 2.40 / 2.22 / 2.19."""
     files = reverse_task(tmp_path, n_train=400, n_val=20)
-    kw = dict(layers=12, d_model=16, heads=2, epochs=2, lr=3e-3, batch_size=32)
+    kw = dict(layers=12, d_model=16, heads=2, ff=64, epochs=2, lr=3e-3, batch_size=32)  # FFN 4·D, as measured
     post = metrics(train_dir(tiny_cfg(files, tmp_path / "post", **kw)))[-1]["val_loss"]
     admin = metrics(train_dir(tiny_cfg(files, tmp_path / "admin", norm="admin", **kw)))[-1]["val_loss"]
     assert admin < post - 0.1

@@ -55,7 +55,7 @@ def _args(data: Path, out: Path, epochs: int = 2) -> list[str]:
     return [
         "multi30k", "--data-dir", str(data / "multi30k"), "--tokenizer", "whitespace",
         "--max-train-examples", "400", "--max-eval-examples", "20", "--d-model", "32", "--heads", "4",
-        "--layers", "1", "--dropout", "0", "--epochs", str(epochs), "--batch-size", "64", "--lr", "1e-3",
+        "--layers", "1", "--ff", "128", "--dropout", "0", "--epochs", str(epochs), "--batch-size", "64", "--lr", "1e-3",
         "--device", "cpu", "--threads", "1", "-o", str(out),
     ]  # fmt: skip
 
@@ -140,7 +140,8 @@ def test_killed_rank_ends_the_job_and_resume_on_one_process_finishes_it(tmp_path
     files = reverse_task(tmp_path, n_train=3000, n_val=20)
     args = ["files", "--src", files["train_src"], "--tgt", files["train_tgt"], "--val-src", files["val_src"],
             "--val-tgt", files["val_tgt"], "--tokenizer", "whitespace", "--d-model", "32", "--heads", "4",
-            "--layers", "1", "--dropout", "0", "--epochs", "4", "--batch-size", "64", "--lr", "3e-3",
+            "--layers", "1", "--ff", "128", "--dropout", "0", "--epochs", "4", "--batch-size", "64",
+            "--lr", "3e-3",
             "--device", "cpu", "--threads", "1"]  # fmt: skip
     whole = embtool("train", *args, "-o", str(tmp_path / "whole"))
     assert whole.code == 0, whole.stderr
@@ -176,7 +177,16 @@ def test_killed_rank_ends_the_job_and_resume_on_one_process_finishes_it(tmp_path
     resumed = embtool("train", "--resume", str(run))  # one process now: N may change
     assert resumed.code == 0, resumed.stderr
     assert (run / "test.json").is_file()
-    assert_same_weights(tmp_path / "whole" / "last.safetensors", run / "last.safetensors")
+    # the killed run's first epoch summed its gradients over 2 ranks (another summation order); over
+    # the ~140 steps after it Adam amplifies those last-bit differences in weights whose gradient is
+    # mostly noise (0.6% in a bias here) and training amplifies them (final validation loss 1.2%
+    # apart here), so the weights match to 1e-2 and the losses to 5e-2, while
+    # test_torchrun_two_ranks_match_one_process holds a short run to 1e-5
+    assert_same_weights(tmp_path / "whole" / "last.safetensors", run / "last.safetensors", rel=1e-2)
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["val_loss"] == pytest.approx(
+        json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"], rel=5e-2
+    )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
