@@ -77,6 +77,18 @@ def run_forward(model: nn.Module, batch: Batch) -> None:
         model(batch.src)
 
 
+def probed_forward(model: nn.Module, batch: Batch, make: Callable[[str, int], Probe]) -> None:
+    """One forward pass of ``batch`` in eval mode (no dropout) with every layer probed by ``make``;
+    the model's training mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with probing(model, make):
+            run_forward(model, batch)
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def profile(model: nn.Module, batch: Batch) -> dict[str, Any]:
     """Set every ω of an Admin ``model`` from one pass over ``batch``; returns the figures for
@@ -100,13 +112,7 @@ def profile(model: nn.Module, batch: Batch) -> dict[str, Any]:
 
         return visit
 
-    was_training = model.training
-    model.eval()
-    try:
-        with probing(model, make):
-            run_forward(model, batch)
-    finally:
-        model.train(was_training)
+    probed_forward(model, batch, make)
     return {
         "omega": omegas,
         "tokens": {name: int(m.sum()) for name, m in masks.items()},

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from embtool.training.admin import probing, real_positions, run_forward
+from embtool.training.admin import probed_forward, real_positions
 from embtool.training.batching import Batch
 
 BANDS = ("frequent", "middle", "rare")
@@ -86,13 +86,7 @@ def branch_ratios(model: nn.Module, batch: Batch) -> dict[str, list[float]]:
 
         return visit
 
-    was_training = model.training
-    model.eval()
-    try:
-        with probing(model, make):
-            run_forward(model, batch)
-    finally:
-        model.train(was_training)
+    probed_forward(model, batch, make)
     return ratios
 
 
