@@ -165,7 +165,7 @@ def test_example_beyond_vanilla_tiny_on_real_multi30k(shared_data: Path, tmp_pat
     text = (out / "report.md").read_text()
     for norm in ("post", "pre", "admin"):
         assert f"word2vec_Xavier [norm={norm}]" in text
-    assert "| word2vec_Xavier [input-dim 16] |" in text
+    assert "| word2vec_Xavier [input-dim 16] |" in text and "| Xavier [input-dim 16] |" in text
     assert (out / "dynamics.png").is_file() and (out / "curves.png").is_file()
 
 

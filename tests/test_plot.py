@@ -82,3 +82,18 @@ def test_plot_dynamics_draws_a_row_per_task(tmp_path: Path) -> None:
 def test_plot_dynamics_needs_runs_that_recorded_them(grid: Path, tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="embedding dynamics"):
         plot.plot_dynamics(lib.build_report([grid], table_stats=False), tmp_path / "d.png")
+
+
+def test_cell_styles_colour_by_initialisation_and_mark_by_setting() -> None:
+    """Twelve cells (3 tables × 4 settings) get 3 colours × 4 markers, every pair distinct: the
+    default 10-colour cycle gave two cells the same colour."""
+    names = [
+        f"{t} [{s}]"
+        for t in ("Xavier", "word2vec", "word2vec_Xavier")
+        for s in ("norm=post", "norm=pre", "norm=admin", "input-dim 64")
+    ]
+    styles = plot.cell_styles(names + ["GloVe"])
+    assert len(set(styles.values())) == 13
+    assert styles["Xavier [norm=post]"][0] == styles["Xavier [input-dim 64]"][0]
+    assert styles["Xavier [norm=post]"][1] == styles["word2vec [norm=post]"][1]
+    assert styles["Xavier [norm=post]"][0] != styles["word2vec_Xavier [norm=post]"][0]

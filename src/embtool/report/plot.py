@@ -101,14 +101,38 @@ DYNAMICS = (  # (panel title, y label, {line style: value from a metrics line})
 )
 
 
+MARKERS = "os^Dv<>pPX*h"  # one per setting of a variant ("[norm=admin]", "[input-dim 64]", …)
+
+
+def cell_styles(names: list[str]) -> dict[str, tuple[Any, str]]:
+    """Colour and marker of each cell: one colour per initialisation (the name before " ["), one
+    marker per bracketed setting, so a 3 × 4 grid reads as 3 colours × 4 markers, not 12 colours
+    from a 10-colour cycle that repeats."""
+    import matplotlib
+
+    def split(name: str) -> tuple[str, str]:
+        base, _, setting = name.partition(" [")
+        return base, setting
+
+    bases = list(dict.fromkeys(split(n)[0] for n in names))
+    settings = list(dict.fromkeys(split(n)[1] for n in names))
+    cmap = matplotlib.colormaps["tab10" if len(bases) <= 10 else "tab20"]
+    return {
+        n: (cmap(bases.index(split(n)[0]) % cmap.N), MARKERS[settings.index(split(n)[1]) % len(MARKERS)])
+        for n in names
+    }
+
+
 def plot_dynamics(report: Report, path: str | os.PathLike[str]) -> list[str]:
     """Embedding dynamics per epoch, one line per cell (variant), mean over its seeds: the encoder
     embedding's drift (dotted: its rarest third), cosine to its first rows, and the mean residual-branch
-    ratio (post-LN and Admin runs). One row of panels per task. Writes a PNG; returns the task titles."""
+    ratio (post-LN and Admin runs). One row of panels per task, one legend per row on its right.
+    Writes a PNG; returns the task titles."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     from embtool.atomic import atomic_path
@@ -123,30 +147,37 @@ def plot_dynamics(report: Report, path: str | os.PathLike[str]) -> list[str]:
         figsize=(width * len(DYNAMICS), height * len(tasks)),
         dpi=DPI,
         squeeze=False,
+        layout="constrained",
     )
     titles = []
     for row, task in zip(axes, tasks, strict=True):
         cells = [c for c in report.cells if c.task == task]
+        styles = cell_styles([c.name for c in cells])
+        handles: dict[str, Any] = {}
         for ax, (title, ylabel, lines) in zip(row, DYNAMICS, strict=True):
             for c in cells:
-                color = None
+                color, marker = styles[c.name]
                 for style, get in lines.items():
                     epochs, means = dynamics_series(c.runs, get)
                     if epochs:
-                        label = c.name if style == "-" else None
-                        (line,) = ax.plot(
-                            epochs, means, style, color=color, marker="o", markersize=3, label=label
-                        )
-                        color = line.get_color()
+                        (line,) = ax.plot(epochs, means, style, color=color, marker=marker, markersize=4)
+                        if style == "-":
+                            handles.setdefault(c.name, line)
             ax.set_title(f"{task_title(task)}: {title}")
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize="x-small")
+        if handles:
+            handles["drift of the rarest third"] = Line2D([], [], color="grey", linestyle=":")
+            row[-1].legend(
+                list(handles.values()),
+                list(handles),
+                fontsize="x-small",
+                loc="upper left",
+                bbox_to_anchor=(1.02, 1),
+            )
         titles.append(task_title(task))
-    fig.tight_layout()
     suffix = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=suffix, dpi=DPI)
