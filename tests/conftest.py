@@ -321,3 +321,24 @@ def matmul_state() -> dict:
             lambda: getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", None)
         ),
     }
+
+
+def reverse_words_toy(folder: Path, n_pairs: int, shift: float = 0.0) -> Path:
+    """A generated reverse-the-words task (src.txt/tgt.txt, ``n_pairs`` pairs of 2–5 of 12 words) and
+    a wide 'pretrained' table for its words (w2v.safetensors: N(shift, 0.4²), D=16), in ``folder``."""
+    import torch
+
+    from embtool.table import EmbeddingTable, save
+
+    rng = random.Random(0)
+    words = [f"w{i}" for i in range(12)]
+    src = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) for _ in range(n_pairs)]
+    (folder / "src.txt").write_text("\n".join(src) + "\n")
+    (folder / "tgt.txt").write_text("\n".join(" ".join(reversed(s.split())) for s in src) + "\n")
+    g = torch.Generator().manual_seed(0)
+    vectors = torch.randn(len(words), 16, generator=g) * 0.4 + shift
+    save(
+        EmbeddingTable(vectors, words, source="word2vec:toy.bin", tokenizer="whitespace"),
+        folder / "w2v.safetensors",
+    )
+    return folder

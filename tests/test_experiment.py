@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import reverse_words_toy
 from embtool import experiment as lib
 from embtool.errors import BadInput
 from embtool.table import EmbeddingTable, load, save
@@ -17,20 +18,7 @@ from embtool.table import EmbeddingTable, load, save
 @pytest.fixture
 def toy(tmp_path: Path) -> Path:
     """A generated reverse-the-words task (120 pairs) and a wide 'pretrained' table for its words."""
-    rng = random.Random(0)
-    words = [f"w{i}" for i in range(12)]
-    src = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) for _ in range(120)]
-    (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
-    (tmp_path / "tgt.txt").write_text("\n".join(" ".join(reversed(s.split())) for s in src) + "\n")
-    g = torch.Generator().manual_seed(0)
-    table = EmbeddingTable(
-        torch.randn(len(words), 16, generator=g) * 0.4 + 0.05,
-        words,
-        source="word2vec:toy.bin",
-        tokenizer="whitespace",
-    )
-    save(table, tmp_path / "w2v.safetensors")
-    return tmp_path
+    return reverse_words_toy(tmp_path, n_pairs=120, shift=0.05)
 
 
 @pytest.mark.parametrize(

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import random
 import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
+from conftest import reverse_words_toy
 from embtool import gridjobs
 from embtool.errors import BadInput
-from embtool.table import EmbeddingTable, save
 
 
 def test_claim_is_exclusive_across_processes_and_released(tmp_path):
@@ -60,20 +58,7 @@ def test_parse_devices():
 
 @pytest.fixture
 def toy(tmp_path: Path) -> Path:
-    rng = random.Random(0)
-    words = [f"w{i}" for i in range(12)]
-    src = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) for _ in range(80)]
-    (tmp_path / "src.txt").write_text("\n".join(src) + "\n")
-    (tmp_path / "tgt.txt").write_text("\n".join(" ".join(reversed(s.split())) for s in src) + "\n")
-    g = torch.Generator().manual_seed(0)
-    table = EmbeddingTable(
-        torch.randn(len(words), 16, generator=g) * 0.4,
-        words,
-        source="word2vec:toy.bin",
-        tokenizer="whitespace",
-    )
-    save(table, tmp_path / "w2v.safetensors")
-    return tmp_path
+    return reverse_words_toy(tmp_path, n_pairs=80)
 
 
 def _grid_args(toy: Path, out: Path) -> list[str]:

@@ -124,17 +124,22 @@ def shuffle(table: EmbeddingTable, axis: str = "both", seed: int = 0) -> Embeddi
     return table.derive(out, "shuffle", {"axis": axis, "seed": seed})
 
 
+def finite_factor(text: str | float, option: str, hint: str) -> float:
+    """``text`` as a finite float, else a one-line error naming ``option`` (``hint``: what to give)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadInput(f"{option} {text!r}: {hint}") from None
+    if not math.isfinite(value):
+        raise BadInput(f"{option} {text!r}: the factor must be finite")
+    return value
+
+
 def scale(table: EmbeddingTable, by: str | float = "sqrt-dim") -> EmbeddingTable:
     """Multiply every value by √D (``"sqrt-dim"``, the transformer's input scaling) or a number."""
-    if by == "sqrt-dim":
-        factor = math.sqrt(table.dim)
-    else:
-        try:
-            factor = float(by)
-        except ValueError:
-            raise BadInput(f"--by {by!r}: give sqrt-dim or a number") from None
-        if not math.isfinite(factor):
-            raise BadInput(f"--by {by!r}: the factor must be finite")
+    factor = (
+        math.sqrt(table.dim) if by == "sqrt-dim" else finite_factor(by, "--by", "give sqrt-dim or a number")
+    )
     _check_no_overflow(table, factor, f"--by {by}")
     args = {"by": by if by == "sqrt-dim" else factor, "factor": factor}
     return table.derive_map("scale", args, Affine(factor))
@@ -146,13 +151,7 @@ def posenc_factor(table: EmbeddingTable, factor: str | float) -> float:
     if factor == "sigma-ratio":
         _, std = table_moments(table)
         return std / xavier_std(table.n, table.dim)
-    try:
-        value = float(factor)
-    except ValueError:
-        raise BadInput(f"--factor {factor!r}: give a number or sigma-ratio") from None
-    if not math.isfinite(value):
-        raise BadInput(f"--factor {factor!r}: the factor must be finite")
-    return value
+    return finite_factor(factor, "--factor", "give a number or sigma-ratio")
 
 
 def _check_no_overflow(table: EmbeddingTable, factor: float, option: str) -> None:
