@@ -285,6 +285,24 @@ def test_a_stopped_command_says_so(signame: str, code: int, line: str) -> None:
     assert proc.returncode == code and err.strip() == line
 
 
+def test_a_signal_during_an_error_line_still_ends_as_stopped(monkeypatch, capsys) -> None:
+    """A torchrun rank failing on its lost peer gets torchrun's SIGTERM while it reports the error:
+    the KeyboardInterrupt that raises must end the command as terminated (143), not escape it (an
+    escaping one kills Python by SIGINT, which the launcher read as the rank that failed first)."""
+    import os
+    import signal
+
+    from embtool import cli
+
+    def line_interrupted_by_sigterm(text: str) -> str:
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler main installed raises here
+        return text
+
+    monkeypatch.setattr(cli, "_one_line", line_interrupted_by_sigterm)
+    assert cli.main(["stats", "/nonexistent/table.safetensors"]) == 143
+    assert capsys.readouterr().err.strip() == "embtool: terminated"
+
+
 @pytest.mark.parametrize(
     ("args", "stdin_twice"),
     [(["align", "-", "-", "--vocab", "{vocab}"], True), (["stats", "-", "-"], True), (["stats", "-"], False)],

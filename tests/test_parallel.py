@@ -50,6 +50,15 @@ def test_failure_message_names_the_rank_and_the_resume():
     assert "rank 1 (pid 4242) was killed by signal 9" in msg and "--resume runs/x" in msg
     assert "\n" not in msg
 
+    # CI's case: rank 0 was failing on its lost peer when torchrun's SIGTERM came, so it ended by
+    # SIGINT (an escaping KeyboardInterrupt), in the same second as the rank that was killed
+    for stopped in (-2, -15, 130, 143, 1):
+        Failed.failures = {0: Failure(stopped, 4241, 10), 1: Failure(-9, 4242, 10)}
+        msg = failure_message(Failed(), "runs/x")
+        assert msg.startswith("rank 1 (pid 4242) was killed by signal 9"), stopped
+    Failed.failures = {0: Failure(1, 4241, 10), 1: Failure(143, 4242, 10)}
+    assert failure_message(Failed(), "runs/x").startswith("rank 0 (pid 4241) exited with 1")
+
 
 def _args(data: Path, out: Path, epochs: int = 2) -> list[str]:
     return [

@@ -156,7 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage,
     130 interrupted, 143 terminated)."""
     with _signals_stop() as came:
-        return _main(argv, came)
+        try:
+            return _main(argv, came)
+        except KeyboardInterrupt:  # the signal came while an error was being reported
+            return _stopped(came)
 
 
 def _main(argv: Sequence[str] | None, came: list[int]) -> int:

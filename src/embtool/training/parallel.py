@@ -129,10 +129,15 @@ def failure_message(e: BaseException, run_dir: str = "RUN_DIR") -> str:
     if not failures:
         return f"a rank of the torchrun group failed ({' '.join(str(e).split())[:300]})"
 
-    # the first to fail; the others were stopped by torchrun after it
+    # the rank that failed of itself, not one torchrun stopped after it: torchrun stops a rank with
+    # SIGTERM, which the rank turns into exit 143 or, when it came while the rank was already
+    # failing, into an escaping KeyboardInterrupt (signal 2 or exit 130); a rank that lost its peer
+    # exits 1. Timestamps are whole seconds and often equal, so they only break ties.
+    stopped = {-15, -2, 130, 143}
+
     def first(r: int) -> tuple[int, int, int]:
         code = getattr(failures[r], "exitcode", 1)
-        cause = 0 if isinstance(code, int) and code < 0 and code != -15 else 1 if code != -15 else 2
+        cause = 2 if code in stopped else 0 if isinstance(code, int) and code < 0 else 1
         return cause, getattr(failures[r], "timestamp", 0), r
 
     rank = min(failures, key=first)  # a rank killed by a signal, before one that lost its peer
