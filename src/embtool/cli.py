@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _signals_stop() as came:
         try:
             return _main(argv, came)
-        except KeyboardInterrupt:  # the signal came while an error was being reported
+        except KeyboardInterrupt:  # a signal, while working or while an error was being reported
             return _stopped(came)
 
 
@@ -184,7 +184,7 @@ def _main(argv: Sequence[str] | None, came: list[int]) -> int:
         message = e.format_message()  # type: ignore[attr-defined]
         print(f"embtool: error: {_one_line(message)}{hint}", file=sys.stderr)
         return 2
-    except (typer.Abort, KeyboardInterrupt):
+    except typer.Abort:
         return _stopped(came)
     except BrokenPipeError:
         return 1
