@@ -2,6 +2,12 @@
 
 An interrupted or failed write leaves neither a half-written file nor a stray temporary,
 and never touches what was already at the target path.
+
+Every output passes through ``atomic_path``, so it is also the one place that refuses to write over
+a file the command reads: readers ``note_input`` what they open (the file's device and inode, so a
+hard link or a symlink to it is the same file), and ``atomic_path`` compares its target against them.
+Only a table may replace a table it was read from (``standardize x -o x``): the rename leaves the old
+file's pages to the memory map still reading them.
 """
 
 from __future__ import annotations
@@ -14,18 +20,67 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from embtool.errors import BadInput, WorkFailure
+from embtool.errors import BadInput, UsageError, WorkFailure
+
+# (st_dev, st_ino) of each file read → (its absolute path, read only as a table so far)
+_INPUTS: dict[tuple[int, int], tuple[str, bool]] = {}
+
+
+def note_input(path: str | os.PathLike[str], *, table: bool = False) -> None:
+    """Record that ``path`` is read, so that no output of this process is written over it.
+    ``table``: it was read as an embedding table (a table may replace it in place)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # nothing there (the reader says so), or no path
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    key = (st.st_dev, st.st_ino)
+    _, was_table = _INPUTS.get(key, ("", True))
+    _INPUTS[key] = (os.path.abspath(path), table and was_table)
+
+
+def forget_inputs() -> None:
+    """Start a new command: what earlier commands in this process read is no longer an input."""
+    _INPUTS.clear()
+
+
+def check_not_input(target: str | os.PathLike[str], *, table: bool = False) -> None:
+    """UsageError when ``target`` is (a link to) a file this process read; a ``table`` output may
+    replace a file read only as a table."""
+    try:
+        st = os.stat(target)
+    except (OSError, ValueError):
+        return
+    key = (st.st_dev, st.st_ino)
+    found = _INPUTS.get(key)
+    if found is None:
+        return
+    path, was_table = found
+    try:
+        still = os.stat(path)
+        if (still.st_dev, still.st_ino) != key:  # gone, and its inode number reused by another file
+            return
+    except OSError:
+        return
+    if table and was_table:
+        return
+    same = "" if os.path.abspath(target) == path else f" (the same file as {path})"
+    raise UsageError(f"{target}: is an input of this command{same}; write the output to another file")
 
 
 @contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[str]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` when the block succeeds."""
+def atomic_path(target: str | os.PathLike[str], *, table: bool = False) -> Iterator[str]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` when the block succeeds.
+    UsageError, before anything is written, when ``target`` is a file this process reads (``table``:
+    the output is a table, which may replace a table input)."""
     dest = Path(target)
     folder = dest.parent
     if not folder.is_dir():
         raise BadInput(f"{dest}: folder {folder} does not exist")
     if dest.is_dir():
         raise BadInput(f"{dest}: is a folder; give a file name")
+    check_not_input(dest, table=table)
     remove_stale_temporaries(folder, dest.name)
     # the writer's pid is in the name, so a later writer can tell a leftover of a killed one
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".tmp", dir=folder)

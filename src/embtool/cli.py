@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 
+from embtool import atomic
 from embtool._version import __version__
 from embtool.commands import _common
 from embtool.errors import EmbtoolError
@@ -164,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None, came: list[int]) -> int:
     _common.STATE.debug = os.environ.get("EMBTOOL_DEBUG", "") not in ("", "0")
+    atomic.forget_inputs()  # a new command: what an earlier one in this process read is no input of it
     args = list(argv) if argv is not None else sys.argv[1:]
     command = _command(args)
     try:

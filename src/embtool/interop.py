@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from embtool.atomic import note_input
 from embtool.errors import BadInput
 
 if TYPE_CHECKING:
@@ -140,6 +141,7 @@ def _read_dict_file(path: str, specials: Sequence[str], sep: str) -> TargetVocab
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"{path}: no such dictionary file")
+    note_input(p)
     tokens: list[str | None] = list(specials)
     counts: list[int] = [0] * len(specials)
     seen = set(specials)

@@ -22,6 +22,7 @@ import numpy as np
 
 from embtool import tablefile
 from embtool._version import __version__
+from embtool.atomic import note_input
 from embtool.errors import BadInput, NonFinite, UsageError
 from embtool.interop import TableInterop
 from embtool.tablefile import DTYPE_CODES, STDIO, Affine, Unreadable
@@ -281,6 +282,7 @@ def load(path: str | os.PathLike[str], *, allow_nonfinite: bool = False) -> Embe
         raise BadInput(f"{name}: no such file")
     if p.is_dir():
         raise BadInput(f"{name}: is a folder, not a table file")
+    note_input(p, table=True)
     return _read(name, lambda check: tablefile.read_file(p, TENSOR_NAME, check), allow_nonfinite)
 
 

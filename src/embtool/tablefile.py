@@ -320,7 +320,7 @@ def emit(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> Non
             os.dup2(devnull, sys.stdout.fileno())
             raise WorkFailure("stdout closed before the table was written") from None
         return
-    with atomic_path(name) as tmp, open(tmp, "wb") as f:
+    with atomic_path(name, table=True) as tmp, open(tmp, "wb") as f:
         write(f)
 
 

@@ -11,6 +11,7 @@ import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
+from embtool.atomic import note_input
 from embtool.errors import BadInput
 
 DEFAULT_RESTRICT = 300_000  # gensim's restrict_vocab: only the first rows are candidates and known
@@ -29,6 +30,7 @@ def gensim_test_file(name: str) -> Path:
 
 def read_bytes(path: str | Path, what: str) -> bytes:
     """The bytes of a benchmark file, or BadInput naming it (``what``: "questions", "pairs")."""
+    note_input(path)
     try:
         return Path(path).read_bytes()
     except OSError as e:

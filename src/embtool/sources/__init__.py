@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embtool.errors import BadInput
+from embtool.sources.archives import split_member
 from embtool.text.tokenizer import ALIASES
 from embtool.text.vocabfile import Vocabulary
 
@@ -48,6 +49,8 @@ def resolve_source(source: str) -> SourceRef:
     path = Path(source)
     if path.is_dir():
         return SourceRef("hf", source)
+    if split_member(source)[1] is not None:  # ARCHIVE.zip#MEMBER: a vector file, sniffed as a plain one
+        return SourceRef("vectors", source, None)
     if path.is_file():
         if path.suffix == ".safetensors":
             raise BadInput(

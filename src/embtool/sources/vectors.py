@@ -65,11 +65,13 @@ def detect_format(path: Path, member: str | None = None) -> tuple[str, bool]:
 
 def load_vector_file(kind: str | None, path: str, progress: Progress | None = None) -> VectorFile:
     """Read a vector file; ``kind`` None detects it. Errors name the file and the expected format."""
+    from embtool.atomic import note_input
     from embtool.sources.archives import read_keyed_vectors, split_member
 
     p, member = split_member(path)
     if not p.is_file():
         raise BadInput(f"{path}: no such vector file")
+    note_input(p)
     detected, binary = detect_format(p, member)
     _check_not_empty(p, detected, member)
     kind = kind or detected

@@ -11,6 +11,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from embtool.atomic import note_input
 from embtool.errors import BadInput
 
 
@@ -19,6 +20,7 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise BadInput(f"{p}: no such file")
+    note_input(p)
     try:
         data = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
     except (OSError, EOFError) as e:

@@ -55,6 +55,7 @@ def read_vocab(path: str | os.PathLike[str]) -> Vocabulary:
         p = Path(name)
         if not p.is_file():
             raise BadInput(f"{name}: no such vocabulary file")
+        atomic.note_input(p)
         data = p.read_bytes()
     return parse_vocab(data, name)
 
