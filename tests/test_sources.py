@@ -92,3 +92,26 @@ def test_extract_names_nan_rows_and_accepts_them_with_allow_nonfinite(tmp_path) 
     (tmp_path / "voc.txt").write_text("a\nb\n", encoding="utf-8")
     args = ["extract", f"glove:{tmp_path / 'v.txt'}", "--vocab", str(tmp_path / "voc.txt")]
     assert main([*args, "-o", str(tmp_path / "o.safetensors"), "--allow-nonfinite"]) == 0
+
+
+def test_an_archive_member_is_a_source_and_the_two_member_message_works_as_written(tmp_path, cli) -> None:
+    import re
+    import zipfile
+
+    (tmp_path / "v.txt").write_text("#embtool tokenizer=whitespace\nthe\t3\ncat\t2\n", encoding="utf-8")
+    archive = tmp_path / "vectors.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("glove.2d.txt", "the 1 2\ncat 3 4\n")  # header-less: GloVe, sniffed
+        z.writestr("readme.txt", "not vectors\n")
+    r = cli(
+        "extract", str(archive), "--vocab", str(tmp_path / "v.txt"), "-o", str(tmp_path / "t.safetensors")
+    )
+    assert r.code == 2 and "name one: " in r.stderr, r.stderr
+    suggested = re.search(r"name one: (\S+)", r.stderr).group(1)  # type: ignore[union-attr]
+    assert suggested == f"{archive}#glove.2d.txt"
+    r = cli("extract", suggested, "--vocab", str(tmp_path / "v.txt"), "-o", str(tmp_path / "t.safetensors"))
+    assert r.code == 0, r.stderr
+    from embtool.table import load
+
+    assert load(tmp_path / "t.safetensors").vectors.tolist() == [[1, 2], [3, 4]]
+    assert resolve_source(f"{archive}#readme.txt").kind == "vectors"
