@@ -5,9 +5,11 @@ the same way. An entry is one split's token lists for one tokenizer, keyed by th
 (for its file name), the tokenizer spec (its lower-casing included), the versions of embtool and of
 the packages that tokenize (spaCy, tokenizers, transformers) and a hash of the text itself (so an
 edited file is never read from an old entry). Entries are written atomically (a temporary file,
-then a rename), so concurrent writers of one entry leave one whole file; an unreadable entry is
-tokenized anew. ``--no-cache`` neither reads nor writes. Default folder: ``$XDG_CACHE_HOME/embtool``
-(``~/.cache/embtool``).
+then a rename), so concurrent writers of one entry leave one whole file. A broken cache costs the
+tokenizing, never the run: a damaged entry is tokenized anew and replaced; a cache that cannot be read
+or written (a full disk, a folder where an entry belongs) is left alone for the rest of the process.
+Either says so once per process (a ``CacheWarning``, one line). ``--no-cache`` neither reads nor
+writes. Default folder: ``$XDG_CACHE_HOME/embtool`` (``~/.cache/embtool``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from embtool._version import __version__
+from embtool.errors import EmbtoolError
 
 TOKENIZER_PACKAGES = ("spacy", "tokenizers", "transformers")
+
+_warned = False  # this process has said that the cache is broken (it says so once)
+_off = False  # this process met a cache it cannot read or write: it tokenizes without it from then on
+
+
+class CacheWarning(UserWarning):
+    """The tokenization cache is broken; the results are not affected."""
 
 
 def cache_dir() -> Path:
@@ -74,24 +86,78 @@ def cached(
     split: str,
     use: bool = True,
 ) -> list[list[str]]:
-    """``tokenize(spec, lines)``, read from the cache when it holds this split (``use``)."""
-    if not use or not lines:
+    """``tokenize(spec, lines)``, read from the cache when it holds this split (``use``).
+
+    Whatever goes wrong with the cache, the result is ``tokenize``'s (see the module docstring)."""
+    global _off
+    if not use or not lines or _off:
         return tokenize(spec, lines)
     key = entry_key(task, split, spec, lines)
     path = entry_path(task, split, spec, key)
-    if path.is_file():
+    name = path.relative_to(cache_dir())
+    data = None
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        pass  # not cached yet
+    except OSError as e:  # a folder where the entry belongs, a file where the folder belongs, a bad disk
+        _off = True
+        _warn(f"could not read {name} ({_reason(e, path)})", True)
+    if data is not None:
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
-            if value.get("key") == key and len(value["tokens"]) == len(lines):
-                return [list(t) for t in value["tokens"]]
-        except (OSError, ValueError, KeyError, AttributeError, TypeError):
-            pass  # a broken entry: tokenize again and replace it
+            tokens = _entry_tokens(json.loads(data), key, len(lines))
+        except ValueError as e:  # not UTF-8, bad JSON, JSON that is not an entry: tokenized anew, replaced
+            _warn(f"{name} is damaged ({e})", False)
+        else:
+            if tokens is not None:
+                return tokens
     tokens = tokenize(spec, lines)
+    if _off:
+        return tokens
     try:
         from embtool import atomic
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_text(path, json.dumps({"key": key, "tokens": tokens}, ensure_ascii=False))
-    except OSError:
-        pass  # a read-only or full cache folder costs the next run the tokenizing, nothing else
+    except (OSError, EmbtoolError) as e:  # a full disk, a read-only folder, a folder in the entry's place
+        _off = True
+        _warn(f"could not write {name} ({_reason(e, path)})", True)
     return tokens
+
+
+def _entry_tokens(value: Any, key: str, n: int) -> list[list[str]] | None:
+    """An entry's token lists; None when it holds another key's (a clash of file names); ValueError
+    when it is not an entry of ``n`` token lists."""
+    if not isinstance(value, dict) or not isinstance(value.get("tokens"), list):
+        raise ValueError("not a JSON object with a 'tokens' list")
+    if value.get("key") != key:
+        return None
+    tokens = value["tokens"]
+    if len(tokens) != n or not all(
+        isinstance(t, list) and all(isinstance(s, str) for s in t) for t in tokens
+    ):
+        raise ValueError(f"not {n} lists of token strings")
+    return tokens
+
+
+def _reason(e: BaseException, path: Path) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e).removeprefix(f"{path}: ")  # the atomic writer's errors start with the path
+
+
+def _warn(what: str, off: bool) -> None:
+    """Say once per process that the cache is broken (one line: the warning has no source line)."""
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    then = "the run goes on without the cache" if off else "it is tokenized anew and replaced"
+    # warn_explicit with line 0: Python's warning line alone, without a source line under it
+    warnings.warn_explicit(
+        f"tokenization cache {cache_dir()} ($EMBTOOL_CACHE): {what}; {then}, results are unaffected",
+        CacheWarning,
+        "embtool",
+        0,
+        module=__name__,
+    )
