@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -165,3 +166,94 @@ def test_cli_tokenizer_mismatch_is_one_line(cli, tmp_path) -> None:
     r = cli("inject", str(tmp_path / "t.safetensors"), "--model", str(src), "-o", str(tmp_path / "o"))
     assert r.code == 2 and len(r.stderr.splitlines()) == 1
     assert "1 of the table's 3 tokens are among its" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_links_inside_stay_links_and_a_link_outside_is_refused(tmp_path) -> None:
+    src = _bert(tmp_path / "m")
+    (tmp_path / "secret").write_text("not for upload")
+    (src / "notes.txt").write_text("mine")
+    (src / "alias.txt").symlink_to("notes.txt")
+    inject(_table(["the", "cat"]), str(src), str(tmp_path / "out"))
+    assert os.readlink(tmp_path / "out" / "alias.txt") == "notes.txt"
+    (src / "leak.txt").symlink_to(tmp_path / "secret")
+    with pytest.raises(BadInput, match=r"leak.txt: a link to .*secret, outside the checkpoint folder"):
+        inject(_table(["the", "cat"]), str(src), str(tmp_path / "out2"))
+    assert not (tmp_path / "out2").exists() and not list(tmp_path.glob(".out2*"))
+
+
+def test_a_hub_cache_snapshot_is_copied_as_files_with_the_modes_of_new_files(tmp_path) -> None:
+    repo = tmp_path / "models--org--tiny"
+    real = _bert(tmp_path / "real")
+    (repo / "blobs").mkdir(parents=True)
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    for f in real.iterdir():  # the cache's layout: every file a link into ../../blobs
+        f.rename(repo / "blobs" / f"sha-{f.name}")
+        (snap / f.name).symlink_to(Path("..", "..", "blobs", f"sha-{f.name}"))
+    old = os.umask(0o022)
+    try:
+        inject(_table(["the", "cat"]), str(snap), str(tmp_path / "out"))
+    finally:
+        os.umask(old)
+    out = tmp_path / "out"
+    assert all(p.is_file() and not p.is_symlink() for p in out.iterdir())
+    assert {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()} == {
+        p.name: 0o644 for p in snap.iterdir()
+    }
+    assert out.stat().st_mode & 0o777 == 0o755
+
+
+def test_a_folder_without_a_tokenizer_is_refused_and_one_can_be_given(tmp_path, cli) -> None:
+    from transformers import BertConfig, BertModel
+
+    bare = tmp_path / "bare"
+    BertModel(BertConfig(vocab_size=len(PIECES), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=16, max_position_embeddings=16)).save_pretrained(bare)  # fmt: skip
+    save(_table(["the", "cat"]), tmp_path / "t.safetensors")
+    args = ["inject", str(tmp_path / "t.safetensors"), "--model", str(bare), "-o", str(tmp_path / "o")]
+    r = cli(*args)
+    assert r.code == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "no tokenizer vocabulary" in r.stderr and "--tokenizer DIR" in r.stderr
+    assert not (tmp_path / "o").exists()
+    r = cli(*args, "--tokenizer", str(_bert(tmp_path / "tok")))
+    assert r.code == 0 and "2 table rows" in r.stderr, r.stderr
+
+
+def test_output_inside_the_model_folder_is_refused(tmp_path) -> None:
+    src = _bert(tmp_path / "m")
+    before = sorted(p.name for p in src.iterdir())
+    with pytest.raises(BadInput, match="is inside --model"):
+        inject(_table(["the"]), str(src), str(src / "injected"))
+    assert sorted(p.name for p in src.iterdir()) == before
+
+
+def test_a_tokenizer_shipped_as_code_never_runs_whatever_stdin_says(tmp_path) -> None:
+    import json
+
+    from tests.conftest import run_embtool
+
+    src = _bert(tmp_path / "m")
+    config = json.loads((src / "tokenizer_config.json").read_text())
+    config |= {
+        "auto_map": {"AutoTokenizer": ["evil.EvilTokenizer", None]},
+        "tokenizer_class": "EvilTokenizer",
+    }
+    (src / "tokenizer_config.json").write_text(json.dumps(config))
+    marker = tmp_path / "ran"
+    (src / "evil.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n"
+        "from transformers import BertTokenizer\nclass EvilTokenizer(BertTokenizer):\n    pass\n"
+    )
+    save(_table(["the", "cat"]), tmp_path / "t.safetensors")
+    r = run_embtool(
+        "inject",
+        str(tmp_path / "t.safetensors"),
+        "--model",
+        str(src),
+        "-o",
+        str(tmp_path / "o"),
+        stdin=b"y\ny\n",
+    )
+    assert r.code == 2 and r.stdout == b"" and len(r.stderr.splitlines()) == 1, r.stderr
+    assert "never runs a checkpoint's own code" in r.stderr and "trust_remote_code" not in r.stderr
+    assert not marker.exists() and not (tmp_path / "o").exists()

@@ -116,15 +116,10 @@ def read_target(vocab: Any) -> TargetVocab:
 
 
 def load_tokenizer(location: str) -> Any:
-    """A saved Hugging Face tokenizer from a local folder (never remote code)."""
-    from transformers import AutoTokenizer
+    """A saved Hugging Face tokenizer from a local folder or the hub (never the checkpoint's own code)."""
+    from embtool.text.tokenizer import load_hf_tokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(location)
-    except (OSError, ValueError) as e:
-        raise BadInput(
-            f"{location}: no tokenizer could be read there ({' '.join(str(e).split())[:160]})"
-        ) from None
+    return load_hf_tokenizer(location)
 
 
 def from_tokenizer(tok: Any, name: str) -> TargetVocab:

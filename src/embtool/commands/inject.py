@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, SEED, read_table
@@ -20,12 +22,19 @@ def inject(
         "--missing",
         help="Rows of tokenizer ids the table lacks: normal (N(mean, σ) of the found rows), mean, zero, xavier.",
     ),
+    tokenizer: Optional[str] = typer.Option(
+        None,
+        "--tokenizer",
+        metavar="DIR",
+        help="Folder of the checkpoint's tokenizer, when --model holds none (it maps ids to tokens).",
+    ),
     seed: int = SEED,
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
     """Copy a checkpoint folder with its input-embedding tensor replaced by a table's rows.
 
     Row i of the tensor becomes the table's row for the tokenizer's id i; nothing else changes.
+    Links inside the folder are copied as links; a link that leaves it is refused.
 
     Example:
 
@@ -36,7 +45,9 @@ def inject(
     from embtool.inject import inject as run
 
     check_method(missing)
-    done = run(read_table(table, allow_nonfinite), model, out, missing=missing, seed=seed)
+    done = run(
+        read_table(table, allow_nonfinite), model, out, missing=missing, seed=seed, tokenizer=tokenizer
+    )
     say(
         f"inject: {done.tensor} ({done.rows} × {done.dim}, {done.file}) ← {done.coverage.found} table rows; "
         f"{done.coverage.missing} filled by {missing} → {out}"

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from embtool import hub
@@ -165,14 +166,19 @@ def load_hf_tokenizer(name: str) -> Any:
     )
     if not os.path.isdir(name) and hub.offline() and not hub.cached(name):
         raise missing  # before importing transformers (seconds)
+    if os.path.isdir(name) and _ships_tokenizer_code(name):
+        raise _shipped_code(name)
     try:
         from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         local = os.path.isdir(name) or hub.offline()  # offline: the cache only, no minute of retries
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=False, local_files_only=local)
+        # trust_remote_code=False, never None: None asks on stdout whether to run the folder's code
+        tok = AutoTokenizer.from_pretrained(name, trust_remote_code=False, local_files_only=local)
     except (OSError, ValueError) as e:
+        if "trust_remote_code" in str(e) or "custom code" in str(e):
+            raise _shipped_code(name) from None
         if not os.path.isdir(name) and hub.offline():
             raise missing from None
         if os.path.isdir(name):
@@ -184,6 +190,36 @@ def load_hf_tokenizer(name: str) -> Any:
             f"could not load the tokenizer of {name!r} from the Hugging Face hub ({_first_line(e)}); "
             "without network, give a local checkpoint folder that holds its tokenizer files"
         ) from None
+    if len(tok.get_vocab()) <= len(set(tok.all_special_tokens)):
+        # transformers ≥ 5 builds a tokenizer of special tokens alone from a folder with config.json only
+        raise BadInput(
+            f"{name}: holds no tokenizer vocabulary, only special tokens; give a folder with the tokenizer "
+            "files that save_pretrained writes (tokenizer.json, vocab.txt or spiece.model)"
+        )
+    return tok
+
+
+def _ships_tokenizer_code(folder: str) -> bool:
+    """Whether a checkpoint folder names tokenizer code of its own (``auto_map``): transformers would
+    run it, or ignore it and tokenize otherwise than its authors meant."""
+    import json
+
+    for name, key in (("tokenizer_config.json", None), ("config.json", "AutoTokenizer")):
+        try:
+            found = json.loads(Path(folder, name).read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if found and (key is None or (isinstance(found, dict) and key in found)):
+            return True
+    return False
+
+
+def _shipped_code(name: str) -> BadInput:
+    return BadInput(
+        f"{name}: its tokenizer is code shipped with the checkpoint (auto_map), and embtool never runs a "
+        "checkpoint's own code; give a folder whose tokenizer transformers itself provides (tokenizer.json, "
+        "vocab.txt or spiece.model, without auto_map)"
+    )
 
 
 def _first_line(e: BaseException) -> str:
