@@ -78,6 +78,35 @@ def test_standardize_constant_table(make_table) -> None:
         standardize(make_table(np.ones((3, 3), np.float32)))
 
 
+def test_standardize_to_a_constant_table_is_refused(glove_like, make_table) -> None:
+    """Issue: matching a table whose σ is 0 wrote N identical rows (every value its mean) and exit 0."""
+    flat = make_table(np.full((4, 40), 0.25, np.float32), origin="flat.safetensors")
+    with pytest.raises(BadInput, match=r"--to flat.safetensors: all values are equal \(σ = 0\)"):
+        standardize(glove_like, flat)
+
+
+@pytest.mark.parametrize(
+    ("table", "to", "message"),
+    [("var", "flat", "--to {flat}: all values are equal (σ = 0)"),
+     ("flat", "var", "{flat}: all values are equal (σ = 0)"),
+     ("flat", "xavier", "{flat}: all values are equal (σ = 0)"),
+     ("flat", "normal:0.1", "{flat}: all values are equal (σ = 0)")],
+    ids=["to-table", "from-table", "from-to-xavier", "from-to-normal"],
+)  # fmt: skip
+def test_cli_standardize_with_sigma_0_is_exit_2_and_writes_nothing(cli, tmp_path, table, to, message) -> None:
+    from embtool.table import save
+
+    paths = {"flat": tmp_path / "flat.safetensors", "var": tmp_path / "var.safetensors"}
+    rows = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    save(EmbeddingTable(np.full((6, 4), 0.5, np.float32), [f"t{i}" for i in range(6)]), paths["flat"])
+    save(EmbeddingTable(rows, [f"t{i}" for i in range(6)]), paths["var"])
+    out = tmp_path / "out.safetensors"
+    r = cli("standardize", str(paths[table]), "--to", str(paths.get(to, to)), "-o", str(out))
+    assert r.code == 2 and not out.exists()
+    assert r.stderr.startswith("embtool: error: " + message.format(flat=paths["flat"]))
+    assert len(r.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "step", [lambda t: standardize(t), lambda t: standardize(t, "normal:2"), lambda t: shuffle(t, seed=1),

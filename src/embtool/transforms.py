@@ -76,6 +76,11 @@ def standardize(
     args: dict[str, Any] = {}
     if isinstance(to, EmbeddingTable):
         target_mean, target_std = table_moments(to)
+        if target_std == 0.0:  # every row would become the same vector, its mean
+            raise BadInput(
+                f"--to {to.origin}: all values are equal (σ = 0); there is no spread to match: give a "
+                "table whose values vary, or --to xavier / normal:STD"
+            )
         args["to"] = to.origin
         args["to_source"] = to.source
     else:
