@@ -41,24 +41,86 @@ def test_state_loads_without_pickled_code_and_restores_the_rng(tmp_path: Path) -
     assert torch.equal(torch.rand(4), expected)
 
 
+def _cut_state(tmp_path: Path) -> bytes:
+    ckpt.save_state(tmp_path / "whole.pt", {"epoch": 1, "model": {"w": torch.zeros(64, 64)}})
+    data = (tmp_path / "whole.pt").read_bytes()
+    return data[: len(data) // 2]
+
+
 @pytest.mark.parametrize(
-    ("content", "message"), [(b"not a zip", "not a readable resume state"), (None, "no resume state")]
-)
+    ("content", "message"),
+    [(lambda _: b"not a zip", r"not a readable resume state \(.+\)$"),
+     (_cut_state, r"not a readable resume state \(.+\)$"),
+     (None, "no resume state")],
+    ids=["not-a-zip", "cut", "none"],
+)  # fmt: skip
 def test_bad_state_files_are_named(tmp_path: Path, content, message) -> None:
     if content is not None:
-        (tmp_path / "state.pt").write_bytes(content)
-    with pytest.raises(BadInput, match=message):
+        (tmp_path / "state.pt").write_bytes(content(tmp_path))
+    with pytest.raises(BadInput, match=message) as refused:
         ckpt.load_state(tmp_path / "state.pt")
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_a_state_with_code_in_it_is_refused(tmp_path: Path) -> None:
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
+class _Printing:
+    """Unpickled by a loader that runs code: print("pwned")."""
 
-    torch.save({"epoch": 1, "x": Evil()}, tmp_path / "state.pt")
-    with pytest.raises(BadInput, match="not a readable resume state"):
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+class _Shell:
+    """Unpickled by a loader that runs code: os.system(touch MARKER)."""
+
+    marker: Path
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Custom:
+    """An object of a class of the caller's: no code in its pickle, still not a plain tensor."""
+
+    def __init__(self) -> None:
+        self.x = torch.zeros(2)
+
+
+@pytest.mark.parametrize(
+    ("evil", "first"),
+    [(_Printing, "(first: print)"), (_Shell, "(first: posix.system)"), (_Custom, "._Custom)")],
+    ids=["print", "os.system", "custom-class"],
+)
+def test_a_state_with_code_in_it_is_refused_without_torchs_advice(tmp_path: Path, evil, first) -> None:
+    """Issue: the message relayed torch's advice to load with weights_only=False, which would run it."""
+    evil.marker = tmp_path / "pwned"
+    torch.save({"epoch": 1, "x": evil()}, tmp_path / "state.pt")
+    with pytest.raises(BadInput) as refused:
         ckpt.load_state(tmp_path / "state.pt")
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'state.pt'}: not a plain-tensor checkpoint that embtool wrote")
+    assert "refuses to load" in message and first in message
+    assert "weights_only" not in message and "\n" not in message
+    assert not (tmp_path / "pwned").exists()  # refused, never run
+
+
+def test_resume_from_a_state_with_code_in_it_is_one_line_exit_2(tmp_path: Path, cli) -> None:
+    from conftest import reverse_task
+
+    files = reverse_task(tmp_path, n_train=40, n_val=4)
+    run = tmp_path / "run"
+    args = ["train", "files", "--src", files["train_src"], "--tgt", files["train_tgt"], "--val-src",
+            files["val_src"], "--val-tgt", files["val_tgt"], "--tokenizer", "whitespace", "--d-model", "8",
+            "--heads", "2", "--layers", "1", "--epochs", "1", "--device", "cpu", "--threads", "1", "-o", str(run)]  # fmt: skip
+    assert cli(*args).code == 0
+    _Shell.marker = tmp_path / "pwned"
+    torch.save({"epoch": 1, "x": _Shell()}, run / "state.pt")
+    r = cli("train", "--resume", str(run), "--epochs", "2")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("embtool: error:")]
+    assert r.code == 2 and len(errors) == 1 and r.stderr.endswith(errors[0] + "\n"), r.stderr
+    assert errors[0].startswith(f"embtool: error: {run / 'state.pt'}: not a plain-tensor checkpoint")
+    assert "weights_only" not in r.stderr and not (tmp_path / "pwned").exists()
 
 
 def test_a_state_without_every_key_is_named(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +80,30 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file means the same thing here
-        raise BadInput(f"{path}: not a readable resume state ({e})") from None
+        # torch's message advises weights_only=False: never relay that for a file embtool did not write
+        found = re.search(r"GLOBAL ([\w.]+)", str(e)) if isinstance(e, pickle.UnpicklingError) else None
+        if found:  # weights_only refused a pickled object: loading it could run code
+            raise BadInput(
+                f"{path}: not a plain-tensor checkpoint that embtool wrote: it holds pickled Python objects "
+                f"(first: {found.group(1)}), which embtool refuses to load (they can run code); the run "
+                "cannot be resumed from it"
+            ) from None
+        raise BadInput(f"{path}: not a readable resume state ({_torch_reason(str(e))})") from None
     if not isinstance(state, dict) or "epoch" not in state:
         raise BadInput(f"{path}: not an embtool resume state")
     lacking = [k for k in STATE_KEYS if k not in state]
     if lacking:
         raise BadInput(f"{path}: not a complete resume state (no {', '.join(lacking)}); it cannot be resumed")
     return state
+
+
+def _torch_reason(message: str) -> str:
+    """The line of torch.load's error that says what is wrong, without its advice (weights_only,
+    the documentation) and without the label before it."""
+    advice = ("weights_only", "Weights only load failed", "Check the documentation")
+    lines = [x.strip() for x in message.splitlines() if x.strip() and not any(a in x for a in advice)]
+    line = lines[0].removeprefix("WeightsUnpickler error:").strip() if lines else "unreadable"
+    return line if len(line) <= 160 else line[:157] + "..."
 
 
 def resume_state(path: Path, done_epochs: int, model: torch.nn.Module) -> dict[str, Any] | None:
