@@ -508,3 +508,48 @@ def test_the_whole_grid_is_checked_before_anything_is_written(embtool, toy: Path
     assert len(r.stderr.strip().splitlines()) == 1 and not (toy / "grid").exists()
     fixed = embtool(*base, "--seeds", "1", "-o", "grid", "--dry-run", cwd=toy)
     assert fixed.code == 0, fixed.stderr
+
+
+@pytest.mark.parametrize(
+    ("point", "label"),
+    [
+        ({"layers": 6, "lr": 2e-4}, "layers=6,lr=0.0002"),
+        ({"data_dir": "../../../../../data"}, "data_dir=.._.._.._.._.._data~"),
+        ({"data_dir": "a/b"}, "data_dir=a_b~"),
+        ({"data_dir": "a b"}, "data_dir=a_b~"),
+        ({"data_dir": "x" * 300}, "data_dir=" + "x" * 111 + "~"),
+    ],
+)
+def test_a_grid_point_is_one_safe_folder_name(point, label) -> None:
+    got = lib.point_label(point)
+    assert got.startswith(label) and "/" not in got and got not in (".", "..") and len(got) <= 129
+    assert got == label or len(got) == len(label) + 8  # a hash of the exact values ends an altered name
+
+
+def test_grid_values_differing_in_unsafe_characters_get_their_own_folders_inside_out(toy: Path) -> None:
+    base = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1}
+    axes = {"data_dir": ["../../../../../../data", "a/b", "a b", "a_b"]}
+    g = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["pretrained"], [1], base, axes)
+    outs = [r.out.resolve() for r in g.runs]
+    assert len(set(outs)) == 4
+    assert all(o.is_relative_to((toy / "grid" / "runs" / "pretrained").resolve()) for o in outs)
+    assert all(o.parent.parent.name == "pretrained" for o in outs)  # one folder level per point
+
+
+def test_a_broken_input_leaves_no_record_that_refuses_the_repaired_retry(toy: Path) -> None:
+    base = {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1}
+    table = toy / "w2v.safetensors"
+    good = table.read_bytes()
+    table.write_bytes(good[:-8])  # the header reads; the rows are cut short
+
+    def grid():
+        return lib.plan("files", {"emb": table}, toy / "grid", ["pretrained", "shuffled"], [1], base)
+
+    with pytest.raises(BadInput, match="w2v.safetensors"):
+        lib.start_grid(grid())
+    assert not (toy / "grid" / lib.GRID_FILE).exists()
+    table.write_bytes(good)  # repaired
+    assert lib.run_grid(grid(), train=_fake_train([])) == []
+    assert json.loads((toy / "grid" / lib.GRID_FILE).read_text())["inputs"]["emb"]["path"] == str(
+        table.resolve()
+    )

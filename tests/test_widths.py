@@ -16,8 +16,12 @@ from embtool.training.widths import check_tables
     [({"d_model": 32}, "--d-model 32 differs from the table's D 16 (--emb"),
      ({"heads": 3}, "--heads 3 must divide the table's D 16 (--emb"),
      ({"src_emb": "{d8}", "tgt_emb": "{d16}"}, "the tables differ in D: --src-emb"),
-     ({"d_model": 16, "heads": 4}, None), ({"emb": "{missing}", "d_model": 32}, None)],
-    ids=["d-model", "heads", "two-tables", "fits", "unreadable-left-to-the-loader"],
+     ({"d_model": 16, "heads": 4}, None), ({"emb": "{missing}", "d_model": 32}, None),
+     ({"out_emb": "{d8}"}, "--out-emb {d8} has D=8 but the output embedding is 16 wide; give --output-dim 8"),
+     ({"out_emb": "{d8}", "d_model": 16, "output_dim": 32}, "output embedding is 32 wide"),
+     ({"out_emb": "{d8}", "output_dim": 8}, None)],
+    ids=["d-model", "heads", "two-tables", "fits", "unreadable-left-to-the-loader", "out-emb", "out-emb-output-dim",
+         "out-emb-fits"],
 )  # fmt: skip
 def test_check_tables_reads_d_from_the_headers(tmp_path, make_table, kw, message) -> None:
     """Issue 14.11: the width is checked against the tables before a folder or grid is written."""
@@ -37,5 +41,5 @@ def test_check_tables_reads_d_from_the_headers(tmp_path, make_table, kw, message
     if message is None:
         check_tables(cfg)
     else:
-        with pytest.raises(BadInput, match=re.escape(message)):
+        with pytest.raises(BadInput, match=re.escape(message.format(**paths))):
             check_tables(cfg)

@@ -15,6 +15,7 @@ import dataclasses
 import itertools
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +105,21 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     return axes
 
 
+_SAFE = re.compile(r"[^A-Za-z0-9._+=,-]")  # what a grid point's folder name may hold as it is
+_MAX_LABEL = 120  # characters of a point's folder name (file systems allow 255 bytes)
+
+
 def point_label(point: dict[str, Any]) -> str:
-    """A grid point as a folder name: ``layers=6,lr=0.0002``."""
-    return ",".join(f"{k}={v}" for k, v in point.items())
+    """A grid point as one safe folder name: ``layers=6,lr=0.0002``. Other characters (``/``, spaces,
+    …) become ``_`` and a short hash of the exact values follows, so two points never share a folder
+    and no value can lead a run out of the grid's folder (``data_dir=../../x``)."""
+    import hashlib
+
+    exact = ",".join(f"{k}={v}" for k, v in point.items())
+    label = _SAFE.sub("_", exact)
+    if label == exact and len(label) <= _MAX_LABEL:
+        return label
+    return f"{label[:_MAX_LABEL]}~{hashlib.sha256(exact.encode('utf-8')).hexdigest()[:8]}"
 
 
 def _side_label(key: str) -> str:
@@ -195,14 +208,18 @@ def train_config(grid: Grid, run: PlannedRun) -> Any:
 
 
 def build_tables(
-    grid: Grid, runs: Sequence[PlannedRun] | None = None, event: Event | None = None
+    grid: Grid,
+    runs: Sequence[PlannedRun] | None = None,
+    event: Event | None = None,
+    loaded: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Write the variant tables the given runs (default: those not done) need and lack."""
+    """Write the variant tables the given runs (default: those not done) need and lack (``loaded``:
+    the input tables, when the caller has read them)."""
     from embtool.table import load, save
 
     event = event or (lambda name, info: None)
     (grid.out / "tables").mkdir(parents=True, exist_ok=True)
-    loaded: dict[str, Any] = {}
+    loaded = dict(loaded or {})
     written: list[Path] = []
     for run in grid.todo() if runs is None else runs:
         for offset, (key, path) in enumerate(sorted(run.tables.items())):
@@ -285,11 +302,15 @@ def start_grid(grid: Grid, event: Event | None = None) -> dict[int, Any]:
     """Check the grid, write its record and the missing variant tables; return the TrainConfig of
     each run not done (by ``id(run)``). What every way of running a grid does first."""
     from embtool import atomic
+    from embtool.table import load
 
     record, configs = check(grid)
+    # every input read whole (values checked) before the record names it: a broken input fails here
+    # and leaves no record that would refuse the same command once the input is repaired
+    loaded = {key: load(path) for key, path in grid.inputs.items()} if grid.todo() else {}
     grid.out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(grid.out / GRID_FILE, json.dumps(record, indent=2) + "\n")
-    build_tables(grid, event=event)
+    build_tables(grid, event=event, loaded=loaded)
     return configs
 
 

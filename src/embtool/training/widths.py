@@ -19,15 +19,17 @@ def check_tables(cfg: Any) -> None:
     from embtool.table import TENSOR_NAME
     from embtool.tablefile import Unreadable, read_file_header
 
-    dims: dict[str, int] = {}
-    for name in ("emb", "src_emb", "tgt_emb"):
-        path = getattr(cfg, name)
+    def width_of(path: str | None) -> int | None:
         try:
             shape = read_file_header(Path(path)).tensors[TENSOR_NAME]["shape"] if path else None
         except (Unreadable, OSError, KeyError, TypeError):
-            continue
-        if isinstance(shape, list) and len(shape) == 2:
-            dims[f"{option_name(name)} {path}"] = int(shape[1])
+            return None
+        return int(shape[1]) if isinstance(shape, list) and len(shape) == 2 else None
+
+    dims: dict[str, int] = {}
+    for name in ("emb", "src_emb", "tgt_emb"):
+        if (dim := width_of(getattr(cfg, name))) is not None:
+            dims[f"{option_name(name)} {getattr(cfg, name)}"] = dim
     if len(set(dims.values())) > 1:
         raise BadInput(f"the tables differ in D: {', '.join(f'{k} has D {d}' for k, d in dims.items())}")
     projected = getattr(cfg, "input_dim", 0)  # --input-dim: the table is projected to D (the model's width)
@@ -39,3 +41,17 @@ def check_tables(cfg: Any) -> None:
             )
         if cfg.heads and not projected and not cfg.d_model and dim % cfg.heads:
             raise BadInput(f"--heads {cfg.heads} must divide the table's D {dim} ({table})")
+    out_dim = (
+        width_of(getattr(cfg, "out_emb", None)) if getattr(cfg, "kind", None) != "classification" else None
+    )
+    # the output embedding is --output-dim wide, else D: --d-model, else the input tables' D
+    wide = (
+        getattr(cfg, "output_dim", 0)
+        or cfg.d_model
+        or (next(iter(dims.values())) if dims and not projected else 0)
+    )
+    if out_dim is not None and wide and out_dim != wide:
+        raise BadInput(
+            f"--out-emb {cfg.out_emb} has D={out_dim} but the output embedding is {wide} wide; "
+            f"give --output-dim {out_dim}"
+        )
