@@ -21,7 +21,7 @@ def test_validate_and_test_result_repeat_a_finished_run(reverse_run, tmp_path):
     cfg = resume_config(copy)
     run = build(cfg, RunFolder(copy), torch.device("cpu"), lambda e, i: None)  # weights of the last epoch
     last = metrics(reverse_run)[-1]
-    got = validate(run.model, run.prep, run.cfg, run.device, "off")
+    got = validate(run.model, run.prep, run.cfg, run.device, run.amp)  # as the run validated (--amp auto)
     assert got["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
     assert got["val_bleu"] == pytest.approx(last["val_bleu"], abs=1e-9)
     want = json.loads((reverse_run / "test.json").read_text())
