@@ -148,3 +148,46 @@ def test_json_has_no_nan() -> None:
     d = diagnose(EmbeddingTable(v, list("abcd"), missing=[1, 2]), "t")
     text = json.dumps(d.as_dict(), allow_nan=False)  # raises on NaN/inf
     assert '"verdict": "findings"' in text
+
+
+ODD = "my $HOME table.safetensors"  # a space and a $: both change what a shell runs when unquoted
+
+
+def test_fix_commands_quote_file_names_for_the_shell(cli, tmp_path) -> None:
+    """Issue: the fix commands printed file names as they are, so a pasted fix ran on other files."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    table = tmp_path / ODD
+    save(EmbeddingTable(rng.standard_normal((50, 8)).astype(np.float32), WORDS[:50]), table)  # σ 5× Xavier's
+    r = cli("doctor", str(table))
+    assert r.code == 1
+    fix = f"embtool standardize {shlex.quote(str(table))} --to xavier -o 'my $HOME table_x.safetensors'"
+    assert f"fix: {fix}" in r.text
+    assert f"embtool stats {shlex.quote(str(table))} --plot 'my $HOME table.png'" in r.text
+    # pasted into a shell, the fix reads this table and writes the file it names
+    path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(["bash", "-c", fix], cwd=tmp_path, env={**os.environ, "PATH": path},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert cli("doctor", str(tmp_path / "my $HOME table_x.safetensors")).code == 0
+
+
+def test_every_fix_quotes_its_names() -> None:
+    import shlex
+
+    v = np.random.default_rng(2).standard_normal((50, 8)).astype(np.float32)  # σ 5× Xavier's
+    v[3] = 0
+    table = EmbeddingTable(v, WORDS[:50], history=[{"op": "extract", "args": {"source": "glove:a b$x.txt"}}])
+    d = diagnose(table, ODD, dim=16, vocab=Vocabulary(["zz"]), vocab_name="v $1.txt")
+    fixes = {c.name: c.fix for c in d.checks if c.fix}
+    assert fixes["dim"].startswith(f"embtool resize {shlex.quote(ODD)} --dim 16 --method pad -o ")
+    assert fixes["scale"] == (f"embtool resize {shlex.quote(ODD)} --dim 16 --method pad | "
+                              "embtool standardize --to xavier -o 'my $HOME table_x.safetensors'")  # fmt: skip
+    assert fixes["zero_rows"].startswith("embtool extract 'glove:a b$x.txt' --vocab V ")
+    assert fixes["coverage"] == (f"embtool align {shlex.quote(ODD)} --vocab 'v $1.txt' "
+                                 "-o 'my $HOME table_aligned.safetensors'")  # fmt: skip
+    assert diagnose(table, "-").checks[1].fix == "embtool standardize - --to xavier -o TABLE_x.safetensors"

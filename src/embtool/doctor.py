@@ -13,6 +13,7 @@ under ``--strict``), ``note`` and ``ok``.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,12 +87,12 @@ def diagnose(
 ) -> Diagnosis:
     """Every check of ``embtool doctor`` for one table; ``dim`` is the model's D when it differs."""
     model_dim = dim or table.dim
-    out = _fixed_name(name)
-    fix = f"embtool standardize {name} --to xavier -o {out}"
+    arg, out = _arg(name), shlex.quote(_fixed_name(name))  # fixes are pasted into a shell
+    fix = f"embtool standardize {arg} --to xavier -o {out}"
     resize = None
     if model_dim != table.dim:
         method = "pca" if model_dim < table.dim else "pad"
-        resize = f"embtool resize {name} --dim {model_dim} --method {method}"
+        resize = f"embtool resize {arg} --dim {model_dim} --method {method}"
         fix = f"{resize} | embtool standardize --to xavier -o {out}"
     rows = _row_figures(table)
     checks = [_finite(table, rows)]
@@ -105,12 +106,21 @@ def diagnose(
     if vocab is not None:
         checks += _coverage(table, vocab, vocab_name, name)
     checks.append(_history(table))
-    plot = f"embtool stats {name} --plot {'TABLE' if name in ('-', '<stdin>') else Path(name).stem}.png"
+    picture = shlex.quote(f"{'TABLE' if name in STDIN else Path(name).stem}.png")
+    plot = f"embtool stats {arg} --plot {picture}"
     return Diagnosis(name, table.n, table.dim, checks, plot)
 
 
+STDIN = ("-", "<stdin>")  # names of a table read from stdin
+
+
+def _arg(name: str) -> str:
+    """``name`` as one shell word of a command (a table from stdin: ``-``)."""
+    return "-" if name in STDIN else shlex.quote(name)
+
+
 def _fixed_name(name: str) -> str:
-    return "TABLE_x.safetensors" if name in ("-", "<stdin>") else f"{Path(name).stem}_x.safetensors"
+    return "TABLE_x.safetensors" if name in STDIN else f"{Path(name).stem}_x.safetensors"
 
 
 @dataclass
@@ -193,7 +203,8 @@ def _examples(table: EmbeddingTable, rows: list[int]) -> str:
 def _refill_fix(table: EmbeddingTable) -> str:
     first = table.history[0] if table.history else {}
     source = first.get("args", {}).get("source") if first.get("op") == "extract" else None
-    return f"embtool extract {source or 'SOURCE'} --vocab V --missing normal (fills at the found rows' scale)"
+    what = shlex.quote(source) if source else "SOURCE"
+    return f"embtool extract {what} --vocab V --missing normal (fills at the found rows' scale)"
 
 
 def _rows(table: EmbeddingTable, rows: _Rows, name: str) -> list[Check]:
@@ -278,7 +289,8 @@ def _coverage(table: EmbeddingTable, vocab: Vocabulary, vocab_name: str, name: s
                             f"{100 * token_share:.1f}% of its tokens are in the table",
                             {"vocab_tokenizer": vocab.tokenizer, "table_tokenizer": table.tokenizer}))  # fmt: skip
     low = token_share < COVERAGE_LIMIT or (corpus is not None and corpus < COVERAGE_LIMIT)
-    fix = f"embtool align {name} --vocab {vocab_name} -o {_fixed_name(name).replace('_x.', '_aligned.')}"
+    aligned = shlex.quote(_fixed_name(name).replace("_x.", "_aligned."))
+    fix = f"embtool align {_arg(name)} --vocab {shlex.quote(vocab_name)} -o {aligned}"
     checks.append(Check("coverage", "finding" if low else "ok", text, figures, fix if low else None))
     return checks
 
