@@ -317,3 +317,29 @@ def test_resume_takes_more_epochs_and_refuses_other_changes(tmp_path, capsys):
     assert code == 0, err
     assert "resume: --epochs 2 (was 1)" in err and "epoch 2:" in err
     assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_out_naming_a_dangling_link_is_exit_2(tmp_path, capsys):
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    code, err = run_in_process(capsys, "train", "sst2", "-o", str(tmp_path / "link"))
+    assert code == 2 and err.strip().startswith(f"embtool: error: --out {tmp_path / 'link'}: a link to ")
+    assert (tmp_path / "link").is_symlink() and not (tmp_path / "nowhere").exists()
+
+
+def test_a_resume_that_fails_before_training_leaves_the_folder_as_it_was(tmp_path, capsys, monkeypatch):
+    """Issue 26.7: config.json was rewritten and the test hypotheses deleted before the resumed state
+    was restored; a resume that fails there now changes nothing."""
+    files = reverse_task(tmp_path, n_train=60, n_val=5)
+    run = tmp_path / "run"
+    args = [*files_args(files), *TINY, "--epochs", "1", "-o", str(run)]
+    assert run_in_process(capsys, "-q", "train", *args)[0] == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert "hyps.test.txt" in before or "test.json" in before
+
+    def broken(*a, **kw):
+        raise RuntimeError("the optimizer state does not fit")
+
+    monkeypatch.setattr("embtool.training.loop.grad_scaler", broken)
+    code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--threads", "1")
+    assert code == 1 and "does not fit" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

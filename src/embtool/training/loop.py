@@ -168,6 +168,8 @@ def open_run(
         return cfg, folder, True
     if folder.path.exists() and not folder.path.is_dir():
         raise BadInput(f"--out {folder.path}: is a file; give a folder for the run")
+    if folder.path.is_symlink() and not folder.path.exists():
+        raise BadInput(f"--out {folder.path}: a link to {folder.path.readlink()}, which does not exist")
     if not cfg.resume and folder.file(CONFIG).exists():
         raise BadInput(
             f"run folder {folder.path} exists; continue it with --resume {folder.path}, or give another --out"
@@ -244,13 +246,6 @@ def build(
         config["admin_profile"] = admin
     if prep.out is not None:
         config["out_emb"] = {"table": prep.out.table_info, "missing": prep.out.missing}
-    if world is None or world.main:
-        # (re)written on resume too: a continued run may have been given more epochs
-        folder.write_json(CONFIG, config)
-        folder.write_json(
-            VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
-        )
-        folder.clear_result()
     params = [p for p in model.parameters() if p.requires_grad]
     run = Run(
         cfg,
@@ -282,6 +277,14 @@ def build(
         run.lines = list(state["metrics"])
         run.step = int(state.get("step", int(state["epoch"]) * steps_per_epoch))
         progress("log", {"message": f"resuming {folder.path} after epoch {state['epoch']}"})
+    if world is None or world.main:
+        # only now, when every input is read and the resumed state restored: a run refused or failed
+        # before this leaves its folder as it was. (Re)written on resume: it may have more epochs.
+        folder.write_json(CONFIG, config)
+        folder.write_json(
+            VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
+        )
+        folder.clear_result()
     return run
 
 
