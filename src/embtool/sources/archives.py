@@ -5,6 +5,10 @@ gensim's ``load_word2vec_format`` opens a path (through smart_open, which knows 
 heard (``progress``), is therefore streamed into a pipe by a thread and gensim reads the pipe's
 descriptor: one pass, no unpacked copy on disk. A header-less (GloVe) file would make gensim read
 twice to count its lines; the count is taken here and given to gensim as a word2vec header.
+
+A damaged archive (a bad CRC, compressed data that does not inflate, a file cut short) is a
+``BadInput`` naming the file (and member), whichever thread reads it: when the pipe's thread fails,
+its error is raised, not gensim's report of the short stream it saw.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import gzip
 import os
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +28,9 @@ from embtool.errors import BadInput
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all) of the file as stored
 PROGRESS_BYTES = 64 << 20  # files at least this large are read with progress reports
 _CHUNK = 1 << 20
+# what a damaged archive raises while it is read: zipfile's bad CRC, zlib's bad data, gzip's bad CRC or
+# header (an OSError), a stream cut short (EOFError)
+_DAMAGE = (zipfile.BadZipFile, zlib.error, gzip.BadGzipFile, EOFError)
 
 
 def split_member(path: str) -> tuple[Path, str | None]:
@@ -72,6 +80,31 @@ class _Counted:
         return iter(self.readline, b"")
 
 
+class _Checked:
+    """A decompressing reader whose damage is a one-line ``BadInput`` naming ``origin``."""
+
+    def __init__(self, f: Any, origin: str) -> None:
+        self.f, self.origin = f, origin
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.f.read(n)
+        except _DAMAGE as e:
+            raise self._damaged(e) from None
+
+    def readline(self, n: int = -1) -> bytes:
+        try:
+            return self.f.readline(n)
+        except _DAMAGE as e:
+            raise self._damaged(e) from None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def _damaged(self, e: BaseException) -> BadInput:
+        return BadInput(f"{self.origin} ({' '.join(str(e).split()) or type(e).__name__}); download it again")
+
+
 @contextmanager
 def open_stream(path: Path, member: str | None = None, progress: Progress | None = None) -> Iterator[Any]:
     """The file's bytes, decompressed: a ``.zip`` member, a ``.gz`` file, or the file itself."""
@@ -82,14 +115,19 @@ def open_stream(path: Path, member: str | None = None, progress: Progress | None
             raise BadInput(f"{path}: not a readable .zip archive ({e})") from None
         with z:
             info = _member(z, path, member)
-            with z.open(info) as f:
-                yield _Counted(f, info.file_size, progress)
+            origin = f"{path}#{info.filename}"
+            try:  # a bad local header, an unknown compression method, a password
+                f = z.open(info)
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as e:
+                raise BadInput(f"{origin}: cannot be read from the archive ({e})") from None
+            with f:
+                yield _Counted(_Checked(f, f"{origin}: damaged in the archive"), info.file_size, progress)
         return
     with open(path, "rb") as raw:
         counted = _Counted(raw, path.stat().st_size, progress)
         if path.suffix == ".gz":
             with gzip.GzipFile(fileobj=counted, mode="rb") as f:  # type: ignore[call-overload]
-                yield f
+                yield _Checked(f, f"{path}: damaged")
         else:
             yield counted
 
@@ -130,10 +168,15 @@ def read_keyed_vectors(
     thread = threading.Thread(target=pump, name="embtool-vectors", daemon=True)
     thread.start()
     try:
-        kv = KeyedVectors.load_word2vec_format(read_end, binary=binary)
-    finally:
-        os.close(read_end)  # a writer still blocked on a full pipe gets EPIPE and ends
-        thread.join()
+        try:
+            kv = KeyedVectors.load_word2vec_format(read_end, binary=binary)
+        finally:
+            os.close(read_end)  # a writer still blocked on a full pipe gets EPIPE and ends
+            thread.join()
+    except Exception:
+        if failed:  # the stream broke (it closed the pipe): gensim's error only reports a short file
+            raise failed[0] from None
+        raise
     if failed:
         raise failed[0]
     return kv
