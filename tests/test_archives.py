@@ -107,10 +107,8 @@ def _vector_text(n: int, header: bool) -> str:
 
 
 STORED, DEFLATED = zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED
-ONE_READ, MANY_READS = (
-    1 << 20,
-    4096,
-)  # archives._CHUNK: the pipe's thread reads the member at once, or in parts
+# archives._CHUNK: the pipe's thread reads the member at once, or in parts
+ONE_READ, MANY_READS = 1 << 20, 4096
 
 
 # small: read whole by the format sniffing; large: by the counting pass (glove) or the pipe's thread (word2vec)
