@@ -343,3 +343,21 @@ def test_a_resume_that_fails_before_training_leaves_the_folder_as_it_was(tmp_pat
     code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--threads", "1")
     assert code == 1 and "does not fit" in err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_corrupt_state_is_said_before_the_data_is_read(tmp_path, capsys, monkeypatch):
+    """Issue 21.8: a broken state.pt was reported only after the data was loaded and tokenized."""
+    files = reverse_task(tmp_path, n_train=60, n_val=5)
+    run = tmp_path / "run"
+    assert (
+        run_in_process(capsys, "-q", "train", *files_args(files), *TINY, "--epochs", "1", "-o", str(run))[0]
+        == 0
+    )
+    (run / "state.pt").write_bytes(b"not a checkpoint")
+
+    def no_data(*a, **kw):
+        raise AssertionError("the data was read before state.pt")
+
+    monkeypatch.setattr("embtool.tasks.load_files", no_data)
+    code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--threads", "1")
+    assert code == 2 and f"{run / 'state.pt'}: not a readable resume state" in err, err

@@ -106,8 +106,9 @@ def _torch_reason(message: str) -> str:
     return line if len(line) <= 160 else line[:157] + "..."
 
 
-def resume_state(path: Path, done_epochs: int, model: torch.nn.Module) -> dict[str, Any] | None:
-    """state.pt of a resumed run, checked against ``model`` (None: no epoch done, start at 1).
+def resume_state(path: Path, done_epochs: int) -> dict[str, Any] | None:
+    """state.pt of a resumed run (None: no epoch done, start at 1), read before the run's data, so a
+    broken one is said at once; ``check_state_fits`` checks it against the model once that is built.
 
     state.pt alone is the resume point: one atomic file with weights, optimizer, RNG and metrics,
     so a kill between the writes of an epoch cannot leave a mixed state."""
@@ -118,9 +119,7 @@ def resume_state(path: Path, done_epochs: int, model: torch.nn.Module) -> dict[s
                 "continue: train it again with another --out"
             )
         return None
-    state = load_state(path)
-    check_state_fits(path, state, model)
-    return state
+    return load_state(path)
 
 
 def check_state_fits(path: Path, state: dict[str, Any], model: torch.nn.Module) -> None:

@@ -187,6 +187,8 @@ def build(
     written; a resumed run's weights, optimizer, RNG and metrics restored from state.pt."""
     from embtool.tasks import load_files, load_splits
 
+    # state.pt first: a broken one is said before the data is read and tokenized
+    state = ckpt.resume_state(folder.file(STATE), folder.done_epochs()) if cfg.resume else None
     amp = pick_amp(cfg.amp, device)
     amp_why = choose_amp(cfg.amp, device).why if device.type == "cpu" else f"--amp {cfg.amp} on {device.type}"
     if cfg.task_info.local_only:
@@ -206,8 +208,8 @@ def build(
         progress("log", {"message": _column_line(paper, cfg, model_cfg)})
     init = init_embeddings(model, prep, model_cfg, cfg, progress)
     model.to(device)
-    # state.pt, checked against this model (config.json's) before anything in the folder changes
-    state = ckpt.resume_state(folder.file(STATE), folder.done_epochs(), model) if cfg.resume else None
+    if state is not None:  # checked against this model (config.json's) before anything in the folder changes
+        ckpt.check_state_fits(folder.file(STATE), state, model)
     admin = profile_admin(model, prep, cfg, device, progress) if model_cfg.norm == "admin" else None
     steps_per_epoch = len(batches_of(prep.train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed)))
     if cfg.warmup > cfg.epochs * steps_per_epoch:
