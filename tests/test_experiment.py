@@ -21,19 +21,6 @@ def toy(tmp_path: Path) -> Path:
     return reverse_words_toy(tmp_path, n_pairs=120, shift=0.05)
 
 
-@pytest.mark.parametrize(
-    ("text", "seeds"), [("3", [1, 2, 3]), ("1", [1]), ("1,5,7", [1, 5, 7]), ("0,0,2", [0, 2])]
-)
-def test_parse_seeds(text, seeds) -> None:
-    assert lib.parse_seeds(text) == seeds
-
-
-@pytest.mark.parametrize("text", ["0", "-1", "x", "1,x", ","])
-def test_parse_seeds_rejects(text) -> None:
-    with pytest.raises(BadInput, match="--seeds"):
-        lib.parse_seeds(text)
-
-
 def _fake_train(calls: list[str]):
     """Stands in for embtool.training.train: writes a complete run folder (DESIGN §4) at once."""
 
@@ -508,22 +495,6 @@ def test_the_whole_grid_is_checked_before_anything_is_written(embtool, toy: Path
     assert len(r.stderr.strip().splitlines()) == 1 and not (toy / "grid").exists()
     fixed = embtool(*base, "--seeds", "1", "-o", "grid", "--dry-run", cwd=toy)
     assert fixed.code == 0, fixed.stderr
-
-
-@pytest.mark.parametrize(
-    ("point", "label"),
-    [
-        ({"layers": 6, "lr": 2e-4}, "layers=6,lr=0.0002"),
-        ({"data_dir": "../../../../../data"}, "data_dir=.._.._.._.._.._data~"),
-        ({"data_dir": "a/b"}, "data_dir=a_b~"),
-        ({"data_dir": "a b"}, "data_dir=a_b~"),
-        ({"data_dir": "x" * 300}, "data_dir=" + "x" * 111 + "~"),
-    ],
-)
-def test_a_grid_point_is_one_safe_folder_name(point, label) -> None:
-    got = lib.point_label(point)
-    assert got.startswith(label) and "/" not in got and got not in (".", "..") and len(got) <= 129
-    assert got == label or len(got) == len(label) + 8  # a hash of the exact values ends an altered name
 
 
 def test_grid_values_differing_in_unsafe_characters_get_their_own_folders_inside_out(toy: Path) -> None:
