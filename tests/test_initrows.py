@@ -34,6 +34,15 @@ def test_to_a_table_is_eq4(tmp_path, make_table) -> None:
     assert float(out.double().std()) == pytest.approx(float(target.std(ddof=1, dtype=np.float64)), rel=1e-5)
 
 
+def test_to_a_table_of_equal_values_is_refused(tmp_path, make_table) -> None:
+    from embtool.errors import BadInput
+    from embtool.table import save
+
+    save(make_table(np.full((5, 8), 0.25, np.float32)), tmp_path / "flat.safetensors")
+    with pytest.raises(BadInput, match=r"--standardize .*flat.safetensors: its σ is 0.0; there is no spread"):
+        standardize_rows(torch.rand(4, 8), str(tmp_path / "flat.safetensors"))
+
+
 def test_check_flags_rows_off_by_more_than_the_factor() -> None:
     sx = xavier_std(100, 10)
     near = torch.randn(100, 10, generator=torch.Generator().manual_seed(0)) * sx

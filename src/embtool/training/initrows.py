@@ -35,7 +35,10 @@ def target_moments(to: str, n: int, dim: int) -> tuple[float, float]:
     from embtool.stats import table_moments
     from embtool.table import load
 
-    return table_moments(load(to))
+    mean, std = table_moments(load(to))
+    if std == 0.0 or not math.isfinite(std):  # every row would become one vector, the table's mean
+        raise BadInput(f"--standardize {to}: its σ is {std}; there is no spread to match: give another table")
+    return mean, std
 
 
 def standardize_rows(rows: torch.Tensor, to: str) -> tuple[torch.Tensor, dict[str, Any]]:
