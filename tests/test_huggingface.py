@@ -398,3 +398,16 @@ def test_an_index_naming_a_shard_outside_the_folder_is_refused(ckpts, tmp_path, 
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(BadInput, match=f"names shard '{shard}' .*outside the checkpoint folder"):
         extract(str(folder), Vocabulary(["the"]))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Weights only load failed. ... Unsupported global: GLOBAL builtins.print was not an allowed global",
+        "Weights only load failed. Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+    ],
+)
+def test_the_refused_global_is_named_in_every_torch_wording(message) -> None:
+    from embtool.sources.huggingface import _unsafe_global
+
+    assert _unsafe_global(message) in (" (first: builtins.print)", " (first: posix.system)")

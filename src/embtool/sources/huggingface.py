@@ -205,9 +205,7 @@ def _unsafe_global(message: str) -> str:
     """`` (first: NAME)`` from torch's weights-only refusal, naming the global it met, or ''."""
     import re
 
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message) or re.search(
-        r"GLOBAL ([\w.]+) was not an allowed global", message
-    )
+    found = re.search(r"GLOBAL ([\w.]+)", message)  # every torch wording names it after "GLOBAL"
     return f" (first: {found.group(1)})" if found else ""
 
 
