@@ -332,3 +332,19 @@ def test_help_shows_flags_without_a_value(cli, command) -> None:
     """Issue 14.14: `--debug <bool>`, `--quiet <bool>` read as if the flags took a value."""
     r = cli(*([command] if command else []), "--help")
     assert r.code == 0 and "--help" in r.text and "<bool>" not in r.text
+
+
+def test_our_warnings_are_one_line_and_others_as_python_shows_them(capsys) -> None:
+    import warnings
+
+    from embtool import cli
+
+    before = warnings.showwarning
+    with cli._warnings_as_lines():
+        warnings.simplefilter("always")
+        warnings.warn_explicit("the cache is broken;\nresults are unaffected", UserWarning, "embtool", 0)
+        warnings.warn_explicit("from elsewhere", UserWarning, "/site-packages/other/x.py", 3)
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "embtool: warning: the cache is broken; results are unaffected"
+    assert "from elsewhere" not in err  # handed on to the showwarning that was there (pytest's here)
+    assert warnings.showwarning is before

@@ -153,10 +153,31 @@ def _stopped(came: list[int]) -> int:
     return code
 
 
+@contextmanager
+def _warnings_as_lines() -> Iterator[None]:
+    """Our own warnings (``embtool.*``) as one line ``embtool: warning: …`` on stderr, without
+    Python's file:line prefix and source line; the process's warning settings are put back after."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        if category.__module__.startswith("embtool") or filename == "embtool" or "/embtool/" in filename:
+            print(f"embtool: warning: {_one_line(str(message))}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage,
     130 interrupted, 143 terminated)."""
-    with _signals_stop() as came:
+    with _signals_stop() as came, _warnings_as_lines():
         try:
             return _main(argv, came)
         except KeyboardInterrupt:  # a signal, while working or while an error was being reported
