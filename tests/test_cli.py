@@ -339,12 +339,14 @@ def test_our_warnings_are_one_line_and_others_as_python_shows_them(capsys) -> No
 
     from embtool import cli
 
-    before = warnings.showwarning
-    with cli._warnings_as_lines():
-        warnings.simplefilter("always")
-        warnings.warn_explicit("the cache is broken;\nresults are unaffected", UserWarning, "embtool", 0)
-        warnings.warn_explicit("from elsewhere", UserWarning, "/site-packages/other/x.py", 3)
-    err = capsys.readouterr().err
-    assert err.splitlines()[0] == "embtool: warning: the cache is broken; results are unaffected"
-    assert "from elsewhere" not in err  # handed on to the showwarning that was there (pytest's here)
-    assert warnings.showwarning is before
+    handed_on: list[str] = []
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *args, **kw: handed_on.append(str(message))
+        before = warnings.showwarning
+        with cli._warnings_as_lines():
+            warnings.simplefilter("always")
+            warnings.warn_explicit("the cache is broken;\nresults are unaffected", UserWarning, "embtool", 0)
+            warnings.warn_explicit("from elsewhere", UserWarning, "/site-packages/other/x.py", 3)
+        assert warnings.showwarning is before
+    assert capsys.readouterr().err == "embtool: warning: the cache is broken; results are unaffected\n"
+    assert handed_on == ["from elsewhere"]
