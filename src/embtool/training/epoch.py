@@ -18,12 +18,10 @@ import torch
 import torch.nn.functional as F
 
 from embtool.errors import BadInput, WorkFailure
-from embtool.model import ModelConfig, Seq2Seq
+from embtool.model import ModelConfig
 from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import micro_batches, pass_overhead
-from embtool.training.data import SPECIALS, detokenizer
-from embtool.training.decoding import decode, max_output_len
 from embtool.training.objective import Stepper, prepare
 from embtool.training.parallel import World, all_sum, share
 
@@ -297,57 +295,3 @@ def train_step(
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
-
-
-@torch.no_grad()
-def eval_loss(
-    model: torch.nn.Module, examples: Examples, kind: str, cfg: TrainConfig, device: torch.device, amp: str
-) -> tuple[float, list[int]]:
-    """Mean loss per scored unit; for classification also the predicted classes (in order)."""
-    model.eval()
-    total, units = 0.0, 0
-    preds = [0] * len(examples)
-    for index in batches_of(examples, kind, cfg, None):
-        batch = collate(examples, index, kind).to(device)
-        with _autocast(device, amp):
-            if kind == "translation":
-                loss_sum, n = _loss(model, batch, kind)
-            else:
-                logits = model(batch.src)
-                assert batch.labels is not None
-                loss_sum = F.cross_entropy(logits.float(), batch.labels, reduction="sum")
-                n = len(index)
-                for i, p in zip(index, logits.argmax(-1).tolist(), strict=True):
-                    preds[i] = p
-        total += float(loss_sum)
-        units += n
-    return total / max(units, 1), preds
-
-
-@torch.no_grad()
-def translate(
-    model: Seq2Seq, examples: Examples, cfg: TrainConfig, device: torch.device, amp: str, beam: int = 1
-) -> list[list[int]]:
-    """Decoded target ids for every example, in the examples' order."""
-    model.eval()
-    out: list[list[int]] = [[] for _ in examples]
-    size = max(1, min(cfg.batch_size, 256) // max(1, beam))
-    for index in make_batches([len(examples[i][0]) for i in range(len(examples))], size):
-        batch = collate(examples, index, "translation").to(device)
-        limit = max_output_len(batch.src.shape[1], model.cfg.max_len)
-        with _autocast(device, amp):
-            hyps = decode(model, batch.src, limit, beam)
-        for i, h in zip(index, hyps, strict=True):
-            out[i] = h
-    return out
-
-
-def tokens_all(ids: list[list[int]], vocab: list[str]) -> list[list[str]]:
-    """Each hypothesis's vocabulary tokens, specials left out."""
-    specials = set(SPECIALS)
-    return [[vocab[i] for i in h if vocab[i] not in specials] for h in ids]
-
-
-def detok_all(ids: list[list[int]], vocab: list[str], spec: str) -> list[str]:
-    detok = detokenizer(spec)
-    return [detok(toks) for toks in tokens_all(ids, vocab)]
