@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -138,3 +140,64 @@ def test_cli_pipes_and_errors(cli, table, tmp_path) -> None:
     r = cli("export", str(tmp_path / "b.safetensors"), "-f", "glove", "-o", str(tmp_path / "b.txt"))
     assert r.code == 2 and "'a b' cannot be written as glove" in r.stderr and len(r.stderr.splitlines()) == 1
     assert not (tmp_path / "b.txt").exists()
+
+
+# every character str.splitlines() ends a line at (\r\n is \r then \n): readers that split lines so
+LINE_BREAKS = ["\n", "\r", "\v", "\f", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def test_line_breaks_are_what_splitlines_splits_on() -> None:
+    assert all(f"a{c}b".splitlines() == ["a", "b"] for c in LINE_BREAKS)
+    assert sorted(
+        c for c in map(chr, range(sys.maxunicode + 1)) if len(f"a{c}b".splitlines()) == 2
+    ) == sorted(LINE_BREAKS)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("char", LINE_BREAKS)
+def test_line_break_token_is_refused_like_whitespace(tmp_path, fmt, char) -> None:
+    t = EmbeddingTable(np.ones((2, 3), np.float32), ["ok", f"a{char}b"], origin="t.safetensors")
+    with pytest.raises(BadInput, match=r"^t\.safetensors: row 1 token .* cannot be written as " + fmt):
+        export(t, fmt, str(tmp_path / "out"))
+    assert list(tmp_path.iterdir()) == []
+    assert tokens_for(t, fmt, "_") == (["ok", "a_b"], 1)
+
+
+def test_npy_tokens_file_keeps_one_line_per_row_with_space_as(tmp_path) -> None:
+    t = EmbeddingTable(np.ones((3, 2), np.float32), ["a b", "c\u2028d", "e\x85f"])
+    done = export(t, "npy", str(tmp_path / "e.npy"), space_as="▁")
+    assert done.renamed == 2  # the space stays: the tokens file is split on lines only
+    assert (tmp_path / "e.tokens.txt").read_text(encoding="utf-8").splitlines() == ["a b", "c▁d", "e▁f"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_lone_surrogate_token_is_named_and_nothing_written(tmp_path, fmt) -> None:
+    t = EmbeddingTable(np.ones((3, 2), np.float32), ["ok", "fine", "caf\udc80"], origin="t.safetensors")
+    with pytest.raises(BadInput, match=r"^t\.safetensors: row 2 token 'caf\\udc80' .*not UTF-8"):
+        export(t, fmt, str(tmp_path / "out"), space_as="_")
+    assert list(tmp_path.iterdir()) == []
+
+
+def _save_with_ascii_tokens(table: EmbeddingTable, path) -> None:
+    """A table file whose tokens JSON escapes non-ASCII (\\udc80), as another writer may store it."""
+    import json
+
+    from safetensors.numpy import save_file
+
+    from embtool.table import KEY_TOKENS, TENSOR_NAME
+
+    meta = {**table.metadata(), KEY_TOKENS: json.dumps(table.tokens)}
+    save_file({TENSOR_NAME: table.vectors}, str(path), metadata=meta)
+
+
+@pytest.mark.parametrize("fmt, token", [("word2vec", "caf\udc80"), ("glove", "caf\udc80"), ("npy", "a\u2028b"),
+                                        ("word2vec-binary", "caf\udc80")])  # fmt: skip
+def test_cli_refuses_unwritable_token_in_one_line(cli, tmp_path, fmt, token) -> None:
+    src = tmp_path / "t.safetensors"
+    _save_with_ascii_tokens(EmbeddingTable(np.ones((2, 3), np.float32), ["ok", token]), src)
+    out = tmp_path / "out" / "e.txt"
+    out.parent.mkdir()
+    r = cli("export", str(src), "-f", fmt, "-o", str(out))
+    assert r.code == 2, r.stderr
+    assert r.stderr.startswith(f"embtool: error: {src}: row 1 token ") and len(r.stderr.splitlines()) == 1
+    assert list(out.parent.iterdir()) == []

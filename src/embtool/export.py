@@ -3,9 +3,11 @@
 Every text format is "token v1 … vD" per line, split on spaces by its readers (gensim's
 ``load_word2vec_format``, fairseq's ``utils.parse_embedding``, OpenNMT-py's ``read_embeddings``), so a
 token holding whitespace cannot be held: it is refused by name, or written with its whitespace
-replaced (``space_as``). Values are written with 9 significant digits, which read back as the same
-float32 (``digits`` trades that for size). Rows are written block by block as the table yields them:
-a large memory-mapped table is never copied whole.
+replaced (``space_as``); so is a character that ends a line for ``str.splitlines`` in npy's tokens file
+(one token per line). A token that is not UTF-8 text (a lone surrogate, from bytes decoded with
+``errors="surrogateescape"``) is refused in every format. Values are written with 9 significant digits,
+which read back as the same float32 (``digits`` trades that for size). Rows are written block by block as
+the table yields them: a large memory-mapped table is never copied whole.
 
 fairseq's ``--encoder-embed-path`` skips the file's first line, so its file keeps word2vec's ``N D``
 header: a header-less GloVe file given to fairseq silently loses its first vector.
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
 FORMATS = ("word2vec", "word2vec-binary", "glove", "fairseq", "opennmt", "npy")
 BINARY_FORMATS = ("word2vec-binary", "npy")
 DEFAULT_DIGITS = 9  # float32 → 9 significant digits → the same float32 (IEEE 754's round-trip bound)
-_WHITESPACE = re.compile(r"\s")
+_WHITESPACE = re.compile(r"\s")  # text formats' readers split on it; it holds every line break below
+_LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines() ends a line at
+_SURROGATE = re.compile("[\ud800-\udfff]")  # not encodable as UTF-8
 _BLOCK = 1 << 18  # values per block of rows
 
 
@@ -71,17 +75,26 @@ def check_format(fmt: str) -> str:
 
 def tokens_for(table: EmbeddingTable, fmt: str, space_as: str | None = None) -> tuple[list[str], int]:
     """The tokens as ``fmt`` will hold them, and how many were changed; BadInput naming the first
-    token the format cannot hold (whitespace in a text format, a newline in npy's tokens file)."""
+    token the format cannot hold (whitespace in a text format, a line break in npy's tokens file, a
+    lone surrogate in any)."""
     check_format(fmt)
     if space_as is not None and (space_as == "" or _WHITESPACE.search(space_as)):
         raise BadInput(f"--space-as {space_as!r}: give a non-empty replacement without whitespace")
+    split = _LINE_BREAK if fmt == "npy" else _WHITESPACE
+    what = "line breaks" if fmt == "npy" else "whitespace"
     out, changed = [], 0
     for i, tok in enumerate(table.tokens):
-        bad = tok == "" or ("\n" in tok or "\r" in tok if fmt == "npy" else _WHITESPACE.search(tok))
+        surrogate = _SURROGATE.search(tok)
+        if surrogate:
+            raise BadInput(
+                f"{table.origin}: row {i} token {tok!r} is not UTF-8 text: it holds the lone surrogate "
+                f"{surrogate.group()!r} (what errors='surrogateescape' leaves for a byte that is not UTF-8); "
+                "rebuild the table from its source read with the source's encoding"
+            )
+        bad = tok == "" or split.search(tok)
         if bad and space_as is not None and tok:
-            tok, changed = _WHITESPACE.sub(space_as, tok), changed + 1
+            tok, changed = split.sub(space_as, tok), changed + 1
         elif bad:
-            what = "newlines" if fmt == "npy" else "whitespace"
             raise BadInput(
                 f"{table.origin}: row {i} token {tok!r} cannot be written as {fmt}: its readers split on "
                 f"{what}" + ("" if tok == "" else "; pass --space-as CHAR (e.g. --space-as ▁) to replace it")
