@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embtool.errors import BadInput, UsageError
-from embtool.export import FORMATS, export, tokens_for
+from embtool.export import FORMATS, export, format_rows, tokens_for
 from embtool.table import EmbeddingTable, save
 
 
@@ -201,3 +201,53 @@ def test_cli_refuses_unwritable_token_in_one_line(cli, tmp_path, fmt, token) -> 
     assert r.code == 2, r.stderr
     assert r.stderr.startswith(f"embtool: error: {src}: row 1 token ") and len(r.stderr.splitlines()) == 1
     assert list(out.parent.iterdir()) == []
+
+
+def _awkward_float32() -> np.ndarray:
+    """Values where %g's choices turn: powers of ten and their neighbours, the switch to e-notation,
+    rounding that carries into the exponent, ties, subnormals, the extremes; then random bit patterns."""
+    edges = [0.0, -0.0, 1.0, -1.0, 0.5, 100.0, 1e8, 99999999.5, 999999999.0, 1e9, 123456789.0, 1234567890.0,
+             1e-4, 9.9999999e-5, 1e-5, 0.00012345, 9.9999999, 9.99999999, 3.4028235e38, -3.4028235e38, 1e-45,
+             1.17549435e-38, 1e-7, 0.3, 2.5, 0.125, 16777216.0, 16777217.0, 1e38, 1e-38]  # fmt: skip
+    powers = np.array([10.0**k for k in range(-45, 39)], np.float32)
+    near = np.concatenate(
+        [np.nextafter(powers, np.float32(0)), powers, np.nextafter(powers, np.float32(np.inf))]
+    )
+    bits = (
+        np.random.default_rng(1)
+        .integers(0, 2**32, 300_000, dtype=np.uint64)
+        .astype(np.uint32)
+        .view(np.float32)
+    )
+    normal = np.random.default_rng(2).standard_normal(50_000).astype(np.float32) * np.float32(0.37)
+    v = np.concatenate([np.array(edges, np.float32), near, -near, bits[np.isfinite(bits)], normal])
+    return v[np.isfinite(v)]
+
+
+@pytest.mark.parametrize("digits", range(1, 10))
+def test_format_rows_prints_what_percent_g_prints(digits) -> None:
+    v = _awkward_float32()
+    v = v[: len(v) // 10 * 10].reshape(-1, 10)  # (B, 10)
+    got = format_rows(v, digits)
+    want = [("".join(f" %.{digits}g" % x for x in row)).encode() for row in v.tolist()]
+    assert len(got) == len(want)
+    bad = [(g, w) for g, w in zip(got, want) if g != w]
+    assert bad == [], bad[:3]
+
+
+@pytest.mark.parametrize("digits", [9, 12, 17])
+def test_format_rows_with_nonfinite_values_and_many_digits(digits) -> None:
+    v = np.array([[np.nan, np.inf, -np.inf, 0.1], [1.5, -0.0, 1e-7, 3.0]], np.float32)  # (2, 4)
+    want = [("".join(f" %.{digits}g" % x for x in row)).encode() for row in v.tolist()]
+    assert format_rows(v, digits) == want
+
+
+def test_text_export_of_many_blocks_reads_back_bit_for_bit(tmp_path) -> None:
+    from gensim.models import KeyedVectors
+
+    v = _awkward_float32()[:300_000].reshape(-1, 30)  # (10000, 30): over one block (2¹⁸ values)
+    t = EmbeddingTable(v, [f"w{i}" for i in range(len(v))])
+    export(t, "word2vec", str(tmp_path / "t.vec"))
+    kv = KeyedVectors.load_word2vec_format(str(tmp_path / "t.vec"), binary=False)
+    assert kv.index_to_key == t.tokens
+    np.testing.assert_array_equal(kv.vectors, v)
