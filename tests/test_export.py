@@ -251,3 +251,16 @@ def test_text_export_of_many_blocks_reads_back_bit_for_bit(tmp_path) -> None:
     kv = KeyedVectors.load_word2vec_format(str(tmp_path / "t.vec"), binary=False)
     assert kv.index_to_key == t.tokens
     np.testing.assert_array_equal(kv.vectors, v)
+
+
+@pytest.mark.parametrize(
+    "fmt, token, said", [("glove", "a b", "whitespace"), ("npy", "a\u2028b", "line breaks")]
+)
+def test_cli_says_what_space_as_replaced(cli, tmp_path, fmt, token, said) -> None:
+    _save_with_ascii_tokens(
+        EmbeddingTable(np.ones((2, 3), np.float32), ["ok", token]), tmp_path / "t.safetensors"
+    )
+    r = cli(
+        "export", str(tmp_path / "t.safetensors"), "-f", fmt, "-o", str(tmp_path / "e"), "--space-as", "_"
+    )
+    assert r.code == 0 and f"1 token(s) with {said} replaced" in r.stderr, r.stderr

@@ -59,7 +59,8 @@ def export(
         read_table(table, allow_nonfinite), fmt, out, tokens_out=tokens, space_as=space_as, digits=digits
     )
     names = " + ".join("<stdout>" if f == "-" else f for f in done.files)
-    renamed = f", {done.renamed} token(s) with whitespace replaced" if done.renamed else ""
+    held = "line breaks" if fmt == "npy" else "whitespace"  # what --space-as replaced
+    renamed = f", {done.renamed} token(s) with {held} replaced" if done.renamed else ""
     say(f"export: {done.rows} × {done.dim} as {fmt} → {names}{renamed}")
     for line in done.flags():
         say(line)
