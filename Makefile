@@ -56,6 +56,7 @@ gpu-check: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/transforms.py
 	$(PY) bench/extract.py
+	$(PY) bench/export.py
 	$(PY) bench/train.py
 	$(PY) bench/analogy.py
 

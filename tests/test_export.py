@@ -264,3 +264,16 @@ def test_cli_says_what_space_as_replaced(cli, tmp_path, fmt, token, said) -> Non
         "export", str(tmp_path / "t.safetensors"), "-f", fmt, "-o", str(tmp_path / "e"), "--space-as", "_"
     )
     assert r.code == 0 and f"1 token(s) with {said} replaced" in r.stderr, r.stderr
+
+
+def test_npy_and_its_tokens_file_may_not_be_one_file(tmp_path, cli) -> None:
+    from embtool.table import EmbeddingTable, save
+
+    save(EmbeddingTable(np.ones((2, 3), np.float32), ["a", "b"]), tmp_path / "t.safetensors")
+    (tmp_path / "o.npy").write_bytes(b"keep")
+    (tmp_path / "link").symlink_to(tmp_path / "o.npy")
+    for tokens in ("o.npy", "link"):
+        r = cli("export", str(tmp_path / "t.safetensors"), "-f", "npy", "-o", str(tmp_path / "o.npy"),
+                "--tokens", str(tmp_path / tokens))  # fmt: skip
+        assert r.code == 2 and "is the output file -o" in r.stderr and len(r.stderr.splitlines()) == 1
+        assert (tmp_path / "o.npy").read_bytes() == b"keep"

@@ -111,6 +111,16 @@ def tokens_for(table: EmbeddingTable, fmt: str, space_as: str | None = None) -> 
     return out, changed
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two output paths name one file (the same path, or links to one existing file)."""
+    if os.path.abspath(a) == os.path.abspath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet: they differ
+        return False
+
+
 def export(
     table: EmbeddingTable,
     fmt: str,
@@ -134,6 +144,10 @@ def export(
             if out == "-":
                 raise UsageError("npy to stdout needs --tokens FILE for the token list")
             tokens_out = str(Path(out).with_suffix("")) + ".tokens.txt"
+        if out != "-" and _same_file(out, tokens_out):
+            raise UsageError(
+                f"--tokens {tokens_out} is the output file -o {out}; give the token list another name"
+            )
         files.append(tokens_out)
     with ExitStack() as files_open:  # both files are renamed into place only when both are written
         if tokens_out is not None:
