@@ -71,6 +71,11 @@ CONSTRUCTION_CASES = [
         dict(vectors=np.zeros((3, 2), np.float32), tokens=["a", "b", "a"]),
         "duplicate token 'a' at rows 0 and 2",
     ),
+    (
+        "lone surrogate",
+        dict(vectors=np.zeros((2, 2), np.float32), tokens=["a", "b\udc80"]),
+        r"token 'b\\udc80' at row 1 is a lone surrogate, not UTF-8 text",
+    ),
     ("dtype", dict(vectors=np.zeros((2, 2), np.int64)), "dtype int64; allowed"),
     ("float64", dict(vectors=np.zeros((2, 2))), "dtype float64; allowed"),
     ("missing index", dict(vectors=np.zeros((2, 2), np.float32), missing=[5]), "out of range"),

@@ -235,11 +235,11 @@ def _check_layout(
             f"{origin}: {len(tokens)} tokens for {shape[0]} rows; the token list must name every row"
         )
     if len(set(tokens)) != len(tokens):
-        seen: dict[str, int] = {}
-        for i, tok in enumerate(tokens):
-            if tok in seen:
-                raise BadInput(f"{origin}: duplicate token {tok!r} at rows {seen[tok]} and {i}")
-            seen[tok] = i
+        first: dict[str, int] = {}
+        i = next(i for i, t in enumerate(tokens) if first.setdefault(t, i) != i)
+        raise BadInput(f"{origin}: duplicate token {tokens[i]!r} at rows {first[tokens[i]]} and {i}")
+    if (i := tablefile.first_not_utf8(tokens)) is not None:  # e.g. a surrogateescape'd byte
+        raise BadInput(f"{origin}: token {tokens[i]!r} at row {i} is a lone surrogate, not UTF-8 text")
     if missing is not None:
         bad: list[Any] = [i for i in missing if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
         if bad:  # e.g. a hand-edited embtool.missing

@@ -300,6 +300,15 @@ def _read_into(stream: Any, buffer: memoryview) -> int:
     return got
 
 
+def first_not_utf8(texts: list[str]) -> int | None:
+    """The index of the first text UTF-8 cannot encode (a lone surrogate), or None: the header is UTF-8."""
+    try:
+        "".join(texts).encode("utf-8")  # one pass in C for the usual case
+        return None
+    except UnicodeEncodeError:
+        return next(i for i, t in enumerate(texts) if any("\ud800" <= c <= "\udfff" for c in t))
+
+
 # ----------------------------------------------------------------------------- writing
 
 
