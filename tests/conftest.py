@@ -342,3 +342,48 @@ def reverse_words_toy(folder: Path, n_pairs: int, shift: float = 0.0) -> Path:
         folder / "w2v.safetensors",
     )
     return folder
+
+
+# ----------------------------------------------------------------------------- the meta device
+
+
+def meta_only():
+    """A dispatch mode that holds code to the ``meta`` device, a GPU's stand-in on a CPU machine:
+    every tensor an op takes or makes must be on meta (a CPU tensor beside meta ones is the device
+    mismatch a GPU run would meet first). A read to the host (``float(t)``, ``bool(t)``, ``.item()``,
+    ``.tolist()``, ``.cpu()``) cannot wait for data on meta: each is counted in ``reads`` (the op's
+    name) and answered with zeros (False, 0); ``nonzero`` (a sync of its own) is counted and refused.
+
+        with meta_only() as mode:
+            model(src_on_meta)
+        assert mode.reads == []
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    aten = torch.ops.aten
+
+    class MetaOnly(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is aten._local_scalar_dense.default:  # float(t), bool(t), t.item()
+                self.reads.append("item")
+                return False if args[0].dtype == torch.bool else 0
+            if func is aten._to_copy.default and kwargs.get("device") == torch.device("cpu"):
+                self.reads.append("to_cpu")  # t.tolist(), t.cpu()
+                return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)
+            if func in (aten.nonzero.default, aten.nonzero_static.default):
+                self.reads.append("nonzero")
+                raise AssertionError("nonzero on the device: its output's size waits for the data")
+            out = func(*args, **kwargs)
+            for t in tree_flatten((args, kwargs, out))[0]:
+                if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                    raise AssertionError(f"{func} saw a tensor on {t.device} beside the meta device")
+            return out
+
+    return MetaOnly()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
+from embtool import layers
 from embtool.errors import BadInput
 from embtool.model import Classifier, ModelConfig, Seq2Seq, build, parameter_breakdown
 
@@ -114,3 +118,121 @@ def test_pre_ln_cached_decoding_equals_the_full_pass():
     for t in range(4):
         step = model.step(tgt[:, t : t + 1], t, memory, mask, caches)
         assert torch.allclose(step, full[:, t], atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- head widths padded for fused SDPA
+# GloVe's D = 300 over 10 heads is 30 wide: off the CPU each head is zero-padded to 32 (the fused
+# kernels need a multiple of 8) with the softmax scale of 30, and sliced back.
+
+
+@pytest.mark.parametrize(
+    ("head_dim", "device", "width"),
+    [(30, "cuda", 32), (12, "cuda", 16), (64, "cuda", 64), (1, "cuda", 8), (30, "meta", 32), (30, "cpu", 30)],
+)
+def test_padded_head_dim(head_dim, device, width):
+    assert layers.padded_head_dim(head_dim, torch.device(device)) == width
+
+
+def _pad_as_on_a_gpu(monkeypatch):
+    real = layers.padded_head_dim
+    monkeypatch.setattr(layers, "padded_head_dim", lambda d, device: real(d, torch.device("cuda")))
+
+
+def _reference(attn: layers.Attention, x, memory, mask, causal):
+    """softmax(q·kᵀ/√d + mask) v per head, written out (float64), then the output projection."""
+    B, T, D = x.shape
+    H = attn.n_heads
+    d = D // H
+    if attn.cross:
+        q, (k, v) = attn.q(x), attn.kv(memory).chunk(2, dim=-1)
+    else:
+        q, k, v = attn.qkv(x).chunk(3, dim=-1)
+    q, k, v = (t.view(B, -1, H, d).transpose(1, 2) for t in (q, k, v))  # (B, H, ·, d)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(d)  # (B, H, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    if causal:
+        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    y = scores.softmax(-1) @ v  # (B, H, T, d)
+    return attn.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+def _attention_case(head_dim: int, cross: bool):
+    from embtool.model import ModelConfig
+
+    torch.manual_seed(0)
+    H = 2
+    cfg = ModelConfig(src_vocab=5, tgt_vocab=5, d_model=H * head_dim, n_heads=H, dropout=0.0)
+    attn = layers.Attention(cfg, cross=cross).double().eval()
+    x = torch.randn(3, 5, H * head_dim, dtype=torch.float64, requires_grad=True)  # (B, T, D)
+    memory = torch.randn(3, 7, H * head_dim, dtype=torch.float64, requires_grad=True)  # (B, S, D)
+    keep = torch.tensor([[True] * 7, [True] * 4 + [False] * 3, [True] * 2 + [False] * 5])  # (B, S)
+    return attn, x, memory, keep[:, None, None, :]  # mask (B, 1, 1, S)
+
+
+@pytest.mark.parametrize("head_dim", [30, 12, 64])
+@pytest.mark.parametrize("how", ["self, masked", "self, causal", "cross, masked"])
+def test_padded_heads_give_the_unpadded_outputs_and_gradients(monkeypatch, head_dim, how):
+    cross, causal = how.startswith("cross"), how.endswith("causal")
+    attn, x, memory, mask = _attention_case(head_dim, cross)
+    mask = None if causal else mask
+    if not cross:  # self-attention's keys are the query positions
+        mask = mask[..., :5] if mask is not None else None
+
+    def run(fn):
+        out = fn()
+        grads = torch.autograd.grad(out.square().sum(), [x, memory, *attn.parameters()], allow_unused=True)
+        return out, grads
+
+    def call():
+        return attn(x, memory=memory if cross else None, mask=mask, causal=causal)
+
+    want, want_grads = run(lambda: _reference(attn, x, memory if cross else x, mask, causal))
+    plain, plain_grads = run(call)  # on the CPU: no padding
+    _pad_as_on_a_gpu(monkeypatch)
+    padded, padded_grads = run(call)
+    for got, grads in ((plain, plain_grads), (padded, padded_grads)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        for g, w in zip(grads, want_grads, strict=True):
+            assert (g is None) == (w is None)
+            if g is not None:
+                torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("head_dim", "width"), [(30, 32), (12, 16), (64, 64)])
+def test_sdpa_sees_padded_heads_with_the_true_scale(monkeypatch, head_dim, width):
+    seen = []
+    real_sdpa = F.scaled_dot_product_attention
+
+    def record(q, k, v, **kw):
+        seen.append((q.shape, k.shape, v.shape, kw.get("scale")))
+        return real_sdpa(q, k, v, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", record)
+    _pad_as_on_a_gpu(monkeypatch)
+    attn, x, memory, mask = _attention_case(head_dim, cross=True)
+    with torch.no_grad():
+        out = attn(x, memory=memory, mask=mask)
+    assert out.shape == x.shape
+    scale = 1 / math.sqrt(head_dim) if width != head_dim else None  # None: SDPA's own 1/√width
+    assert seen == [((3, 2, 5, width), (3, 2, 7, width), (3, 2, 7, width), scale)]
+
+
+def test_cached_decoding_keeps_padded_keys_and_equals_the_full_pass(monkeypatch):
+    """D = 60 over 2 heads of 30: the cached steps (padded keys kept, one position padded a step)
+    give the full pass's log-probabilities, as on the CPU."""
+    from embtool.model import Seq2Seq
+
+    torch.manual_seed(0)
+    model = Seq2Seq(_cfg(d_model=60, n_heads=2)).double().eval()
+    src = torch.tensor([[4, 5, 6, 3], [7, 8, 3, 0]])
+    tgt = torch.tensor([[2, 9, 10, 11], [2, 4, 4, 5]])
+    want = torch.log_softmax(model(src, tgt).float(), -1)  # unpadded, (2, 4, V)
+    _pad_as_on_a_gpu(monkeypatch)
+    memory, mask = model.encode(src)
+    caches = model.new_caches()
+    for t in range(tgt.shape[1]):
+        step = model.step(tgt[:, t : t + 1], t, memory, mask, caches)  # (2, V)
+        torch.testing.assert_close(step, want[:, t], rtol=1e-5, atol=1e-5)
+    assert caches[0]["self"]["k"].shape == (2, 2, 4, 32)  # (B, H, t, W)
+    assert caches[0]["cross"]["v"].shape == (2, 2, 4, 32)  # (B, H, S, W)

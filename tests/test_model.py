@@ -153,3 +153,37 @@ def test_attention_projections_share_one_xavier_bound():
     layer = model.decoder[0]
     for w in (layer.self_attn.qkv.weight, layer.cross_attn.q.weight, layer.cross_attn.kv.weight):
         assert 0.95 * bound < float(w.detach().abs().max()) <= bound
+
+
+# ----------------------------------------------------------------------------- device placement
+# The meta device stands in for a GPU: a tensor made on the CPU beside the model's (a mask, the
+# position table, the heads' padding) is a device mismatch there, and a host read is a sync.
+
+
+@pytest.mark.parametrize("made", ["moved", "built"])  # built on the CPU and moved, or under torch.device
+def test_every_tensor_of_the_model_stays_on_its_device(made):
+    from conftest import meta_only
+
+    cfg = dict(
+        d_model=300, n_heads=10, n_layers=1, d_ff=64, dropout=0.1
+    )  # GloVe's: heads of 30, padded to 32
+    if made == "moved":
+        s2s, clf = Seq2Seq(tiny(**cfg)).to("meta"), build(tiny(kind="classification", **cfg)).to("meta")
+    else:
+        with torch.device("meta"):
+            s2s, clf = Seq2Seq(tiny(**cfg)), build(tiny(kind="classification", **cfg))
+    src = torch.randint(1, 11, (2, 5), device="meta")  # (B, S)
+    tgt = torch.randint(1, 13, (2, 4), device="meta")  # (B, T)
+    rows = torch.arange(7, device="meta")  # the real target tokens' flat positions
+    with meta_only() as mode:
+        s2s.train()
+        s2s.loss_sum(src, tgt, tgt, rows, padded=True, smoothing=0.1).backward()  # causal mask, dropout
+        s2s.eval()
+        memory, mask = s2s.encode(src, padded=True)
+        caches = s2s.new_caches()
+        for t in range(3):
+            assert s2s.step(tgt[:, t : t + 1], t, memory, mask, caches).shape == (2, 13)
+        assert clf(src, padded=True).shape == (2, 2)
+    assert mode.reads == []
+    assert caches[0]["self"]["k"].shape == (2, 10, 3, 32)  # (B, H, t, W): padded on the device
+    assert s2s.src_in.pe.device.type == "meta"

@@ -13,6 +13,7 @@ sets ω_i there, and the embedding-dynamics pass reads the residual-branch ratio
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,27 @@ Cache = dict[str, dict[str, Tensor]]  # one decoder layer's {"self": {k, v}, "cr
 Probe = Callable[[int, Tensor, Tensor, "Tensor | None"], None]  # (sub-layer, x, f(x), ω or None)
 
 
+ALIGN = 8  # CUDA's fused SDPA kernels (flash, memory-efficient) take head widths in multiples of 8
+
+
+def padded_head_dim(head_dim: int, device: torch.device) -> int:
+    """The head width SDPA is given: off the CPU the next multiple of ``ALIGN`` (32 for GloVe's
+    300 / 10 heads = 30, which would otherwise always take the slow math path), on a CPU the width
+    itself (its kernels take any width, and padding measured 20–130% slower there)."""
+    if device.type == "cpu":
+        return head_dim
+    return -(-head_dim // ALIGN) * ALIGN
+
+
+def _pad_heads(t: Tensor, width: int) -> Tensor:
+    """(…, d) → (…, width) with zero columns: they add nothing to q·k and give zero output columns."""
+    return F.pad(t, (0, width - t.shape[-1])) if width > t.shape[-1] else t
+
+
 class Attention(nn.Module):
-    """Multi-head attention through ``F.scaled_dot_product_attention``."""
+    """Multi-head attention through ``F.scaled_dot_product_attention``. Off the CPU a head width that
+    is not a multiple of 8 is zero-padded to one (``padded_head_dim``) with the softmax scale of the
+    true width, and the output sliced back: the same result, on the fused kernels."""
 
     def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
         super().__init__()
@@ -54,31 +74,42 @@ class Attention(nn.Module):
         causal: bool = False,
         cache: dict[str, Tensor] | None = None,
     ) -> Tensor:
-        """x (B, T, D) → (B, T, D). ``cache`` (decoding one step at a time) keeps keys and values."""
+        """x (B, T, D) → (B, T, D). ``cache`` (decoding one step at a time) keeps keys and values,
+        padded (W = ``padded_head_dim``): a step pads only its own position's."""
         B, T, C = x.shape  # batch, query length, D
         H = self.n_heads
+        d = C // H  # head width
+        W = padded_head_dim(d, x.device)  # the width SDPA sees: d, or d and zero columns
         if self.cross:
-            q = self.q(x).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, D/H)
+            q = _pad_heads(self.q(x).view(B, T, H, d).transpose(1, 2), W)  # (B, H, T, W)
             if cache is not None and "k" in cache:
-                k, v = cache["k"], cache["v"]  # (B, H, S, D/H): the memory's, computed once
+                k, v = cache["k"], cache["v"]  # (B, H, S, W): the memory's, computed once
             else:
                 assert memory is not None
                 S = memory.shape[1]
-                k, v = self.kv(memory).view(B, S, 2, H, C // H).permute(2, 0, 3, 1, 4)  # (B, H, S, D/H) each
+                kv = self.kv(memory).view(B, S, 2, H, d).permute(2, 0, 3, 1, 4)  # (2, B, H, S, d)
+                k, v = _pad_heads(kv, W)  # (B, H, S, W) each
                 if cache is not None:
                     cache["k"], cache["v"] = k, v
         else:
-            q, k, v = self.qkv(x).view(B, T, 3, H, C // H).permute(2, 0, 3, 1, 4)  # (B, H, T, D/H) each
+            qkv = self.qkv(x).view(B, T, 3, H, d).permute(2, 0, 3, 1, 4)  # (3, B, H, T, d)
+            q, k, v = _pad_heads(qkv, W)  # (B, H, T, W) each
             if cache is not None:
                 if "k" in cache:  # the earlier positions' keys and values
-                    k = torch.cat([cache["k"], k], dim=2)  # (B, H, t, D/H)
+                    k = torch.cat([cache["k"], k], dim=2)  # (B, H, t, W)
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
                 causal = False  # one new position sees every cached one
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=causal
-        )  # (B, H, T, D/H)
-        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, D)
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
+            scale=1.0 / math.sqrt(d) if W != d else None,  # the true width's 1/√d, not 1/√W
+        )  # (B, H, T, W)
+        y = y[..., :d].transpose(1, 2).reshape(B, T, C)  # (B, T, D)
         return self.proj(y)
 
 

@@ -133,8 +133,9 @@ class TokenInput(nn.Module):
         self.scale = math.sqrt(cfg.d_model) if cfg.scale_emb else 1.0
         self.use_posenc = cfg.posenc
         self.pe: Tensor
+        # as_tensor, not from_numpy: a model built under ``with torch.device(...)`` gets it there too
         self.register_buffer(
-            "pe", torch.from_numpy(sinusoidal(cfg.max_len, cfg.d_model)), persistent=False
+            "pe", torch.as_tensor(sinusoidal(cfg.max_len, cfg.d_model)), persistent=False
         )  # (L, D)
         self.drop = Dropout(cfg.dropout)
         if cfg.freeze_emb:
