@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -115,7 +120,6 @@ def test_a_held_run_is_left_to_its_worker(toy, monkeypatch):
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(1) as pool:
         pool.apply_async(_hold, (str(grid.runs[0].out), 3.0))
-        import time
 
         deadline = time.monotonic() + 60
         while not gridjobs.lock_path(grid.runs[0].out).exists() and time.monotonic() < deadline:
@@ -134,3 +138,126 @@ def _hold(path: str, seconds: float) -> None:
 
 def _never(cfg, progress=None):  # pragma: no cover - must not be called
     raise AssertionError("a held run was trained")
+
+
+# ----------------------------------------------------------------------------- a killed experiment
+
+
+def _workers(marker: str) -> dict[int, int]:
+    """pid → parent pid of the live ``python -m embtool.gridjobs`` processes whose command line
+    holds ``marker`` (a zombie, dead but not yet reaped, is not live)."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text().rpartition(")")[2].split()
+        except OSError:  # ended meanwhile
+            continue
+        if b"embtool.gridjobs" in cmd and any(marker.encode() in c for c in cmd) and stat[0] != "Z":
+            found[int(proc.name)] = int(stat[1])
+    return found
+
+
+def _wait_for(what, seconds: float):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.05)
+    return what()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the workers through /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+def test_a_killed_experiment_takes_its_workers_with_it_and_a_rerun_resumes(toy, embtool, sig):
+    """Kill `experiment --jobs 2` while both workers train: no worker trains on as an orphan (5 s
+    after a SIGKILL none is alive; a SIGTERM'd experiment waits for them), each ends as embtool
+    ends on SIGTERM (its run left to resume, its folder lock let go), and the same command again
+    finishes both runs from where they stopped."""
+    out = toy / "grid"
+    args = _grid_args(toy, out)
+    args[args.index("--seeds") + 1] = "1"
+    args[args.index("--epochs") + 1] = "40"  # long enough to be training when the parent dies
+    args += ["--jobs", "2"]
+    with open(toy / "experiment.err", "wb") as err:
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "embtool", *args], stdout=subprocess.DEVNULL, stderr=err
+        )
+    try:
+        # both workers have trained an epoch (their metrics.jsonl): they are mid-run
+        assert _wait_for(lambda: len(list(out.glob("runs/*/s1/metrics.jsonl"))) == 2, 120)
+        workers = _workers(str(out))
+        assert len(workers) == 2 and set(workers.values()) == {parent.pid}
+        os.kill(parent.pid, sig)
+        if sig == signal.SIGTERM:
+            assert parent.wait(60) == 143 and not _workers(str(out))  # it waited for its workers
+        parent.wait()
+        assert _wait_for(lambda: not _workers(str(out)), 5.0), f"orphaned workers: {_workers(str(out))}"
+    finally:
+        for pid in _workers(str(out)):  # the test leaves nothing behind, pass or fail
+            os.kill(pid, signal.SIGKILL)
+        if parent.poll() is None:
+            parent.kill()
+    for run in ("xavier", "pretrained"):
+        folder = out / "runs" / run / "s1"
+        assert (folder / "config.json").is_file() and not (folder / "test.json").exists()
+        assert not (folder / ".lock").exists()  # its worker unwound (SIGTERM), not just vanished
+        log = (out / "logs" / f"{run}-s1.log").read_text()
+        assert log.rstrip().endswith("embtool: terminated")
+    if sig == signal.SIGTERM:
+        return  # the re-run is the same after either
+    again = embtool(*args)
+    assert again.code == 0, again.stderr
+    assert again.stderr.count("resuming") == 2
+    for run in ("xavier", "pretrained"):
+        metrics = (out / "runs" / run / "s1" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(m)["epoch"] for m in metrics] == list(range(1, 41))
+        assert (out / "runs" / run / "s1" / "test.json").is_file()
+
+
+def _watched(code: str) -> subprocess.Popen[bytes]:
+    """A child of this test that calls ``watch_parent`` and then runs ``code`` (stdin: a pipe from here)."""
+    head = "import os, time; from embtool.gridjobs import watch_parent; "
+    return subprocess.Popen(
+        [sys.executable, "-c", head + code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+
+
+def test_a_worker_stops_when_the_pipe_from_its_parent_closes():
+    """The way that needs no Linux: the parent lives on here, only its end of stdin closes."""
+    child = _watched("watch_parent(os.getppid()); print('ready', flush=True); time.sleep(60)")
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        assert child.poll() is None  # watching, not stopped
+        child.stdin.close()  # type: ignore[union-attr]
+        assert child.wait(5) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_worker_asks_the_kernel_for_sigterm_when_its_parent_dies():
+    get = "import ctypes; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0)"
+    child = _watched(f"watch_parent(os.getppid()); {get}; print(v.value, flush=True); time.sleep(60)")
+    try:  # prctl 2: PR_GET_PDEATHSIG
+        assert child.stdout is not None and child.stdout.readline().split() == [
+            str(int(signal.SIGTERM)).encode()
+        ]
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_worker_whose_parent_is_gone_already_stops_at_once():
+    """The race: the parent died between the fork and the prctl (the worker's parent is not the one named)."""
+    child = _watched("watch_parent(os.getppid() + 1); time.sleep(60)")
+    try:
+        assert child.wait(10) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()

@@ -7,7 +7,9 @@ slurm|local`` through submitit (one job array). Each run is handed to exactly on
   when its process dies, so a killed worker leaves no stale claim.
 - ``run_local``: up to N workers at once, each a ``python -m embtool.gridjobs RUN.json``
   subprocess: with ``--devices 0,1`` worker slot i sees only GPU ``devices[i]``
-  (``CUDA_VISIBLE_DEVICES``); on a CPU the machine's cores are split between the slots.
+  (``CUDA_VISIBLE_DEVICES``); on a CPU the machine's cores are split between the slots. A worker
+  lives no longer than its ``experiment`` (``watch_parent``), even one ended by SIGKILL: it stops
+  as embtool stops on SIGTERM, its run left to resume when the command is run again.
 - ``run_submitit``: every run not done as one task of a submitit job array (Slurm, or submitit's
   local executor); logs in ``OUT/logs/submitit``. Re-running the command skips finished runs and
   resubmits the others.
@@ -19,8 +21,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -124,18 +128,72 @@ def run_one(config: dict[str, Any]) -> str:
     return "done"
 
 
+# a worker stops on these as `embtool` does (cli.main): it unwinds (KeyboardInterrupt), then exits
+STOPPED: dict[int, tuple[str, int]] = {
+    signal.SIGINT: ("interrupted", 130),
+    signal.SIGTERM: ("terminated", 143),
+}
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m embtool.gridjobs RUN.json``: one ``--jobs`` worker (exit 0 done, 3 busy)."""
+    """``python -m embtool.gridjobs RUN.json [--parent PID]``: one ``--jobs`` worker (exit 0 done,
+    3 busy, 130/143 stopped); with ``--parent``, it stops when process PID ends (``watch_parent``)."""
     from embtool.errors import EmbtoolError
 
     args = list(sys.argv[1:] if argv is None else argv)
+    came: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        came.append(signum)
+        if len(came) == 1:  # once: a second one (the parent's SIGTERM after a Ctrl-C) must not cut it short
+            raise KeyboardInterrupt
+
+    for signum in STOPPED:
+        signal.signal(signum, stop)
     try:
+        if "--parent" in args:
+            watch_parent(int(args[args.index("--parent") + 1]))
         config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
         status = run_one(config)
     except EmbtoolError as e:
         print(f"embtool: error: {' '.join(str(e).split())}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:
+        word, code = STOPPED[came[0] if came else signal.SIGINT]
+        print(f"embtool: {word}", file=sys.stderr)
+        return code
     return BUSY if status == "busy" else 0
+
+
+def watch_parent(parent: int) -> None:
+    """SIGTERM this worker when process ``parent`` (its ``experiment``) ends, however it ends.
+
+    Two ways, either enough: on Linux the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG)``,
+    sent when the *thread* that started the worker ends: ``run_local`` runs on the main thread), then
+    ``getppid()`` checked for a parent that died before it was set; everywhere, a thread that waits
+    for the end of stdin, a pipe whose one writer is the parent (``run_local``): the kernel closes it
+    when the parent dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl in this libc: the pipe alone
+            pass
+    if os.getppid() != parent:  # the parent is gone already: reparented to init or a subreaper
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    threading.Thread(target=_stop_at_eof, args=(sys.stdin.fileno(),), daemon=True).start()
+
+
+def _stop_at_eof(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)  # the main thread gets it: KeyboardInterrupt there
 
 
 # ----------------------------------------------------------------------------- many runs
@@ -178,41 +236,62 @@ def run_local(
     free = list(range(jobs))
     running: dict[int, tuple[subprocess.Popen[bytes], Any, Any]] = {}
     failures: list[tuple[Any, str]] = []
-    while queue or running:
-        while queue and free:
-            run = queue.pop(0)
-            slot = free.pop(0)
-            label = run_label(run)
-            spec = logs / f"{label}.json"
-            spec.write_text(json.dumps(_config_dict(configs[id(run)], jobs, devices)), encoding="utf-8")
-            log = open(logs / f"{label}.log", "wb")  # noqa: SIM115 - closed when the worker ends
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "embtool.gridjobs", str(spec)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=worker_env(slot, jobs, devices),
-            )
-            running[slot] = (proc, run, log)
-            event("start", _info(grid, run, slot, devices))
-        time.sleep(0.2)
-        for slot, (proc, run, log) in list(running.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            log.close()
-            del running[slot]
-            free.append(slot)
-            info = _info(grid, run, slot, devices)
-            if code == 0:
-                run.state = "done"
-                event("done", info)
-            elif code == BUSY:
-                event("busy", info)
-            else:
-                why = _last_error(logs / f"{run_label(run)}.log") or f"worker exited with {code}"
-                failures.append((run, why))
-                event("failed", {**info, "error": why})
+    try:
+        while queue or running:
+            while queue and free:
+                run = queue.pop(0)
+                slot = free.pop(0)
+                label = run_label(run)
+                spec = logs / f"{label}.json"
+                spec.write_text(json.dumps(_config_dict(configs[id(run)], jobs, devices)), encoding="utf-8")
+                log = open(logs / f"{label}.log", "wb")  # noqa: SIM115 - closed when the worker ends
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "embtool.gridjobs", str(spec), "--parent", str(os.getpid())],
+                    stdin=subprocess.PIPE,  # never written: its end (this process's) stops the worker
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=worker_env(slot, jobs, devices),
+                )
+                running[slot] = (proc, run, log)
+                event("start", _info(grid, run, slot, devices))
+            time.sleep(0.2)
+            for slot, (proc, run, log) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                _close(proc, log)
+                del running[slot]
+                free.append(slot)
+                info = _info(grid, run, slot, devices)
+                if code == 0:
+                    run.state = "done"
+                    event("done", info)
+                elif code == BUSY:
+                    event("busy", info)
+                else:
+                    why = _last_error(logs / f"{run_label(run)}.log") or f"worker exited with {code}"
+                    failures.append((run, why))
+                    event("failed", {**info, "error": why})
+    finally:  # stopped (Ctrl-C, SIGTERM) or failed: the workers stop too (all at once), before this returns
+        for proc, _, _ in running.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, _, log in running.values():
+            _close(proc, log, grace=30.0)
     return failures
+
+
+def _close(proc: subprocess.Popen[bytes], log: Any, grace: float = 0.0) -> None:
+    """Close a worker's pipe and log; with ``grace``, wait that long for it to end first (then SIGKILL)."""
+    if grace:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdin is not None:
+        proc.stdin.close()
+    log.close()
 
 
 def _info(grid: Any, run: Any, slot: int, devices: Sequence[str]) -> dict[str, Any]:
