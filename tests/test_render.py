@@ -92,3 +92,40 @@ def test_diverged_runs_are_counted_in_their_cell_and_left_out_of_its_mean(tmp_pa
         (3, 1, 37.5),
         (2, 2, None),
     ] or [(r["seeds"], r["diverged"], r["mean"]) for r in rows.values()] == [(2, 2, None), (3, 1, 37.5)]
+
+
+def _broken_runs(root: Path) -> list[Path]:
+    from conftest import write_run
+
+    a = write_run(root / "a")
+    (a / "metrics.jsonl").write_text("{nope\n")
+    b = write_run(root / "b")
+    (b / "test.json").write_text("{")
+    c = write_run(root / "c")
+    (c / "config.json").write_text("[")
+    d = write_run(root / "d")
+    (d / "metrics.jsonl").write_text("")  # a result with no epoch: incomplete, not complete
+    return [a, b, c, d]
+
+
+@pytest.mark.parametrize("extra", [[], ["--plot", "c.png"], ["--json"], ["-o", "r.md", "--csv", "t.csv"]])
+def test_cli_runs_that_are_all_broken_are_an_error(embtool, tmp_path: Path, extra) -> None:
+    _broken_runs(tmp_path / "runs")
+    r = embtool("report", str(tmp_path / "runs"), *extra, cwd=tmp_path)
+    assert r.code == 2 and r.text == "" and len(r.stderr.splitlines()) == 1, r.stderr
+    line = r.stderr
+    assert line.startswith("embtool: error: no complete runs to report: 4 run(s) skipped, the first ")
+    assert str(tmp_path / "runs" / "a") + ": metrics.jsonl line 1 is not valid JSON" in line
+    assert not any((tmp_path / name).exists() for name in ("c.png", "r.md", "t.csv"))
+
+
+def test_cli_reports_the_good_runs_beside_broken_ones(embtool, tmp_path: Path) -> None:
+    from conftest import write_run
+
+    _broken_runs(tmp_path / "runs")
+    write_run(tmp_path / "runs" / "good", result=31.0)
+    r = embtool("report", str(tmp_path / "runs"))
+    assert r.code == 0, r.stderr
+    assert "| Xavier | **31.0 (–)** | 3.0 | 1 |" in r.text
+    assert "5 run(s): 1 complete, 4 incomplete or failed" in r.text
+    assert "incomplete: no epoch in metrics.jsonl" in r.text  # the empty one is listed, not counted

@@ -46,9 +46,12 @@ def test_a_diverged_run_is_finished_without_a_value(tmp_path: Path) -> None:
             lambda p: (p / "metrics.jsonl").write_text('{"epoch": 1, "val_loss": 1.0}\n{"epoch": "2"}\n'),
             'failed: metrics.jsonl line 2: epoch "2" is not a number',
         ),
+        (lambda p: (p / "metrics.jsonl").write_text(""), "incomplete: no epoch in metrics.jsonl"),
+        (lambda p: (p / "metrics.jsonl").write_text("\n \n"), "incomplete: no epoch in metrics.jsonl"),
+        (lambda p: (p / "metrics.jsonl").unlink(), "incomplete: no epoch in metrics.jsonl"),
     ],
     ids=["no-test", "test-not-object", "test-no-bleu", "metrics-not-json", "config-not-json",
-         "metrics-val-loss-text", "metrics-epoch-text"],
+         "metrics-val-loss-text", "metrics-epoch-text", "metrics-empty", "metrics-blank", "metrics-gone"],
 )  # fmt: skip
 def test_problems_become_the_runs_status(tmp_path: Path, damage, status) -> None:
     folder = write_run(tmp_path / "r")

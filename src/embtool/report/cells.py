@@ -112,6 +112,8 @@ def build_report(
     if metric not in RESULT_METRICS:
         raise BadInput(f"invalid --metric {metric!r}; valid choices: {list(RESULT_METRICS)}")
     runs = [read_run(p, metric) for p in find_run_dirs(paths)]
+    if not any(r.complete for r in runs):
+        raise BadInput(_nothing_to_report(runs))
     _label_settings([r for r in runs if r.complete])
     groups: dict[tuple[str, str, tuple[Any, ...]], list[Run]] = {}
     for r in runs:
@@ -144,6 +146,16 @@ def build_report(
         for c in cells:
             c.table = encoder_table_stats(c.runs)
     return Report(cells=cells, runs=runs, metric=metric)
+
+
+def _nothing_to_report(runs: list[Run]) -> str:
+    """Why no run is complete, naming the first broken one (else the first incomplete one)."""
+    first = next((r for r in runs if r.status.startswith("failed")), runs[0])
+    why = first.status.removeprefix("failed: ")
+    return (
+        f"no complete runs to report: {len(runs)} run(s) skipped, the first {first.path}: {why}; "
+        "fix or remove the broken files, or give runs that have finished"
+    )
 
 
 def _settings(run: Run) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Run folders as the report reads them: ``Run`` (settings, metrics, result) and finding them.
 
-A run folder (DESIGN §4, ``embtool.training.runfolder``) is complete when it holds ``test.json``;
-a folder with ``config.json`` and no ``test.json`` is incomplete (still running, interrupted or
-crashed) and is listed, never averaged. ``embtool.report.cells`` groups runs into Table 1's cells.
+A run folder (DESIGN §4, ``embtool.training.runfolder``) is complete when it holds ``test.json``
+and at least one epoch in ``metrics.jsonl``; a folder with ``config.json`` and no ``test.json`` (or
+no epoch) is incomplete (still running, interrupted or crashed) and is listed, never averaged.
+``embtool.report.cells`` groups runs into Table 1's cells.
 """
 
 from __future__ import annotations
@@ -138,6 +139,9 @@ def read_run(path: Path, metric: str = "auto") -> Run:
     test_path = path / TEST
     if not test_path.is_file():
         run.status = f"incomplete: {len(run.metrics)} epoch(s) in {METRICS}, no {TEST}"
+        return run
+    if not run.metrics:  # a result with no epoch behind it: a run that never trained one
+        run.status = f"incomplete: no epoch in {METRICS} (empty or missing), though {TEST} exists"
         return run
     try:
         test = folder.read_test()
