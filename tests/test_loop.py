@@ -55,6 +55,17 @@ def test_run_folder_contract(reverse_run):
         reverse_run / "state.pt", weights_only=True)["model"].values())  # fmt: skip
 
 
+def test_a_run_that_learns_nothing_ends_stalled(tmp_path):
+    """A learning rate too small to move the weights: every loss finite, the validation loss flat,
+    BLEU at chance: test.json says "stalled" and why, beside the result (runfolder.stalled)."""
+    files = reverse_task(tmp_path, n_train=200, n_val=30)
+    run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=2, lr=1e-9))
+    m = metrics(run)
+    assert m[1]["val_loss"] >= 0.98 * m[0]["val_loss"] and max(x["val_bleu"] for x in m) < 2
+    test = json.loads((run / "test.json").read_text())
+    assert test["status"] == "stalled" and "at epoch 2" in test["stalled"] and "bleu" in test
+
+
 def test_test_bleu_equals_sacrebleu_on_the_hypotheses(reverse_run):
     import sacrebleu
 

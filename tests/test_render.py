@@ -94,6 +94,41 @@ def test_diverged_runs_are_counted_in_their_cell_and_left_out_of_its_mean(tmp_pa
     ] or [(r["seeds"], r["diverged"], r["mean"]) for r in rows.values()] == [(2, 2, None), (3, 1, 37.5)]
 
 
+def _stall(folder: Path) -> Path:
+    """Mark a run folder's test.json as `train` marks a run that learned nothing."""
+    test = json.loads((folder / "test.json").read_text())
+    (folder / "test.json").write_text(json.dumps({"status": "stalled", "stalled": "loss flat", **test}))
+    return folder
+
+
+def test_stalled_runs_are_averaged_marked_in_their_cell_and_explained(tmp_path, embtool):
+    from conftest import write_run
+
+    runs = tmp_path / "runs"
+    for seed, bleu in ((1, 37.0), (2, 38.0)):
+        write_run(runs / f"post/s{seed}", seed=seed, result=bleu, train={"norm": "post"})
+    _stall(write_run(runs / "post/s3", seed=3, result=0.0, train={"norm": "post"}))
+    for seed in (1, 2):
+        _stall(write_run(runs / f"deep/s{seed}", seed=seed, result=0.5, train={"norm": "admin"}))
+    rep = lib.build_report([runs], table_stats=False)
+    assert not rep.left_out
+    text = render.markdown(rep)
+    assert "| **25.0 (21.7)**; 1 of 3 stalled | 3.0 | 3 |" in text  # (37 + 38 + 0) / 3: in the mean
+    assert "| 0.5 (0.0); 2 of 2 stalled | 3.0 | 2 |" in text
+    assert "\nStalled: a run of 2 or more epochs whose validation loss ended above" in text
+    assert "| 0.0 (stalled) |" in text  # the run's line
+    rows = {r["initialisation"]: r for r in csv.DictReader(io.StringIO(render.to_csv(rep)))}
+    assert sorted((r["seeds"], r["stalled"], r["diverged"]) for r in rows.values()) == [
+        ("2", "2", "0"),
+        ("3", "1", "0"),
+    ]
+    data = render.to_json(rep)
+    assert sorted(r["status"] for r in data["runs"]) == ["complete", "complete"] + ["stalled"] * 3
+    assert "Stalled:" not in render.markdown(lib.build_report([runs / "post/s1"], table_stats=False))
+    r = embtool("report", str(runs))
+    assert r.code == 0 and "1 of 3 stalled" in r.text
+
+
 def _broken_runs(root: Path) -> list[Path]:
     from conftest import write_run
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from embtool.errors import BadInput
-from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, RunResult, resume_config
+from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, RunResult, resume_config, stalled
 
 
 def test_state_follows_the_files(tmp_path: Path) -> None:
@@ -17,8 +17,15 @@ def test_state_follows_the_files(tmp_path: Path) -> None:
     folder.path.mkdir()
     folder.write_json(CONFIG, {"task": "multi30k", "train": {"task": "multi30k"}})
     assert folder.state == "resume"
+    assert folder.end_status() is None  # no test.json
     folder.write_json(TEST, {"bleu": 30.0, "best_epoch": 2, "split": "test"})
-    assert folder.state == "done"
+    assert folder.state == "done" and folder.end_status() is None
+    folder.write_json(
+        TEST, {"status": "stalled", "stalled": "…", "bleu": 0.0, "best_epoch": 1, "split": "test"}
+    )
+    assert folder.end_status() == "stalled"
+    folder.file(TEST).write_text("{")
+    assert folder.state == "done" and folder.end_status() is None  # unreadable: no status to tell
     folder.clear_result()
     assert folder.state == "resume" and not folder.file(TEST).exists()
 
@@ -49,12 +56,63 @@ def test_metrics_round_trip_and_bad_lines_are_named(tmp_path: Path) -> None:
             {"best_val_acc": 60.0, "best_val_acc_mismatched": 61.0, "best_epoch": 2},
             "val acc 60.00 / mismatched 61.00",
         ),
+        (
+            {
+                "status": "stalled",
+                "stalled": "loss 5.1 at epoch 9",
+                "bleu": 0.1,
+                "best_epoch": 1,
+                "split": "test",
+            },
+            "test BLEU 0.10 (best epoch 1, test); stalled, it learned nothing (loss 5.1 at epoch 9)",
+        ),
     ],
 )
 def test_result_summary(tmp_path: Path, test, line) -> None:
     result = RunResult(tmp_path, test)
     assert line in result.summary() and str(tmp_path) in result.summary()
     assert result.best_epoch == test["best_epoch"]
+
+
+def _epochs(key: str, *rows: tuple[float | None, float | None]) -> list[dict]:
+    """metrics.jsonl lines from (val_loss, metric) pairs, epochs 1, 2, …"""
+    return [{"epoch": i, "val_loss": loss, key: m} for i, (loss, m) in enumerate(rows, start=1)]
+
+
+BLEU, ACC = "val_bleu", "val_acc"
+SST = [0, 1, 1, 1]  # validation labels: always answering 1 scores 75 %
+
+
+@pytest.mark.parametrize(
+    ("lines", "labels", "stalls"),
+    [
+        # the issue's case: deep Post-LN, no warm-up: the loss ends above epoch 1's, BLEU 0
+        (_epochs(BLEU, (5.0, 0.0), (5.2, 0.0), (5.3, 0.0)), None, True),
+        (_epochs(BLEU, (5.0, 0.4), (4.95, 1.2), (4.93, 0.9)), None, True),  # a plateau: < 2% below
+        (_epochs(BLEU, (5.0, 0.0), (4.8, 0.0)), None, False),  # 4% lower: still learning
+        (_epochs(BLEU, (5.0, 0.0), (5.1, 2.5)), None, False),  # BLEU rose: it learned something
+        (_epochs(BLEU, (2.0, 20.0), (1.5, 30.0), (2.4, 25.0)), None, False),  # overfitting, not stalling
+        (_epochs(BLEU, (5.0, 0.0)), None, False),  # one epoch: nothing to compare
+        (_epochs(BLEU, (5.0, 0.0), (None, 0.0)), None, False),  # a NaN loss: diverged's business
+        (_epochs(BLEU, (5.0, 0.0)) + [{"epoch": 2, "status": "diverged", "loss": None}], None, False),
+        (_epochs(ACC, (0.7, 75.0), (0.7, 75.0)), SST, True),  # always the majority label
+        (_epochs(ACC, (0.7, 70.0), (0.71, 76.5)), SST, True),  # within 2 points of it
+        (_epochs(ACC, (0.7, 75.0), (0.72, 80.0)), SST, False),  # above it: overfit, but learned
+        (_epochs(ACC, (0.69, 50.0), (0.69, 50.0)), [0, 1], True),  # SST-2's balanced labels
+    ],
+    ids=["post-ln", "plateau", "loss-falls", "bleu-rises", "overfits", "one-epoch", "nan", "diverged",
+         "majority", "near-majority", "above-majority", "balanced"],
+)  # fmt: skip
+def test_the_stall_rule(lines, labels, stalls) -> None:
+    why = stalled(lines, labels)
+    assert (why is not None) == stalls
+    if stalls:  # the reading names the figures it judged
+        assert f"{lines[-1]['val_loss']:.3g} at epoch {len(lines)}" in why and "at epoch 1" in why
+
+
+def test_the_stall_reading_names_the_floor() -> None:
+    assert "most common label's 75.0%" in (stalled(_epochs(ACC, (0.7, 75.0), (0.7, 75.0)), SST) or "")
+    assert "val_bleu at most 0.0" in (stalled(_epochs(BLEU, (5.0, 0.0), (5.2, 0.0))) or "")
 
 
 def test_resume_config_reads_the_settings_and_old_field_names(tmp_path: Path) -> None:

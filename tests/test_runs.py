@@ -27,6 +27,19 @@ def test_a_diverged_run_is_finished_without_a_value(tmp_path: Path) -> None:
     assert run.complete and run.diverged and run.status == "diverged" and run.value is None
 
 
+def test_a_stalled_run_is_complete_with_its_value_and_marked(tmp_path: Path) -> None:
+    import json
+
+    folder = write_run(tmp_path / "r", result=0.2, curve=[0.1, 0.2], best_epoch=1)
+    test = json.loads((folder / "test.json").read_text())
+    (folder / "test.json").write_text(json.dumps({"status": "stalled", "stalled": "loss flat", **test}))
+    run = read_run(folder)
+    assert run.complete and run.stalled and not run.diverged and run.status == "stalled"
+    assert run.value == 0.2
+    (folder / "test.json").write_text(json.dumps({"status": "stalled", "stalled": "loss flat"}))
+    assert read_run(folder).status == "failed: test.json has no number 'bleu'"  # broken first
+
+
 @pytest.mark.parametrize(
     ("damage", "status"),
     [

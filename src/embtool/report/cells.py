@@ -47,6 +47,7 @@ class Cell:
     val_loss: float | None = None  # Table 3: mean lowest validation loss …
     val_loss_epoch: float | None = None  # … and mean epoch of it
     diverged: int = 0  # runs whose training diverged: counted in n, left out of the mean
+    stalled: int = 0  # runs that finished but learned nothing (runfolder.STALL_RULE): in the mean, marked
 
     @property
     def n(self) -> int:
@@ -213,6 +214,7 @@ def _cell(task: str, name: str, runs: list[Run]) -> Cell:
     runs = sorted(runs, key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
     cell = Cell(task=task, kind=runs[0].kind, name=name, runs=runs)
     cell.diverged = sum(r.diverged for r in runs)
+    cell.stalled = sum(r.stalled for r in runs)
     finished = [r.value for r in runs if r.value is not None]
     if finished:
         cell.mean, cell.std = mean_std(finished)

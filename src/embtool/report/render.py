@@ -17,6 +17,7 @@ from embtool.report.naming import XAVIER
 from embtool.report.runs import METRIC_HELP
 from embtool.report.tables import table3, table5
 from embtool.tasks.registry import task_title
+from embtool.training.runfolder import STALL_RULE
 
 
 def _f1(x: float | None) -> str:
@@ -65,6 +66,8 @@ def _cell_texts(c: Cell | None) -> tuple[str, str, str]:
         epoch += "/" + _f1(c.epoch2)
     if c.diverged:  # Liu et al.'s tables: "diverged"; the others' mean over those that finished
         result = "diverged" if c.diverged == c.n else f"{result}; {c.diverged} of {c.n} diverged"
+    if c.stalled:  # in the mean (a result like any), marked: see the footnote
+        result += f"; {c.stalled} of {c.n} stalled"
     return result, epoch, str(c.n)
 
 
@@ -105,6 +108,8 @@ def markdown(report: Report, title: str = "embtool report") -> str:
             "model tested; classification: as the accuracy is chosen). Accuracy in %. "
             f"Results: {metric_text(report.metric)}.\n\n"
         )
+        if any(c.stalled for c in report.cells):
+            w(f"Stalled: {STALL_RULE}; finite, it learned nothing, yet its result counts in the mean.\n\n")
         w("## Table 2: the encoder embedding tables the runs started from\n\n")
         header = ["Initialisation"]
         for t in tasks:
@@ -150,6 +155,8 @@ def markdown(report: Report, title: str = "embtool report") -> str:
             result = _f1(r.value) + ("" if r.value2 is None else "/" + _f1(r.value2))
             if r.diverged:
                 result = f"diverged (epoch {r.test.get('epoch')}, step {r.test.get('step')})"
+            elif r.stalled:
+                result += " (stalled)"
             epoch = _f1(r.epoch) + ("" if r.epoch2 is None else "/" + _f1(r.epoch2))
             w(_md_row([_show(r.path), r.task, r.name, str(r.seed), result, epoch, _table_ids(r.config)]))
     return out.getvalue()
@@ -183,6 +190,7 @@ CSV_FIELDS = [
     "initialisation",
     "seeds",
     "diverged",
+    "stalled",
     "mean",
     "std",
     "best",
@@ -220,6 +228,7 @@ def cell_dicts(report: Report) -> list[dict[str, Any]]:
                 "initialisation": c.name,
                 "seeds": c.n,
                 "diverged": c.diverged,
+                "stalled": c.stalled,
                 "mean": c.mean,
                 "std": c.std,
                 "best": c.best,

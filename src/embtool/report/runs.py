@@ -2,7 +2,8 @@
 
 A run folder (DESIGN §4, ``embtool.training.runfolder``) is complete when it holds ``test.json``
 and at least one epoch in ``metrics.jsonl``; a folder with ``config.json`` and no ``test.json`` (or
-no epoch) is incomplete (still running, interrupted or crashed) and is listed, never averaged.
+no epoch) is incomplete (still running, interrupted or crashed) and is listed, never averaged. A
+complete run may have stalled (test.json's ``"status": "stalled"``): averaged, and marked.
 ``embtool.report.cells`` groups runs into Table 1's cells.
 """
 
@@ -42,7 +43,9 @@ class Run:
     """One run folder as the report sees it."""
 
     path: Path
-    status: str  # "complete", "diverged" (a result: Liu et al.'s tables' "diverged"), or "incomplete: …" / "failed: …"
+    # "complete"; "diverged" (a result: Liu et al.'s tables' "diverged"); "stalled" (complete, but it
+    # learned nothing: runfolder.STALL_RULE); or "incomplete: …" / "failed: …"
+    status: str
     task: str = "?"
     kind: str = "?"  # translation | classification
     seed: int | None = None
@@ -60,12 +63,16 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        """Finished: with a result, or diverged (counted in its cell, not averaged)."""
-        return self.status in ("complete", "diverged")
+        """Finished: with a result (stalled or not), or diverged (counted in its cell, not averaged)."""
+        return self.status in ("complete", "diverged", "stalled")
 
     @property
     def diverged(self) -> bool:
         return self.status == "diverged"
+
+    @property
+    def stalled(self) -> bool:
+        return self.status == "stalled"
 
 
 # ----------------------------------------------------------------------------- reading runs
@@ -156,6 +163,8 @@ def read_run(path: Path, metric: str = "auto") -> Run:
         low = min(losses, key=lambda m: float(m["val_loss"]))
         run.val_loss, run.val_loss_epoch = float(low["val_loss"]), float(low["epoch"])
     _fill_result(run, metric)
+    if run.status == "complete" and test.get("status") == "stalled":
+        run.status = "stalled"
     return run
 
 

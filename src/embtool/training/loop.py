@@ -57,6 +57,7 @@ from embtool.training.runfolder import (
     RunFolder,
     RunResult,
     resume_config,
+    stalled,
 )
 from embtool.training.schedule import make_optimizer, set_lr
 from embtool.training.setup import Prepared, prepare
@@ -358,11 +359,14 @@ def fit(run: Run, progress: Progress) -> None:
 
 def finish(run: Run, progress: Progress) -> RunResult:
     """Test the best model (translation) or take the best validation accuracy; write test.json. A run
-    whose training diverged records its status, where, and the last good epoch instead."""
+    whose training diverged records where, and the last good epoch instead; one that stalled, why."""
     if not run.world.main:  # rank 0 tests and writes test.json
         parallel.barrier(run.world)
         return run.folder.result()
     result = test_result(run) if run.diverged is None else {**run.diverged, "best_epoch": run.best_epoch}
+    labels = [int(y) for _, y in run.prep.val] if run.cfg.kind == "classification" else None
+    if run.diverged is None and (why := stalled(run.lines, labels)):
+        result = {"status": "stalled", "stalled": why, **result}
     run.folder.write_json(TEST, result)
     parallel.barrier(run.world)
     progress("test", result)
@@ -378,10 +382,7 @@ def _column_line(paper: dict[str, Any], cfg: TrainConfig, mc: ModelConfig) -> st
 
 
 def _diverged(folder: RunFolder) -> bool:
-    try:
-        return folder.read_test().get("status") == "diverged"
-    except (OSError, ValueError):
-        return False
+    return folder.end_status() == "diverged"
 
 
 def _log_vocab(prep: Prepared, progress: Progress) -> None:

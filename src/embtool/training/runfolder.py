@@ -11,14 +11,20 @@ runs/<name>/
   hyps.test.txt      detokenized test translations (translation tasks)
 ```
 
+test.json's ``status``, when it has one, says the result is no ordinary one: ``"diverged"`` (a step's
+loss was not finite or exploded; no result) or ``"stalled"`` (finite, but it learned nothing:
+``stalled`` holds the rule's reading, ``STALL_RULE`` the rule).
+
 No torch here: `report` and `experiment --dry-run` read run folders without it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +50,18 @@ DONE, RESUME, TODO = "done", "resume", "todo"
 _FIGURES = ("epoch", "train_loss", "val_loss", "val_bleu", "val_acc", "seconds", "tokens_per_s")
 # config.json of runs made before the train options and TrainConfig fields shared one name
 _OLD_KEYS = {"n_heads": "heads", "n_layers": "layers", "d_ff": "ff"}
+
+# A stalled run (Liu et al.'s deep Post-LN without warm-up): every loss finite, nothing learned.
+STALL_LOSS_DROP = 0.02  # a run that ends less than 2% below its first validation loss made no progress
+# BLEU or accuracy points above what a model that learned nothing scores: an untrained model scores
+# BLEU ≈ 1 on a 10-word toy task (chance n-grams), and the loss rule above is the main test
+STALL_MARGIN = 2.0
+STALL_RULE = (
+    f"a run of 2 or more epochs whose validation loss ended above the first epoch's or less than "
+    f"{STALL_LOSS_DROP:.0%} below it, and whose validation metric never rose more than {STALL_MARGIN:g} "
+    "points above what a model that learned nothing scores (BLEU 0; accuracy: always answering the "
+    "validation set's most common label)"
+)
 
 
 def read_json_object(path: Path) -> dict[str, Any]:
@@ -72,11 +90,40 @@ class RunResult:
         if t.get("status") == "diverged":
             return f"diverged at epoch {t['epoch']}, step {t['step']} → {self.path}"
         if "bleu" in t:
-            return f"test BLEU {t['bleu']:.2f} (best epoch {t['best_epoch']}, {t['split']}) → {self.path}"
-        acc = f"val acc {t['best_val_acc']:.2f}"
-        if "best_val_acc_mismatched" in t:
-            acc += f" / mismatched {t['best_val_acc_mismatched']:.2f}"
-        return f"best {acc} (epoch {t['best_epoch']}) → {self.path}"
+            text = f"test BLEU {t['bleu']:.2f} (best epoch {t['best_epoch']}, {t['split']})"
+        else:
+            text = f"best val acc {t['best_val_acc']:.2f}"
+            if "best_val_acc_mismatched" in t:
+                text += f" / mismatched {t['best_val_acc_mismatched']:.2f}"
+            text += f" (epoch {t['best_epoch']})"
+        if t.get("status") == "stalled":
+            text += f"; stalled, it learned nothing ({t.get('stalled')})"
+        return f"{text} → {self.path}"
+
+
+def stalled(metrics: Sequence[dict[str, Any]], labels: Sequence[int] | None = None) -> str | None:
+    """Why a run whose metrics.jsonl lines are ``metrics`` stalled (``STALL_RULE``), or None when it
+    learned (or cannot be judged: fewer than 2 epochs, a loss that is not finite). ``labels``: the
+    validation labels of a classification run (its floor: the most common one's share); None for
+    translation (the floor: BLEU 0)."""
+    rows = [m for m in metrics if "status" not in m]  # a diverged line is no epoch's figures
+    key = "val_bleu" if labels is None else "val_acc"
+    if len(rows) < 2 or not all(_finite(m.get("val_loss")) and _finite(m.get(key)) for m in rows):
+        return None
+    first, last = float(rows[0]["val_loss"]), float(rows[-1]["val_loss"])
+    floor = 100.0 * max(Counter(labels).values()) / len(labels) if labels else 0.0
+    best = max(float(m[key]) for m in rows)
+    if last < first * (1 - STALL_LOSS_DROP) or best > floor + STALL_MARGIN:
+        return None
+    floor_is = f"the most common label's {floor:.1f}%" if labels else "0"
+    return (
+        f"validation loss {last:.3g} at epoch {rows[-1]['epoch']}, {first:.3g} at epoch {rows[0]['epoch']}; "
+        f"{key} at most {best:.1f} (a model that learned nothing: {floor_is})"
+    )
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 class RunFolder:
@@ -133,6 +180,14 @@ class RunFolder:
     def read_test(self) -> dict[str, Any]:
         """test.json; ValueError/OSError when it is not a readable JSON object."""
         return read_json_object(self.file(TEST))
+
+    def end_status(self) -> str | None:
+        """test.json's ``status`` ("diverged", "stalled"); None for an ordinary result, or none readable."""
+        try:
+            status = self.read_test().get("status")
+        except (OSError, ValueError):
+            return None
+        return str(status) if status else None
 
     def done_epochs(self) -> int:
         return max((int(x["epoch"]) for x in self.read_metrics()), default=0)
