@@ -102,35 +102,76 @@ def prepare(data: Path, out: Path, n_train: int, n_val: int) -> dict:
 
 class Reference(nn.Module):
     """A plain nn.Transformer translation model, as PyTorch's translation tutorial writes it
-    (dropout on embedding + position, as Vaswani et al. and that tutorial's PositionalEncoding)."""
+    (dropout on embedding + position, as Vaswani et al. and that tutorial's PositionalEncoding).
+    Its sizes default to the paper's Multi30k model; bench/gpu_check.py gives it the model it
+    races."""
 
-    def __init__(self, src_vocab: int, tgt_vocab: int) -> None:
+    def __init__(
+        self,
+        src_vocab: int,
+        tgt_vocab: int,
+        d: int = D,
+        heads: int = HEADS,
+        layers: int = LAYERS,
+        ff: int = FF,
+        dropout: float = 0.1,
+    ) -> None:
         super().__init__()
-        self.src_emb = nn.Embedding(src_vocab, D, padding_idx=0)
-        self.tgt_emb = nn.Embedding(tgt_vocab, D, padding_idx=0)
+        self.d = d
+        self.src_emb = nn.Embedding(src_vocab, d, padding_idx=0)
+        self.tgt_emb = nn.Embedding(tgt_vocab, d, padding_idx=0)
         from embtool.positional import sinusoidal
 
-        self.register_buffer("pe", torch.from_numpy(sinusoidal(1024, D)))
-        self.drop = nn.Dropout(0.1)
-        self.transformer = nn.Transformer(D, HEADS, LAYERS, LAYERS, FF, 0.1, batch_first=True)
-        self.out = nn.Linear(D, tgt_vocab)
+        self.pe: torch.Tensor
+        self.register_buffer("pe", torch.from_numpy(sinusoidal(1024, d)))  # (L, D)
+        self.drop = nn.Dropout(dropout)
+        self.transformer = nn.Transformer(d, heads, layers, layers, ff, dropout, batch_first=True)
+        self.out = nn.Linear(d, tgt_vocab)
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        s = self.drop(self.src_emb(src) * math.sqrt(D) + self.pe[: src.shape[1]])
-        t = self.drop(self.tgt_emb(tgt_in) * math.sqrt(D) + self.pe[: tgt_in.shape[1]])
-        causal = nn.Transformer.generate_square_subsequent_mask(tgt_in.shape[1])
+        S, T = src.shape[1], tgt_in.shape[1]  # src (B, S), tgt_in (B, T)
+        s = self.drop(self.src_emb(src) * math.sqrt(self.d) + self.pe[:S])  # (B, S, D)
+        t = self.drop(self.tgt_emb(tgt_in) * math.sqrt(self.d) + self.pe[:T])  # (B, T, D)
+        # every mask boolean (True: may not attend) and made on the inputs' device: a causal mask
+        # made on the host beside CUDA padding masks stops the first CUDA step (a device mismatch),
+        # and masks of one type are merged without a float copy; tgt_is_causal tells
+        # nn.Transformer the mask is the causal one, so the baseline takes its fastest path
+        causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).triu(1)  # (T, T)
+        src_pad = src == 0  # (B, S)
         h = self.transformer(
             s,
             t,
             tgt_mask=causal,
-            src_key_padding_mask=src == 0,
+            src_key_padding_mask=src_pad,
             tgt_key_padding_mask=tgt_in == 0,
-            memory_key_padding_mask=src == 0,
-        )
+            memory_key_padding_mask=src_pad,
+            tgt_is_causal=True,
+        )  # (B, T, D)
         return self.out(h)  # (B, T, V)
+
+
+def reference_step(
+    model: Reference,
+    opt: torch.optim.Optimizer,
+    src: torch.Tensor,
+    tgt_in: torch.Tensor,
+    tgt_out: torch.Tensor,
+    amp: torch.dtype | None = None,
+) -> torch.Tensor:
+    """One training step of the tutorial's loop: full (B, T, V) logits, cross-entropy with
+    ignore_index, Adam; autocast to ``amp`` when given. Returns the mean loss (not waited for)."""
+    with torch.autocast(src.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        logits = model(src, tgt_in)  # (B, T, V)
+        loss = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), tgt_out.reshape(-1), ignore_index=0
+        )
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.detach()
 
 
 def ref_batch(pairs: list, index: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -194,11 +235,7 @@ class Side:
         start = time.perf_counter()
         if self.name == "reference":
             src, tgt_in, tgt_out, n = ref_batch(self.train, index)
-            logits = self.model(src, tgt_in)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=0)
-            self.opt.zero_grad()
-            loss.backward()
-            self.opt.step()
+            reference_step(self.model, self.opt, src, tgt_in, tgt_out)  # type: ignore[arg-type]
         else:
             from embtool.training.epoch import batch_units, collate_parts, model_overhead, train_step
             from embtool.training.objective import prepare as prepare_step
