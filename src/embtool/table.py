@@ -238,8 +238,8 @@ def _check_layout(
         first: dict[str, int] = {}
         i = next(i for i, t in enumerate(tokens) if first.setdefault(t, i) != i)
         raise BadInput(f"{origin}: duplicate token {tokens[i]!r} at rows {first[tokens[i]]} and {i}")
-    if (i := tablefile.first_not_utf8(tokens)) is not None:  # e.g. a surrogateescape'd byte
-        raise BadInput(f"{origin}: token {tokens[i]!r} at row {i} is a lone surrogate, not UTF-8 text")
+    if (row := tablefile.first_not_utf8(tokens)) is not None:  # e.g. a surrogateescape'd byte
+        raise BadInput(f"{origin}: token {tokens[row]!r} at row {row} is a lone surrogate, not UTF-8 text")
     if missing is not None:
         bad: list[Any] = [i for i in missing if isinstance(i, bool) or not isinstance(i, (int, np.integer))]
         if bad:  # e.g. a hand-edited embtool.missing
