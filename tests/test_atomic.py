@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_run
 from embtool import atomic
 from embtool.errors import BadInput, UsageError
 
@@ -102,51 +103,48 @@ def test_a_file_read_is_refused_as_a_target_by_path_link_and_hard_link(tmp_path:
     src.write_text("keep")
     (tmp_path / "sym").symlink_to(src)
     os.link(src, tmp_path / "hard")
-    atomic.forget_inputs()
-    atomic.note_input(src)
-    for target in (src, tmp_path / "sym", tmp_path / "hard"):
-        with pytest.raises(UsageError, match="is an input of this command"):
-            atomic.write_text(target, "lost")
-    assert src.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == [
-        "hard",
-        "in.txt",
-        "sym",
-    ]
-    atomic.write_text(tmp_path / "other.txt", "fine")
-    atomic.forget_inputs()
-    atomic.write_text(src, "a later command may")
+    with atomic.command_inputs():
+        atomic.note_input(src)
+        for target in (src, tmp_path / "sym", tmp_path / "hard"):
+            with pytest.raises(UsageError, match="is an input of this command"):
+                atomic.write_text(target, "lost")
+        assert src.read_text() == "keep"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["hard", "in.txt", "sym"]
+        atomic.write_text(tmp_path / "other.txt", "fine")
+    atomic.write_text(src, "after the command, or in a library call outside one")
+    with atomic.command_inputs():  # a later command: what the last one read is no input of it
+        atomic.write_text(src, "a later command may")
     assert src.read_text() == "a later command may"
 
 
 def test_a_table_may_replace_a_table_it_read_but_nothing_else(tmp_path: Path) -> None:
     path = tmp_path / "t"
     path.write_text("x")
-    atomic.forget_inputs()
-    atomic.note_input(path, table=True)
-    with pytest.raises(UsageError):
-        atomic.write_text(path, "z")
-    atomic.note_input(path)  # read as text too: no longer only a table
-    with pytest.raises(UsageError), atomic.atomic_path(path, table=True):
-        pass
+    with atomic.command_inputs():
+        atomic.note_input(path, table=True)
+        with pytest.raises(UsageError):
+            atomic.write_text(path, "z")
+        atomic.note_input(path)  # read as text too: no longer only a table
+        with pytest.raises(UsageError), atomic.atomic_path(path, table=True):
+            pass
     assert path.read_text() == "x"
-    atomic.forget_inputs()
-    atomic.note_input(path, table=True)
-    with atomic.atomic_path(path, table=True) as tmp:
-        Path(tmp).write_text("y")
+    with atomic.command_inputs():
+        atomic.note_input(path, table=True)
+        with atomic.atomic_path(path, table=True) as tmp:
+            Path(tmp).write_text("y")
     assert path.read_text() == "y"
-    atomic.forget_inputs()
 
 
 def test_a_reused_inode_of_a_deleted_input_is_no_input(tmp_path: Path) -> None:
     gone = tmp_path / "gone"
     gone.write_text("x")
-    atomic.forget_inputs()
-    atomic.note_input(gone)
-    st = gone.stat()
-    gone.unlink()
-    atomic._INPUTS[(st.st_dev, st.st_ino)] = (str(tmp_path / "elsewhere"), False)  # a stale entry
-    atomic.write_text(tmp_path / "new", "fine")  # whatever inode it takes
-    atomic.forget_inputs()
+    with atomic.command_inputs():
+        atomic.note_input(gone)
+        st = gone.stat()
+        gone.unlink()
+        assert atomic._INPUTS is not None
+        atomic._INPUTS[(st.st_dev, st.st_ino)] = (str(tmp_path / "elsewhere"), False)  # a stale entry
+        atomic.write_text(tmp_path / "new", "fine")  # whatever inode it takes
 
 
 def _out_equals_in_cases(tmp: Path) -> list[tuple[str, list[str], Path]]:
@@ -162,10 +160,11 @@ def _out_equals_in_cases(tmp: Path) -> list[tuple[str, list[str], Path]]:
         ("export --tokens TABLE", ["export", str(table), "-f", "npy", "-o", str(tmp / "o.npy"), "--tokens", str(table)], table),
         ("a symlink to the input", ["init", "xavier", "--vocab", str(vocab), "--dim", "4", "-o", str(tmp / "link")], vocab),
         ("a hard link to the input", ["vocab", "--text", str(text), "-o", str(tmp / "hard")], text),
+        ("report RUN -o RUN/test.json", ["report", str(tmp / "run"), "-o", str(tmp / "run" / "test.json")], tmp / "run" / "test.json"),
     ]  # fmt: skip
 
 
-OUT_EQUALS_IN = ["vocab --text C -o C", "init --vocab V -o V", "extract --vocab V -o V", "extract -o SOURCE", "export -f word2vec -o TABLE", "export -f npy -o TABLE", "export --tokens TABLE", "a symlink to the input", "a hard link to the input"]  # fmt: skip
+OUT_EQUALS_IN = ["vocab --text C -o C", "init --vocab V -o V", "extract --vocab V -o V", "extract -o SOURCE", "export -f word2vec -o TABLE", "export -f npy -o TABLE", "export --tokens TABLE", "a symlink to the input", "a hard link to the input", "report RUN -o RUN/test.json"]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", OUT_EQUALS_IN)
@@ -176,14 +175,15 @@ def test_no_command_writes_over_a_file_it_reads(tmp_path: Path, cli, case: str) 
     assert cli("init", "xavier", "--vocab", str(tmp_path / "v.txt"), "--dim", "4", "-o", str(tmp_path / "t.safetensors")).code == 0  # fmt: skip
     (tmp_path / "link").symlink_to(tmp_path / "v.txt")
     os.link(tmp_path / "c.txt", tmp_path / "hard")
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    write_run(tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     cases = {c[0]: c for c in _out_equals_in_cases(tmp_path)}
     assert sorted(cases) == sorted(OUT_EQUALS_IN)
     _, args, victim = cases[case]
     r = cli(*args)
     lines = r.stderr.strip().splitlines()
     assert r.code == 2 and len(lines) == 1 and "is an input of this command" in lines[0], r.stderr
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, f"{victim} or its folder changed"
+    assert {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before, f"{victim} changed"
 
 
 def test_a_table_command_may_still_rewrite_its_table_in_place(tmp_path: Path, cli) -> None:

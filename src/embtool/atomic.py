@@ -22,13 +22,29 @@ from pathlib import Path
 
 from embtool.errors import BadInput, UsageError, WorkFailure
 
-# (st_dev, st_ino) of each file read → (its absolute path, read only as a table so far)
-_INPUTS: dict[tuple[int, int], tuple[str, bool]] = {}
+# (st_dev, st_ino) of each file the running command read → (its absolute path, read only as a table
+# so far); None outside ``command_inputs``
+_INPUTS: dict[tuple[int, int], tuple[str, bool]] | None = None
+
+
+@contextmanager
+def command_inputs() -> Iterator[None]:
+    """The files read inside the block are inputs that no write inside it may replace. The CLI
+    enters it for each command: a long-lived process (a grid trained in-process, a notebook) does
+    not carry one call's reads into the next."""
+    global _INPUTS
+    outer, _INPUTS = _INPUTS, {}
+    try:
+        yield
+    finally:
+        _INPUTS = outer
 
 
 def note_input(path: str | os.PathLike[str], *, table: bool = False) -> None:
-    """Record that ``path`` is read, so that no output of this process is written over it.
+    """Record that ``path`` is read, so that no output of the command is written over it.
     ``table``: it was read as an embedding table (a table may replace it in place)."""
+    if _INPUTS is None:
+        return
     try:
         st = os.stat(path)
     except (OSError, ValueError):  # nothing there (the reader says so), or no path
@@ -40,14 +56,11 @@ def note_input(path: str | os.PathLike[str], *, table: bool = False) -> None:
     _INPUTS[key] = (os.path.abspath(path), table and was_table)
 
 
-def forget_inputs() -> None:
-    """Start a new command: what earlier commands in this process read is no longer an input."""
-    _INPUTS.clear()
-
-
 def check_not_input(target: str | os.PathLike[str], *, table: bool = False) -> None:
     """UsageError when ``target`` is (a link to) a file this process read; a ``table`` output may
     replace a file read only as a table."""
+    if not _INPUTS:
+        return
     try:
         st = os.stat(target)
     except (OSError, ValueError):

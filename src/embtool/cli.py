@@ -177,7 +177,7 @@ def _warnings_as_lines() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app; return the exit status (0 ok, 1 failure while working, 2 bad input or usage,
     130 interrupted, 143 terminated)."""
-    with _signals_stop() as came, _warnings_as_lines():
+    with _signals_stop() as came, _warnings_as_lines(), atomic.command_inputs():
         try:
             return _main(argv, came)
         except KeyboardInterrupt:  # a signal, while working or while an error was being reported
@@ -186,7 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None, came: list[int]) -> int:
     _common.STATE.debug = os.environ.get("EMBTOOL_DEBUG", "") not in ("", "0")
-    atomic.forget_inputs()  # a new command: what an earlier one in this process read is no input of it
     args = list(argv) if argv is not None else sys.argv[1:]
     command = _command(args)
     try:

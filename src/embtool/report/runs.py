@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embtool.atomic import note_input
 from embtool.errors import BadInput
 from embtool.report.naming import run_name
 from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, read_json_object
@@ -119,6 +120,8 @@ def read_run(path: Path, metric: str = "auto") -> Run:
     ``metric`` (``RESULT_METRICS``) says which figure is the run's result."""
     run = Run(path=path, status="complete")
     folder = RunFolder(path)
+    for name in (CONFIG, METRICS, TEST):  # what a report reads: no output of it may replace them
+        note_input(folder.file(name))
     try:
         config = folder.read_config()
     except (OSError, ValueError) as e:
