@@ -165,6 +165,7 @@ def test_cli_dry_run_lists_the_grid(embtool, toy: Path) -> None:
     done.mkdir(parents=True)
     (done / "config.json").write_text("{}")
     (done / "test.json").write_text("{}")
+    (done / "metrics.jsonl").write_text('{"epoch": 1}\n')
     (toy / "grid/runs/xavier/s1").mkdir(parents=True)
     (toy / "grid/runs/xavier/s1/config.json").write_text("{}")
     r = embtool(

@@ -19,6 +19,10 @@ def test_state_follows_the_files(tmp_path: Path) -> None:
     assert folder.state == "resume"
     assert folder.end_status() is None  # no test.json
     folder.write_json(TEST, {"bleu": 30.0, "best_epoch": 2, "split": "test"})
+    assert folder.state == "resume"  # no epoch in metrics.jsonl: not finished, whatever test.json says
+    folder.file(METRICS).write_text("\n")
+    assert folder.state == "resume"
+    folder.write_metrics([{"epoch": 1, "val_loss": 1.0}])
     assert folder.state == "done" and folder.end_status() is None
     folder.write_json(
         TEST, {"status": "stalled", "stalled": "…", "bleu": 0.0, "best_epoch": 1, "split": "test"}

@@ -140,8 +140,10 @@ class RunFolder:
 
     @property
     def state(self) -> str:
-        """ "done" (test.json), "resume" (config.json, no test.json) or "todo" (neither)."""
-        if self.file(TEST).is_file():
+        """ "done" (test.json, and epochs in metrics.jsonl), "resume" (config.json, not done) or "todo"
+        (neither): a test.json beside an empty metrics.jsonl is no finished run, as ``report`` says."""
+        metrics = self.file(METRICS)
+        if self.file(TEST).is_file() and metrics.is_file() and metrics.read_bytes().strip():
             return DONE
         if self.file(CONFIG).is_file():
             return RESUME
