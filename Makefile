@@ -48,10 +48,12 @@ test-fast: $(STAMP)
 docs: $(STAMP)
 	$(PY) -m embtool.docgen .
 
-# the GPU path at once (CUDA smoke, DDP vs one process, speed vs nn.Transformer, peak memory);
-# ≤ 8 minutes on a GPU machine, a message and exit 0 elsewhere
+# the GPU path at once (bench/gpu_check.py: environment, speed vs nn.Transformer, attention kernels,
+# DDP, the CLI end to end, peak memory), one JSON entry a section in gpu.json; ≤ 8 minutes on a GPU
+# machine, a message and exit 0 elsewhere (its CPU run, --smoke, is a test: tests/test_gpu_check.py)
+GPU_CHECK_ARGS ?= --json-out gpu.json
 gpu-check: $(STAMP)
-	PYTHON=$(abspath $(PY)) bash bench/gpu_check.sh
+	PYTHON=$(abspath $(PY)) bash bench/gpu_check.sh $(GPU_CHECK_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/transforms.py

@@ -1,14 +1,21 @@
-"""The nn.Transformer reference bench/gpu_check.py's speed matrix races (bench/train.py), on the meta device."""
+"""bench/gpu_check.py: its --smoke run on a CPU (every section at toy size, as CI runs it), and the
+nn.Transformer reference its speed matrix races (bench/train.py), on the meta device."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+SMOKE_SECONDS = 180  # the smoke run's promise: ≤ 3 minutes on 2 busy cores
 
 
 def bench(name: str) -> ModuleType:
@@ -45,3 +52,56 @@ def test_reference_masks_the_future_and_the_padding():
         assert not torch.allclose(model(src, later)[:, 3:], logits[:, 3:])
         shorter = model(src[:1, :4], tgt_in[:1])  # row 0 without its padding
         assert torch.allclose(shorter, logits[:1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_smoke_run_on_a_cpu_passes_every_section_it_can(tmp_path):
+    """`gpu_check.py --smoke` on the CPU: exit 0 within its time, at least 4 sections ok, none
+    failed, and every n/a section and row says why."""
+    out = tmp_path / "gpu.json"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_check.py"),
+            "--smoke",
+            "--device",
+            "cpu",
+            "--json-out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=2 * SMOKE_SECONDS,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    report = json.loads(out.read_text())
+    sections = report["sections"]
+    assert [s["section"] for s in sections] == [1, 2, 3, 4, 5, 6]
+    summary = {s["name"]: (s["status"], s["reason"]) for s in sections}
+    assert all(s["status"] in ("ok", "n/a") for s in sections), summary
+    assert sum(s["status"] == "ok" for s in sections) >= 4, summary
+    for s in sections:
+        assert s["reason"].strip(), s["name"]
+        for row in s["rows"]:
+            if row.get("status") == "n/a":
+                assert row["text"].startswith("n/a: ") and len(row["text"]) > len("n/a: "), row
+    assert report["device"] == "cpu" and report["smoke"] is True
+    assert report["seconds"] <= SMOKE_SECONDS, f"{report['seconds']} s"
+    speed = {row["row"]: row for row in sections[1]["rows"]}
+    for label in (
+        "reference fp32",
+        "reference bf16",
+        "embtool eager fp32",
+        "embtool eager bf16",
+        "embtool compiled bf16",
+    ):
+        assert speed[label]["tok_s"] > 0, label
+    assert speed["embtool compiled bf16"]["recompiles"] == 0
+    ddp = sections[3]["rows"][0]
+    assert ddp["bit_equal"] is True, ddp
