@@ -43,7 +43,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,7 @@ def deadline(seconds: float) -> Iterator[None]:
 def multi30k(data: str | None, tmp: Path, smoke: bool) -> tuple[Path, str]:
     """The Multi30k folder to read (``--data``, else the first of ``DATA_DIRS``), or synthetic
     sentences of Multi30k's lengths written in its layout (de ≈ 11, en ≈ 12 whitespace tokens)."""
-    for folder in [Path(data)] if data else DATA_DIRS:
+    for folder in [Path(data).resolve()] if data else DATA_DIRS:
         if (folder / "train.de.gz").is_file() or (folder / "train.de").is_file():
             return folder, str(folder)
     if data:
@@ -704,7 +704,7 @@ class AttentionCase:
         import torch
 
         device = self.args[0].device.type
-        with torch.autocast(device, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+        with torch.autocast(device, dtype=self.dtype) if self.dtype is not None else nullcontext():
             return fn(*self.args, **self.kwargs)  # (B, T, D)
 
     def kernels(self, chk: Check, mode: str) -> tuple[Any, dict[str, Any]]:
@@ -755,15 +755,22 @@ def tf32_off(chk: Check) -> Iterator[None]:
     import torch
 
     matmul: Any = torch.backends.cuda.matmul
-    try:
-        old, name, value = matmul.fp32_precision, "fp32_precision", "ieee"
-    except AttributeError:
-        old, name, value = matmul.allow_tf32, "allow_tf32", False
+    name, value = ("fp32_precision", "ieee") if _has(matmul, "fp32_precision") else ("allow_tf32", False)
+    old = getattr(matmul, name)
     setattr(matmul, name, value)
     try:
         yield
     finally:
         setattr(matmul, name, old)
+
+
+def _has(obj: Any, name: str) -> bool:
+    """Whether ``obj.name`` reads (torch's backend flags answer through ``__getattr__``)."""
+    try:
+        getattr(obj, name)
+    except AttributeError:
+        return False
+    return True
 
 
 def ddp(sec: Section, chk: Check) -> None:

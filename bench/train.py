@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -163,7 +164,7 @@ def reference_step(
 ) -> torch.Tensor:
     """One training step of the tutorial's loop: full (B, T, V) logits, cross-entropy with
     ignore_index, Adam; autocast to ``amp`` when given. Returns the mean loss (not waited for)."""
-    with torch.autocast(src.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+    with torch.autocast(src.device.type, dtype=amp) if amp is not None else nullcontext():
         logits = model(src, tgt_in)  # (B, T, V)
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), tgt_out.reshape(-1), ignore_index=0
