@@ -213,24 +213,133 @@ def test_gpu_check_without_cuda_says_so_and_exits_0(script):
     assert proc.stdout.startswith("gpu_check: no CUDA device here")
 
 
-def test_train_nproc_gives_each_worker_the_same_command(monkeypatch):
-    """`train --nproc 2 …` hands torchrun's launcher `train` with every setting but --nproc, and
-    the workers' command parses back to the same settings."""
-    from embtool.commands import train as command
-    from embtool.training import parallel
+def _launched(monkeypatch) -> dict:
+    """Stand in for torchrun's launcher: what it was given, and the environment its ranks inherit."""
+    import torch.distributed.run as torchrun
 
     seen: dict = {}
-    monkeypatch.setattr(
-        parallel, "launch", lambda n, args, run_dir: seen.update(n=n, args=args, run_dir=run_dir)
-    )
-    from conftest import run_in_process
+    monkeypatch.setattr(torchrun, "run", lambda parsed: seen.update(parsed=parsed, env=dict(os.environ)))
+    return seen
 
+
+def _as_rank(monkeypatch, launched: dict, rank: int = 1) -> list:
+    """Run the CLI as torchrun starts rank ``rank`` of 2 (the environment the launcher left it and
+    its arguments); the settings it would train with are returned, nothing is trained."""
+    from conftest import run_in_process
+    from embtool.commands import train as command
+
+    env = {k: v for k, v in launched["env"].items() if os.environ.get(k) != v}
+    env.update(WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    ranks: list = []
+    monkeypatch.setattr(command, "_run_rank", lambda world, cfg, as_json: ranks.append((world.rank, cfg)))
+    r = run_in_process(*launched["parsed"].training_script_args)
+    assert r.code == 0, r.stderr
+    return ranks
+
+
+def test_train_nproc_hands_each_rank_the_config_not_options(monkeypatch):
+    """`train --nproc 2 …` starts torchrun's launcher on `train` alone; the settings themselves go to
+    the ranks (as JSON in their environment), and a rank trains exactly them."""
+    from conftest import run_in_process
+    from embtool.training import TrainConfig
+    from embtool.training.parallel import CONFIG_ENV
+
+    before = dict(os.environ)
+    launched = _launched(monkeypatch)
     r = run_in_process("-q", "train", "files", "--src", "a.txt", "--tgt", "b.txt", "--no-posenc",
                        "--lr", "1e-3", "--nproc", "2", "-o", "runs/x")  # fmt: skip
     assert r.code == 0, r.stderr
-    args = seen["args"]
-    assert seen["n"] == 2 and seen["run_dir"] == "runs/x" and args[:3] == ["-q", "train", "files"]
-    assert "--nproc" not in args and "--no-posenc" in args and "--cache" in args
-    assert args[args.index("--lr") + 1] == "0.001" and args[args.index("--out") + 1] == "runs/x"
-    resumed = command._worker_args(None, "runs/x", True, {"threads": 2, "tokenizer": None})
-    assert resumed[resumed.index("train") :] == ["train", "--resume", "runs/x", "--json", "--threads", "2"]
+    parsed = launched["parsed"]
+    assert (parsed.nproc_per_node, parsed.module, parsed.training_script) == ("2", True, "embtool")
+    assert parsed.training_script_args == ["-q", "train"]
+    assert dict(os.environ) == before  # this process's environment is as it was
+    want = TrainConfig(task="files", src="a.txt", tgt="b.txt", posenc=False, lr=0.001, out="runs/x")
+    assert json.loads(launched["env"][CONFIG_ENV]) == want.to_dict()
+    assert _as_rank(monkeypatch, launched) == [(1, want)]
+
+
+def test_a_resumed_nproc_run_hands_its_ranks_exactly_its_config(tmp_path, monkeypatch):
+    """`train --resume RUN --nproc 2 --threads 2`: each rank's settings parse back to the run's stored
+    config, resumed, with the one change given; no default is taken for a change (every rank
+    refused the run when the launcher wrote `--d-model 0 --batch-size 0 …` onto its command line)."""
+    from conftest import run_in_process, tiny_cfg
+    from embtool.training import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    files = {k: str(tmp_path / k) for k in ("train_src", "train_tgt", "val_src", "val_tgt")}
+    stored = tiny_cfg(files, run, epochs=3, label_smoothing=0.1, max_tokens=512).to_dict()
+    (run / "config.json").write_text(json.dumps({"train": stored}), encoding="utf-8")
+    launched = _launched(monkeypatch)
+    r = run_in_process("train", "--resume", str(run), "--nproc", "2", "--threads", "2", "--json")
+    assert r.code == 0, r.stderr
+    want = TrainConfig(**{**stored, "out": str(run), "resume": True, "threads": 2})
+    assert _as_rank(monkeypatch, launched) == [(1, want)]
+    assert launched["parsed"].training_script_args == ["train", "--json"]
+    assert "resume: --threads 2 (was 1)" in r.stderr  # said once, by the launching process
+
+
+@pytest.mark.parametrize(
+    ("device", "available", "count", "nproc", "error"),
+    [
+        ("cuda", True, 2, 4, "--nproc 4: only 2 CUDA device(s) are visible; give --nproc 2 or fewer, or --device cpu"),
+        ("auto", True, 1, 2, "--nproc 2: only 1 CUDA device(s) are visible; give --nproc 1 or fewer"),
+        ("cuda", False, 0, 2, "--nproc 2 --device cuda: no CUDA device is visible; give --device cpu (gloo)"),
+        ("cuda", True, 2, 2, None),
+        ("auto", False, 0, 4, None),  # auto is the CPU here: gloo
+        ("cpu", True, 1, 4, None),
+    ],
+)  # fmt: skip
+def test_train_nproc_with_fewer_gpus_than_ranks_is_one_line_before_any_rank(
+    monkeypatch, device, available, count, nproc, error
+):
+    """Each extra rank stopped on CUDA's "invalid device ordinal" once the group had started."""
+    from conftest import run_in_process
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    launched = _launched(monkeypatch)
+    r = run_in_process("train", "files", "--src", "a.txt", "--tgt", "b.txt", "--device", device,
+                       "--nproc", str(nproc))  # fmt: skip
+    if error is None:
+        assert r.code == 0 and launched["parsed"].nproc_per_node == str(nproc), r.stderr
+        return
+    assert r.code == 2 and not launched
+    assert r.stderr.startswith(f"embtool: error: {error}") and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_a_rank_started_by_hand_past_the_visible_gpus_says_so(monkeypatch):
+    """`torchrun --nproc-per-node 4` on a node with 2 GPUs: rank 3 stops on a line naming itself."""
+    from embtool.errors import BadInput
+    from embtool.training.parallel import device_for
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(BadInput, match=r"rank 3: LOCAL_RANK 3, but only 2 CUDA device\(s\) are visible"):
+        device_for(World(4, 3, 3), torch.device("cuda"))
+    assert device_for(World(4, 3, 3), torch.device("cpu")) == torch.device("cpu")
+
+
+@pytest.mark.slow
+def test_a_run_stopped_after_its_first_epoch_continues_on_two_ranks(tmp_path, embtool):
+    """`train --resume RUN --nproc 2` (gloo) takes a run stopped after its first epoch to its planned epochs."""
+    from conftest import tiny_cfg
+    from embtool.training import train
+
+    def stop_after_first_epoch(event: str, info: dict) -> None:
+        if event == "epoch":
+            raise KeyboardInterrupt  # as Ctrl-C there: state.pt holds epoch 1
+
+    files = reverse_task(tmp_path, n_train=200, n_val=10)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cfg(files, run, epochs=3), progress=stop_after_first_epoch)
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1 and not (run / "test.json").exists()
+
+    resumed = embtool("-q", "train", "--resume", str(run), "--nproc", "2")
+    assert resumed.code == 0, resumed.stderr[-3000:]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2, 3] and (run / "test.json").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["world_size"] == 2 and config["train"]["epochs"] == 3

@@ -80,16 +80,15 @@ def train(
     from embtool.errors import UsageError
     from embtool.training import TrainConfig
     from embtool.training import train as run_training
-    from embtool.training.parallel import World, launch
+    from embtool.training.parallel import CONFIG_ENV, World, launch, rank_config
     from embtool.training.runfolder import resume_with
 
     settings = dict(settings or {})
     world = World.from_env()
-    if nproc > 1 and not world.distributed and not dry_run:
-        run_dir = resume or settings.get("out") or "RUN_DIR"
-        launch(nproc, _worker_args(task, resume, as_json, settings), run_dir)
-        return
-    if resume:
+    handed = rank_config() if world.distributed else None
+    if handed is not None:  # a rank that `train --nproc` started: the run's settings, resolved there
+        cfg = TrainConfig.from_dict(handed, origin=f"${CONFIG_ENV}")
+    elif resume:
         cfg, changed = resume_with(resume, {k: settings[k] for k in given})
         for note in changed:
             info(f"resume: {note}")
@@ -103,6 +102,11 @@ def train(
         from embtool.training.plan import plan
 
         _print_plan(plan(cfg), as_json)
+        return
+    if nproc > 1 and not world.distributed:
+        from embtool.training.loop import default_out
+
+        launch(nproc, cfg.to_dict(), _worker_args(as_json), str(cfg.out or default_out(cfg)))
         return
     if world.distributed:
         _run_rank(world, cfg, as_json)
@@ -164,24 +168,14 @@ def _print_plan(p: dict[str, Any], as_json: bool) -> None:
         typer.echo(f"{key:<{width}}  {value}")
 
 
-def _worker_args(task: str | None, resume: str | None, as_json: bool, settings: dict[str, Any]) -> list[str]:
-    """This command's arguments for each torchrun worker (all but --nproc)."""
+def _worker_args(as_json: bool) -> list[str]:
+    """The arguments of each torchrun worker: `train` and how it shows its output. Its settings
+    are the run's TrainConfig itself, which ``parallel.launch`` hands over (never options: a rank
+    would take their defaults for changes to a resumed run)."""
     from embtool.commands._common import STATE
-    from embtool.training.checks import option_name
-    from embtool.training.config import field_type
 
-    args = [*(["-q"] if STATE.quiet else []), *(["--debug"] if STATE.debug else []), "train"]
-    args += ["--resume", resume] if resume else ([task] if task else [])
-    if as_json:
-        args.append("--json")
-    for name, value in settings.items():
-        if value is None:
-            continue
-        if field_type(name) is bool:
-            args.append(option_name(name) if value else "--no-" + option_name(name)[2:])
-        else:
-            args += [option_name(name), str(value)]
-    return args
+    flags = [*(["-q"] if STATE.quiet else []), *(["--debug"] if STATE.debug else [])]
+    return [*flags, "train", *(["--json"] if as_json else [])]
 
 
 def _run_rank(world: Any, cfg: Any, as_json: bool) -> None:

@@ -6,23 +6,28 @@ builds the same data, model and random batches (same seed); rank r takes its sha
 batch (``share``) and scales its loss so that DDP's averaged gradient is the whole batch's:
 the same step as one process, up to the order of floating-point sums. Rank 0 alone writes the
 run folder and evaluates; the others wait at a barrier. ``embtool train --nproc N`` runs
-torchrun's own launcher (``torch.distributed.run``) with the same arguments (``launch``).
+torchrun's own launcher (``torch.distributed.run``, ``launch``): it hands every rank the run's
+settings themselves, the resolved TrainConfig as JSON in ``$EMBTOOL_RANK_CONFIG`` (``rank_config``),
+never options rebuilt from them (a resumed run's rank would read every default as a change).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 
-from embtool.errors import WorkFailure
+from embtool.errors import BadInput, WorkFailure
 
 # collectives wait this long (seconds) for a rank: longer than rank 0's validation and test
 # decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)
 DEFAULT_TIMEOUT_S = 4 * 3600
+CONFIG_ENV = "EMBTOOL_RANK_CONFIG"  # the run's TrainConfig (a JSON object) that `launch` hands each rank
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,12 @@ class World:
 def device_for(world: World, device: torch.device) -> torch.device:
     """Rank's device: ``cuda:LOCAL_RANK`` on CUDA (made current), else the device as given."""
     if world.distributed and device.type == "cuda":
+        visible = torch.cuda.device_count()
+        if world.local_rank >= visible:  # else CUDA's "invalid device ordinal", on every extra rank
+            raise BadInput(
+                f"rank {world.rank}: LOCAL_RANK {world.local_rank}, but only {visible} CUDA device(s) are "
+                f"visible; start {visible} or fewer processes per node, or use --device cpu (gloo)"
+            )
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     return device
@@ -109,18 +120,63 @@ def share(index: list[int], world: World) -> tuple[list[int], float]:
     return (mine, 1.0) if mine else (index[:1], 0.0)
 
 
-def launch(nproc: int, args: Sequence[str], run_dir: str = "RUN_DIR") -> None:
+def check_gpus(nproc: int, device: str) -> None:
+    """BadInput when ``nproc`` ranks on ``device`` ("auto", "cpu" or "cuda") would find fewer CUDA
+    devices than ranks: rank r takes ``cuda:r``, and each extra one would stop on "invalid device
+    ordinal" after the group has started."""
+    if nproc < 2 or device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        return
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if visible >= nproc:
+        return
+    if visible == 0:
+        raise BadInput(
+            f"--nproc {nproc} --device {device}: no CUDA device is visible; give --device cpu (gloo)"
+        )
+    raise BadInput(
+        f"--nproc {nproc}: only {visible} CUDA device(s) are visible; give --nproc {visible} or fewer, "
+        "or --device cpu (gloo)"
+    )
+
+
+def launch(
+    nproc: int, config: dict[str, Any], args: Sequence[str] = ("train",), run_dir: str = "RUN_DIR"
+) -> None:
     """``torchrun --standalone --nproc-per-node nproc -m embtool ARGS`` in this process, through
-    torchrun's own launcher; a rank that fails is a WorkFailure naming it (torchrun's elastic
-    agent has stopped the others by then)."""
+    torchrun's own launcher, every rank training ``config`` (a TrainConfig as a dict, handed over in
+    ``$EMBTOOL_RANK_CONFIG``; ARGS: ``train`` and flags of output only). BadInput before any rank
+    starts when the GPUs are too few (``check_gpus``); a rank that fails is a WorkFailure naming it
+    (torchrun's elastic agent has stopped the others by then)."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    check_gpus(nproc, str(config.get("device", "auto")))
     argv = ["--standalone", "--nproc-per-node", str(nproc), "--module", "embtool", *args]
+    before = os.environ.get(CONFIG_ENV)
+    os.environ[CONFIG_ENV] = json.dumps(config, allow_nan=False)  # the ranks inherit this environment
     try:
         run(get_args_parser().parse_args(argv))
     except ChildFailedError as e:
         raise WorkFailure(failure_message(e, run_dir)) from None
+    finally:  # this process's environment as it was
+        if before is None:
+            os.environ.pop(CONFIG_ENV, None)
+        else:
+            os.environ[CONFIG_ENV] = before
+
+
+def rank_config() -> dict[str, Any] | None:
+    """The TrainConfig (as a dict) that ``launch`` handed this rank; None in a process it did not start."""
+    text = os.environ.get(CONFIG_ENV)
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise BadInput(f"${CONFIG_ENV}: not a JSON object of training settings (unset it)")
+    return value
 
 
 def failure_message(e: BaseException, run_dir: str = "RUN_DIR") -> str:
