@@ -348,11 +348,13 @@ def reverse_words_toy(folder: Path, n_pairs: int, shift: float = 0.0) -> Path:
 
 
 def meta_only():
-    """A dispatch mode that holds code to the ``meta`` device, a GPU's stand-in on a CPU machine:
-    every tensor an op takes or makes must be on meta (a CPU tensor beside meta ones is the device
-    mismatch a GPU run would meet first). A read to the host (``float(t)``, ``bool(t)``, ``.item()``,
-    ``.tolist()``, ``.cpu()``) cannot wait for data on meta: each is counted in ``reads`` (the op's
-    name) and answered with zeros (False, 0); ``nonzero`` (a sync of its own) is counted and refused.
+    """A dispatch mode that holds code to the ``meta`` device, a GPU's stand-in on a CPU machine: an
+    op that takes a meta tensor must take and make only meta tensors (a CPU tensor beside meta ones
+    is the device mismatch a GPU run would meet first); copies to and from the host are the
+    exceptions, and host-only work (collating a batch) is left alone. A read to the host
+    (``float(t)``, ``bool(t)``, ``.item()``, ``.tolist()``, ``.cpu()``) cannot wait for data on meta:
+    each is counted in ``reads`` and answered with zeros (False, 0); ``nonzero`` (a sync of its own:
+    its size is the data's) is counted and refused.
 
         with meta_only() as mode:
             model(src_on_meta)
@@ -363,6 +365,10 @@ def meta_only():
     from torch.utils._pytree import tree_flatten
 
     aten = torch.ops.aten
+    copies = (aten._to_copy.default, aten.copy_.default)
+
+    def devices(*trees) -> set[str]:
+        return {t.device.type for t in tree_flatten(trees)[0] if isinstance(t, torch.Tensor)}
 
     class MetaOnly(TorchDispatchMode):
         def __init__(self) -> None:
@@ -371,19 +377,24 @@ def meta_only():
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if func is aten._local_scalar_dense.default:  # float(t), bool(t), t.item()
+            seen = devices(args, kwargs)
+            if func is aten._local_scalar_dense.default and seen == {"meta"}:  # float(t), bool(t), t.item()
                 self.reads.append("item")
                 return False if args[0].dtype == torch.bool else 0
-            if func is aten._to_copy.default and kwargs.get("device") == torch.device("cpu"):
+            if (
+                func is aten._to_copy.default
+                and seen == {"meta"}
+                and kwargs.get("device") == torch.device("cpu")
+            ):
                 self.reads.append("to_cpu")  # t.tolist(), t.cpu()
                 return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype)
-            if func in (aten.nonzero.default, aten.nonzero_static.default):
+            if func in (aten.nonzero.default, aten.nonzero_static.default) and seen == {"meta"}:
                 self.reads.append("nonzero")
                 raise AssertionError("nonzero on the device: its output's size waits for the data")
             out = func(*args, **kwargs)
-            for t in tree_flatten((args, kwargs, out))[0]:
-                if isinstance(t, torch.Tensor) and t.device.type != "meta":
-                    raise AssertionError(f"{func} saw a tensor on {t.device} beside the meta device")
+            seen |= devices(out)
+            if "meta" in seen and len(seen) > 1 and func not in copies:
+                raise AssertionError(f"{func} mixes the meta device with {sorted(seen - {'meta'})}")
             return out
 
     return MetaOnly()

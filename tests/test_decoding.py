@@ -117,3 +117,48 @@ def test_vectorised_beam_search_gives_the_reference_outputs(reverse_run, k, max_
             src[i, :n] = torch.randint(4, 14, (n,), generator=g)
             src[i, n - 1] = EOS_ID
         assert beam_search(model, src, max_len, k) == reference_beam_search(model, src, max_len, k)
+
+
+# ----------------------------------------------------------------------------- budgets per row, and the device
+
+
+def _untrained(d_model: int = 16, heads: int = 2) -> Seq2Seq:
+    from embtool.model import ModelConfig
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(src_vocab=20, tgt_vocab=20, d_model=d_model, n_heads=heads, n_layers=1, d_ff=32)
+    return Seq2Seq(cfg).eval()
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_a_row_budget_decodes_the_row_as_if_alone(beam):
+    """One budget per row: each row's hypothesis is the one it gets alone, whatever its batch."""
+    from embtool.training.decoding import decode
+
+    model = _untrained()
+    g = torch.Generator().manual_seed(0)
+    lengths, budgets = [6, 2, 4, 1, 6], [7, 2, 12, 1, 5]
+    src = torch.zeros(5, 6, dtype=torch.long)  # (B, S), padded
+    for i, n in enumerate(lengths):
+        src[i, :n] = torch.randint(4, 20, (n,), generator=g)
+    got = decode(model, src, budgets, beam, padded=True)
+    alone = [decode(model, src[i : i + 1, :n], budgets[i], beam)[0] for i, n in enumerate(lengths)]
+    assert got == alone
+    assert all(len(h) <= n for h, n in zip(got, budgets, strict=True))
+    assert decode(model, src, 7, beam) != got  # one budget for all: the 2s and 12 are cut or kept at 7
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_decoding_stays_on_the_device_and_reads_once_a_step(beam):
+    """On meta (a GPU's stand-in; D = 300 over 10 heads, padded to 32): nothing is made on the CPU
+    beside the model's tensors, and the host reads the device once a step, then the results."""
+    from conftest import meta_only
+    from embtool.training.decoding import decode
+
+    model = _untrained(d_model=300, heads=10).to("meta")
+    src = torch.randint(4, 20, (3, 5), device="meta")
+    with meta_only() as mode:
+        hyps = decode(model, src, [4, 6, 5], beam, padded=True)
+    assert len(hyps) == 3
+    steps = mode.reads.count("item")  # meta reads as "not finished": every step runs
+    assert steps == 6 and set(mode.reads) == {"item", "to_cpu"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -14,20 +16,35 @@ def max_output_len(src_len: int, limit: int) -> int:
     return max(1, min(int(src_len * 1.5) + 10, limit - 1))
 
 
+def _budgets(max_len: int | Sequence[int], B: int, device: torch.device) -> tuple[int, Tensor]:
+    """The steps to run (the longest budget) and each row's budget (B,): one for every row, or a
+    row's own, so that a hypothesis never depends on the other sentences of its batch."""
+    if isinstance(max_len, int):
+        return max_len, torch.full((B,), max_len, dtype=torch.long, device=device)
+    assert len(max_len) == B
+    return max(max_len), torch.tensor(list(max_len), dtype=torch.long, device=device)
+
+
 @torch.no_grad()
-def greedy(model: Seq2Seq, src: Tensor, max_len: int) -> list[list[int]]:
-    """src (B, S) → the argmax token ids of each row, up to ``max_len`` tokens, without <eos>."""
+def greedy(
+    model: Seq2Seq, src: Tensor, max_len: int | Sequence[int], padded: bool | None = None
+) -> list[list[int]]:
+    """src (B, S) → the argmax token ids of each row, up to ``max_len`` tokens (or a row's own
+    budget, ``max_len[b]``), without <eos>. ``padded``: whether a row of ``src`` is padded, known on
+    the host (None: asked of the device)."""
     B = src.shape[0]
-    memory, mask = model.encode(src)  # (B, S, D)
+    L, budget = _budgets(max_len, B, src.device)  # L steps at most; (B,)
+    memory, mask = model.encode(src, padded)  # (B, S, D)
     caches = model.new_caches()
     tok = torch.full((B, 1), BOS_ID, dtype=torch.long, device=src.device)  # (B, 1)
-    out = torch.zeros(B, max_len, dtype=torch.long, device=src.device)  # (B, L)
+    out = torch.zeros(B, L, dtype=torch.long, device=src.device)  # (B, L)
     done = torch.zeros(B, dtype=torch.bool, device=src.device)  # (B,)
     steps = 0
-    for t in range(max_len):
+    for t in range(L):
         logp = model.step(tok, t, memory, mask, caches)  # (B, V)
         nxt = logp.argmax(-1)  # (B,)
-        nxt = torch.where(done, torch.full_like(nxt, EOS_ID), nxt)
+        # a finished row, or one whose budget is spent, says <eos> (its hypothesis ends before it)
+        nxt = torch.where(done | (budget <= t), torch.full_like(nxt, EOS_ID), nxt)
         out[:, t] = nxt
         steps = t + 1
         done |= nxt == EOS_ID
@@ -52,18 +69,27 @@ def _reorder(caches: list[Cache], index: Tensor) -> None:
 
 
 @torch.no_grad()
-def beam_search(model: Seq2Seq, src: Tensor, max_len: int, k: int, alpha: float = 1.0) -> list[list[int]]:
+def beam_search(
+    model: Seq2Seq,
+    src: Tensor,
+    max_len: int | Sequence[int],
+    k: int,
+    alpha: float = 1.0,
+    padded: bool | None = None,
+) -> list[list[int]]:
     """src (B, S) → the best of ``k`` beams per row; scores are log-probability / length^alpha.
 
     Each step takes a row's 2k best candidates in order: one that ends (<eos>, or the last step)
     is a finished hypothesis, the others fill the k beams until they are full. A row stops when
     it has k finished hypotheses; its result is the first finished one with the best normalised
-    score (or its first beam, if none finished). All on the device: one host sync a step.
+    score (or its first beam, if none finished). All on the device: one host sync a step
+    (``max_len`` and ``padded`` as in ``greedy``).
     """
     B = src.shape[0]
     V = model.cfg.tgt_vocab
     dev = src.device
-    memory, mask = model.encode(src)  # (B, S, D)
+    L, budget = _budgets(max_len, B, dev)  # L steps at most; (B,) each row's
+    memory, mask = model.encode(src, padded)  # (B, S, D)
     rep = torch.arange(B, device=dev).repeat_interleave(k)  # (B·k,) row of each beam
     memory = memory.index_select(0, rep)  # (B·k, S, D)
     mask = mask.index_select(0, rep) if mask is not None else None
@@ -73,17 +99,17 @@ def beam_search(model: Seq2Seq, src: Tensor, max_len: int, k: int, alpha: float 
     tokens = torch.full((B * k, 1), BOS_ID, dtype=torch.long, device=dev)  # (B·k, t+1)
     rows = torch.arange(B, device=dev)
     best = torch.full((B,), float("-inf"), dtype=torch.float64, device=dev)  # best finished, normalised
-    best_tokens = torch.zeros(B, max_len, dtype=torch.long, device=dev)
+    best_tokens = torch.zeros(B, L, dtype=torch.long, device=dev)
     best_len = torch.zeros(B, dtype=torch.long, device=dev)
     n_finished = torch.zeros(B, dtype=torch.long, device=dev)
     alive = torch.ones(B, dtype=torch.bool, device=dev)
-    for t in range(max_len):
+    for t in range(L):
         logp = model.step(tokens[:, -1:], t, memory, mask, caches).view(B, k, V)  # (B, k, V)
         cand = (scores.unsqueeze(-1) + logp).view(B, k * V)  # (B, k·V)
         top, idx = cand.topk(2 * k, dim=-1)  # (B, 2k), best first: room for beams that end here
         beam, word = idx // V, idx % V  # (B, 2k)
         valid = top > float("-inf")
-        ends = (word == EOS_ID) | (t == max_len - 1)
+        ends = (word == EOS_ID) | (budget[:, None] == t + 1)  # a row's last step ends every candidate
         live = valid & ~ends
         live_upto = live.long().cumsum(-1)  # live candidates up to and including each
         taken = live & (live_upto <= k)  # the first k live candidates fill the beams
@@ -125,7 +151,10 @@ def beam_search(model: Seq2Seq, src: Tensor, max_len: int, k: int, alpha: float 
     return [kept[b][: lengths[b]] if found[b] else first_beam[b] for b in range(B)]
 
 
-def decode(model: Seq2Seq, src: Tensor, max_len: int, beam: int = 1) -> list[list[int]]:
+def decode(
+    model: Seq2Seq, src: Tensor, max_len: int | Sequence[int], beam: int = 1, padded: bool | None = None
+) -> list[list[int]]:
+    """src (B, S) → each row's hypothesis: greedy for ``beam`` 1, else beam search."""
     if beam <= 1:
-        return greedy(model, src, max_len)
-    return beam_search(model, src, max_len, beam)
+        return greedy(model, src, max_len, padded)
+    return beam_search(model, src, max_len, beam, padded=padded)

@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -28,6 +28,7 @@ from embtool.errors import BadInput, WorkFailure
 # decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)
 DEFAULT_TIMEOUT_S = 4 * 3600
 CONFIG_ENV = "EMBTOOL_RANK_CONFIG"  # the run's TrainConfig (a JSON object) that `launch` hands each rank
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,17 @@ def all_sum(world: World, values: Sequence[float], device: torch.device) -> list
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return [float(v) for v in t.tolist()]
+
+
+def all_gather(world: World, obj: T) -> list[T]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank (``[obj]`` for one process)."""
+    if not world.distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world.size
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def share(index: list[int], world: World) -> tuple[list[int], float]:
