@@ -325,11 +325,11 @@ def fit(run: Run, progress: Progress) -> None:
                 folder.write_metrics(run.lines)
                 progress("log", {"message": str(e)})
             return
-        if not world.main:  # rank 0 validates and writes; the others wait for it
+        scores = validate(model, run.prep, cfg, run.device, run.amp, world)  # each rank its share
+        if not world.main:  # rank 0 writes; the others wait for it
             parallel.barrier(world)
             continue
-        line: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        line.update(validate(model, run.prep, cfg, run.device, run.amp))
+        line: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, **scores}
         line.update(epoch_dynamics(model, run.emb0, run.specials, run.probe))
         line.update(seconds=seconds, tokens_per_s=tps)
         if line["val_loss"] < run.best_loss:
@@ -360,10 +360,10 @@ def fit(run: Run, progress: Progress) -> None:
 def finish(run: Run, progress: Progress) -> RunResult:
     """Test the best model (translation) or take the best validation accuracy; write test.json. A run
     whose training diverged records where, and the last good epoch instead; one that stalled, why."""
-    if not run.world.main:  # rank 0 tests and writes test.json
+    result = {**run.diverged, "best_epoch": run.best_epoch} if run.diverged else test_result(run, run.world)
+    if not run.world.main:  # every rank decoded its share of the test split; rank 0 writes test.json
         parallel.barrier(run.world)
         return run.folder.result()
-    result = test_result(run) if run.diverged is None else {**run.diverged, "best_epoch": run.best_epoch}
     labels = [int(y) for _, y in run.prep.val] if run.cfg.kind == "classification" else None
     if run.diverged is None and (why := stalled(run.lines, labels)):
         result = {"status": "stalled", "stalled": why, **result}

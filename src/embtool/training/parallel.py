@@ -4,8 +4,9 @@
 sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` and ``World.from_env`` reads them. Every rank
 builds the same data, model and random batches (same seed); rank r takes its share of each
 batch (``share``) and scales its loss so that DDP's averaged gradient is the whole batch's:
-the same step as one process, up to the order of floating-point sums. Rank 0 alone writes the
-run folder and evaluates; the others wait at a barrier. ``embtool train --nproc N`` runs
+the same step as one process, up to the order of floating-point sums. Each rank evaluates every
+size-th batch of the validation and test splits (``evaluation``; ``all_gather``); rank 0 alone
+writes the run folder, the others wait for it at a barrier. ``embtool train --nproc N`` runs
 torchrun's own launcher (``torch.distributed.run``, ``launch``): it hands every rank the run's
 settings themselves, the resolved TrainConfig as JSON in ``$EMBTOOL_RANK_CONFIG`` (``rank_config``),
 never options rebuilt from them (a resumed run's rank would read every default as a change).
@@ -24,8 +25,8 @@ import torch
 
 from embtool.errors import BadInput, WorkFailure
 
-# collectives wait this long (seconds) for a rank: longer than rank 0's validation and test
-# decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)
+# collectives wait this long (seconds) for a rank: longer than rank 0's writes and its share of
+# the validation and test decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)
 DEFAULT_TIMEOUT_S = 4 * 3600
 CONFIG_ENV = "EMBTOOL_RANK_CONFIG"  # the run's TrainConfig (a JSON object) that `launch` hands each rank
 T = TypeVar("T")
