@@ -343,3 +343,34 @@ def test_a_run_stopped_after_its_first_epoch_continues_on_two_ranks(tmp_path, em
     assert [m["epoch"] for m in lines] == [1, 2, 3] and (run / "test.json").is_file()
     config = json.loads((run / "config.json").read_text())
     assert config["world_size"] == 2 and config["train"]["epochs"] == 3
+
+
+def test_a_signal_that_stops_the_launcher_goes_on_to_this_process_and_its_handlers_come_back(monkeypatch):
+    """torchrun's launcher takes SIGTERM/SIGINT for itself (and leaves its handlers); stopped by one,
+    its ranks are stopped, and the signal reaches the handler this process had (embtool's: it
+    unwinds as 'terminated'), which is in place again, with the environment as it was."""
+    import torch.distributed.run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from embtool.training.parallel import launch
+
+    def launcher(parsed) -> None:
+        signal.signal(signal.SIGTERM, lambda *a: None)  # as torchrun's PContext.start does
+        raise SignalException("Process got signal: 15", signal.SIGTERM)
+
+    came: list[int] = []
+
+    def ours(signum, frame) -> None:
+        came.append(signum)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torchrun, "run", launcher)
+    before = dict(os.environ)
+    old = signal.signal(signal.SIGTERM, ours)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            launch(2, {"device": "cpu"})
+        assert came == [signal.SIGTERM] and signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert dict(os.environ) == before

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +30,10 @@ from embtool.errors import BadInput, WorkFailure
 # the validation and test decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)
 DEFAULT_TIMEOUT_S = 4 * 3600
 CONFIG_ENV = "EMBTOOL_RANK_CONFIG"  # the run's TrainConfig (a JSON object) that `launch` hands each rank
+# the signals torchrun's launcher takes over (its $TORCHELASTIC_SIGNALS_TO_HANDLE default)
+_LAUNCHER_SIGNALS = tuple(
+    getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT") if hasattr(signal, n)
+)
 T = TypeVar("T")
 
 
@@ -159,23 +164,35 @@ def launch(
     torchrun's own launcher, every rank training ``config`` (a TrainConfig as a dict, handed over in
     ``$EMBTOOL_RANK_CONFIG``; ARGS: ``train`` and flags of output only). BadInput before any rank
     starts when the GPUs are too few (``check_gpus``); a rank that fails is a WorkFailure naming it
-    (torchrun's elastic agent has stopped the others by then)."""
+    (torchrun's elastic agent has stopped the others by then). The launcher's signal handlers are
+    its own while it runs: a signal that stopped it goes on to this process's handler after."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
     check_gpus(nproc, str(config.get("device", "auto")))
     argv = ["--standalone", "--nproc-per-node", str(nproc), "--module", "embtool", *args]
+    handlers = {s: signal.getsignal(s) for s in _LAUNCHER_SIGNALS}  # torchrun sets its own, for good
     before = os.environ.get(CONFIG_ENV)
     os.environ[CONFIG_ENV] = json.dumps(config, allow_nan=False)  # the ranks inherit this environment
+    stopped = None
     try:
         run(get_args_parser().parse_args(argv))
     except ChildFailedError as e:
         raise WorkFailure(failure_message(e, run_dir)) from None
-    finally:  # this process's environment as it was
+    except SignalException as e:  # the ranks are stopped
+        stopped = e.sigval
+    finally:  # this process's environment and signal handlers as they were
         if before is None:
             os.environ.pop(CONFIG_ENV, None)
         else:
             os.environ[CONFIG_ENV] = before
+        for signum, handler in handlers.items():
+            if handler is not None and signal.getsignal(signum) is not handler:
+                signal.signal(signum, handler)
+    if stopped is not None:
+        signal.raise_signal(stopped)  # embtool's handler stops the command (KeyboardInterrupt)
+        raise KeyboardInterrupt  # a handler that let it pass: stopped all the same
 
 
 def rank_config() -> dict[str, Any] | None:
