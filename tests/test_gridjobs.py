@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import reverse_words_toy
 from embtool import gridjobs
-from embtool.errors import BadInput
 
 
 def test_claim_is_exclusive_across_processes_and_released(tmp_path):
@@ -33,32 +33,6 @@ def test_claim_is_exclusive_across_processes_and_released(tmp_path):
 def _try_claim(path: str) -> bool:
     with gridjobs.claim(Path(path)) as mine:
         return mine
-
-
-def test_worker_env_pins_one_gpu_per_slot_or_splits_the_threads():
-    env = gridjobs.worker_env(1, 2, ["0", "3"], base={})
-    assert env["CUDA_VISIBLE_DEVICES"] == "3"
-    env = gridjobs.worker_env(0, 2, [], base={})
-    assert "CUDA_VISIBLE_DEVICES" not in env and int(env["OMP_NUM_THREADS"]) >= 1
-
-
-@pytest.mark.parametrize(
-    ("text", "minutes"), [("12:00:00", 720), ("1-00:00:00", 1440), ("90", 90), ("00:30", 30)]
-)
-def test_parse_time(text, minutes):
-    assert gridjobs.parse_time(text) == minutes
-
-
-@pytest.mark.parametrize("bad", ["x", "1:2:3:4", "0"])
-def test_parse_time_rejects(bad):
-    with pytest.raises(BadInput, match="--time"):
-        gridjobs.parse_time(bad)
-
-
-def test_parse_devices():
-    assert gridjobs.parse_devices("0, 1,1") == ["0", "1"] and gridjobs.parse_devices(None) == []
-    with pytest.raises(BadInput, match="--devices"):
-        gridjobs.parse_devices("cuda:0")
 
 
 @pytest.fixture
@@ -261,3 +235,181 @@ def test_a_worker_whose_parent_is_gone_already_stops_at_once():
     finally:
         child.kill()
         child.wait()
+
+
+# ----------------------------------------------------------------------------- GPUs, ranks, Slurm's ask
+
+
+class _Worker:
+    """A worker subprocess that ends at once, as one whose run failed (exit 1)."""
+
+    def __init__(self, argv, **kw) -> None:
+        self.argv, self.env, self.stdin = argv, kw["env"], None
+
+    def poll(self) -> int:
+        return 1
+
+    wait = terminate = kill = poll
+
+
+def _spawned(monkeypatch) -> list[_Worker]:
+    """Stand in for the workers `experiment --jobs` starts: their command lines and environments."""
+    started: list[_Worker] = []
+
+    def popen(argv, **kw):
+        started.append(_Worker(argv, **kw))
+        return started[-1]
+
+    monkeypatch.setattr(gridjobs.subprocess, "Popen", popen)
+    return started
+
+
+@pytest.mark.parametrize(
+    ("count", "own", "args", "expected", "ranks"),
+    [
+        (2, None, ["--jobs", "2"], ["0", "1"], 1),  # every worker was on GPU 0
+        (2, "3,5", ["--jobs", "2"], ["3", "5"], 1),  # this process's GPU 0 is the machine's 3
+        (4, None, ["--jobs", "2", "--gpus-per-run", "2"], ["0,1", "2,3"], 2),
+        (2, None, ["--gpus-per-run", "2"], ["0,1", "0,1"], 2),  # one run at a time, on both GPUs
+        (4, None, ["--devices", "1,3"], ["1", "3"], 1),  # --jobs follows --devices
+    ],
+)  # fmt: skip
+def test_grid_workers_on_cuda_take_their_own_gpus_and_a_run_its_ranks(
+    toy, monkeypatch, count, own, args, expected, ranks
+):
+    """`experiment --device cuda` with --jobs/--gpus-per-run: each worker's CUDA_VISIBLE_DEVICES,
+    and the ranks of its run (torchrun, as train --nproc) when a run has more than one GPU."""
+    from conftest import run_in_process
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    if own is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", own)
+    started = _spawned(monkeypatch)
+    grid = _grid_args(toy, toy / "grid")
+    grid[grid.index("--seeds") + 1] = "1"
+    grid[grid.index("--device") + 1] = "cuda"
+    r = run_in_process(*grid, *args)
+    assert r.code == 1 and "every run failed" in r.stderr, r.stderr  # the stand-in workers fail
+    assert [w.env.get("CUDA_VISIBLE_DEVICES") for w in started] == expected
+    for w in started:
+        assert w.argv[1:3] == ["-m", "embtool.gridjobs"] and (
+            w.argv[-2:] == ["--ranks", str(ranks)] if ranks > 1 else "--ranks" not in w.argv
+        )
+
+
+def test_a_run_wanting_more_gpus_than_there_are_stops_the_grid_before_any_work(toy, monkeypatch):
+    from conftest import run_in_process
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    started = _spawned(monkeypatch)
+    r = run_in_process(*_grid_args(toy, toy / "grid"), "--device", "cuda", "--gpus-per-run", "2")
+    assert r.code == 2 and not started and not (toy / "grid").exists()
+    assert r.stderr == (
+        "embtool: error: --gpus-per-run 2: this machine shows 1 GPU(s) (0); give --gpus-per-run 1 or fewer\n"
+    )
+
+
+def test_a_worker_given_ranks_launches_its_run_on_them(toy, monkeypatch):
+    """A run of --gpus-per-run 2 is trained by torchrun's 2 ranks (parallel.launch), not one process."""
+    from embtool import experiment as lib
+    from embtool.training import parallel
+
+    grid = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier"], [1],
+                    {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1, "device": "cuda"})  # fmt: skip
+    config = lib.check(grid)[1][id(grid.runs[0])].to_dict()
+    launched: list = []
+    monkeypatch.setattr(parallel, "launch", lambda *a: launched.append(a))
+    assert gridjobs.run_one(config, 2) == "done"
+    assert launched == [(2, config, ("-q", "train"), str(grid.runs[0].out))]
+
+
+@pytest.mark.parametrize(
+    ("launcher", "gpus", "cpus", "expected"),
+    [
+        ("slurm", 1, 0, {"gpus_per_node": 1, "cpus_per_task": 8}),  # Slurm's default was 1 CPU a task
+        ("slurm", 2, 0, {"gpus_per_node": 2, "cpus_per_task": 16}),
+        ("slurm", 2, 12, {"gpus_per_node": 2, "cpus_per_task": 12}),
+        ("local", 2, 0, {}),
+    ],
+)
+def test_the_job_array_asks_for_cpus_and_gpus_and_runs_each_run_on_its_ranks(
+    toy, monkeypatch, launcher, gpus, cpus, expected
+):
+    from embtool import experiment as lib
+    from embtool.gridresources import Slurm
+
+    asked: dict = {}
+    submitted: list = []
+
+    class Job:
+        job_id = "42_0"
+
+        def result(self) -> str:
+            return "done"
+
+    class Executor:
+        def __init__(self, folder, cluster) -> None:
+            asked.update(cluster=cluster)
+
+        def update_parameters(self, **params) -> None:
+            asked.update(params)
+
+        def batch(self):
+            import contextlib
+
+            return contextlib.nullcontext()
+
+        def submit(self, fn, *args):
+            submitted.append((fn, args))
+            return Job()
+
+    fake = type(sys)("submitit")
+    fake.AutoExecutor = Executor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "submitit", fake)
+    grid = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier"], [1],
+                    {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1})  # fmt: skip
+    configs = lib.check(grid)[1]
+    failures = gridjobs.run_submitit(grid, configs, launcher, Slurm(gpus_per_run=gpus, cpus_per_run=cpus))
+    assert failures == [] and asked["cluster"] == launcher
+    assert {k: asked[k] for k in expected} == expected and ("cpus_per_task" in asked) == (launcher == "slurm")
+    assert submitted == [(gridjobs.run_one, (configs[id(grid.runs[0])].to_dict(), gpus))]
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("missing.json", "missing.json: cannot read the run spec (No such file or directory)"),
+        (".", ".: cannot read the run spec (Is a directory)"),
+        (
+            "bad.json",
+            "bad.json: not a run spec (JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+        ),
+        ("list.json", "list.json: not a run spec (a JSON object of training settings)"),
+        ("", "usage: python -m embtool.gridjobs RUN.json [--parent PID] [--ranks N]"),
+    ],
+)
+def test_a_worker_whose_spec_cannot_be_read_says_so_in_one_line(tmp_path, spec, error):
+    """`python -m embtool.gridjobs SPEC` ended in a traceback (an OSError) for a missing spec."""
+    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
+    (tmp_path / "list.json").write_text("[]", encoding="utf-8")
+    argv = [sys.executable, "-m", "embtool.gridjobs", *([spec] if spec else [])]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr) == (2, f"embtool: error: {error}\n")
+
+
+@pytest.mark.slow
+def test_a_run_of_two_gpus_trains_on_two_ranks(toy, embtool):
+    """The whole way on a CPU (gloo): `experiment --gpus-per-run 2` → a worker → torchrun → 2 ranks."""
+    out = toy / "grid"
+    args = _grid_args(toy, out)
+    args[args.index("--seeds") + 1] = "1"
+    args[args.index("--variants") + 1] = "xavier"
+    r = embtool(*args, "--gpus-per-run", "2")
+    assert r.code == 0, r.stderr
+    config = json.loads((out / "runs" / "xavier" / "s1" / "config.json").read_text())
+    assert config["world_size"] == 2 and (out / "runs" / "xavier" / "s1" / "test.json").is_file()

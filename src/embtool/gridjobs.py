@@ -6,14 +6,15 @@ slurm|local`` through submitit (one job array). Each run is handed to exactly on
   grid, a resubmitted array task) finds it held and leaves the run alone. The kernel drops the lock
   when its process dies, so a killed worker leaves no stale claim.
 - ``run_local``: up to N workers at once, each a ``python -m embtool.gridjobs RUN.json``
-  subprocess: with ``--devices 0,1`` worker slot i sees only GPU ``devices[i]``
-  (``CUDA_VISIBLE_DEVICES``); on a CPU the machine's cores are split between the slots. A worker
-  lives no longer than its ``experiment`` (``watch_parent``), even one ended by SIGKILL: it stops
-  as embtool stops on SIGTERM, its run left to resume when the command is run again.
+  subprocess: worker slot i sees only its GPUs (``gridresources.worker_gpus``: ``--devices``, else
+  every visible GPU, ``--gpus-per-run`` to a slot); on a CPU the machine's cores are split between
+  the slots. A worker lives no longer than its ``experiment`` (``watch_parent``), even one ended by
+  SIGKILL: it stops as embtool stops on SIGTERM, its run left to resume when the command is run again.
 - ``run_submitit``: every run not done as one task of a submitit job array (Slurm, or submitit's
   local executor); logs in ``OUT/logs/submitit``. Re-running the command skips finished runs and
   resubmits the others.
-The grid's tables are built once, before any worker starts; the report after every run ends.
+A run given N > 1 GPUs trains on N ranks (``parallel.launch``, as ``train --nproc N``). The grid's
+tables are built once, before any worker starts; the report after every run ends.
 """
 
 from __future__ import annotations
@@ -28,60 +29,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embtool.errors import BadInput
+from embtool.gridresources import Slurm, cpu_share, worker_env
 
 LAUNCHERS = ("none", "local", "slurm")
 BUSY = 3  # a worker's exit status when another worker holds the run
 Event = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass
-class Slurm:
-    """What ``--launcher slurm`` asks of the scheduler for each run."""
-
-    partition: str | None = None
-    gpus_per_run: int = 1
-    time: str = "12:00:00"  # HH:MM:SS or D-HH:MM:SS
-    cpus_per_run: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def minutes(self) -> int:
-        return parse_time(self.time)
-
-
-def parse_time(text: str) -> int:
-    """``12:00:00`` / ``1-00:00:00`` / ``90`` (minutes) → minutes; BadInput otherwise."""
-    try:
-        days, _, rest = text.rpartition("-")
-        parts = [int(x) for x in rest.split(":")]
-        if len(parts) == 1:
-            minutes = parts[0]
-        elif len(parts) == 2:
-            minutes = parts[0] * 60 + parts[1]
-        elif len(parts) == 3:
-            minutes = parts[0] * 60 + parts[1] + (1 if parts[2] else 0)
-        else:
-            raise ValueError
-        minutes += int(days) * 24 * 60 if days else 0
-    except ValueError:
-        raise BadInput(f"--time {text!r}: give HH:MM:SS, D-HH:MM:SS or minutes") from None
-    if minutes < 1:
-        raise BadInput(f"--time {text!r}: at least one minute")
-    return minutes
-
-
-def parse_devices(text: str | None) -> list[str]:
-    """``"0,1"`` → ["0", "1"] (CUDA device ids); BadInput for anything else."""
-    if not text:
-        return []
-    devices = [d.strip() for d in text.split(",") if d.strip()]
-    if not devices or not all(d.isdigit() for d in devices):
-        raise BadInput(f"--devices {text!r}: give GPU ids, e.g. 0,1")
-    return list(dict.fromkeys(devices))
 
 
 # ----------------------------------------------------------------------------- one run, claimed
@@ -111,9 +67,10 @@ def claim(run_dir: Path) -> Iterator[bool]:
         os.close(fd)
 
 
-def run_one(config: dict[str, Any]) -> str:
-    """Train one run (a TrainConfig as a dict) if no other worker holds it: "done", "busy" or
-    "skipped" (complete already). What a ``--jobs`` subprocess and a submitit task run."""
+def run_one(config: dict[str, Any], ranks: int = 1) -> str:
+    """Train one run (a TrainConfig as a dict; on ``ranks`` processes, one per GPU, when > 1) if no
+    other worker holds it: "done", "busy" or "skipped" (complete already). What a ``--jobs``
+    subprocess and a submitit task run."""
     from embtool.training import TrainConfig, train
     from embtool.training.runfolder import DONE, RunFolder
 
@@ -124,7 +81,12 @@ def run_one(config: dict[str, Any]) -> str:
             return "busy"
         if RunFolder(run_dir).state == DONE:
             return "skipped"
-        train(cfg)
+        if ranks > 1:  # torchrun's ranks train it, as `train --nproc` starts them
+            from embtool.training.parallel import launch
+
+            launch(ranks, cfg.to_dict(), ("-q", "train"), str(run_dir))
+        else:
+            train(cfg)
     return "done"
 
 
@@ -137,8 +99,9 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m embtool.gridjobs RUN.json [--parent PID]``: one ``--jobs`` worker (exit 0 done,
-    3 busy, 130/143 stopped); with ``--parent``, it stops when process PID ends (``watch_parent``)."""
+    """``python -m embtool.gridjobs RUN.json [--parent PID] [--ranks N]``: one ``--jobs`` worker (exit
+    0 done, 3 busy, 2 bad input, 130/143 stopped); with ``--parent``, it stops when process PID ends
+    (``watch_parent``); with ``--ranks``, the run trains on N processes."""
     from embtool.errors import EmbtoolError
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -154,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if "--parent" in args:
             watch_parent(int(args[args.index("--parent") + 1]))
-        config = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-        status = run_one(config)
+        ranks = int(args[args.index("--ranks") + 1]) if "--ranks" in args else 1
+        status = run_one(_read_spec(args[0] if args else ""), ranks)
     except EmbtoolError as e:
         print(f"embtool: error: {' '.join(str(e).split())}", file=sys.stderr)
         return e.exit_code
@@ -164,6 +127,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"embtool: {word}", file=sys.stderr)
         return code
     return BUSY if status == "busy" else 0
+
+
+def _read_spec(path: str) -> dict[str, Any]:
+    """A worker's run spec: the run's TrainConfig as a JSON object; BadInput when it cannot be read."""
+    if not path:
+        raise BadInput("usage: python -m embtool.gridjobs RUN.json [--parent PID] [--ranks N]")
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read the run spec ({e.strerror or e})") from None
+    except ValueError as e:
+        raise BadInput(f"{path}: not a run spec (JSON: {e})") from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{path}: not a run spec (a JSON object of training settings)")
+    return value
 
 
 def watch_parent(parent: int) -> None:
@@ -204,31 +182,25 @@ def run_label(run: Any) -> str:
     return "-".join(x for x in (run.variant, point, f"s{run.seed}") if x)
 
 
-def worker_env(
-    slot: int, jobs: int, devices: Sequence[str], base: dict[str, str] | None = None
-) -> dict[str, str]:
-    """The environment of worker slot ``slot``: its GPU, or its share of the CPU's threads."""
-    env = dict(os.environ if base is None else base)
-    if devices:
-        env["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]
-    else:
-        threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
-        env.setdefault("OMP_NUM_THREADS", threads)
-    return env
-
-
-def _config_dict(cfg: Any, jobs: int, devices: Sequence[str]) -> dict[str, Any]:
+def _config_dict(cfg: Any, jobs: int, devices: Sequence[str], ranks: int) -> dict[str, Any]:
     d = dict(cfg.to_dict())
     if not devices and not d.get("threads"):
-        d["threads"] = max(1, (os.cpu_count() or 1) // max(1, jobs))  # split the cores
+        d["threads"] = cpu_share(jobs, ranks)  # split the cores
     return d
 
 
 def run_local(
-    grid: Any, configs: dict[int, Any], jobs: int, devices: Sequence[str] = (), event: Event | None = None
+    grid: Any,
+    configs: dict[int, Any],
+    jobs: int,
+    devices: Sequence[str] = (),
+    event: Event | None = None,
+    ranks: int = 1,
 ) -> list[tuple[Any, str]]:
-    """Train the grid's runs not done, ``jobs`` at a time, each in a worker subprocess; return the
-    failed runs and why (the last error line of the run's log, ``OUT/logs/LABEL.log``)."""
+    """Train the grid's runs not done, ``jobs`` at a time, each in a worker subprocess on ``ranks``
+    processes; worker slot i sees only GPUs ``devices[i]`` (``gridresources.worker_gpus``: "0" or
+    "0,1"; taken in turn when the slots outnumber them). Return the failed runs and why (the last
+    error line of the run's log, ``OUT/logs/LABEL.log``)."""
     event = event or (lambda name, info: None)
     logs = grid.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -243,14 +215,17 @@ def run_local(
                 slot = free.pop(0)
                 label = run_label(run)
                 spec = logs / f"{label}.json"
-                spec.write_text(json.dumps(_config_dict(configs[id(run)], jobs, devices)), encoding="utf-8")
+                spec.write_text(
+                    json.dumps(_config_dict(configs[id(run)], jobs, devices, ranks)), encoding="utf-8"
+                )
                 log = open(logs / f"{label}.log", "wb")  # noqa: SIM115 - closed when the worker ends
+                argv = [sys.executable, "-m", "embtool.gridjobs", str(spec), "--parent", str(os.getpid())]
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "embtool.gridjobs", str(spec), "--parent", str(os.getpid())],
+                    argv + (["--ranks", str(ranks)] if ranks > 1 else []),
                     stdin=subprocess.PIPE,  # never written: its end (this process's) stops the worker
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=worker_env(slot, jobs, devices),
+                    env=worker_env(slot, jobs, devices, ranks=ranks),
                 )
                 running[slot] = (proc, run, log)
                 event("start", _info(grid, run, slot, devices))
@@ -337,16 +312,14 @@ def run_submitit(
     folder = grid.out / "logs" / "submitit"
     executor = submitit.AutoExecutor(folder=folder, cluster=launcher)
     params: dict[str, Any] = {"timeout_min": slurm.minutes(), "name": f"embtool-{grid.task}"}
-    if launcher == "slurm":
-        params.update(gpus_per_node=slurm.gpus_per_run, tasks_per_node=1, nodes=1)
+    if launcher == "slurm":  # one task per run: its GPUs, and torchrun's ranks inside it
+        params.update(gpus_per_node=slurm.gpus_per_run, tasks_per_node=1, nodes=1, cpus_per_task=slurm.cpus())
         if slurm.partition:
             params["slurm_partition"] = slurm.partition
-        if slurm.cpus_per_run:
-            params["cpus_per_task"] = slurm.cpus_per_run
         params.update(slurm.extra)
     executor.update_parameters(**params)
     with executor.batch():
-        jobs = [executor.submit(run_one, configs[id(r)].to_dict()) for r in runs]
+        jobs = [executor.submit(run_one, configs[id(r)].to_dict(), slurm.ranks()) for r in runs]
     for run, job in zip(runs, jobs, strict=True):
         event("submitted", {**_info(grid, run, 0, ()), "job": str(job.job_id)})
     failures: list[tuple[Any, str]] = []
@@ -376,9 +349,11 @@ def run_grid_parallel(
     slurm: Slurm | None = None,
     event: Event | None = None,
 ) -> list[tuple[Any, str]]:
-    """`experiment` with ``--jobs``/``--devices`` or ``--launcher``: train the runs not done (their
-    TrainConfig in ``configs``, by ``id(run)``: ``experiment.start_grid``, which has checked the
-    grid and built its tables) across workers; return the failed runs and why."""
+    """`experiment` with ``--jobs``/``--devices``/``--gpus-per-run`` or ``--launcher``: train the runs
+    not done (their TrainConfig in ``configs``, by ``id(run)``: ``experiment.start_grid``, which has
+    checked the grid and built its tables) across workers, each slot on GPUs ``devices[slot]``
+    (``gridresources.worker_gpus``), each run on ``slurm.gpus_per_run`` ranks when > 1; return the
+    failed runs and why."""
     if launcher not in LAUNCHERS:
         raise BadInput(f"invalid --launcher {launcher!r}; valid choices: {list(LAUNCHERS)}")
     if jobs < 1:
@@ -388,7 +363,7 @@ def run_grid_parallel(
             event("skip", _info(grid, run, 0, ()))
     if launcher in ("local", "slurm"):
         return run_submitit(grid, configs, launcher, slurm or Slurm(), event)
-    return run_local(grid, configs, jobs, devices, event)
+    return run_local(grid, configs, jobs, devices, event, (slurm or Slurm()).ranks())
 
 
 if __name__ == "__main__":

@@ -62,7 +62,8 @@ def experiment(
     devices: Optional[str] = typer.Option(
         None,
         "--devices",
-        help="GPU ids for the workers, one run per GPU (CUDA_VISIBLE_DEVICES); --jobs defaults to their count.",
+        help="GPU ids for the workers, one run per GPU or per --gpus-per-run GPUs (CUDA_VISIBLE_DEVICES); "
+        "--jobs defaults to one worker each. Default for runs on CUDA: every visible GPU.",
         metavar="0,1,…",
         rich_help_panel=PANEL,
     ),
@@ -76,7 +77,19 @@ def experiment(
         None, "--partition", help="--launcher slurm: the partition.", rich_help_panel=PANEL
     ),
     gpus_per_run: int = typer.Option(
-        1, "--gpus-per-run", min=0, help="--launcher slurm: GPUs per run.", rich_help_panel=PANEL
+        1,
+        "--gpus-per-run",
+        min=0,
+        help="GPUs per run: a run given N > 1 trains on N ranks (DDP, as train --nproc N); "
+        "--jobs workers take N GPUs each, --launcher slurm asks for N per task.",
+        rich_help_panel=PANEL,
+    ),
+    cpus_per_run: int = typer.Option(
+        0,
+        "--cpus-per-run",
+        min=0,
+        help="--launcher slurm: CPUs per task (0: 8 per GPU).",
+        rich_help_panel=PANEL,
     ),
     time_limit: str = typer.Option(
         "12:00:00", "--time", help="--launcher slurm: time limit per run (HH:MM:SS).", rich_help_panel=PANEL
@@ -120,17 +133,18 @@ def experiment(
         lib.check(plan)  # the same checks as a real run: settings, and the folder's earlier grid
         _print_plan(plan)
         return
-    from embtool import gridjobs
+    from embtool import gridjobs, gridresources
 
-    device_ids = gridjobs.parse_devices(devices)
-    if device_ids and jobs == 1:
-        jobs = len(device_ids)
     if launcher not in gridjobs.LAUNCHERS:
         raise UsageError(f"invalid --launcher {launcher!r}; valid choices: {list(gridjobs.LAUNCHERS)}")
-    slurm = gridjobs.Slurm(partition, gpus_per_run, time_limit)
+    device_ids = gridresources.parse_devices(devices)
+    if launcher == "none" and (jobs > 1 or device_ids or gpus_per_run > 1):  # each worker slot's GPUs
+        device_ids = gridresources.worker_gpus(device_ids, settings.get("device", "auto"), gpus_per_run)
+        jobs = jobs if jobs > 1 or not devices else len(device_ids)
+    slurm = gridresources.Slurm(partition, gpus_per_run, time_limit, cpus_per_run)
     slurm.minutes()  # a bad --time stops it before any work
     try:
-        if jobs > 1 or launcher != "none":
+        if jobs > 1 or launcher != "none" or gpus_per_run > 1:
             configs = lib.start_grid(plan, _event)  # checked, tables built: then the workers
             failures = gridjobs.run_grid_parallel(plan, configs, jobs, device_ids, launcher, slurm, _event)
         else:
