@@ -61,12 +61,13 @@ def test_failure_message_names_the_rank_and_the_resume():
 
 
 def _args(data: Path, out: Path, epochs: int = 2) -> list[str]:
+    # --amp off: auto may take bf16 on a CPU with AVX512-BF16, whose rounding the ranks' sum order amplifies
     return [
         "multi30k", "--data-dir", str(data / "multi30k"), "--tokenizer", "whitespace",
         "--max-train-examples", "400", "--max-eval-examples", "20", "--d-model", "32", "--heads", "4",
         "--layers", "1", "--ff", "128", "--dropout", "0", "--epochs", str(epochs), "--batch-size", "64", "--lr", "1e-3",
         "--device", "cpu", "--threads", "1", "--amp", "off", "-o", str(out),
-    ]  # fmt: skip  (--amp off: auto may take bf16 on a CPU with AVX512-BF16, whose rounding the sum order amplifies)
+    ]  # fmt: skip
 
 
 def _key_bias_rows(name: str, tensor: torch.Tensor) -> slice | None:
