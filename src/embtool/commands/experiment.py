@@ -9,6 +9,7 @@ import typer
 
 from embtool.commands._common import info
 from embtool.commands._options import with_train_options
+from embtool.gridresources import CPUS_PER_GPU
 
 PANEL = "Where the runs go"
 # train options the grid sets itself: one seed per run from --seeds; every run is resumed when found
@@ -88,7 +89,7 @@ def experiment(
         0,
         "--cpus-per-run",
         min=0,
-        help="--launcher slurm: CPUs per task (0: 8 per GPU).",
+        help=f"--launcher slurm: CPUs per task (0: {CPUS_PER_GPU} per GPU).",
         rich_help_panel=PANEL,
     ),
     time_limit: str = typer.Option(
