@@ -61,3 +61,45 @@ def test_dropout_drops_p_and_scales_the_rest():
     torch.manual_seed(3)
     assert torch.equal(drop(x), y)  # the seed decides the mask
     assert drop.eval()(x) is x and Dropout(0.0).train()(x) is x
+
+
+def test_a_cuda_run_sets_tf32_in_both_apis_and_puts_them_back() -> None:
+    """Issue 20.5: the run's TF32 went through the per-backend API only, and every legacy read
+    (``allow_tf32``, ``get_float32_matmul_precision``) raised inside it. The setters work on a CPU
+    build too: both APIs read TF32 during a CUDA run, and what they read before after it."""
+    from conftest import matmul_state
+    from embtool.training.cpu import process_settings
+
+    cuda = torch.device("cuda")  # only the flags are touched: no GPU needed
+    before = matmul_state()
+    with process_settings(cuda):
+        inside = matmul_state()
+        cudnn = torch.backends.cudnn.allow_tf32
+    assert "raises" not in inside.values() and cudnn is True
+    assert (inside["precision"], inside["allow_tf32"]) == ("high", True)
+    if inside["cuda"] is not None:  # torch >= 2.9: the per-backend value agrees
+        assert inside["cuda"] == "tf32"
+    assert matmul_state() == before
+    with pytest.raises(RuntimeError), process_settings(cuda):
+        raise RuntimeError("a failed run")
+    assert matmul_state() == before
+
+
+def test_a_callers_per_backend_tf32_setting_is_put_back() -> None:
+    """A caller that set the per-backend API (its legacy reads raise) gets its values back after a
+    run, and no legacy read raises during it."""
+    from conftest import matmul_state
+    from embtool.training.cpu import process_settings
+
+    matmul = torch.backends.cuda.matmul
+    if not hasattr(matmul, "fp32_precision"):
+        pytest.skip("torch < 2.9 has the legacy setting only")
+    saved = matmul.fp32_precision
+    try:
+        matmul.fp32_precision = "ieee"
+        with process_settings(torch.device("cuda")):
+            inside = matmul_state()
+        assert "raises" not in inside.values() and inside["allow_tf32"] is True
+        assert matmul.fp32_precision == "ieee"
+    finally:
+        matmul.fp32_precision = saved

@@ -4,7 +4,7 @@
 - ``micro_batches`` / ``pass_overhead``: a random batch (the paper's) run as micro-batches of
   similar lengths, so that a step is mostly real tokens instead of padding (same gradient).
 - ``process_settings``: thread count and glibc's allocator settings for the run (on CUDA: TF32
-  matmuls), restored after.
+  matmuls, both of torch's TF32 settings agreeing), restored after.
 A GPU uses none of them: its dropout generator is fast and it runs a batch whole.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -162,26 +162,48 @@ def process_settings(device: torch.device, threads: int = 0) -> Iterator[None]:
 
 @contextmanager
 def _tf32(device: torch.device) -> Iterator[None]:
-    """On CUDA, float32 matmuls on TF32 tensor cores (Ampere and later) for the run; the setting
-    put back after, in the terms of the torch at hand (per backend from 2.9, else the legacy flag)."""
+    """On CUDA, float32 matmuls (and cuDNN) on TF32 tensor cores (Ampere and later) for the run.
+
+    Set through the legacy setters (``set_float32_matmul_precision("high")``, ``cudnn.allow_tf32``),
+    which torch keeps in step with the per-backend ``fp32_precision`` (from 2.9): both read TF32
+    during the run. Setting only the per-backend one left every legacy read raising (mixed
+    settings), and ``--compile`` falling back to eager under max-autotune. Put back after: the
+    legacy settings, then every per-backend value (a caller's per-backend setting, whose legacy
+    reads raised, is restored as it was; its legacy reads then agree with it).
+    """
     if device.type != "cuda":
         yield
         return
-    matmul: Any = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):
-        old = matmul.fp32_precision
-        matmul.fp32_precision = "tf32"
-        try:
-            yield
-        finally:
-            matmul.fp32_precision = old
-    else:  # pragma: no cover - torch < 2.9
-        old_flag = matmul.allow_tf32
-        matmul.allow_tf32 = True
-        try:
-            yield
-        finally:
-            matmul.allow_tf32 = old_flag
+    cudnn: Any = torch.backends.cudnn
+    backends = [
+        b
+        for b in (torch.backends, torch.backends.cuda.matmul, cudnn, cudnn.conv, cudnn.rnn)
+        + tuple(getattr(torch.backends.mkldnn, name, None) for name in ("matmul", "conv", "rnn"))
+        if hasattr(b, "fp32_precision")  # torch >= 2.9: the per-backend settings, parents first
+    ]
+    old_precision = [b.fp32_precision for b in backends]
+    old_matmul = _legacy(torch.get_float32_matmul_precision)
+    old_cudnn = _legacy(lambda: cudnn.allow_tf32)
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls (also oneDNN's, on a CPU that has them)
+    cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        if old_matmul is not None:
+            torch.set_float32_matmul_precision(old_matmul)
+        if old_cudnn is not None:
+            cudnn.allow_tf32 = old_cudnn
+        for backend, value in zip(backends, old_precision, strict=True):
+            backend.fp32_precision = value
+
+
+def _legacy(read: Callable[[], Any]) -> Any:
+    """A legacy TF32 setting, or None where torch refuses to read it (a caller's per-backend
+    settings that the one legacy value cannot say)."""
+    try:
+        return read()
+    except RuntimeError:
+        return None
 
 
 __all__ = ["Dropout", "keep_mask", "micro_batches", "pass_overhead", "process_settings"]
