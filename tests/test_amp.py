@@ -46,10 +46,10 @@ def test_auto_picks_bf16_on_a_cpu_only_where_it_is_faster(
     assert choice.bf16 is chosen and why in choice.why and cpu["probes"] == probes
 
 
-@pytest.mark.parametrize(("setting", "bf16"), [("bf16", True), ("off", False)], ids=["bf16", "off"])
-def test_an_explicit_setting_is_taken_without_probing(cpu, setting, bf16) -> None:
+@pytest.mark.parametrize("setting", ["bf16", "off"])
+def test_an_explicit_setting_is_taken_without_probing(cpu, setting) -> None:
     cpu["flags"] = (True, False)
-    assert amp.choose_amp(setting, CPU) == amp.AmpChoice(bf16, f"--amp {setting}") and cpu["probes"] == 0
+    assert amp.choose_amp(setting, CPU) == amp.AmpChoice(setting, f"--amp {setting}") and cpu["probes"] == 0
 
 
 def test_the_probe_runs_once_per_cpu_and_is_cached_on_disk(cpu, tmp_path: Path) -> None:
@@ -79,3 +79,61 @@ def test_config_json_records_what_auto_chose(reverse_run: Path) -> None:
     config = json.loads((reverse_run / "config.json").read_text())
     assert config["train"]["amp"] == "auto" and config["amp"] in ("bf16", "off")
     assert config["amp_why"] == amp.choose_amp("auto", CPU).why
+
+
+CUDA = torch.device("cuda")
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A CUDA device (monkeypatched: no GPU here) that computes bf16 natively or not, as the test sets."""
+    native = {"bf16": True}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native["bf16"])
+    return native
+
+
+# One decision for every setting and device (issue 20.12): (setting, device, native bf16) → the
+# autocast and words its reason holds. A CPU here has AVX512-BF16 and no AMX, its probe "not faster".
+ONE_DECISION = [
+    ("auto", "cpu", None, "off", "probe not faster"),
+    ("bf16", "cpu", None, "bf16", "--amp bf16"),
+    ("fp16", "cpu", None, "fp16", "--amp fp16"),
+    ("off", "cpu", None, "off", "--amp off"),
+    ("auto", "cuda", True, "bf16", "CUDA device with native bf16"),
+    ("auto", "cuda", False, "off", "CUDA device without native bf16"),
+    ("bf16", "cuda", True, "bf16", "--amp bf16"),
+    ("bf16", "cuda", False, "bf16", "this GPU emulates bf16"),
+    ("fp16", "cuda", True, "fp16", "--amp fp16"),
+    ("off", "cuda", False, "off", "--amp off"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("setting", "device", "native", "chosen", "why"), ONE_DECISION,
+                         ids=[f"{s}-{d}-{n}" for s, d, n, *_ in ONE_DECISION])  # fmt: skip
+def test_one_decision_for_every_setting_and_device(cpu, gpu, setting, device, native, chosen, why) -> None:
+    from embtool.training.epoch import pick_amp
+
+    cpu["flags"], cpu["times"][True] = (True, False), 2.0
+    gpu["bf16"] = native
+    choice = amp.choose_amp(setting, torch.device(device))
+    assert choice.amp == chosen and why in choice.why
+    assert pick_amp(setting, torch.device(device)) == chosen  # epoch's name for it asks the same function
+    if setting != "auto":  # an explicit setting's reason is the setting, never a probe's
+        assert "probe" not in choice.why and cpu["probes"] == 0
+
+
+def test_an_unknown_setting_is_refused() -> None:
+    from embtool.errors import BadInput
+
+    with pytest.raises(BadInput, match="--amp fp8: choose one of auto, bf16, fp16, off"):
+        amp.choose_amp("fp8", CPU)
+
+
+def test_config_json_gives_fp16_on_a_cpu_its_own_reason(tmp_path: Path) -> None:
+    """--amp fp16 on a CPU recorded the bf16 probe's verdict as its reason (issue 20.12)."""
+    from conftest import reverse_task, tiny_cfg, train_dir
+
+    files = reverse_task(tmp_path, n_train=60, n_val=10)
+    run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=1, amp="fp16"))
+    config = json.loads((run / "config.json").read_text())
+    assert (config["amp"], config["amp_why"]) == ("fp16", "--amp fp16 (with loss scaling)")

@@ -1,7 +1,8 @@
-"""bf16 autocast or fp32: what ``--amp auto`` picks, and why (config.json records both).
+"""The run's autocast (bf16, fp16 or fp32): ``choose_amp`` decides it for every ``--amp`` setting and
+device, with its reason (config.json records both).
 
-On CUDA, bf16 where the GPU has it. On a CPU, bf16 pays only where matmuls run natively in bf16
-*and* faster than fp32: AMX tiles are; AVX512-BF16 alone often is not (its dot products convert
+``--amp auto`` on CUDA: bf16 where the GPU computes it natively. On a CPU, bf16 pays only where
+matmuls run natively in bf16 *and* faster than fp32: AMX tiles are; AVX512-BF16 alone often is not (its dot products convert
 and accumulate in fp32, and autocast adds casts around every op; one such CPU trained at half the
 fp32 speed). So with AVX512-BF16 and no AMX a short matmul probe decides, once per CPU, PyTorch
 version and thread count (the answer is cached under ``$XDG_CACHE_HOME/embtool``). Without native
@@ -19,38 +20,67 @@ from pathlib import Path
 
 import torch
 
+from embtool.errors import BadInput
+from embtool.training.checks import AMP_CHOICES
+
 PROBE_SHAPE = (512, 512, 2048)  # (tokens, D, FFN): the paper's model's widest matmul, a small batch
 FASTER = 0.9  # bf16 must take at most this share of fp32's time to be picked
 
 
 @dataclass(frozen=True)
 class AmpChoice:
-    """Whether to autocast to bf16, and the reason in words."""
+    """The autocast dtype ("bf16", "fp16" or "off") and the reason in words (config.json's amp_why)."""
 
-    bf16: bool
+    amp: str
     why: str
+
+    @property
+    def bf16(self) -> bool:
+        return self.amp == "bf16"
 
 
 def choose_amp(setting: str, device: torch.device) -> AmpChoice:
-    """``--amp`` (auto, bf16, off) on ``device`` → bf16 or not, and why."""
-    if setting == "off":
-        return AmpChoice(False, "--amp off")
-    if setting == "bf16":
-        return AmpChoice(True, "--amp bf16")
+    """``--amp`` (auto, bf16, fp16, off) on ``device`` → the autocast dtype and why: the one place
+    the run's amp is decided. An explicit setting is taken as given; ``auto`` picks bf16 where it is
+    native and pays (a GPU that computes it in hardware; a CPU: AMX, or AVX512-BF16 and a probe)."""
+    if setting not in AMP_CHOICES:
+        raise BadInput(f"--amp {setting}: choose one of {', '.join(AMP_CHOICES)}")
+    if setting == "bf16" and device.type == "cuda" and not cuda_native_bf16(device):
+        return AmpChoice("bf16", "--amp bf16 (this GPU emulates bf16, slowly; --amp fp16 is its fast choice)")
+    if setting != "auto":
+        return AmpChoice(setting, f"--amp {setting}" + (" (with loss scaling)" if setting == "fp16" else ""))
     if device.type == "cuda":
-        ok = bool(torch.cuda.is_bf16_supported())
-        return AmpChoice(ok, "CUDA device with bf16" if ok else "CUDA device without bf16")
+        if cuda_native_bf16(device):
+            return AmpChoice("bf16", "--amp auto: CUDA device with native bf16")
+        return AmpChoice(
+            "off", "--amp auto: CUDA device without native bf16 (emulated: slow; --amp fp16 is fast)"
+        )
+    if device.type != "cpu":
+        return AmpChoice("off", f"--amp auto: no bf16 check for a {device.type} device")
     avx512_bf16, amx = cpu_bf16_support()
     if amx:
-        return AmpChoice(True, "CPU with AMX: native bf16 matmuls")
+        return AmpChoice("bf16", "--amp auto: CPU with AMX: native bf16 matmuls")
     if not avx512_bf16:
-        return AmpChoice(False, "CPU without native bf16 (AVX512-BF16/AMX): bf16 would be emulated")
+        return AmpChoice(
+            "off", "--amp auto: CPU without native bf16 (AVX512-BF16/AMX): bf16 would be emulated"
+        )
     fp32, bf16 = probe_seconds()
-    verdict = "faster" if bf16 <= FASTER * fp32 else "not faster"
+    faster = bf16 <= FASTER * fp32
     return AmpChoice(
-        bf16 <= FASTER * fp32,
-        f"CPU with AVX512-BF16, no AMX: bf16 matmul probe {verdict} ({1e3 * bf16:.2f} ms vs fp32 {1e3 * fp32:.2f} ms)",
+        "bf16" if faster else "off",
+        f"--amp auto: CPU with AVX512-BF16, no AMX: bf16 matmul probe {'faster' if faster else 'not faster'} "
+        f"({1e3 * bf16:.2f} ms vs fp32 {1e3 * fp32:.2f} ms)",
     )
+
+
+def cuda_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bf16 in hardware (Ampere and later), not by emulation:
+    ``torch.cuda.is_bf16_supported()`` alone also says yes on V100/T4, where bf16 runs without tensor
+    cores or fused attention."""
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # an older torch without the argument
+        return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 def cpu_bf16_support() -> tuple[bool, bool]:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from embtool.errors import BadInput, WorkFailure
 from embtool.model import ModelConfig
+from embtool.training.amp import choose_amp
 from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import micro_batches, pass_overhead
@@ -47,28 +48,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_amp(name: str, device: torch.device) -> str:
-    """The autocast dtype, "bf16", "fp16" or "off": as given, or for "auto" bf16 where the device
-    has it natively (CUDA compute capability ≥ 8.0; CPUs: see ``amp.choose_amp``), else off.
-
-    Emulated bf16 is slow: ``torch.cuda.is_bf16_supported()`` also says yes on V100/T4, where bf16
-    runs without tensor cores or fused attention; there ``--amp fp16`` (with a GradScaler) is the
-    fast choice. On a CPU without native support bf16 matmuls are several times slower than fp32.
-    """
-    if name in ("off", "bf16", "fp16"):
-        return name
-    if device.type == "cuda":
-        return "bf16" if cuda_native_bf16(device) else "off"
-    from embtool.training.amp import choose_amp  # a CPU: bf16 only where it is faster (AMX, or a probe)
-
-    return "bf16" if choose_amp("auto", device).bf16 else "off"
-
-
-def cuda_native_bf16(device: torch.device) -> bool:
-    """Whether the GPU computes bf16 in hardware (Ampere and later), not by emulation."""
-    try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # an older torch without the argument
-        return torch.cuda.get_device_capability(device) >= (8, 0)
+    """The autocast dtype ``amp.choose_amp`` decides ("bf16", "fp16" or "off"), without its reason."""
+    return choose_amp(name, device).amp
 
 
 # ----------------------------------------------------------------------------- batches

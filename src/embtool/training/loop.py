@@ -38,7 +38,6 @@ from embtool.training.epoch import (
     batches_of,
     collate,
     grad_scaler,
-    pick_amp,
     pick_device,
     train_epoch,
 )
@@ -190,8 +189,7 @@ def build(
 
     # state.pt first: a broken one is said before the data is read and tokenized
     state = ckpt.resume_state(folder.file(STATE), folder.done_epochs()) if cfg.resume else None
-    amp = pick_amp(cfg.amp, device)
-    amp_why = choose_amp(cfg.amp, device).why if device.type == "cpu" else f"--amp {cfg.amp} on {device.type}"
+    amp, amp_why = dataclasses.astuple(choose_amp(cfg.amp, device))  # the autocast and its reason
     if cfg.task_info.local_only:
         assert cfg.src and cfg.tgt
         data = load_files(cfg.src, cfg.tgt, cfg.val_src, cfg.val_tgt, cfg.test_src, cfg.test_tgt)
