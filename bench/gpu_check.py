@@ -8,8 +8,9 @@
    graphs, recompiles inside the timed window, which must be 0; 20 steps under
    ``torch.cuda.set_sync_debug_mode("error")``); the ≥ 1.5× goal against each reference row;
 3. attention: the model's own ``Attention`` modules at D=512/8 heads and D=300/10 heads, odd
-   lengths, padded, forward and backward, eager and compiled: which SDPA kernel ran (the
-   profiler's op names; on CUDA also which backends ``sdpa_kernel`` can force);
+   lengths, padded (encoder self- and cross-attention; the decoder's causal one too, eager), forward
+   and backward, eager and compiled: which SDPA kernel ran (the profiler's op names; on CUDA also
+   which backends ``sdpa_kernel`` can force);
 4. DDP with world size 1 (NCCL on CUDA, gloo on a CPU) against the plain step, dropout 0, TF32
    off: losses and weights equal;
 5. the CLI end to end: ``embtool train … --device cuda --amp bf16 --compile --beam 4`` for one
@@ -17,8 +18,8 @@
    (gloo, as where one GPU is all there is);
 6. memory: the peak of one IWSLT-sized step for each of IWSLT's Table 5 columns.
 
-Each row is printed as it is measured; ``--json-out PATH`` writes one entry a section (status
-ok, fail or n/a, with the reason). Exit 1 when a section failed.
+Each row is printed as it is measured; ``--json-out PATH`` holds one entry a section (status ok,
+fail or n/a, with the reason), rewritten after each section. Exit 1 when a section failed.
 
     pip install --no-deps -e . && python bench/gpu_check.py --data data/multi30k --json-out gpu.json
 
@@ -79,9 +80,9 @@ class Sizes:
 # budgets: 430 s in all on a GPU (Inductor compiles in sections 2, 3 and 5's first leg), 170 s in --smoke
 GPU = Sizes(512, 8, 3, 2048, 128, 0, 5, 40, 32, 8, (), 1500, 32, 1, (10, 125, 55, 30, 190, 20))
 SMOKE = Sizes(
-    64, 4, 1, 128, 16, 400, 2, 4, 4, 3,
+    32, 4, 1, 64, 8, 200, 2, 3, 4, 3,
     ("--d-model", "32", "--heads", "4", "--layers", "1", "--ff", "64", "--batch-size", "16", "--max-len", "40"),
-    160, 12, 16, (10, 40, 30, 15, 65, 10),
+    96, 8, 16, (5, 45, 25, 15, 75, 10),
 )  # fmt: skip
 
 
@@ -442,9 +443,17 @@ def speed(sec: Section, chk: Check) -> None:
                 text += (f" · first step {figures['first_step_s']:.1f} s (compile) · {figures['graphs']} graphs, "
                          f"{figures['graph_breaks']} breaks · recompiles in the timed window "
                          f"{figures['recompiles']} · compiled at the end: {figures['compiled_at_end']}")  # fmt: skip
-                if figures["recompiles"]:
+                if figures["recompiles"] and (chk.cuda or not figures["graph_breaks"]):
                     sec.fail(
                         f"{label}: {figures['recompiles']} recompiles inside the timed window (must be 0)"
+                    )
+                elif figures[
+                    "recompiles"
+                ]:  # cpu.Dropout's mask (Tensor.random_) breaks the graph on a CPU only
+                    sec.reasons.append(
+                        f"{label}: {figures['recompiles']} recompiles in the timed window, judged on CUDA only (on "
+                        "a CPU the dropout mask's generator breaks the graph, and the pieces after a break "
+                        "specialise again: per caller, and on equal source and target lengths)"
                     )
                 if not figures["compiled_at_end"]:
                     sec.fail(f"{label}: the step fell back to eager ({figures['record'].get('fallback')})")
@@ -1073,8 +1082,10 @@ def main(argv: list[str] | None = None) -> int:
                 sec = Section(number, name, chk.sizes.budgets[number - 1], status="n/a")
                 sec.reasons.append("not selected (--only)")
                 sections.append(sec)
-                continue
-            sections.append(run_section(number, name, body, chk))
+            else:
+                sections.append(run_section(number, name, body, chk))
+            if args.json_out:  # after each section: a run stopped from outside keeps what it measured
+                write_report(Path(args.json_out), chk, sections, time.perf_counter() - t0)
     total = time.perf_counter() - t0
     print(f"\n### gpu_check ({mode}, {device}, torch {torch.__version__}; {total:.0f} s)\n")
     print("| section | status | reason |\n|---|---|---|")
@@ -1082,19 +1093,24 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {sec.number} {sec.name} | {sec.status} | {'; '.join(sec.reasons) or 'every check passed'} |"
         )
-    if args.json_out:
-        report = {
-            "smoke": args.smoke,
-            "device": str(device),
-            "torch": torch.__version__,
-            "cuda": torch.version.cuda,
-            "data": origin,
-            "compile_backend": backend,
-            "seconds": round(total, 1),
-            "sections": [sec.entry() for sec in sections],
-        }
-        Path(args.json_out).write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
     return 1 if any(sec.status == "fail" for sec in sections) else 0
+
+
+def write_report(path: Path, chk: Check, sections: list[Section], seconds: float) -> None:
+    """--json-out: the run's setting and one entry a section."""
+    import torch
+
+    report = {
+        "smoke": chk.smoke,
+        "device": str(chk.device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "data": chk.origin,
+        "compile_backend": chk.backend,
+        "seconds": round(seconds, 1),
+        "sections": [sec.entry() for sec in sections],
+    }
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
