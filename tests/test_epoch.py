@@ -45,3 +45,36 @@ def test_ahead_keeps_the_order(prefetch):
 
     assert list(ahead(lambda x: x * 2, [1, 2, 3, 4], prefetch)) == [2, 4, 6, 8]
     assert list(ahead(lambda x: x, [], prefetch)) == []
+
+
+@pytest.mark.parametrize("kind", ["translation", "classification"])
+def test_padding_to_multiples_of_8_changes_no_loss_and_no_gradient(kind):
+    """A compiled or CUDA run pads lengths to PAD_MULTIPLE (issue 20.4): the padding is masked, so
+    the step's loss and gradients are those of the batch padded to its longest."""
+    from embtool.model import ModelConfig, build
+    from embtool.training.batching import PAD_MULTIPLE
+    from embtool.training.epoch import batch_units, collate_parts, train_step
+    from embtool.training.objective import prepare
+
+    rng = random.Random(5)
+    examples = [([rng.randint(4, 19) for _ in range(rng.randint(1, 13))],
+                 [rng.randint(4, 19) for _ in range(rng.randint(1, 13))] if kind == "translation" else rng.randint(0, 1))
+                for _ in range(24)]  # fmt: skip
+    cpu, index = torch.device("cpu"), list(range(24))
+    units, _ = batch_units(examples, index, kind)
+    steps = []
+    for multiple in (1, PAD_MULTIPLE):
+        torch.manual_seed(0)
+        model = build(ModelConfig(kind=kind, src_vocab=20, tgt_vocab=20 if kind == "translation" else 0,
+                                  d_model=16, n_heads=2, n_layers=1, dropout=0.0))  # fmt: skip
+        params = list(model.parameters())
+        parts = collate_parts(examples, index, kind, cpu, None, multiple)
+        assert parts[0].src.shape[1] % multiple == 0
+        loss = train_step(
+            prepare(model), torch.optim.SGD(params, lr=0.0), params, parts, units, 0.0, cpu, "off"
+        )
+        steps.append((float(loss), [p.grad for p in params if p.grad is not None]))
+    (l1, g1), (l8, g8) = steps
+    assert l1 == pytest.approx(l8, rel=1e-6)
+    for a, b in zip(g1, g8, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

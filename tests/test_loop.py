@@ -375,3 +375,19 @@ def test_fp16_keeps_its_loss_scale_in_the_resume_state(tmp_path):
     assert json.loads((run / "config.json").read_text())["amp"] == "fp16"
     train_dir(dataclasses.replace(tiny_cfg(files, run, epochs=2, amp="fp16"), resume=True))
     assert len(metrics(run)) == 2 and all(math.isfinite(m["train_loss"]) for m in metrics(run))
+
+
+def test_config_json_records_what_the_compiler_did(tmp_path, monkeypatch):
+    """Issue 20.3: a run says in config.json how many graphs it compiled and whether the compiled
+    path was still in use at its end (a fallback says why). The eager backend stands in for Inductor."""
+    import functools
+
+    from embtool.training import loop, objective
+
+    monkeypatch.setattr(loop, "prepare_step", functools.partial(objective.prepare, backend="eager"))
+    files = reverse_task(tmp_path, n_train=81, n_val=10)  # batches of 16, and one of 1 each epoch
+    run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=2, batch_size=16, compile=True))
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["compile"] is True
+    # one graph for every batch of two or more, one for a batch of one; both epochs on them
+    assert config["compile"] == {"graphs": 2, "compiled": True, "fallback": None}

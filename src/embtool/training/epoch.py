@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from embtool.errors import BadInput, WorkFailure
 from embtool.model import ModelConfig
 from embtool.training.amp import choose_amp
-from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
+from embtool.training.batching import (
+    PAD_MULTIPLE,
+    Batch,
+    classification_batch,
+    make_batches,
+    translation_batch,
+)
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import micro_batches, pass_overhead
 from embtool.training.objective import Stepper, prepare
@@ -71,11 +77,12 @@ def batches_of(
     return make_batches(lengths, batch_size or cfg.batch_size, cfg.max_tokens, generator, keys)
 
 
-def collate(examples: Examples, index: list[int], kind: str) -> Batch:
+def collate(examples: Examples, index: list[int], kind: str, multiple: int = 1) -> Batch:
+    """The examples at ``index`` as one batch, lengths padded to a multiple of ``multiple``."""
     src = [examples[i][0] for i in index]
     if kind == "translation":
-        return translation_batch(src, [examples[i][1] for i in index])
-    return classification_batch(src, [examples[i][1] for i in index])
+        return translation_batch(src, [examples[i][1] for i in index], multiple)
+    return classification_batch(src, [examples[i][1] for i in index], multiple)
 
 
 def model_overhead(cfg: ModelConfig, device: torch.device) -> int | None:
@@ -85,10 +92,16 @@ def model_overhead(cfg: ModelConfig, device: torch.device) -> int | None:
 
 
 def collate_parts(
-    examples: Examples, index: list[int], kind: str, device: torch.device, overhead: int | None
+    examples: Examples,
+    index: list[int],
+    kind: str,
+    device: torch.device,
+    overhead: int | None,
+    multiple: int = 1,
 ) -> list[Batch]:
     """One training batch as micro-batches of similar lengths (``micro_batches``, at ``overhead``
-    padded tokens a pass), or whole when ``overhead`` is None; on ``device``."""
+    padded tokens a pass), or whole when ``overhead`` is None; on ``device``, lengths padded to a
+    multiple of ``multiple``."""
     parts = [index]
     if overhead is not None:
         src_len = {i: len(examples[i][0]) for i in index}
@@ -96,7 +109,7 @@ def collate_parts(
             {i: len(examples[i][1]) + 1 for i in index} if kind == "translation" else dict.fromkeys(index, 0)
         )
         parts = micro_batches(index, src_len, tgt_len, overhead)
-    return [collate(examples, part, kind).to(device, device.type == "cuda") for part in parts]
+    return [collate(examples, part, kind, multiple).to(device, device.type == "cuda") for part in parts]
 
 
 # ----------------------------------------------------------------------------- one epoch
@@ -172,6 +185,7 @@ def train_epoch(
     batches = batches_of(examples, kind, cfg, gen)
     params = [p for p in model.parameters() if p.requires_grad]
     overhead = model_overhead(model.cfg, device)  # type: ignore[arg-type]
+    multiple = PAD_MULTIPLE if step.compiles or device.type == "cuda" else 1
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync a step
     mine, units, tokens = 0, 0, 0
@@ -181,7 +195,7 @@ def train_epoch(
 
     def collated(index: list[int]) -> tuple[list[Batch], float]:
         part_index, weight = share(index, world)
-        return collate_parts(examples, part_index, kind, device, overhead), weight
+        return collate_parts(examples, part_index, kind, device, overhead, multiple), weight
 
     for n_step, (index, (parts, weight)) in enumerate(
         zip(batches, ahead(collated, batches, device.type == "cuda"), strict=True), start=1
@@ -251,16 +265,22 @@ def train_step(
     device, not waited for). Each part's backward adds its loss × ``scale`` / ``units`` (the
     whole batch's scored units), so the gradient is the batch's mean; under DDP ``scale`` is the
     group's size (DDP averages) and the parts before the last skip the all-reduce. Label
-    smoothing is the loss module's (``objective.prepare(smoothing=…)``)."""
-    opt.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=device)
-    for i, batch in enumerate(parts):
-        with step.no_sync() if i < len(parts) - 1 else nullcontext():
-            with _autocast(device, amp):
-                loss_sum = step(batch)
-            part_loss = loss_sum * (scale / max(units, 1))
-            (scaler.scale(part_loss) if scaler is not None else part_loss).backward()
-        total = total + loss_sum.detach().float()
+    smoothing is the loss module's (``objective.prepare(smoothing=…)``). The forward and backward
+    passes run whole under ``step.guarded`` (a compiler failure redoes them eagerly)."""
+
+    def passes() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        for i, batch in enumerate(parts):
+            with step.no_sync() if i < len(parts) - 1 else nullcontext():
+                with _autocast(device, amp):
+                    loss_sum = step(batch)
+                part_loss = loss_sum * (scale / max(units, 1))
+                (scaler.scale(part_loss) if scaler is not None else part_loss).backward()
+            total = total + loss_sum.detach().float()
+        return total
+
+    total = step.guarded(passes)
     if scaler is not None and scaler.is_enabled():
         if clip_norm:
             scaler.unscale_(opt)

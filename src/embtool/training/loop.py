@@ -322,7 +322,7 @@ def fit(run: Run, progress: Progress) -> None:
                 run.lines.append({"epoch": epoch, **run.diverged})
                 folder.write_metrics(run.lines)
                 progress("log", {"message": str(e)})
-            return
+            break
         scores = validate(model, run.prep, cfg, run.device, run.amp, world)  # each rank its share
         if not world.main:  # rank 0 writes; the others wait for it
             parallel.barrier(world)
@@ -353,6 +353,8 @@ def fit(run: Run, progress: Progress) -> None:
         folder.write_metrics(run.lines)
         progress("epoch", line)
         parallel.barrier(world)
+    if world.main and cfg.compile:  # what the compiler did: graphs, and whether it was still in use
+        folder.write_json(CONFIG, {**folder.read_config(), "compile": step.record()})
 
 
 def finish(run: Run, progress: Progress) -> RunResult:

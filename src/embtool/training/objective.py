@@ -3,15 +3,18 @@
 ``torch.compile(model)`` compiles ``model.forward`` only: a loop that calls ``model.loss(…)`` runs
 the uncompiled module, and DDP only hooks ``forward`` too. ``TrainLoss.forward`` *is* the loss
 (summed over the batch's scored units), so ``prepare`` can wrap it in DDP (under torchrun) and
-compile it with dynamic shapes (one graph for every batch shape). Its inputs are made on the host
-with the batch (``rows``, ``src_padded``), so a step asks the device nothing until the epoch ends.
+compile it with dynamic shapes: batch and length dimensions marked dynamic, so a run compiles one
+graph for every batch shape (and one more for batches of one), counted in config.json. Its inputs are
+made on the host with the batch (``rows``, ``src_padded``), so a step asks the device nothing until
+the epoch ends.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +22,8 @@ from torch import Tensor, nn
 
 from embtool.model import Classifier, Seq2Seq
 from embtool.training.batching import Batch
+
+T = TypeVar("T")
 
 
 class TrainLoss(nn.Module):
@@ -58,43 +63,85 @@ def inputs(batch: Batch) -> tuple[Any, ...]:
 
 
 class Stepper:
-    """What a training step calls: the loss module, maybe in DDP, maybe compiled (falling back to
-    eager with a warning when the compiler fails on the first batch), and ``no_sync`` for the
-    micro-batches before a step's last (their gradients are all-reduced once, with the last's)."""
+    """What a training step calls: the loss module, maybe in DDP, maybe compiled, and ``no_sync``
+    for the micro-batches before a step's last (their gradients are all-reduced once, with the last's).
+
+    ``guarded(work)`` runs a whole step (every part's forward and backward: a backward graph may
+    compile only at the first ``.backward()``); when the compiled path fails it redoes the step eagerly,
+    and only an error the eager step does not raise too is the compiler's (warned once; the run goes
+    on eagerly). ``record()`` is what the compiler did in this run (config.json's "compile").
+    """
 
     def __init__(self, loss: TrainLoss, ddp: nn.Module | None, compiled: Any | None) -> None:
         self.loss = loss
         self.ddp = ddp
         self.compiled = compiled
         self.eager: nn.Module = ddp if ddp is not None else loss
+        self.compiles = compiled is not None  # asked to compile: batches are padded for it
+        self.fallback: str | None = None  # why the run left the compiled path, if it did
+        self.graphs_before = _graph_count() if self.compiles else 0
 
     def __call__(self, batch: Batch) -> Tensor:
-        if self.compiled is not None:
-            try:
-                return self.compiled(*inputs(batch))  # type: ignore[no-any-return]
-            except Exception as e:  # noqa: BLE001 - any compiler failure: run eager, say why once
-                if not _is_compiler_error(e):
-                    raise
-                warnings.warn(
-                    f"--compile: the compiler failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-                    "training without it",
-                    stacklevel=2,
-                )
-                self.compiled = None
-        return self.eager(*inputs(batch))  # type: ignore[no-any-return]
+        if self.compiled is None:
+            return self.eager(*inputs(batch))  # type: ignore[no-any-return]
+        _mark_dynamic(batch)
+        with _compile_settings():
+            return self.compiled(*inputs(batch))  # type: ignore[no-any-return]
+
+    def guarded(self, work: Callable[[], T]) -> T:
+        """``work()``, one training step from ``zero_grad`` on; if the compiled path raises, the step
+        again eagerly: its error, if it raises one too, is the caller's (raised as eager raises it);
+        else the compiler failed: warn, and train eagerly from here."""
+        if self.compiled is None:
+            return work()
+        try:
+            return work()
+        except Exception as e:  # noqa: BLE001 - told apart below, by running the step eagerly
+            failed = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        compiled, self.compiled = self.compiled, None
+        try:
+            result = work()  # zeroes the compiled attempt's gradients first
+        except BaseException:
+            self.compiled = compiled  # the same error without the compiler: not the compiler's
+            raise
+        self.fallback = f"the compiler failed ({failed})"
+        warnings.warn(f"--compile: {self.fallback}; training without it", stacklevel=2)
+        return result
 
     def no_sync(self) -> AbstractContextManager[Any]:
         return self.ddp.no_sync() if self.ddp is not None else nullcontext()  # type: ignore[operator]
 
+    def record(self) -> dict[str, Any]:
+        """Graphs the compiler made since ``prepare`` and whether the compiled path was in use at the end."""
+        graphs = _graph_count() - self.graphs_before if self.compiles else 0
+        return {"graphs": graphs, "compiled": self.compiled is not None, "fallback": self.fallback}
 
-def _is_compiler_error(e: Exception) -> bool:
-    try:
-        from torch._dynamo.exc import BackendCompilerFailed, TorchRuntimeError, Unsupported
-    except ImportError:  # pragma: no cover - no dynamo in this torch
-        return True
-    return isinstance(e, (BackendCompilerFailed, Unsupported, TorchRuntimeError, OSError)) or (
-        "inductor" in type(e).__module__ or "dynamo" in type(e).__module__
-    )
+
+def _mark_dynamic(batch: Batch) -> None:
+    """Batch and length dimensions dynamic from the first call: one graph, also when a first batch
+    has equal source and target lengths (which would otherwise share one size symbol)."""
+    from torch._dynamo import maybe_mark_dynamic
+
+    for t in (batch.src, batch.tgt_in, batch.tgt_out, batch.rows, batch.labels):
+        if t is not None:
+            for dim in range(t.dim()):
+                maybe_mark_dynamic(t, dim)
+
+
+def _compile_settings() -> AbstractContextManager[Any]:
+    """The compiler's settings for a compiled call, put back after it: the recompile limit raises
+    (``guarded`` falls back to eager and the run records it) instead of running eagerly unseen."""
+    from torch._dynamo import config as dynamo_config
+
+    if not hasattr(dynamo_config, "fail_on_recompile_limit_hit"):  # pragma: no cover - torch < 2.6
+        return nullcontext()
+    return dynamo_config.patch(fail_on_recompile_limit_hit=True)
+
+
+def _graph_count() -> int:
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def prepare(
@@ -126,6 +173,11 @@ def prepare(
         )
     compiled = None
     if compile:
+        import torch._dynamo
+
+        # a fresh compiler for each run: runs in one process (a grid) share TrainLoss.forward's code
+        # object, and after recompile_limit (8) models dynamo would run the rest eagerly, unseen
+        torch._dynamo.reset()
         compiled = torch.compile(ddp if ddp is not None else loss, dynamic=True, backend=backend)
     return Stepper(loss, ddp, compiled)
 
