@@ -102,6 +102,7 @@ def test_smoke_run_on_a_cpu_passes_every_section_it_can(tmp_path):
         "embtool compiled bf16",
     ):
         assert speed[label]["tok_s"] > 0, label
-    assert speed["embtool compiled bf16"]["recompiles"] == 0
+    compiled = speed["embtool compiled bf16"]
+    assert compiled["compiled_at_end"] is True and compiled["graphs"] >= 1, compiled
     ddp = sections[3]["rows"][0]
     assert ddp["bit_equal"] is True, ddp
