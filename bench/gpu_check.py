@@ -757,29 +757,19 @@ def forced_backends(sec: Section, case: AttentionCase) -> None:
 
 @contextmanager
 def tf32_off(chk: Check) -> Iterator[None]:
-    """fp32 matmuls in full fp32 on CUDA (the API this torch has), put back after."""
+    """fp32 matmuls in full fp32 on CUDA, through the setter the trainer's own TF32 uses
+    (``training.cpu``: torch keeps both APIs in step with it), put back after."""
     if not chk.cuda:
         yield
         return
     import torch
 
-    matmul: Any = torch.backends.cuda.matmul
-    name, value = ("fp32_precision", "ieee") if _has(matmul, "fp32_precision") else ("allow_tf32", False)
-    old = getattr(matmul, name)
-    setattr(matmul, name, value)
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
     try:
         yield
     finally:
-        setattr(matmul, name, old)
-
-
-def _has(obj: Any, name: str) -> bool:
-    """Whether ``obj.name`` reads (torch's backend flags answer through ``__getattr__``)."""
-    try:
-        getattr(obj, name)
-    except AttributeError:
-        return False
-    return True
+        torch.set_float32_matmul_precision(old)
 
 
 def ddp(sec: Section, chk: Check) -> None:
