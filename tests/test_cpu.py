@@ -103,3 +103,22 @@ def test_a_callers_per_backend_tf32_setting_is_put_back() -> None:
         assert matmul.fp32_precision == "ieee"
     finally:
         matmul.fp32_precision = saved
+
+
+def test_dropout_compiles_without_breaking_the_graph() -> None:
+    """A compiled step drops with the compiler's RNG: the CPU mask (an int16 view of raw draws) broke
+    the graph in every layer, and the pieces after the breaks recompiled per shape until the
+    recompile limit (issue 20.4, seen in gpu_check's CPU smoke run)."""
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch._dynamo.utils import counters
+
+    from embtool.training.cpu import Dropout
+
+    torch._dynamo.reset()
+    counters.clear()
+    counter = CompileCounterWithBackend("eager")
+    drop = torch.compile(torch.nn.Sequential(Dropout(0.25), torch.nn.ReLU()).train(), backend=counter)
+    y = drop(torch.ones(200, 100))
+    assert counter.frame_count == 1 and sum(counters["graph_break"].values()) == 0
+    assert (y == 0).float().mean().item() == pytest.approx(0.25, abs=0.02) and y.max() == pytest.approx(4 / 3)

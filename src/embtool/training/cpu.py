@@ -37,7 +37,9 @@ class Dropout(nn.Module):
     the paper's model that was a fifth of a training step. Here each 64-bit draw gives four 16-bit
     lanes, each kept when it is at least round(p·2¹⁶) above the lowest value, so an element is
     dropped with probability p to within 2⁻¹⁷ (0.1 → 0.100006); the same generator and seed make
-    the same masks. Other devices use ``F.dropout`` (their generators are fast).
+    the same masks. Other devices use ``F.dropout`` (their generators are fast), and so does a
+    compiled step: the mask's int16 view of raw draws broke the graph in every layer, and the pieces
+    after each break recompiled per shape until the recompile limit.
     """
 
     def __init__(self, p: float) -> None:
@@ -47,7 +49,7 @@ class Dropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        if x.device.type != "cpu":
+        if x.device.type != "cpu" or torch.compiler.is_compiling():  # compiled: the compiler's own RNG
             return F.dropout(x, self.p, training=True)
         return _MaskedScale.apply(x, keep_mask(x.shape, self.p), 1.0 / (1.0 - self.p))
 
