@@ -4,6 +4,7 @@ GPU's token-budgeted batches, and shared over the ranks of a group."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import shutil
@@ -21,6 +22,7 @@ from embtool.training.data import EOS_ID
 from embtool.training.decoding import decode, max_output_len
 from embtool.training.epoch import batches_of, collate
 from embtool.training.parallel import World
+from embtool.training.setup import tokenize
 
 
 def test_validate_and_test_result_repeat_a_finished_run(reverse_run, tmp_path):
@@ -36,8 +38,58 @@ def test_validate_and_test_result_repeat_a_finished_run(reverse_run, tmp_path):
     got = validate(run.model, run.prep, run.cfg, run.device, run.amp)  # as the run validated (--amp auto)
     assert got["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
     assert got["val_bleu"] == pytest.approx(last["val_bleu"], abs=1e-9)
+    assert got["val_bleu_tok"] == pytest.approx(last["val_bleu_tok"], abs=1e-9)  # both BLEUs each epoch
     want = json.loads((reverse_run / "test.json").read_text())
     assert test_result(run) == want  # the best checkpoint, decoded again
+
+
+# (tokenizer spec, signature's case, the detokenized BLEU as sacrebleu gives it on the original references)
+BLEU_CASES = {
+    "lower-cased side: sacrebleu's lowercase=True": ("whitespace+lower", "case:lc", True),
+    "cased side: cased BLEU": ("whitespace", "case:mixed", False),
+}
+
+
+@pytest.mark.parametrize(("spec", "case", "lowercase"), BLEU_CASES.values(), ids=BLEU_CASES)
+def test_bleu_scores_score_the_original_references(spec, case, lowercase):
+    from sacrebleu.metrics import BLEU
+
+    vocab = ["<pad>", "<unk>", "<bos>", "<eos>", "two", "dogs", "run", "in", "the", "park", "."]
+    ids = [[4, 5, 6, 7, 8, 9, 10, 3], [8, 5, 6, 3]]  # "two dogs run in the park .", "the dogs run"
+    refs = ["Two dogs run in the Park .", "The dogs run home"]
+    got = evaluation.bleu_scores(ids, refs, vocab, spec)
+    hyps = ["two dogs run in the park .", "the dogs run"]
+    want = BLEU(lowercase=lowercase).corpus_score(hyps, [refs]).score
+    assert got["bleu"] == pytest.approx(want, abs=1e-12)
+    assert f"|{case}|" in got["signature"] and "|tok:13a|" in got["signature"]
+    # the model's own tokens against the references split by the same tokenizer, lower-cased
+    tok_refs = [" ".join(t) for t in tokenize(spec, refs)]
+    tok = BLEU(tokenize="none", lowercase=True, force=True).corpus_score(hyps, [tok_refs]).score
+    assert got["bleu_tok"] == pytest.approx(tok, abs=1e-12)
+    assert "|case:lc|" in got["signature_tok"] and "|tok:none|" in got["signature_tok"]
+
+
+@pytest.mark.slow
+def test_a_default_multi30k_run_is_scored_case_insensitively(shared_data, tmp_path):
+    """Multi30k's default tokenizers lower-case: test.json's BLEU is sacrebleu's lowercase=True on
+    the original references (signature case:lc), and each epoch records both BLEUs."""
+    from sacrebleu.metrics import BLEU
+
+    from embtool.training import train
+
+    cfg = TrainConfig(
+        task="multi30k", data_dir=str(shared_data / "multi30k"), d_model=16, heads=2, layers=1, ff=32,
+        epochs=1, batch_size=32, max_train_examples=200, max_eval_examples=20, device="cpu",
+        threads=1, cache=False, out=str(tmp_path / "run"),
+    )  # fmt: skip
+    result = train(cfg)
+    assert "|case:lc|" in result.test["signature"]
+    hyps = (tmp_path / "run" / "hyps.test.txt").read_text(encoding="utf-8").splitlines()
+    with gzip.open(shared_data / "multi30k" / "test_2016_flickr.en.gz", "rt", encoding="utf-8") as f:
+        refs = f.read().splitlines()[:20]
+    assert any(r != r.lower() for r in refs)  # the references as written: cased
+    assert result.test["bleu"] == pytest.approx(BLEU(lowercase=True).corpus_score(hyps, [refs]).score)
+    assert {"val_bleu", "val_bleu_tok"} <= set(result.metrics[0])
 
 
 # ----------------------------------------------------------------------------- a split's loss and hypotheses

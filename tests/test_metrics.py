@@ -18,6 +18,19 @@ def test_bleu_is_sacrebleus_corpus_bleu() -> None:
     assert bleu(refs, refs)[0] == pytest.approx(100.0)
 
 
+def test_lowercase_bleu_is_sacrebleus_own_case_insensitive_bleu_on_the_original_references() -> None:
+    """A lower-cased model is scored by sacrebleu's lowercase=True against the references as written:
+    its signature says case:lc (issue 25), where lower-casing the references first said case:mixed."""
+    from sacrebleu.metrics import BLEU
+
+    hyps = ["two dogs run in the park .", "a man in a red shirt"]
+    refs = ["Two dogs run in the Park .", "A man in a red shirt sings"]
+    score, signature = bleu(hyps, refs, lowercase=True)
+    assert score == pytest.approx(BLEU(lowercase=True).corpus_score(hyps, [refs]).score, abs=1e-12)
+    assert signature.startswith("nrefs:1|case:lc|eff:no|tok:13a|")
+    assert bleu(hyps, refs)[0] < score  # cased, "Two" ≠ "two": the case counts
+
+
 @pytest.mark.parametrize(
     ("pred", "gold", "acc"), [([1, 0, 1, 1], [1, 1, 1, 0], 50.0), ([2], [2], 100.0), ([], [], 0.0)]
 )

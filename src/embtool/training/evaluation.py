@@ -1,9 +1,10 @@
 """A run's evaluations: the loss and the decoded hypotheses of a split, validation each epoch (loss,
-BLEU or accuracy) and the final test; ``test_result`` reads the run (``loop.Run``) it is given.
+both BLEUs (``bleu_scores``) or accuracy) and the final test; ``test_result`` reads the run (``loop.Run``) it is given.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -36,10 +37,8 @@ def validate(
         assert isinstance(model, Seq2Seq) and prep.tgt is not None
         val_loss, _ = eval_loss(model, prep.val, "translation", cfg, device, amp, world)
         ids = translate(model, prep.val, cfg, device, amp, world=world)
-        score, _ = bleu(
-            detok_all(ids, prep.tgt.vocab, prep.tgt.tokenizer), _refs(prep.val_refs, prep.tgt.lower)
-        )
-        return {"val_loss": val_loss, "val_bleu": score}
+        scores = bleu_scores(ids, prep.val_refs, prep.tgt.vocab, prep.tgt.tokenizer)
+        return {"val_loss": val_loss, "val_bleu": scores["bleu"], "val_bleu_tok": scores["bleu_tok"]}
     val_loss, preds = eval_loss(model, prep.val, "classification", cfg, device, amp, world)
     out: dict[str, Any] = {"val_loss": val_loss, "val_acc": accuracy(preds, [int(y) for _, y in prep.val])}
     for name, examples in prep.extra_val.items():
@@ -48,8 +47,27 @@ def validate(
     return out
 
 
-def _refs(refs: list[str], lower: bool) -> list[str]:
-    return [r.lower() for r in refs] if lower else refs
+def bleu_scores(ids: list[list[int]], refs: list[str], vocab: list[str], spec: str) -> dict[str, Any]:
+    """Both BLEUs of decoded target ``ids`` against the original reference sentences, with their
+    signatures (test.json's keys):
+
+    - ``bleu``: sacrebleu on the detokenized hypotheses (13a), comparable across papers; on a side
+      tokenized lower-cased (``+lower``, Multi30k's default) sacrebleu's own ``lowercase=True``
+      (``case:lc``), the references as written;
+    - ``bleu_tok``: on the model's own target tokens against the references split by the same
+      tokenizer (``tok:none``, lower-cased): closest to the paper's pipeline, and comparable only
+      between runs of one tokenizer.
+    """
+    score, signature = bleu(detok_all(ids, vocab, spec), refs, lowercase=spec.endswith("+lower"))
+    tok_hyps = [" ".join(t) for t in tokens_all(ids, vocab)]
+    score_tok, signature_tok = bleu_tokenized(tok_hyps, list(_tokenized_refs(spec, tuple(refs))))
+    return {"bleu": score, "signature": signature, "bleu_tok": score_tok, "signature_tok": signature_tok}
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenized_refs(spec: str, refs: tuple[str, ...]) -> tuple[str, ...]:
+    """The references split by the target side's tokenizer, space-joined: once per split, not per epoch."""
+    return tuple(" ".join(t) for t in tokenize(spec, list(refs)))
 
 
 def test_result(run: Any, world: World | None = None) -> dict[str, Any]:
@@ -69,16 +87,8 @@ def test_result(run: Any, world: World | None = None) -> dict[str, Any]:
         hyps = detok_all(ids, prep.tgt.vocab, prep.tgt.tokenizer)
         if main:
             run.folder.write_hyps(hyps)
-        score, signature = bleu(hyps, _refs(prep.test_refs, prep.tgt.lower))
-        # the tokenized, lower-cased BLEU on the vocabulary's tokens (tutorial pipelines' convention)
-        tok_hyps = [" ".join(t) for t in tokens_all(ids, prep.tgt.vocab)]
-        tok_refs = [" ".join(t) for t in tokenize(prep.tgt.tokenizer, prep.test_refs)]
-        score_tok, signature_tok = bleu_tokenized(tok_hyps, tok_refs)
         result = {
-            "bleu": score,
-            "signature": signature,
-            "bleu_tok": score_tok,
-            "signature_tok": signature_tok,
+            **bleu_scores(ids, prep.test_refs, prep.tgt.vocab, prep.tgt.tokenizer),
             "best_epoch": best_epoch,
             "split": prep.test_name,
             "beam": cfg.beam,

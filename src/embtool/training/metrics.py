@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def bleu(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, str]:
-    """Corpus BLEU of detokenized hypotheses against one reference each, and sacrebleu's signature."""
+def bleu(hyps: Sequence[str], refs: Sequence[str], lowercase: bool = False) -> tuple[float, str]:
+    """Corpus BLEU of detokenized hypotheses against one original reference each (sacrebleu's 13a
+    tokenizer), and sacrebleu's signature. ``lowercase``: sacrebleu's own case-insensitive BLEU
+    (``case:lc``), for a model trained on lower-cased text: the references stay as written."""
     from sacrebleu.metrics import BLEU
 
-    metric = BLEU()
+    metric = BLEU(lowercase=lowercase)
     score = metric.corpus_score(list(hyps), [list(refs)])
     return float(score.score), str(metric.get_signature())
 
