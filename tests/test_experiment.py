@@ -525,3 +525,14 @@ def test_a_broken_input_leaves_no_record_that_refuses_the_repaired_retry(toy: Pa
     assert json.loads((toy / "grid" / lib.GRID_FILE).read_text())["inputs"]["emb"]["path"] == str(
         table.resolve()
     )
+
+
+@pytest.mark.parametrize(("task", "seeds"), [("multi30k", 4), ("iwslt2017", 4), ("sst2", 5), ("mnli", 3)])
+def test_seeds_default_to_the_papers_count_for_the_task(cli, tmp_path: Path, task: str, seeds: int) -> None:
+    """A.2: 4 seeds for Multi30k and IWSLT2017, 5 for SST-2, 3 for MNLI (issue 25.3; before: 3 for all)."""
+    save(EmbeddingTable(torch.zeros(3, 8), ["a", "b", "c"], source="xavier"), tmp_path / "t.safetensors")
+    args = ["experiment", task, "--emb", str(tmp_path / "t.safetensors"), "--variants", "xavier"]
+    r = cli(*args, "-o", str(tmp_path / "grid"), "--dry-run")
+    assert r.code == 0, r.stderr
+    assert f"1 variant(s) × {seeds} seed(s) = {seeds} run(s)" in r.text
+    assert cli(*args, "--seeds", "2", "-o", str(tmp_path / "g2"), "--dry-run").text.count(" xavier ") == 2

@@ -35,3 +35,16 @@ def test_a_grid_point_is_one_safe_folder_name(point, label) -> None:
     got = lib.point_label(point)
     assert got.startswith(label) and "/" not in got and got not in (".", "..") and len(got) <= 129
     assert got == label or len(got) == len(label) + 8  # a hash of the exact values ends an altered name
+
+
+@pytest.mark.parametrize(
+    ("task", "seeds"), [("multi30k", [1, 2, 3, 4]), ("iwslt2017", [1, 2, 3, 4]), ("sst2", [1, 2, 3, 4, 5]),
+                        ("mnli", [1, 2, 3])],
+)  # fmt: skip
+def test_paper_seeds_are_the_appendixs_counts(task, seeds) -> None:
+    assert lib.paper_seeds(task) == seeds
+
+
+def test_paper_seeds_of_an_unknown_task_lists_the_tasks() -> None:
+    with pytest.raises(BadInput, match="unknown task 'wmt'; valid choices: multi30k"):
+        lib.paper_seeds("wmt")

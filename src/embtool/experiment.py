@@ -23,7 +23,7 @@ from typing import Any
 from embtool import variants
 from embtool._version import __version__
 from embtool.errors import BadInput, EmbtoolError, WorkFailure
-from embtool.gridaxes import GRID_FIELDS, parse_grid, parse_seeds, point_label
+from embtool.gridaxes import GRID_FIELDS, paper_seeds, parse_grid, parse_seeds, point_label
 from embtool.variants import RANDOM_VARIANTS, VARIANTS, parse_variants, variant_table
 
 GRID_FILE = "experiment.json"
@@ -81,11 +81,12 @@ def plan(
     inputs: dict[str, str | os.PathLike[str]],
     out: str | os.PathLike[str],
     variants: Sequence[str] = VARIANTS,
-    seeds: Sequence[int] = (1, 2, 3),
+    seeds: Sequence[int] | None = None,
     settings: dict[str, Any] | None = None,
     axes: dict[str, list[Any]] | None = None,
 ) -> Grid:
-    """The runs of the grid and the state of each; checks the inputs, writes nothing."""
+    """The runs of the grid and the state of each; checks the inputs, writes nothing. ``seeds``:
+    None for the paper's count for the task (``gridaxes.paper_seeds``)."""
     from embtool.table import read_metadata
 
     given = {k: Path(v) for k, v in inputs.items() if v}
@@ -111,7 +112,7 @@ def plan(
         out=Path(out),
         inputs=given,
         variants=list(variants),
-        seeds=list(seeds),
+        seeds=list(seeds) if seeds is not None else paper_seeds(task),
         settings=dict(settings or {}),
         axes=dict(axes or {}),
     )
@@ -335,14 +336,15 @@ def run_experiment(
     inputs: dict[str, str | os.PathLike[str]],
     out: str | os.PathLike[str],
     variants: Sequence[str] = VARIANTS,
-    seeds: Sequence[int] = (1, 2, 3),
+    seeds: Sequence[int] | None = None,
     settings: dict[str, Any] | None = None,
     axes: dict[str, list[Any]] | None = None,
 ) -> tuple[dict[str, Path], list[tuple[PlannedRun, str]]]:
     """`embtool experiment` as one call: plan, build the tables, train every run not done, report.
 
     ``inputs``: {"emb": path} or {"src_emb": …, "tgt_emb": …}; ``settings``: TrainConfig fields for
-    every run; ``axes``: {field: [values]} to vary (``--grid``). Returns the report's files and the
+    every run; ``axes``: {field: [values]} to vary (``--grid``); ``seeds``: None for the paper's count
+    for the task (4 Multi30k and IWSLT2017, 5 SST-2, 3 MNLI). Returns the report's files and the
     runs that failed (with why); raises WorkFailure when no run has finished.
     """
     grid = plan(task, inputs, out, variants, seeds, settings, axes)
@@ -353,5 +355,6 @@ def run_experiment(
 
 __all__ = [
     "GRID_FIELDS", "RANDOM_VARIANTS", "VARIANTS", "Grid", "PlannedRun", "build_tables", "check", "parse_grid",
-    "parse_seeds", "parse_variants", "plan", "run_experiment", "run_grid", "variant_table", "write_report",
+    "paper_seeds", "parse_seeds", "parse_variants", "plan", "run_experiment", "run_grid", "variant_table",
+    "write_report",
 ]  # fmt: skip

@@ -13,6 +13,14 @@ from embtool.errors import BadInput
 GRID_FIELDS = frozenset({"task", "seed", "out", "emb", "src_emb", "tgt_emb", "resume"})
 
 
+def paper_seeds(task: str) -> list[int]:
+    """Seeds 1 … n, n the paper's runs per cell for ``task`` (A.2: 4 Multi30k and IWSLT2017, 5 SST-2,
+    3 MNLI; the registry's ``Task.seeds``): ``experiment``'s default."""
+    from embtool.tasks.registry import get_task
+
+    return list(range(1, get_task(task).seeds + 1))
+
+
 def parse_seeds(text: str) -> list[int]:
     """``"3"`` → seeds 1, 2, 3; ``"1,5,7"`` → those seeds."""
     try:
