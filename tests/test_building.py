@@ -64,13 +64,16 @@ def test_input_dim_projects_a_narrow_table_and_out_emb_fills_the_output(tmp_path
             input_dim=8,
             output_dim=48,
             out_emb=str(tmp_path / "o.safetensors"),
+            ffn_dropout=0.05,
             epochs=1,
         )
     )
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["d_model"] == 32 and config["model"]["input_dim"] == 8
+    assert config["model"]["output_head"] == "chung" and config["model"]["ffn_dropout"] == 0.05
     parts = config["parameters"]
-    assert parts["input_projection"] == 2 * 8 * 32 and parts["output_projection"] == 32 * 48
+    # Chung et al.'s head: D → E_out with its bias, GELU, LayerNorm over E_out
+    assert parts["input_projection"] == 2 * 8 * 32 and parts["output_projection"] == 32 * 48 + 48 + 2 * 48
     assert config["out_emb"]["missing"] == 4 + 7  # specials and 0…6: the table holds 7, 8, 9
     assert config["out_emb"]["table"]["dim"] == 48
 
@@ -80,7 +83,7 @@ def test_input_dim_projects_a_narrow_table_and_out_emb_fills_the_output(tmp_path
     [
         ({"input_dim": 12}, "--input-dim 12 differs from the table's D 8"),
         ({"d_model": 16}, "--d-model 16 differs from the table's D 8"),
-        ({"out_emb": "T", "input_dim": 8, "d_model": 32}, "--out-emb has D=8 but the output embedding is 32"),
+        ({"out_emb": "T", "input_dim": 8, "d_model": 32}, "t.safetensors has D=8 but the output embedding is 32"),
         ({"tie_output": True, "input_dim": 8, "output_dim": 16}, "--tie-output needs one width"),
     ],
 )

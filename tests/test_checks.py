@@ -46,8 +46,12 @@ def test_config_errors(kw, message):
         ({"max_tokens": 10, "max_len": 64}, "--max-tokens 10 must be at least --max-len 64"),
         ({"norm": "rms"}, "invalid --norm 'rms'"),
         ({"seed": 2**63}, "--seed must be below 2\\*\\*63"),
+        ({"output_head": "mlp"}, "invalid --output-head 'mlp'; valid choices: \\['chung', 'linear'\\]"),
+        ({"ffn_dropout": 1.0}, "--ffn-dropout must be in \\[0, 1\\), got 1.0"),
+        ({"ffn_dropout": float("nan")}, "--ffn-dropout must be a finite number"),
     ],
-    ids=["tie-widths", "tie-out-emb", "cls-output-dim", "max-len", "max-tokens", "norm", "seed"],
+    ids=["tie-widths", "tie-out-emb", "cls-output-dim", "max-len", "max-tokens", "norm", "seed", "output-head",
+         "ffn-dropout", "ffn-dropout-nan"],
 )  # fmt: skip
 def test_combinations_are_refused_naming_the_options(kw, message) -> None:
     with pytest.raises(BadInput, match=message):
@@ -57,3 +61,10 @@ def test_combinations_are_refused_naming_the_options(kw, message) -> None:
 def test_check_config_passes_the_defaults_and_names_options_by_field() -> None:
     check_config(TrainConfig())  # no exception: the defaults are a valid run
     assert option_name("batch_size") == "--batch-size" and option_name("lr") == "--lr"
+
+
+def test_the_choices_checked_without_torch_are_the_models() -> None:
+    from embtool import layers
+    from embtool.training import checks
+
+    assert (checks.NORMS, checks.OUTPUT_HEADS) == (layers.NORMS, layers.OUTPUT_HEADS)

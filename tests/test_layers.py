@@ -52,10 +52,68 @@ def test_projections_add_exactly_their_size():
     assert e["input_embedding"] == (V_SRC + V_TGT) * 8
     assert e["total"] - base["total"] == 2 * 8 * D - (V_SRC + V_TGT) * (D - 8)
     o = parameter_breakdown(build(_cfg(output_dim=24)))
-    assert o["output_projection"] == D * 24
+    assert o["output_projection"] == D * 24 + 24 + 2 * 24  # Chung et al.'s: D → E_out with bias, LayerNorm
     assert o["output_embedding"] == V_TGT * 24 + V_TGT  # weight and bias
-    assert o["total"] - base["total"] == D * 24 + V_TGT * (24 - D)
+    assert o["total"] - base["total"] == D * 24 + 3 * 24 + V_TGT * (24 - D)
     assert sum(v for k, v in o.items() if k != "total") == o["total"] == _count(build(_cfg(output_dim=24)))
+    lin = parameter_breakdown(build(_cfg(output_dim=24, output_head="linear")))
+    assert lin["output_projection"] == D * 24  # one matrix, nothing between
+    assert lin["total"] - base["total"] == D * 24 + V_TGT * (24 - D)
+
+
+# ----------------------------------------------------------------------------- the output head (Chung et al.)
+E_OUT, V_WIDE = 32, 64  # an output embedding 8 times D wide, over a vocabulary wider than it
+
+
+def _logits_of_many_states(head: str, d: int = 4) -> torch.Tensor:
+    """The output layer's logits of 500 random hidden states, (500, V): their rank is the head's capacity."""
+    torch.manual_seed(0)
+    model = build(_cfg(d_model=d, n_heads=1, tgt_vocab=V_WIDE, output_dim=E_OUT, output_head=head))
+    assert isinstance(model, Seq2Seq)
+    with torch.no_grad():  # float64: float32's rounding would count as rank
+        return model.out.double()(torch.randn(500, d, dtype=torch.float64) * 3)  # (500, V)
+
+
+def test_chungs_head_spans_more_than_d_dimensions_and_the_linear_one_does_not():
+    """Issue 25.4: D → E_out → V with nothing between is a rank-≤ D factorisation (+1 for the bias),
+    whatever E_out; Chung et al.'s GELU and LayerNorm at E_out let the logits of many hidden states
+    span more than D dimensions, up to E_out + 1."""
+    d = 4
+    linear = torch.linalg.matrix_rank(_logits_of_many_states("linear", d)).item()
+    chung = torch.linalg.matrix_rank(_logits_of_many_states("chung", d)).item()
+    assert linear <= d + 1
+    assert chung > 4 * (d + 1)  # 32 + 1 at most; far above what a linear head can reach
+
+
+def test_chungs_head_is_projection_gelu_layernorm_then_the_output_embedding():
+    torch.manual_seed(0)
+    model = build(_cfg(output_dim=E_OUT))
+    assert isinstance(model, Seq2Seq)
+    proj, _, ln, emb = model.out
+    h = torch.randn(3, 5, D)  # (B, T, D)
+    z = F.gelu(h @ proj.weight.T + proj.bias)  # (B, T, E_out)
+    z = (z - z.mean(-1, keepdim=True)) / torch.sqrt(z.var(-1, unbiased=False, keepdim=True) + ln.eps)
+    want = (z * ln.weight + ln.bias) @ emb.weight.T + emb.bias  # (B, T, V)
+    assert torch.allclose(model.out(h), want, atol=1e-5)
+    assert model.out_embedding() is emb and emb.weight.shape == (V_TGT, E_OUT)
+
+
+def test_output_head_is_checked():
+    with pytest.raises(BadInput, match=r"invalid --output-head 'mlp'; valid choices: \['chung', 'linear'\]"):
+        _cfg(output_dim=8, output_head="mlp")
+
+
+def test_ffn_dropout_is_the_ffns_own_and_defaults_to_dropout():
+    """fairseq's relu-dropout (Liu et al.'s recipe: 0.1 beside a dropout of 0.3) is the FFN's own rate."""
+    own = build(_cfg(dropout=0.3, ffn_dropout=0.1))
+    assert isinstance(own, Seq2Seq)
+    layer = own.encoder.layers[0]
+    assert (layer.ffn.drop.p, layer.drop.p, own.src_in.drop.p) == (0.1, 0.3, 0.3)
+    assert own.decoder[0].ffn.drop.p == 0.1
+    same = build(_cfg(dropout=0.3))
+    assert same.cfg.ffn_dropout == 0.3 and same.encoder.layers[0].ffn.drop.p == 0.3
+    with pytest.raises(BadInput, match="--ffn-dropout"):
+        _cfg(ffn_dropout=1.0)
 
 
 def test_a_300_wide_table_feeds_a_wider_model():

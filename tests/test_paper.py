@@ -80,3 +80,12 @@ def test_clinic_preset_sets_liu_et_al_recipe_where_left_at_default() -> None:
     assert (mine.dropout, mine.lr, mine.tie_output, mine.optimizer) == (0.2, 1e-3, False, "radam")
     sst2 = TrainConfig(task="sst2", preset="clinic").resolved()
     assert (sst2.tie_output, sst2.max_tokens, sst2.label_smoothing) == (False, 0, 0.1)
+
+
+def test_clinic_has_liu_et_al_relu_dropout_beside_their_dropout() -> None:
+    """Transformer-Clinic's IWSLT'14 commands: --dropout 0.3 --attention-dropout 0.1 --relu-dropout 0.1
+    (issue 25.5: the FFN took the main 0.3 before); the paper preset leaves the FFN at --dropout."""
+    cfg = TrainConfig(task="iwslt2017", preset="clinic").resolved()
+    assert (cfg.dropout, cfg.attn_dropout, cfg.ffn_dropout) == (0.3, 0.1, 0.1)
+    assert TrainConfig(task="iwslt2017").resolved().ffn_dropout is None  # ModelConfig: --dropout's
+    assert TrainConfig(task="iwslt2017", preset="clinic", ffn_dropout=0.0).resolved().ffn_dropout == 0.0

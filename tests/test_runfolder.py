@@ -137,6 +137,18 @@ def test_resume_config_reads_the_settings_and_old_field_names(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
+    ("train", "head"),
+    [({"output_dim": 64}, "linear"), ({"output_dim": 64, "output_head": "chung"}, "chung"), ({}, "chung")],
+    ids=["before-issue-25", "chung", "no-output-dim"],
+)
+def test_an_older_run_with_output_dim_resumes_with_the_linear_head_it_was_built_with(
+    tmp_path: Path, train: dict, head: str
+) -> None:
+    (tmp_path / CONFIG).write_text(json.dumps({"train": {"task": "multi30k", **train}}))
+    assert resume_config(tmp_path).output_head == head
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (None, "no config.json"),

@@ -1,5 +1,6 @@
-"""The transformer's layers: attention, feed-forward, and encoder/decoder layers whose residual
-sub-layers place their LayerNorm one of three ways (``NORMS``; Liu et al. 2020):
+"""The transformer's layers: attention, feed-forward, the decoder's output layer (``output_layer``:
+Chung et al.'s head with ``--output-dim``), and encoder/decoder layers whose residual sub-layers
+place their LayerNorm one of three ways (``NORMS``; Liu et al. 2020):
 
 - ``post`` (Vaswani et al.; the paper's): x_i = LN(x_{i−1} + f_i(x_{i−1}));
 - ``pre``: x_i = x_{i−1} + f_i(LN(x_{i−1})), and one final LayerNorm on each stack's output (model.py);
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from embtool.model import ModelConfig
 
 NORMS = ("post", "pre", "admin")
+OUTPUT_HEADS = ("chung", "linear")  # with --output-dim (output_layer); checks.OUTPUT_HEADS mirrors it
 Cache = dict[str, dict[str, Tensor]]  # one decoder layer's {"self": {k, v}, "cross": {k, v}}
 Probe = Callable[[int, Tensor, Tensor, "Tensor | None"], None]  # (sub-layer, x, f(x), ω or None)
 
@@ -118,10 +120,31 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
         self.out = nn.Linear(cfg.d_ff, cfg.d_model)
-        self.drop = Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout if cfg.ffn_dropout is None else cfg.ffn_dropout)  # relu-dropout
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.drop(F.relu(self.fc(x))))  # (B, T, D)
+
+
+def output_layer(cfg: ModelConfig) -> nn.Module:
+    """The decoder's output layer, hidden states (…, D) → logits (…, V). Its last Linear is the
+    output embedding, (V, E_out) (no bias when tied to the input embedding).
+
+    - no ``output_dim``: one D → V Linear (the paper's);
+    - ``output_head`` "chung" (Chung et al. 2021, as RemBERT's LM head): a D → E_out Linear, GELU,
+      LayerNorm over E_out, then the E_out-wide output embedding. The nonlinearity is what lets a
+      wider output embedding add capacity: the logits of many hidden states span more than D
+      dimensions (up to E_out + 1);
+    - "linear": D → E_out → V with nothing between, a rank-≤ D factorisation of one D → V layer
+      (more parameters, no more capacity); what ``--output-dim`` built before issue 25.
+    """
+    out = nn.Linear(cfg.out_dim, cfg.tgt_vocab, bias=not cfg.tie_output)
+    if not cfg.output_dim:
+        return out
+    if cfg.output_head == "linear":
+        return nn.Sequential(nn.Linear(cfg.d_model, cfg.output_dim, bias=False), out)
+    proj = nn.Linear(cfg.d_model, cfg.output_dim)  # (E_out, D), with a bias as RemBERT's
+    return nn.Sequential(proj, nn.GELU(), nn.LayerNorm(cfg.output_dim), out)
 
 
 class Residual(nn.Module):

@@ -8,9 +8,10 @@ Their residual sub-layers are post-LN (the paper's), pre-LN or Admin (Liu et al.
 
 Inputs go through ``TokenInput``: embedding × √D + sinusoidal position encoding (Appendix A.1,
 Eq. 3), then dropout. With ``input_dim`` E the table has width E and a learned E → D projection
-feeds the model; with ``output_dim`` E_out the decoder's output goes D → E_out → vocabulary
-(decoupled input and output embeddings, Chung et al. 2021). Attention is ``scaled_dot_product_attention`` (fused kernels where the
-device has them). Every non-embedding weight is Xavier-uniform (Appendix A.2).
+feeds the model; with ``output_dim`` E_out the decoder's output goes through Chung et al.'s head
+(decoupled input and output embeddings, 2021): D → E_out, GELU, LayerNorm, then the E_out-wide
+output embedding (``layers.output_layer``). Attention is ``scaled_dot_product_attention`` (fused
+kernels where the device has them). Every non-embedding weight is Xavier-uniform (Appendix A.2).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from embtool.errors import BadInput
-from embtool.layers import NORMS, Attention, Cache, DecoderLayer, EncoderLayer
+from embtool.layers import NORMS, OUTPUT_HEADS, Attention, Cache, DecoderLayer, EncoderLayer, output_layer
 from embtool.positional import sinusoidal
 from embtool.training.cpu import Dropout
 
@@ -53,8 +54,10 @@ class ModelConfig:
     norm: str = "post"  # LayerNorm placement: post (the paper's), pre, admin (Liu et al. 2020)
     input_dim: int = 0  # E: embedding-table width, projected E → D; 0: D, no projection
     output_dim: int = 0  # E_out: decoder output goes D → E_out → vocabulary; 0: D → vocabulary
+    output_head: str = "chung"  # with output_dim: chung (GELU and LayerNorm at E_out) or linear (rank ≤ D)
     d_ff: int = 0  # feed-forward width; 0: 4·D (TrainConfig's --preset paper gives 512, Table 5)
     dropout: float = 0.1  # dropout on embeddings + positions, inside the FFN, and on each sub-layer's output
+    ffn_dropout: float | None = None  # inside the FFN, after its ReLU (fairseq's relu-dropout); None: dropout
     attn_dropout: float = 0.0  # dropout on attention weights: 0 as Vaswani et al. §5.4 (nn.Transformer: 0.1);
     # with 0, SDPA takes its fused kernel (about a quarter faster per step on a CPU)
     max_len: int = 1024  # positions of the sinusoidal table; longer inputs are an error
@@ -89,14 +92,18 @@ class ModelConfig:
                 raise BadInput(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.kind == "classification" and self.output_dim:
             raise BadInput("--output-dim: a classifier has no output embedding (translation only)")
+        if self.output_head not in OUTPUT_HEADS:
+            raise BadInput(f"invalid --output-head {self.output_head!r}; valid choices: {list(OUTPUT_HEADS)}")
+        self.ffn_dropout = self.dropout if self.ffn_dropout is None else self.ffn_dropout
         if self.tie_output and self.emb_dim != self.out_dim:
             raise BadInput(
                 f"--tie-output needs one width for the input and output embeddings, got "
                 f"{self.emb_dim} (--input-dim) and {self.out_dim} (--output-dim); untie them or match them"
             )
-        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.attn_dropout < 1.0:
+        if not all(0.0 <= p < 1.0 for p in (self.dropout, self.attn_dropout, self.ffn_dropout)):
             raise BadInput(
-                f"--dropout and --attn-dropout must be in [0, 1), got {self.dropout}, {self.attn_dropout}"
+                "--dropout, --attn-dropout and --ffn-dropout must be in [0, 1), got "
+                f"{self.dropout}, {self.attn_dropout}, {self.ffn_dropout}"
             )
         if self.max_len < 2:
             raise BadInput(f"max_len must be at least 2, got {self.max_len}")
@@ -203,15 +210,6 @@ class Encoder(nn.Module):
         for layer in self.layers:
             x = layer(x, mask)  # (B, S, D)
         return self.final(x)
-
-
-def output_layer(cfg: ModelConfig) -> nn.Module:
-    """D → vocabulary, or D → E_out → vocabulary with ``output_dim`` (the last Linear is the output
-    embedding, (V, E_out); no bias when tied to the input embedding)."""
-    out = nn.Linear(cfg.out_dim, cfg.tgt_vocab, bias=not cfg.tie_output)
-    if not cfg.output_dim:
-        return out
-    return nn.Sequential(nn.Linear(cfg.d_model, cfg.output_dim, bias=False), out)
 
 
 class Seq2Seq(nn.Module):

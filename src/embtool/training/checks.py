@@ -30,6 +30,7 @@ LIMITS = {
 # from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
 RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
 NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
+OUTPUT_HEADS = ("chung", "linear")  # embtool.layers.OUTPUT_HEADS, likewise
 OPTIMIZERS = ("adam", "adamw", "radam")
 SCHEDULES = ("constant", "inverse-sqrt", "cosine")
 
@@ -50,6 +51,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("preset", PRESETS),
         ("family", (None, *FAMILIES)),
         ("norm", NORMS),
+        ("output_head", OUTPUT_HEADS),
         ("optimizer", OPTIMIZERS),
         ("lr_schedule", SCHEDULES),
     ):
@@ -94,8 +96,8 @@ def check_config(cfg: TrainConfig) -> None:
         )
     if cfg.out_emb and cfg.tie_output:
         raise BadInput("--out-emb with --tie-output: the output layer is the input embedding; give one")
-    for name in ("dropout", "attn_dropout", "label_smoothing"):
-        if not 0.0 <= getattr(cfg, name) < 1.0:
+    for name in ("dropout", "attn_dropout", "ffn_dropout", "label_smoothing"):
+        if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) < 1.0:
             raise BadInput(f"{option_name(name)} must be in [0, 1), got {getattr(cfg, name)}")
     if not (0.0 <= cfg.adam_beta1 < 1.0 and 0.0 <= cfg.adam_beta2 < 1.0) or cfg.adam_eps <= 0:
         raise BadInput("--adam-beta1/--adam-beta2 must be in [0, 1) and --adam-eps positive")

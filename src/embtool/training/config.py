@@ -140,6 +140,13 @@ class TrainConfig:
         EMBEDDINGS,
         metavar="E_OUT",
     )
+    output_head: str = option(
+        "chung",
+        "With --output-dim: chung (Chung et al.'s head: D → E_out, GELU, LayerNorm, then the output "
+        "embedding) or linear (D → E_out → vocabulary with nothing between: rank ≤ D, no capacity "
+        "beyond a D-wide output embedding).",
+        EMBEDDINGS,
+    )
     out_emb: str | None = option(
         None,
         "Table for the decoder's output embedding (uncovered tokens filled as --missing).",
@@ -167,6 +174,12 @@ class TrainConfig:
     )
     ff: int = option(0, "Feed-forward width; 0: 512 (Table 5's counts; fast: 4·D).", MODEL, metavar="N")
     dropout: float = option(0.1, "Dropout on embeddings, FFN and sub-layer outputs (A.2).", MODEL)
+    ffn_dropout: float | None = option(
+        None,
+        "Dropout inside the FFN, after its ReLU (fairseq's --relu-dropout); default: --dropout's "
+        "(--preset clinic: 0.1, Liu et al.'s).",
+        MODEL,
+    )
     attn_dropout: float = option(
         0.0, "Dropout on attention weights (Vaswani et al.: 0; nn.Transformer: 0.1).", MODEL
     )

@@ -17,9 +17,15 @@ batch size, FFN 512; a Xavier-only run's D is the column's); ``fast`` keeps embt
 choices where they differ (FFN 4·D, one epoch count and batch size per task, D = 512 without a
 table), which older run folders were trained with. ``clinic`` is ``paper`` plus Liu et al.'s IWSLT'14
 recipe (``CLINIC``: RAdam, lr 7e-4, inverse-sqrt after 6,000 warm-up steps, dropout 0.3, attention
-dropout 0.1, weight decay 1e-4, label smoothing 0.1, a tied output layer, 4,096-token batches) for
-every one of those settings left at its default, so a user can rerun their Post-LN/Pre-LN/Admin
-comparison with ``--norm``.
+dropout 0.1, FFN (relu) dropout 0.1, weight decay 1e-4, label smoothing 0.1, a tied output layer,
+4,096-token batches) for every one of those settings left at its default, so a user can rerun their
+Post-LN/Pre-LN/Admin comparison with ``--norm``. Where it differs from Transformer-Clinic's
+commands: they share one embedding matrix between the encoder, the decoder and the output layer
+(``--share-all-embeddings`` over a joint BPE dictionary); embtool's two sides have vocabularies
+of their own, so only the decoder's input and output are tied. Their model is fairseq's
+``transformer_iwslt_de_en`` (6+6 layers, FFN 1024, 4 heads), trained 100k updates from a warm-up
+starting at lr 1e-7 in fp16; clinic keeps the paper's column (3+3 layers, FFN 512, 8 heads), its
+epochs, a warm-up from 0, and ``--amp``.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ PRESETS = ("paper", "fast", "clinic")
 # ``--preset clinic`` sets where a setting is left at its default (on the paper's Table 5 column)
 CLINIC: dict[str, Any] = {
     "optimizer": "radam", "lr": 7e-4, "lr_schedule": "inverse-sqrt", "warmup": 6000,
-    "dropout": 0.3, "attn_dropout": 0.1, "weight_decay": 1e-4, "label_smoothing": 0.1,
+    "dropout": 0.3, "attn_dropout": 0.1, "ffn_dropout": 0.1, "weight_decay": 1e-4, "label_smoothing": 0.1,
     "adam_beta1": 0.9, "adam_beta2": 0.98, "tie_output": True, "max_tokens": 4096,
 }  # fmt: skip
 FAMILIES = ("glove", "bert", "mbert", "t5", "mt5")

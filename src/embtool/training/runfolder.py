@@ -269,6 +269,8 @@ def resume_config(run_dir: str | os.PathLike[str]) -> Any:
     stored = {_OLD_KEYS.get(k, k): v for k, v in stored.items()}
     # a run from before the presets was trained with what is now --preset fast (FFN 4·D)
     stored.setdefault("preset", "fast")
+    if stored.get("output_dim"):  # and one from before issue 25 with --output-dim, the linear head
+        stored.setdefault("output_head", "linear")
     stored.update(out=str(run_dir), resume=True)
     return TrainConfig.from_dict(stored, origin=str(path))
 
