@@ -13,7 +13,10 @@
 #   SIZE=gpu  the paper's setting (Table 5) on CUDA, 3 seeds
 #   SIZE=tiny a smoke test (seconds of training per run)
 #
-# The tables come from reproduce_table1_multi30k.sh (STEP=tables), in $OUT/ (default beyond-vanilla/).
+# The tables come from reproduce_table1_multi30k.sh (STEP=tables), in $OUT/ (default beyond-vanilla/):
+# word2vec trained there, or GloVe with SRC_VECTORS=glove:vectors_de.txt TGT_VECTORS=glove:glove.840B.300d.txt
+# (the paper's; either alone replaces one side). The --input-dim row projects the tables' width,
+# whatever it is (GloVe: 300 → 600).
 # JOBS=N runs N trainings at once (cpu: 2, else 1); THREADS=N gives each N CPU threads (default 1
 # when JOBS > 1, else every core); SEEDS=N (cpu) runs fewer or more seeds. Running it again resumes
 # the grids.
@@ -22,18 +25,20 @@ SIZE=${SIZE:-cpu}
 out=${OUT:-beyond-vanilla}
 here=$(cd "$(dirname "$0")" && pwd)
 case "$SIZE" in
-  tiny) seeds=1; variants=${VARIANTS:-xavier,standardized}; dim=16
+  tiny) seeds=1; variants=${VARIANTS:-xavier,standardized}
         train=(--epochs 1 --layers 1 --batch-size 32 --max-train-examples 200 --max-eval-examples 20 --device cpu) ;;
-  cpu)  seeds=${SEEDS:-3}; variants=${VARIANTS:-xavier,pretrained,standardized}; dim=64
+  cpu)  seeds=${SEEDS:-3}; variants=${VARIANTS:-xavier,pretrained,standardized}
         train=(--epochs 3 --layers 2 --heads 4 --ff 256 --lr 2e-3 --batch-size 64 --max-train-examples 10000
                --max-eval-examples 300 --device cpu) ;;
-  gpu)  seeds=3; variants=${VARIANTS:-xavier,pretrained,standardized}; dim=300
+  gpu)  seeds=3; variants=${VARIANTS:-xavier,pretrained,standardized}
         train=(--batch-size 64 --device cuda) ;;
   *) echo "SIZE must be tiny, cpu or gpu, not '$SIZE'" >&2; exit 2 ;;
 esac
 
 SIZE=$SIZE OUT=$out STEP=tables bash "$here/reproduce_table1_multi30k.sh"
 tables=(--src-emb "$out/src.safetensors" --tgt-emb "$out/tgt.safetensors")
+# the tables' width: the SIZE's word2vec D, or the vectors' (GloVe: 300)
+dim=$(python -c 'import sys; from embtool.table import load; print(load(sys.argv[1]).dim)' "$out/src.safetensors")
 if [ "$SIZE" = cpu ]; then jobs=${JOBS:-2}; else jobs=${JOBS:-1}; fi
 if [ "$jobs" -gt 1 ]; then threads=${THREADS:-1}; else threads=${THREADS:-0}; fi  # 0: every core
 train+=(--threads "$threads" --jobs "$jobs")

@@ -9,6 +9,11 @@
 #      their statistics beside a Xavier table's (Table 2);
 #   4. the paper's transformer trained from Xavier / word2vec / standardized / shuffled tables;
 #   5. a Table-1-style comparison of test BLEU, and the validation curves (Figure 1).
+# GloVe (the paper's tables) instead of word2vec: SRC_VECTORS=glove:vectors_de.txt (the encoder's,
+# German: the paper took deepset's) and TGT_VECTORS=glove:glove.840B.300d.txt (the decoder's,
+# English); either alone replaces that side only (word2vec stays on the other). Every run then
+# trains at the vectors' width (300 for GloVe, in place of DEMO_DIM) and the runs are named after the
+# vectors' prefix (glove, glove_x, glove_shuf).
 # Data: $EMBTOOL_DATA_DIR (the Makefile points it at ../shared/data when that exists), else the
 # Hugging Face hub. Everything is written under $DEMO_DIR (demo/). The budget knobs below are the
 # defaults that show the paper's ordering in about 5 minutes on 2 cores; the tests turn them down.
@@ -49,37 +54,61 @@ for lang in de en; do
   embtool vocab --text "$out/train.$lang" --tokenizer "spacy:$lang" --min-freq 2 -o "$out/$lang.vocab"
 done
 
-if [ "$w2v_text" = 0 ]; then corpus="all the training text"; else corpus="the first $w2v_text training sentences"; fi
-echo "== 2. word2vec (gensim CBOW, ${w2v_epochs} epochs) on $corpus, one model per language"
-python - "$out" "$dim" "$w2v_epochs" "$w2v_text" "${EMBTOOL_DATA_DIR:-}" <<'PY'
+# SRC_VECTORS/TGT_VECTORS (glove:FILE, word2vec:FILE, fasttext:FILE) replace a side's word2vec;
+# the tables and runs are then named after the vectors' prefix (glove, glove_x, …), else w2v
+declare -A vectors=([de]=${SRC_VECTORS:-} [en]=${TGT_VECTORS:-})
+pre=w2v w2v_langs=() given=()
+for lang in de en; do
+  spec=${vectors[$lang]}
+  if [ -z "$spec" ]; then w2v_langs+=("$lang"); continue; fi
+  case "$spec" in glove:* | word2vec:* | fasttext:*) pre=${spec%%:*} ;; *) pre=vectors ;; esac
+done
+for lang in de en; do
+  [ -n "${vectors[$lang]}" ] || continue
+  echo "== 2. $lang: the vectors in ${vectors[$lang]}"
+  embtool extract "${vectors[$lang]}" --vocab "$out/$lang.vocab" -o "$out/$pre.$lang.safetensors"
+  given+=("$out/$pre.$lang.safetensors")
+done
+if [ "${#given[@]}" -gt 0 ]; then  # the vectors' width (GloVe: 300) is every run's, word2vec's too
+  dims=$(python -c 'import sys; from embtool.table import load; print(*sorted({load(p).dim for p in sys.argv[1:]}))' "${given[@]}")
+  case "$dims" in *" "*) echo "SRC_VECTORS and TGT_VECTORS differ in width ($dims); give vectors of one width" >&2; exit 2 ;; esac
+  dim=$dims
+fi
+if [ "${#w2v_langs[@]}" -gt 0 ]; then
+  if [ "$w2v_text" = 0 ]; then corpus="all the training text"; else corpus="the first $w2v_text training sentences"; fi
+  echo "== 2. word2vec (gensim CBOW, ${w2v_epochs} epochs, D=${dim}) on $corpus, one model per language: ${w2v_langs[*]}"
+  python - "$out" "$dim" "$w2v_epochs" "$w2v_text" "${EMBTOOL_DATA_DIR:-}" "${w2v_langs[@]}" <<'PY'
 import sys
 from gensim.models import Word2Vec
 from embtool.tasks import load_task
 from embtool.text.tokenizer import load_tokenizer
 
 out, dim, epochs, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) or None
-data_dir = sys.argv[5] or None
+data_dir, langs = sys.argv[5] or None, sys.argv[6:]
 pairs = load_task("multi30k", "train", data_dir)
 for lang, lines in (("de", pairs.src), ("en", pairs.tgt)):
+    if lang not in langs:
+        continue
     sentences = list(load_tokenizer(f"spacy:{lang}").tokenize_lines(lines[:n]))
     model = Word2Vec(sentences, vector_size=dim, min_count=2, sg=0, epochs=epochs, seed=1, workers=2)
     model.wv.save_word2vec_format(f"{out}/w2v.{lang}.txt")
 PY
-for lang in de en; do
-  embtool extract "word2vec:$out/w2v.$lang.txt" --vocab "$out/$lang.vocab" -o "$out/w2v.$lang.safetensors"
-done
+  for lang in "${w2v_langs[@]}"; do
+    embtool extract "word2vec:$out/w2v.$lang.txt" --vocab "$out/$lang.vocab" -o "$out/$pre.$lang.safetensors"
+  done
+fi
 
 echo "== 3. variants: Xavier-standardized (Eq. 1) and shuffled; statistics beside Xavier's (Table 2)"
 for lang in de en; do
-  embtool standardize --to xavier < "$out/w2v.$lang.safetensors" > "$out/w2v_x.$lang.safetensors"
-  embtool shuffle --seed 1 < "$out/w2v.$lang.safetensors" > "$out/w2v_shuf.$lang.safetensors"
+  embtool standardize --to xavier < "$out/$pre.$lang.safetensors" > "$out/${pre}_x.$lang.safetensors"
+  embtool shuffle --seed 1 < "$out/$pre.$lang.safetensors" > "$out/${pre}_shuf.$lang.safetensors"
 done
 # the Xavier run starts from these: the same vocabularies (N × D) as the pretrained runs
 for lang in de en; do
   embtool init xavier --vocab "$out/$lang.vocab" --dim "$dim" --seed 1 -o "$out/xavier.$lang.safetensors"
 done
-embtool stats "$out/xavier.de.safetensors" "$out/w2v.de.safetensors" "$out/w2v_x.de.safetensors" \
-  "$out/w2v_shuf.de.safetensors" | tee "$out/stats.txt"
+embtool stats "$out/xavier.de.safetensors" "$out/$pre.de.safetensors" "$out/${pre}_x.de.safetensors" \
+  "$out/${pre}_shuf.de.safetensors" | tee "$out/stats.txt"
 
 echo "== 4. training (${n_train} pairs, ${epochs} epochs, D=${dim}, ${layers}+${layers} layers, ${heads} heads, seed ${seed})"
 # fp32 (--amp off): --amp auto picks bf16 autocast on CPUs with AVX512-BF16, where it halves the
@@ -102,7 +131,7 @@ train() {  # NAME [TABLE PREFIX]: one run, its progress in logs/NAME.log
   fi
 }
 pids=() failed=0
-for spec in xavier:xavier w2v:w2v w2v_x:w2v_x w2v_shuf:w2v_shuf; do  # NAME:TABLE
+for spec in xavier:xavier "$pre:$pre" "${pre}_x:${pre}_x" "${pre}_shuf:${pre}_shuf"; do  # NAME:TABLE
   train "${spec%%:*}" "${spec#*:}" &
   pids+=($!)
   if [ "${#pids[@]}" -ge "$jobs" ]; then

@@ -5,7 +5,13 @@
 #
 # The "GloVe-style" tables are word2vec vectors trained here with gensim on each side's training
 # text (spaCy-tokenized like the vocabularies): word vectors with a spread far wider than Xavier's,
-# as GloVe's. To use real GloVe files instead, set SRC_VECTORS/TGT_VECTORS (e.g. glove:vectors_de.txt).
+# as GloVe's. With GloVe on disk, the paper's own rows are one setting away:
+#   SRC_VECTORS=glove:vectors_de.txt TGT_VECTORS=glove:glove.840B.300d.txt SIZE=gpu bash examples/reproduce_table1_multi30k.sh
+# (the paper: deepset's German GloVe for the encoder, Common Crawl 840B for the decoder, §3.2; .zip
+# and .gz files are read as they are). Either variable alone replaces that side's word2vec only
+# (the other side's is then trained at the vectors' width); the runs train at the tables' width
+# (GloVe: 300). Tables already in $OUT are kept: a new OUT (or deleting $OUT/*.safetensors) makes
+# them anew.
 #
 #   SIZE=cpu  (default) a 10,000-pair slice, D=64, 1+1 layers, lr 1e-3, 10 epochs, 3 seeds × 4 variants,
 #             two runs at a time. Measured on 2 idle cores: 19.5 min wall (23 s of it the tables), 37
@@ -45,9 +51,26 @@ for side in src tgt; do
   [ -s "$out/$side.vocab" ] || embtool vocab multi30k --side "$side" --min-freq 2 -o "$out/$side.vocab"
 done
 
-# 2. word vectors for each side (skipped when SRC_VECTORS/TGT_VECTORS name existing ones)
-if [ -z "${SRC_VECTORS:-}" ] && [ ! -s "$out/tgt.w2v.txt" ]; then
-  python - "$out" "$dim" "$w2v_epochs" <<'PY'
+# 2. each side's table from SRC_VECTORS/TGT_VECTORS where given (GloVe: the paper's); word2vec is
+#    trained at their width for a side without (so both sides have one D)
+w2v_sides=()
+for side in src tgt; do
+  var=${side^^}_VECTORS
+  if [ -s "$out/$side.safetensors" ]; then continue; fi
+  if [ -n "${!var:-}" ]; then
+    embtool extract "${!var}" --vocab "$out/$side.vocab" -o "$out/$side.safetensors"
+  else
+    w2v_sides+=("$side")
+  fi
+done
+for side in src tgt; do
+  if [ -s "$out/$side.safetensors" ]; then
+    dim=$(python -c 'import sys; from embtool.table import load; print(load(sys.argv[1]).dim)' "$out/$side.safetensors")
+    break
+  fi
+done
+if [ "${#w2v_sides[@]}" -gt 0 ]; then
+  python - "$out" "$dim" "$w2v_epochs" "${w2v_sides[@]}" <<'PY'
 import sys
 
 from gensim.models import Word2Vec
@@ -56,22 +79,20 @@ from embtool.tasks import load_task, task_texts
 from embtool.text.tokenizer import load_tokenizer
 from embtool.text.vocabfile import read_vocab
 
-out, dim, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, dim, epochs, sides = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 data = load_task("multi30k", "train")
-for side in ("src", "tgt"):
+for side in sides:
     spec = read_vocab(f"{out}/{side}.vocab").tokenizer  # tokenize as the vocabulary was
     sentences = list(load_tokenizer(spec).tokenize_lines(task_texts(data, side)))
     model = Word2Vec(sentences, vector_size=dim, min_count=2, epochs=epochs, seed=1, workers=2)
     model.wv.save_word2vec_format(f"{out}/{side}.w2v.txt")
     print(f"word2vec {side}: {len(model.wv)} words × {dim}", file=sys.stderr)
 PY
+  # 3. tables for the vocabularies (tokens the vectors lack are filled at the table's own scale)
+  for side in "${w2v_sides[@]}"; do
+    embtool extract "word2vec:$out/$side.w2v.txt" --vocab "$out/$side.vocab" -o "$out/$side.safetensors"
+  done
 fi
-
-# 3. tables for the vocabularies (tokens the vectors lack are filled at the table's own scale)
-[ -s "$out/src.safetensors" ] ||
-  embtool extract "${SRC_VECTORS:-word2vec:$out/src.w2v.txt}" --vocab "$out/src.vocab" -o "$out/src.safetensors"
-[ -s "$out/tgt.safetensors" ] ||
-  embtool extract "${TGT_VECTORS:-word2vec:$out/tgt.w2v.txt}" --vocab "$out/tgt.vocab" -o "$out/tgt.safetensors"
 embtool stats "$out/src.safetensors" "$out/tgt.safetensors"
 [ "${STEP:-}" = tables ] && exit 0
 

@@ -9,7 +9,9 @@
 #   SIZE=gpu the paper's: Table 5 settings on CUDA, 3 seeds
 #   SIZE=tiny a smoke test
 #
-# The tables come from reproduce_table1_multi30k.sh (STEP=tables), in $OUT/ (default table3-multi30k/).
+# The tables come from reproduce_table1_multi30k.sh (STEP=tables), in $OUT/ (default table3-multi30k/):
+# word2vec trained there, or the paper's GloVe with SRC_VECTORS=glove:vectors_de.txt
+# TGT_VECTORS=glove:glove.840B.300d.txt (SIZE=gpu then runs the paper's Table 3 as it was).
 set -euo pipefail
 SIZE=${SIZE:-cpu}
 out=${OUT:-table3-multi30k}

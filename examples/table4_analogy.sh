@@ -17,8 +17,13 @@
 #   SIZE=full (default) D=300, 10 epochs: a few CPU minutes
 #   SIZE=tiny the smoke test the test suite runs: D=32, 1 epoch
 #
-# Output: $OUT (default table4/): w2v.txt, vocab.txt, w2v.safetensors, one JSON per row, and the
-# table printed at the end.
+# The paper's own rows, with GloVe on disk: VECTORS=glove:glove.840B.300d.txt (the decoder's table,
+# Common Crawl 840B, §3.2; a .zip or .gz is read as it is) takes the table from that file in place of
+# word2vec, for the same vocabulary (without the Multi30k data: the vocabulary of TEXT or the Lee
+# corpus, whitespace tokens). SIZE is then not read.
+#
+# Output: $OUT (default table4/): w2v.txt, vocab.txt, w2v.safetensors (with VECTORS:
+# vectors.safetensors), one JSON per row, and the table printed at the end.
 set -euo pipefail
 SIZE=${SIZE:-full}
 out=${OUT:-table4}
@@ -31,8 +36,11 @@ data=${EMBTOOL_DATA_DIR:-../shared/data}
 mkdir -p "$out"
 
 # 1. a word2vec table: gensim trains it on the vocabulary's tokens, `embtool extract` reads its
-#    vectors for the vocabulary (most frequent word first, as analogy's --restrict expects)
-if [ ! -s "$out/w2v.safetensors" ]; then
+#    vectors for the vocabulary (most frequent word first, as analogy's --restrict expects); with
+#    VECTORS, `embtool extract` reads that file's vectors for the vocabulary instead
+vectors=${VECTORS:-}
+if [ -n "$vectors" ]; then table="$out/vectors.safetensors"; else table="$out/w2v.safetensors"; fi
+if [ ! -s "$table" ]; then
   if [ -f "$data/multi30k/train.en.gz" ] && [ -z "${TEXT:-}" ]; then
     embtool vocab multi30k --data-dir "$data/multi30k" --side tgt --specials '' -o "$out/vocab.txt"
     spec=$(head -1 "$out/vocab.txt" | sed -e 's/.*tokenizer=\([^ ]*\).*/\1/')
@@ -40,9 +48,10 @@ if [ ! -s "$out/w2v.safetensors" ]; then
     spec=whitespace
     text=${TEXT:-}
   fi
-  python - "$spec" "$out" "$dim" "$epochs" "${text:-}" "$data" <<'PY'
+  python - "$spec" "$out" "$dim" "$epochs" "${text:-}" "$data" "$vectors" <<'PY'
 import gzip
 import sys
+from collections import Counter
 from pathlib import Path
 
 from gensim.models import Word2Vec
@@ -52,6 +61,9 @@ from embtool.text.tokenizer import load_tokenizer
 from embtool.text.vocabfile import Vocabulary, write_vocab
 
 spec, out, dim, epochs, text, data = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+vectors = sys.argv[7]
+if spec != "whitespace" and vectors:
+    sys.exit(0)  # the vocabulary is `embtool vocab`'s, the rows VECTORS': nothing to train
 if spec != "whitespace":  # the paper's tokens: the vocabulary file is `embtool vocab`'s
     path = Path(data) / "multi30k" / "train.en.gz"
     with gzip.open(path, "rt", encoding="utf-8") as f:
@@ -64,6 +76,11 @@ else:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as f:
         sentences = [line.split() for line in f]
+if vectors:  # the corpus's vocabulary, most frequent first as word2vec's (min count 2); rows from VECTORS
+    counted = [(w, c) for w, c in Counter(w for s in sentences for w in s).most_common() if c >= 2]
+    write_vocab(Vocabulary([w for w, _ in counted], [c for _, c in counted],
+                           {"tokenizer": "whitespace", "min_freq": "2"}), f"{out}/vocab.txt")
+    sys.exit(0)
 model = Word2Vec(sentences, vector_size=dim, min_count=2, epochs=epochs, seed=1, workers=2)
 model.wv.save_word2vec_format(f"{out}/w2v.txt")
 if spec == "whitespace":
@@ -72,11 +89,11 @@ if spec == "whitespace":
     write_vocab(Vocabulary(words, counts, {"tokenizer": "whitespace", "min_freq": "2"}), f"{out}/vocab.txt")
 print(f"word2vec: {len(model.wv.index_to_key)} words × {dim} from {path.name} ({spec})", file=sys.stderr)
 PY
-  embtool extract "word2vec:$out/w2v.txt" --vocab "$out/vocab.txt" -o "$out/w2v.safetensors"
+  embtool extract "${vectors:-word2vec:$out/w2v.txt}" --vocab "$out/vocab.txt" -o "$table"
 fi
 
 # 2. the seven rows, each a pipe into `embtool analogy` (3CosAdd, gensim's answers)
-w2v="$out/w2v.safetensors"
+w2v=$table
 std() { embtool standardize --to xavier < "$w2v"; }
 embtool analogy "$w2v" --json > "$out/1-table.json"
 embtool scale --by sqrt-dim < "$w2v" | embtool analogy --json > "$out/2-scaled.json"
