@@ -9,8 +9,15 @@ import pytest
 
 from embtool.errors import BadInput
 from embtool.positional import sinusoidal
-from embtool.stats import block_moments, moments, posenc_moments, table_moments, table_stats
-from embtool.table import Affine
+from embtool.stats import (
+    block_moments,
+    moments,
+    posenc_moments,
+    table6_posenc_finding,
+    table_moments,
+    table_stats,
+)
+from embtool.table import Affine, save
 
 
 @pytest.fixture
@@ -96,3 +103,43 @@ def test_stats_has_table6s_xavier_rows_for_the_papers_encoder_layer(make_table) 
     assert round(s.xavier_bound, 3) == 0.027 and round(s.xavier_std, 3) == 0.016
     assert round(s.xavier_scaled_bound, 2) == 0.47 and round(s.xavier_scaled_std, 2) == 0.27
     assert round(s.posenc_min, 2) == -1.0 and round(s.posenc_max, 2) == 1.0
+
+
+# ----------------------------------------------------------------------------- Table 6's pos. enc. σ (issue 22.5)
+
+
+@pytest.mark.parametrize("max_len", [1, 41, 256, 1000, 5000])
+def test_posenc_mean_fixes_its_sigma_at_every_length(max_len) -> None:
+    """sin² + cos² = 1 per pair of columns: the mean square is ½ at any L (even D), so σ follows the mean."""
+    pe = sinusoidal(max_len, 300).astype(np.float64)
+    assert (pe**2).mean() == pytest.approx(0.5, abs=1e-6)
+    if max_len > 1:
+        n = pe.size
+        assert pe.std(ddof=1) ** 2 == pytest.approx((0.5 - pe.mean() ** 2) * n / (n - 1), abs=1e-6)
+
+
+def test_table6_posenc_is_two_lengths_figures() -> None:
+    """The paper's 0.131 (0.67): its mean is L = 5,000's (σ 0.695 there), its σ L = 1,000's (mean
+    0.229); the figures here are numpy's on the whole encoding, not the code under test's."""
+    found = table6_posenc_finding()
+    want = {n: (sinusoidal(n, 300).astype(np.float64)) for n in (5000, 1000)}
+    assert found.by_length == (
+        (5000, pytest.approx(want[5000].mean(), abs=1e-6), pytest.approx(want[5000].std(ddof=1), abs=1e-6)),
+        (1000, pytest.approx(want[1000].mean(), abs=1e-6), pytest.approx(want[1000].std(ddof=1), abs=1e-6)),
+    )
+    assert round(want[5000].mean(), 3) == 0.131 and round(want[1000].std(ddof=1), 2) == 0.67
+    assert round(want[5000].std(ddof=1), 3) == 0.695 and round(want[1000].mean(), 3) == 0.229
+    assert found.std_at_paper_mean == pytest.approx(0.695, abs=5e-4)
+
+
+def test_stats_says_which_length_gives_table6s_posenc_figures(glove_like, tmp_path, cli) -> None:
+    save(glove_like, tmp_path / "g.safetensors")
+    r = cli("stats", str(tmp_path / "g.safetensors"))
+    assert r.code == 0, r.stderr
+    lines = r.text.splitlines()
+    assert "mean² + σ² = ½ at every L" in lines[-2] and "0.131 (0.67)" in lines[-2]
+    assert (
+        "L = 5,000's (mean 0.131, σ 0.695)" in lines[-1] and "L = 1,000's (mean 0.229, σ 0.669)" in lines[-1]
+    )
+    r = cli("stats", "--json", str(tmp_path / "g.safetensors"))
+    assert len(r.text.splitlines()) == 1  # --json: one object a table, nothing else

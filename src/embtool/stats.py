@@ -16,7 +16,16 @@ from embtool.positional import DEFAULT_MAX_LEN, check_max_len, encodings
 if TYPE_CHECKING:
     from embtool.table import EmbeddingTable
 
-__all__ = ["DEFAULT_MAX_LEN", "TableStats", "block_moments", "moments", "table_moments", "table_stats"]
+__all__ = [
+    "DEFAULT_MAX_LEN",
+    "PosencFinding",
+    "TableStats",
+    "block_moments",
+    "moments",
+    "table6_posenc_finding",
+    "table_moments",
+    "table_stats",
+]
 _CHUNK = 1 << 16  # values per block: a block and its temporaries stay in the CPU's cache
 
 
@@ -81,6 +90,47 @@ def posenc_moments(max_len: int, dim: int) -> tuple[float, float]:
     step = max(1, _CHUNK // dim)  # positions per block
     return block_moments(encodings(np.arange(i, min(i + step, max_len)), dim).reshape(-1)
                          for i in range(0, max_len, step))  # fmt: skip
+
+
+# Table 6's "Pos. Encoding" row at D = 300 (the GloVe encoder's width): mean 0.131 (σ 0.67).
+TABLE6_POSENC = (300, 0.131, 0.67)  # D, mean, σ
+TABLE6_LENGTHS = (5000, 1000)  # the L whose mean (5,000: 0.131) and whose σ (1,000: 0.669) it reads
+
+
+@dataclass(frozen=True)
+class PosencFinding:
+    """Why no one length L gives Table 6's position-encoding mean and σ together (issue 22.5).
+
+    Each sin column has a cos column of the same angle and sin² + cos² = 1, so for an even D the
+    mean square of any encoding is exactly ½ and σ² = (½ − mean²)·n/(n − 1) (n = L·D values): the
+    mean fixes σ at every L. Mean 0.131 is L = 5,000's and gives σ 0.695; σ 0.67 is L = 1,000's, whose
+    mean is 0.229. Interleaved or concatenated sin/cos (the same values), population or sample σ
+    (n ≥ 300,000: they agree to 1e-6), the positions a sentence uses (L ≈ 40: mean 0.41) and the
+    positions drawn for each row (footnote 6) change nothing of this; the 0.67 is another L's σ.
+    """
+
+    dim: int
+    paper_mean: float
+    paper_std: float
+    std_at_paper_mean: float  # √(½ − mean²): the σ that goes with the paper's mean, any L
+    by_length: tuple[tuple[int, float, float], ...]  # (L, mean, σ) of TABLE6_LENGTHS
+
+    def text(self) -> str:
+        """Two lines for ``embtool stats``: the identity, and which L each of the paper's figures is."""
+        (n_mean, m1, s1), (n_std, m2, s2) = self.by_length
+        return (
+            f"pos. enc.: mean² + σ² = ½ at every L (each sin has a cos of its angle), so Table 6's "
+            f"{self.paper_mean} ({self.paper_std}) at D = {self.dim} is no one L's:\n"
+            f"its mean is L = {n_mean:,}'s (mean {m1:.3f}, σ {s1:.3f}), its σ L = {n_std:,}'s "
+            f"(mean {m2:.3f}, σ {s2:.3f}); mean {self.paper_mean} gives σ {self.std_at_paper_mean:.3f} at any L."
+        )
+
+
+def table6_posenc_finding() -> PosencFinding:
+    """The figures behind ``PosencFinding``, computed from the encoding itself."""
+    dim, mean, std = TABLE6_POSENC
+    by_length = tuple((n, *posenc_moments(n, dim)) for n in TABLE6_LENGTHS)
+    return PosencFinding(dim, mean, std, math.sqrt(0.5 - mean * mean), by_length)
 
 
 def xavier_bound(n: int, dim: int) -> float:

@@ -59,7 +59,8 @@ def stats(
 
     The rows of the paper's Table 6 for each table: its range and mean (σ), the same scaled by √D;
     Xavier's range ±a and σ_x for the same N×D, and scaled by √D; the position encoding's range and
-    mean (σ).
+    mean (σ). A last line says why Table 6's "Pos. Encoding" 0.131 (0.67) is no one --max-len's:
+    mean² + σ² = ½ at every length, so the mean 0.131 (L 5,000) gives σ 0.695; 0.67 is L 1,000's σ.
 
     Example:
 
@@ -71,7 +72,7 @@ def stats(
     from rich.table import Table
 
     from embtool.positional import check_max_len
-    from embtool.stats import table_stats
+    from embtool.stats import table6_posenc_finding, table_stats
 
     check_max_len(max_len)  # before any table is read
     check_stdin_once(tables)
@@ -98,6 +99,7 @@ def stats(
             cells.append(format(value, fmt) if fmt else str(value))
         view.add_row(label, *cells)
     Console().print(view)
+    typer.echo(table6_posenc_finding().text())
 
 
 def _label(path: str) -> str:
