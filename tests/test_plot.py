@@ -97,3 +97,31 @@ def test_cell_styles_colour_by_initialisation_and_mark_by_setting() -> None:
     assert styles["Xavier [norm=post]"][0] == styles["Xavier [input-dim 64]"][0]
     assert styles["Xavier [norm=post]"][1] == styles["word2vec [norm=post]"][1]
     assert styles["Xavier [norm=post]"][0] != styles["word2vec_Xavier [norm=post]"][0]
+
+
+@pytest.mark.parametrize(
+    ("metric", "key", "label"),
+    [("auto", "val_bleu", "validation BLEU (sacreBLEU)"), ("bleu", "val_bleu", "validation BLEU (sacreBLEU)"),
+     ("bleu-tok", "val_bleu_tok", "validation BLEU-tok (model's tokens)")],
+)  # fmt: skip
+def test_figure_1_draws_the_validation_bleu_the_metric_names(tmp_path, monkeypatch, metric, key, label):
+    """Train records both BLEUs each epoch (issue 25.1); the curves are of Table 1's kind of BLEU."""
+    import json
+
+    import matplotlib.axes
+
+    folder = write_run(tmp_path / "r")
+    test = json.loads((folder / "test.json").read_text())
+    (folder / "test.json").write_text(json.dumps({**test, "bleu_tok": 40.0}))
+    lines = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
+    (folder / "metrics.jsonl").write_text(
+        "".join(json.dumps({**x, "val_bleu_tok": 1.0}) + "\n" for x in lines)
+    )
+    asked, labels = [], []
+    monkeypatch.setattr(plot, "curve", lambda runs, k: asked.append(k) or lib.curve(runs, k))
+    real = matplotlib.axes.Axes.set_ylabel
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_ylabel", lambda ax, t, **kw: labels.append(t) or real(ax, t)
+    )
+    plot.plot_curves(lib.build_report([tmp_path], table_stats=False, metric=metric), tmp_path / "c.png")
+    assert (asked, labels) == ([key], [label])

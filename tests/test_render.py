@@ -164,3 +164,45 @@ def test_cli_reports_the_good_runs_beside_broken_ones(embtool, tmp_path: Path) -
     assert "| Xavier | **31.0 (–)** | 3.0 | 1 |" in r.text
     assert "5 run(s): 1 complete, 4 incomplete or failed" in r.text
     assert "incomplete: no epoch in metrics.jsonl" in r.text  # the empty one is listed, not counted
+
+
+SIG = "nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|version:2.6.0"
+SIG_TOK = "nrefs:1|case:lc|eff:no|tok:none|smooth:exp|version:2.6.0"
+
+
+def _both_bleus(tmp_path: Path) -> Path:
+    """Two seeds whose test.json holds both BLEUs (as train writes them since issue 25)."""
+    from conftest import write_run
+
+    for seed, (b, t) in enumerate(((30.0, 40.0), (32.0, 44.0)), start=1):
+        run = write_run(tmp_path / "runs" / f"s{seed}", seed=seed, result=b)
+        test = json.loads((run / "test.json").read_text())
+        test.update(signature=SIG, bleu_tok=t, signature_tok=SIG_TOK)
+        (run / "test.json").write_text(json.dumps(test))
+    return tmp_path / "runs"
+
+
+def test_translation_shows_both_bleus_side_by_side_each_with_its_signature(tmp_path: Path) -> None:
+    """Issue 25.2: which BLEU is the paper's is not known; by default both, named for what they are."""
+    text = render.markdown(lib.build_report([_both_bleus(tmp_path)], table_stats=False))
+    assert "| Multi30k BLEU (σ)/BLEU-tok (σ) | Epoch | Seeds |" in text
+    assert "| Xavier | **31.0 (1.4)**/**42.0 (2.8)** | 3.0 | 2 |" in text
+    assert "comparable across papers" in text and "closest to the paper's pipeline" in text
+    assert f"Multi30k BLEU: `{SIG}`; Multi30k BLEU-tok: `{SIG_TOK}`" in text
+    assert "| 30.0/40.0 | 3.0 |" in text  # the run's line
+
+
+@pytest.mark.parametrize(("metric", "header", "cell"), [("bleu", "BLEU (σ)", "31.0 (1.4)"),
+                                                         ("bleu-tok", "BLEU-tok (σ)", "42.0 (2.8)")])  # fmt: skip
+def test_one_bleu_when_the_metric_names_it(tmp_path: Path, metric: str, header: str, cell: str) -> None:
+    text = render.markdown(lib.build_report([_both_bleus(tmp_path)], table_stats=False, metric=metric))
+    assert f"| Multi30k {header} | Epoch | Seeds |" in text and f"| Xavier | **{cell}** | 3.0 | 2 |" in text
+
+
+def test_csv_and_json_name_the_second_bleu(tmp_path: Path) -> None:
+    rep = lib.build_report([_both_bleus(tmp_path)], table_stats=False)
+    (row,) = csv.DictReader(io.StringIO(render.to_csv(rep)))
+    assert (float(row["mean"]), float(row["mean_bleu_tok"]), row["mean_mismatched"]) == (31.0, 42.0, "")
+    assert float(row["std_bleu_tok"]) == pytest.approx(2 * 2**0.5)
+    runs = render.to_json(rep)["runs"]
+    assert [(r["value"], r["value_bleu_tok"]) for r in runs] == [(30.0, 40.0), (32.0, 44.0)]

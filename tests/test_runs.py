@@ -16,8 +16,20 @@ def test_a_complete_run_is_named_from_its_tables_and_flags(tmp_path: Path) -> No
         write_run(tmp_path / "r", tables={"src": GLOVE_X, "tgt": GLOVE_X}, train={"freeze_emb": True})
     )
     assert run.complete and run.name == "GloVe_Xavier [frozen]" and run.value == 30.0 and run.epoch == 3
-    wide = read_run(write_run(tmp_path / "w", train={"input_dim": 64, "output_dim": 128}))
-    assert wide.name == "Xavier [input-dim 64, output-dim 128]"
+    train = {"input_dim": 64, "output_dim": 128, "output_head": "chung"}
+    assert read_run(write_run(tmp_path / "w", train=train)).name == "Xavier [input-dim 64, output-dim 128]"
+
+
+@pytest.mark.parametrize(
+    ("train", "name"),
+    [({"output_dim": 128, "output_head": "linear"}, "Xavier [output-dim 128 linear]"),
+     ({"output_dim": 128}, "Xavier [output-dim 128 linear]")],
+    ids=["linear", "before-issue-25"],
+)  # fmt: skip
+def test_a_linear_output_head_says_so(tmp_path: Path, train: dict, name: str) -> None:
+    """--output-head linear (every --output-dim run before issue 25) is another model than Chung's head."""
+    run = read_run(write_run(tmp_path / "r", train=train))
+    assert run.name == name and run.config["train"]["output_head"] == "linear"
 
 
 def test_a_diverged_run_is_finished_without_a_value(tmp_path: Path) -> None:
@@ -101,10 +113,14 @@ def test_metric_chooses_the_runs_result(tmp_path: Path) -> None:
     run = write_run(tmp_path / "t", result=30.0)
     test = json.loads((run / "test.json").read_text())
     (run / "test.json").write_text(json.dumps({**test, "bleu_tok": 33.5}))
-    assert read_run(run).value == 30.0 and read_run(run, "bleu-tok").value == 33.5
+    assert read_run(run, "bleu").value == 30.0 and read_run(run, "bleu-tok").value == 33.5
+    assert read_run(run, "bleu").value2 is None and read_run(run, "bleu-tok").value2 is None
+    both = read_run(run)  # auto: both BLEUs, side by side (issue 25.2)
+    assert (both.value, both.value2, both.epoch) == (30.0, 33.5, 3)
     assert read_run(run, "acc").status.startswith("failed: --metric acc is for classification")
     old = write_run(tmp_path / "old", result=30.0)
     assert "use --metric bleu" in read_run(old, "bleu-tok").status
+    assert (read_run(old).value, read_run(old).value2) == (30.0, None)  # auto: the one it has
 
 
 def test_classification_metric_paper_selection_or_at_lowest_loss(tmp_path: Path) -> None:

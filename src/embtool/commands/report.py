@@ -38,15 +38,19 @@ def report(
     metric: str = typer.Option(
         "auto",
         "--metric",
-        help="Each run's result: auto (the paper's: bleu for translation, acc for classification), "
-        "bleu (sacrebleu, detokenized, cased), bleu-tok (vocabulary tokens, lower-cased), "
-        "acc (highest validation accuracy, §5), acc-at-loss (at the lowest validation loss).",
+        help="Each run's result: auto (translation: both BLEUs side by side, BLEU/BLEU-tok; "
+        "classification: acc), bleu (sacreBLEU on detokenized text against the references as written, "
+        "case-insensitive where the task is lower-cased: comparable across papers), bleu-tok (on the "
+        "model's own tokens, lower-cased: closest to the paper's pipeline, comparable only within one "
+        "tokenizer), acc (highest validation accuracy, §5), acc-at-loss (at the lowest validation loss).",
     ),
     no_table_stats: bool = typer.Option(
         False, "--no-table-stats", help="Skip Table 2 (reading the tables the runs used)."
     ),
 ) -> None:
     """Mean (σ) over seeds of test BLEU or best validation accuracy, per task and initialisation.
+
+    Translation cells show both BLEUs a run's test.json holds, side by side: BLEU, sacreBLEU on the detokenized hypotheses (the figure to compare with other papers), then BLEU-tok, on the model's own tokens (closest to the paper's pipeline); the footnote gives each one's sacreBLEU signature.
 
     Runs are grouped by task and by the initialisation name read from each run's tables (Xavier, GloVe, GloVe_Xavier, GloVe_Shuffled, Xavier_GloVe, …): the paper's Table 1 (best per task in bold, seeds per cell), Table 2 (range, mean (σ) of the tables the runs started from), Table 3 (when runs freeze embeddings or drop position encodings: the lowest validation loss and its epoch beside BLEU), Table 5 (parameters, epochs, batch, vocabularies, minutes per epoch beside the paper's) and, with --plot, Figure 1 (validation BLEU or accuracy per epoch, mean ± σ over seeds, one panel per task); with --plot-dynamics, the embedding dynamics train records per epoch. A run whose training diverged shows as "diverged" in its cell, which averages the seeds that finished and counts those that diverged. Incomplete or failed runs (no test.json) are listed and left out of every figure.
 

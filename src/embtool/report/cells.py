@@ -36,9 +36,9 @@ class Cell:
     mean: float | None = None
     std: float | None = None  # sample σ (ddof=1); None with one seed
     epoch: float | None = None
-    mean2: float | None = None
+    mean2: float | None = None  # the second figure: MNLI mismatched, or translation's BLEU-tok
     std2: float | None = None
-    epoch2: float | None = None
+    epoch2: float | None = None  # MNLI's own best epoch (BLEU-tok is of the same model: None)
     best: bool = False
     best2: bool = False
     box: str | None = None  # the pretrained table of the cell's experiment (see build_report)
@@ -228,7 +228,8 @@ def _cell(task: str, name: str, runs: list[Run]) -> Cell:
     if second:
         cell.mean2, cell.std2 = mean_std(second)
         if len(second) != len(runs):
-            cell.notes.append(f"mismatched accuracy from {len(second)} of {len(runs)} runs")
+            what = "BLEU-tok" if cell.kind == "translation" else "mismatched accuracy"
+            cell.notes.append(f"{what} from {len(second)} of {len(runs)} runs")
         epochs2 = [r.epoch2 for r in runs if r.epoch2 is not None]
         cell.epoch2 = sum(epochs2) / len(epochs2) if epochs2 else None
     seeds = [r.seed for r in runs]

@@ -20,9 +20,15 @@ PANEL_INCHES = (4.8, 3.6)  # one panel's width and height
 DPI = 100
 
 
+# Figure 1's curve per translation --metric: the validation BLEU of the same kind as Table 1's
+CURVES = {"bleu-tok": ("val_bleu_tok", "validation BLEU-tok (model's tokens)")}
+BLEU_CURVE = ("val_bleu", "validation BLEU (sacreBLEU)")
+
+
 def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
     """Figure 1: validation BLEU (or accuracy) per epoch, mean over seeds with a ±σ band, one
-    line per initialisation, one panel per task. Writes a PNG; returns the panel titles."""
+    line per initialisation, one panel per task. Translation: sacreBLEU's detokenized BLEU, or
+    BLEU-tok with ``--metric bleu-tok``. Writes a PNG; returns the panel titles."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +46,11 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
     titles = []
     for ax, task in zip(axes[0], tasks, strict=True):
         cells = [c for c in report.cells if c.task == task]
-        key = "val_bleu" if cells[0].kind == "translation" else "val_acc"
+        key, ylabel = (
+            CURVES.get(report.metric, BLEU_CURVE)
+            if cells[0].kind == "translation"
+            else ("val_acc", "validation accuracy (%)")
+        )
         for c in cells:
             epochs, means, stds = curve(c.runs, key)
             if not epochs:
@@ -60,9 +70,10 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("validation BLEU" if key == "val_bleu" else "validation accuracy (%)")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[0]:  # runs from before val_bleu_tok draw no BLEU-tok line
+            ax.legend(fontsize="small")
     fig.tight_layout()
     suffix = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:

@@ -47,13 +47,37 @@ def metric_text(metric: str) -> str:
     """What the report's results are, for its notes."""
     if metric != "auto":
         return METRIC_HELP[metric]
-    return f"translation {METRIC_HELP['bleu']}; classification {METRIC_HELP['acc']}"
+    return (
+        f"translation, side by side: BLEU, {METRIC_HELP['bleu']}; BLEU-tok, {METRIC_HELP['bleu-tok']}; "
+        f"classification: {METRIC_HELP['acc']}"
+    )
 
 
-def result_header(kind: str, mnli: bool) -> str:
-    if mnli:
-        return "Match (σ)/Mismatch (σ)"
-    return "BLEU (σ)" if kind == "translation" else "Acc (σ)"
+def result_header(kind: str, second: bool, metric: str = "auto") -> str:
+    """Table 1's column title; ``second``: the cells have a second figure (MNLI mismatched, BLEU-tok)."""
+    if kind == "translation":
+        first = "BLEU-tok (σ)" if metric == "bleu-tok" else "BLEU (σ)"
+        return first + ("/BLEU-tok (σ)" if second else "")
+    return "Match (σ)/Mismatch (σ)" if second else "Acc (σ)"
+
+
+def signatures(report: Report) -> list[str]:
+    """Per translation task, the sacreBLEU signatures its complete runs' test.json give, each BLEU's:
+    exactly what was computed (more than one: runs scored differently are mixed)."""
+    lines = []
+    for task in report.tasks:
+        runs = [r for c in report.cells if c.task == task and c.kind == "translation" for r in c.runs]
+        for name, key in (("BLEU", "signature"), ("BLEU-tok", "signature_tok")):
+            found: dict[str, int] = {}
+            for r in runs:
+                if isinstance(r.test.get(key), str):
+                    found[r.test[key]] = found.get(r.test[key], 0) + 1
+            if found:
+                listed = "; ".join(
+                    f"`{sig}`" + (f" ({n} runs)" if len(found) > 1 else "") for sig, n in found.items()
+                )
+                lines.append(f"{task_title(task)} {name}: {listed}")
+    return lines
 
 
 def _cell_texts(c: Cell | None) -> tuple[str, str, str]:
@@ -63,6 +87,7 @@ def _cell_texts(c: Cell | None) -> tuple[str, str, str]:
     epoch = _f1(c.epoch)
     if c.mean2 is not None:
         result += "/" + _ms(c.mean2, c.std2, c.best2)
+    if c.epoch2 is not None:  # MNLI's mismatched best epoch (BLEU-tok is of the same model)
         epoch += "/" + _f1(c.epoch2)
     if c.diverged:  # Liu et al.'s tables: "diverged"; the others' mean over those that finished
         result = "diverged" if c.diverged == c.n else f"{result}; {c.diverged} of {c.n} diverged"
@@ -91,8 +116,9 @@ def markdown(report: Report, title: str = "embtool report") -> str:
         header = ["Initialisation"]
         for t in tasks:
             kinds = [c for c in report.cells if c.task == t]
+            second = any(c.mean2 is not None for c in kinds)
             header += [
-                f"{task_title(t)} {result_header(kinds[0].kind, any(c.mean2 is not None for c in kinds))}",
+                f"{task_title(t)} {result_header(kinds[0].kind, second, report.metric)}",
                 "Epoch",
                 "Seeds",
             ]
@@ -108,6 +134,9 @@ def markdown(report: Report, title: str = "embtool report") -> str:
             "model tested; classification: as the accuracy is chosen). Accuracy in %. "
             f"Results: {metric_text(report.metric)}.\n\n"
         )
+        sigs = signatures(report)
+        if sigs:
+            w("sacreBLEU signatures (test.json): " + "; ".join(sigs) + ".\n\n")
         if any(c.stalled for c in report.cells):
             w(f"Stalled: {STALL_RULE}; finite, it learned nothing, yet its result counts in the mean.\n\n")
         w("## Table 2: the encoder embedding tables the runs started from\n\n")
@@ -199,6 +228,9 @@ CSV_FIELDS = [
     "std_mismatched",
     "best_mismatched",
     "epoch_mismatched",
+    "mean_bleu_tok",
+    "std_bleu_tok",
+    "best_bleu_tok",
     "table_min",
     "table_max",
     "table_mean",
@@ -208,7 +240,8 @@ CSV_FIELDS = [
 
 
 def to_csv(report: Report) -> str:
-    """One line per Table 1 cell (CSV_FIELDS); σ is empty with one seed."""
+    """One line per Table 1 cell (CSV_FIELDS); σ is empty with one seed. A translation cell's second
+    figure (BLEU-tok, ``--metric auto``) is in the ``*_bleu_tok`` fields, MNLI's in ``*_mismatched``."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     writer.writeheader()
@@ -221,6 +254,7 @@ def cell_dicts(report: Report) -> list[dict[str, Any]]:
     rows = []
     for c in report.cells:
         t = c.table if c.table and "min" in c.table else {}
+        second = "bleu_tok" if c.kind == "translation" else "mismatched"
         rows.append(
             {
                 "task": c.task,
@@ -233,9 +267,9 @@ def cell_dicts(report: Report) -> list[dict[str, Any]]:
                 "std": c.std,
                 "best": c.best,
                 "epoch": c.epoch,
-                "mean_mismatched": c.mean2,
-                "std_mismatched": c.std2,
-                "best_mismatched": c.best2 if c.mean2 is not None else None,
+                f"mean_{second}": c.mean2,
+                f"std_{second}": c.std2,
+                f"best_{second}": c.best2 if c.mean2 is not None else None,
                 "epoch_mismatched": c.epoch2,
                 "val_loss": c.val_loss,
                 "val_loss_epoch": c.val_loss_epoch,
@@ -269,7 +303,7 @@ def to_json(report: Report) -> dict[str, Any]:
                 "initialisation": r.name,
                 "seed": r.seed,
                 "value": r.value,
-                "value_mismatched": r.value2,
+                f"value_{'bleu_tok' if r.kind == 'translation' else 'mismatched'}": r.value2,
                 "best_epoch": r.epoch,
                 "best_epoch_mismatched": r.epoch2,
                 "tables": {

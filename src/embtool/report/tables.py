@@ -58,7 +58,8 @@ def table3(report: Report) -> str:
             out.write(_row(row))
         out.write(
             "\nVal. Loss: the lowest validation loss of each run and its epoch, mean over seeds; "
-            "BLEU: the test BLEU of the lowest-loss model (Table 3 of the paper).\n\n"
+            "BLEU: the test BLEU of the lowest-loss model (Table 3 of the paper), Table 1's first "
+            "figure.\n\n"
         )
     return out.getvalue()
 
