@@ -136,7 +136,8 @@ class TrainConfig:
     )
     output_dim: int = option(
         0,
-        "Output embedding width: the decoder goes D → E_out → vocabulary; 0: D → vocabulary.",
+        "Output embedding width: the decoder's output goes through Chung et al.'s head (--output-head) "
+        "to an E_out-wide output embedding; 0: D → vocabulary.",
         EMBEDDINGS,
         metavar="E_OUT",
     )
@@ -169,7 +170,8 @@ class TrainConfig:
     dec_layers: int = option(0, "Decoder layers; 0: --layers.", MODEL, metavar="N")
     norm: str = option(
         "post",
-        "LayerNorm placement: post (the paper's), pre, or admin (Liu et al. 2020: ω profiled at start).",
+        "LayerNorm placement: post (the paper's), pre, or admin (Liu et al. 2020: ω profiled before "
+        "training on the first 4 batches in eval mode; Transformer-Clinic profiles one in training mode).",
         MODEL,
     )
     ff: int = option(0, "Feed-forward width; 0: 512 (Table 5's counts; fast: 4·D).", MODEL, metavar="N")
@@ -184,7 +186,10 @@ class TrainConfig:
         0.0, "Dropout on attention weights (Vaswani et al.: 0; nn.Transformer: 0.1).", MODEL
     )
     posenc: bool = option(
-        True, "Add sinusoidal position encodings (--no-posenc: the paper's Table 3).", MODEL
+        True,
+        "Add sinusoidal position encodings (--no-posenc: the paper's Table 3; the embeddings are "
+        "still multiplied by √D).",
+        MODEL,
     )
     tie_output: bool = option(False, "Share the decoder's input embedding with its output layer.", MODEL)
     # --- optimisation
