@@ -87,7 +87,10 @@ class TrainConfig:
         0, "Use the first N validation and test examples (0: all).", DATA, metavar="N"
     )
     max_len: int = option(
-        256, "Skip longer training examples; cut longer evaluation inputs.", DATA, metavar="N"
+        256,
+        "Skip longer training examples; cut longer evaluation inputs (the paper states no length).",
+        DATA,
+        metavar="N",
     )
     cache: bool = option(
         True,
@@ -119,7 +122,12 @@ class TrainConfig:
     min_freq: int = option(
         0, "Vocabulary min count; 0: the task's (2; 5 for iwslt2017).", EMBEDDINGS, metavar="N"
     )
-    missing: str = option("normal", "Fill for tokens a table lacks: normal|xavier|zero|mean.", EMBEDDINGS)
+    missing: str = option(
+        "normal",
+        "Fill for tokens a table lacks: normal (N(mean, σ) of the found rows; the paper does not "
+        "say), xavier, zero or mean.",
+        EMBEDDINGS,
+    )
     freeze_emb: bool = option(False, "Do not train the embeddings (the paper's Table 3).", EMBEDDINGS)
     standardize: str = option("off", "Eq. 1 on the model's rows: xavier, TABLE (Eq. 4), off.", EMBEDDINGS)
     preset: str = option(
@@ -191,7 +199,9 @@ class TrainConfig:
         "still multiplied by √D).",
         MODEL,
     )
-    tie_output: bool = option(False, "Share the decoder's input embedding with its output layer.", MODEL)
+    tie_output: bool = option(
+        False, "Share the decoder's input embedding with its output layer (the paper does not).", MODEL
+    )
     # --- optimisation
     seed: int = option(0, "Random seed (same seed, same metrics on CPU).", OPTIM)
     epochs: int = option(0, "Epochs; 0: the run's Table 5 column.", OPTIM, metavar="N")
@@ -210,15 +220,23 @@ class TrainConfig:
         0.0, "Weight decay (adam: L2 in the gradient; adamw/radam: decoupled).", OPTIM
     )
     lr_schedule: str = option(
-        "constant", "constant (the paper's), inverse-sqrt or cosine, after --warmup.", OPTIM
+        "constant",
+        "constant (the paper gives one rate and no schedule), inverse-sqrt or cosine, after --warmup.",
+        OPTIM,
     )
-    warmup: int = option(0, "Linear warm-up steps from 0 to --lr.", OPTIM, metavar="STEPS")
-    label_smoothing: float = option(0.0, "Label smoothing of the training loss (0: off).", OPTIM)
+    warmup: int = option(
+        0, "Linear warm-up steps from 0 to --lr (0: none; the paper names none).", OPTIM, metavar="STEPS"
+    )
+    label_smoothing: float = option(
+        0.0, "Label smoothing of the training loss (0: off; the paper names none).", OPTIM
+    )
     adam_beta1: float = option(0.9, "Adam β1 (A.2).", OPTIM)
     adam_beta2: float = option(0.98, "Adam β2 (A.2).", OPTIM)
     adam_eps: float = option(1e-9, "Adam ε (A.2).", OPTIM)
-    clip_norm: float = option(0.0, "Clip the gradient norm to this (0: off).", OPTIM)
-    beam: int = option(1, "Test decoding: 1 greedy, K > 1 beam search.", OPTIM, metavar="K")
+    clip_norm: float = option(0.0, "Clip the gradient norm to this (0: off; the paper names none).", OPTIM)
+    beam: int = option(
+        1, "Test decoding: 1 greedy, K > 1 beam search (the paper names no beam).", OPTIM, metavar="K"
+    )
     # --- where and how
     out: str | None = option(
         None, "Run folder (default runs/<task>-<table>-s<seed>).", RUN, metavar="DIR", role="env"
