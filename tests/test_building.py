@@ -83,7 +83,10 @@ def test_input_dim_projects_a_narrow_table_and_out_emb_fills_the_output(tmp_path
     [
         ({"input_dim": 12}, "--input-dim 12 differs from the table's D 8"),
         ({"d_model": 16}, "--d-model 16 differs from the table's D 8"),
-        ({"out_emb": "T", "input_dim": 8, "d_model": 32}, "t.safetensors has D=8 but the output embedding is 32"),
+        (
+            {"out_emb": "T", "input_dim": 8, "d_model": 32},
+            "t.safetensors has D=8 but the output embedding is 32",
+        ),
         ({"tie_output": True, "input_dim": 8, "output_dim": 16}, "--tie-output needs one width"),
     ],
 )
