@@ -65,7 +65,7 @@ def _args(data: Path, out: Path, epochs: int = 2) -> list[str]:
     return [
         "multi30k", "--data-dir", str(data / "multi30k"), "--tokenizer", "whitespace",
         "--max-train-examples", "400", "--max-eval-examples", "20", "--d-model", "32", "--heads", "4",
-        "--layers", "1", "--ff", "128", "--dropout", "0", "--epochs", str(epochs), "--batch-size", "64", "--lr", "1e-3",
+        "--layers", "1", "--ff", "128", "--dropout", "0", "--attn-dropout", "0", "--epochs", str(epochs), "--batch-size", "64", "--lr", "1e-3",
         "--device", "cpu", "--threads", "1", "--amp", "off", "-o", str(out),
     ]  # fmt: skip
 
@@ -150,7 +150,7 @@ def test_killed_rank_ends_the_job_and_resume_on_one_process_finishes_it(tmp_path
     files = reverse_task(tmp_path, n_train=3000, n_val=20)
     args = ["files", "--src", files["train_src"], "--tgt", files["train_tgt"], "--val-src", files["val_src"],
             "--val-tgt", files["val_tgt"], "--tokenizer", "whitespace", "--d-model", "32", "--heads", "4",
-            "--layers", "1", "--ff", "128", "--dropout", "0", "--epochs", "4", "--batch-size", "64",
+            "--layers", "1", "--ff", "128", "--dropout", "0", "--attn-dropout", "0", "--epochs", "4", "--batch-size", "64",
             "--lr", "3e-3",
             "--device", "cpu", "--threads", "1"]  # fmt: skip
     whole = embtool("train", *args, "-o", str(tmp_path / "whole"))

@@ -95,3 +95,19 @@ def test_dry_run_prints_settings_and_trains_nothing(tmp_path) -> None:
     assert r.code == 0, r.stderr
     assert "parameters: total" in text and "FFN 512" in text and "preset" in text
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "rate"), [([], 0.1), (["--attn-dropout", "0"], 0.0)], ids=["default", "faster"]
+)
+def test_dry_run_resolves_attention_dropout(tmp_path, args, rate) -> None:
+    """Issue 22.1: under --preset paper (the default) the attention weights drop at 0.1, as
+    nn.Transformer applies the paper's one dropout rate there; --attn-dropout 0 is the faster setting."""
+    src = _table(tmp_path / "de.safetensors", 40, 300)
+    tgt = _table(tmp_path / "en.safetensors", 30, 300)
+    r = run_in_process("train", "multi30k", "--src-emb", src, "--tgt-emb", tgt, *args, "--dry-run", "--json")
+    assert r.code == 0, r.stderr
+    p = json.loads(r.text)
+    assert p["train"]["preset"] == "paper"
+    assert p["train"]["attn_dropout"] == p["model"]["attn_dropout"] == rate
+    assert p["train"]["dropout"] == p["model"]["dropout"] == 0.1

@@ -26,6 +26,8 @@ TINY = [
     "1",
     "--dropout",
     "0",
+    "--attn-dropout",
+    "0",
     "--lr",
     "0.003",
     "--batch-size",
