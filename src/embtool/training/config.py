@@ -193,8 +193,8 @@ class TrainConfig:
     attn_dropout: float = option(
         0.1,
         "Dropout on attention weights: 0.1 as nn.Transformer applies the paper's 'dropout rate of 0.1' "
-        "(A.2, PyTorch) there too; 0 is faster (no dropout mask over the B·H·T·S weights, fused "
-        "attention kernels) and regularises less.",
+        "(A.2, PyTorch) there too; 0 is faster (no random mask drawn over the B·H·T·S weights) and "
+        "regularises less.",
         MODEL,
     )
     posenc: bool = option(
