@@ -152,7 +152,7 @@ def test_killed_rank_ends_the_job_and_resume_on_one_process_finishes_it(tmp_path
             "--val-tgt", files["val_tgt"], "--tokenizer", "whitespace", "--d-model", "32", "--heads", "4",
             "--layers", "1", "--ff", "128", "--dropout", "0", "--attn-dropout", "0", "--epochs", "4", "--batch-size", "64",
             "--lr", "3e-3",
-            "--device", "cpu", "--threads", "1"]  # fmt: skip
+            "--device", "cpu", "--threads", "1", "--amp", "off"]  # fmt: skip
     whole = embtool("train", *args, "-o", str(tmp_path / "whole"))
     assert whole.code == 0, whole.stderr
 
@@ -189,10 +189,16 @@ def test_killed_rank_ends_the_job_and_resume_on_one_process_finishes_it(tmp_path
     assert (run / "test.json").is_file()
     # the killed run's first epoch summed its gradients over 2 ranks (another summation order); over
     # the ~140 steps after it Adam amplifies those last-bit differences in weights whose gradient is
-    # mostly noise (0.6% in a bias here) and training amplifies them (final validation loss 1.2%
-    # apart here), so the weights match to 1e-2 and the losses to 5e-2, while
-    # test_torchrun_two_ranks_match_one_process holds a short run to 1e-5
-    assert_same_weights(tmp_path / "whole" / "last.safetensors", run / "last.safetensors", rel=1e-2)
+    # mostly noise, and training amplifies them: a bias alone may end 0.6% apart (a CPU without
+    # AVX-512) or 5% (one with it, whose kernels round otherwise), the whole model 1.4% (measured on
+    # the latter), the final validation loss ~1%. So the whole model's weights match to 5e-2 and the
+    # losses to 5e-2, while test_torchrun_two_ranks_match_one_process holds a short run to 1e-5
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(str(tmp_path / "whole" / "last.safetensors")), load_file(str(run / "last.safetensors"))
+    assert wa.keys() == wb.keys()
+    apart = sum(float((wa[k] - wb[k]).norm()) ** 2 for k in wa) ** 0.5
+    assert apart <= 5e-2 * sum(float(x.norm()) ** 2 for x in wa.values()) ** 0.5
     last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["val_loss"] == pytest.approx(
         json.loads((tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()[-1])["val_loss"], rel=5e-2
