@@ -3,7 +3,7 @@ variants beyond it.
 
 Two shapes share one set of blocks (``embtool.layers``):
 - ``Seq2Seq``: encoder-decoder for translation;
-- ``Classifier``: encoder, mean-pooled over real tokens, then one linear layer.
+- ``Classifier``: encoder, pooled (``embtool.pooling``: mean over real tokens, or a first ``<cls>``), one linear layer.
 Their residual sub-layers are post-LN (the paper's), pre-LN or Admin (Liu et al. 2020; ``norm``).
 
 Inputs go through ``TokenInput``: embedding × √D + sinusoidal position encoding (Appendix A.1,
@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from embtool.errors import BadInput
 from embtool.layers import NORMS, OUTPUT_HEADS, Attention, Cache, DecoderLayer, EncoderLayer, output_layer
+from embtool.pooling import Pooler, check_pooling
 from embtool.positional import sinusoidal
 from embtool.training.cpu import Dropout
 
@@ -66,6 +67,9 @@ class ModelConfig:
     freeze_emb: bool = False  # embeddings are not trained (Table 3 "Train no")
     tie_output: bool = False  # the decoder's output projection shares its input embedding
     pad_id: int = 0  # padding token id in both vocabularies
+    pool: str = "mean"  # classification: mean over real tokens, or first (the <cls> state; embtool.pooling)
+    segments: bool = False  # classification pairs: a learned segment embedding, 0 up to <sep>, 1 after
+    sep_id: int = -1  # the <sep> id in the source vocabulary (MNLI's pairs); -1: none
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -107,6 +111,7 @@ class ModelConfig:
             )
         if self.max_len < 2:
             raise BadInput(f"max_len must be at least 2, got {self.max_len}")
+        check_pooling(self.pool, self.segments, self.sep_id)
         if self.kind == "classification" and self.n_classes < 2:
             raise BadInput(f"a classifier needs at least 2 classes, got {self.n_classes}")
 
@@ -148,8 +153,8 @@ class TokenInput(nn.Module):
         if cfg.freeze_emb:
             self.emb.weight.requires_grad_(False)
 
-    def forward(self, ids: Tensor, start: int = 0) -> Tensor:
-        T = ids.shape[1]  # ids: (B, T), at positions start … start+T-1
+    def forward(self, ids: Tensor, start: int = 0, add: Tensor | None = None) -> Tensor:
+        T = ids.shape[1]  # ids: (B, T), at positions start … start+T-1; add: (B, T, D) or None
         if start + T > self.pe.shape[0]:
             raise BadInput(
                 f"a sequence of {start + T} tokens is longer than the model's max_len {self.pe.shape[0]}"
@@ -157,7 +162,7 @@ class TokenInput(nn.Module):
         x = self.proj(self.emb(ids)) * self.scale  # (B, T, E) → (B, T, D)
         if self.use_posenc:
             x = x + self.pe[start : start + T]  # (T, D) broadcast over the batch
-        return self.drop(x)
+        return self.drop(x if add is None else x + add)  # add: the classifier's segment embeddings
 
 
 def key_padding_mask(ids: Tensor, pad_id: int, padded: bool | None = None) -> Tensor | None:
@@ -298,7 +303,7 @@ class Seq2Seq(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Encoder, mean over real tokens, linear layer to class logits."""
+    """Encoder, pooled (``cfg.pool``; segment embeddings with ``cfg.segments``), linear layer to logits."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -309,14 +314,13 @@ class Classifier(nn.Module):
         self.src_in = TokenInput(cfg.src_vocab, cfg)
         self.encoder = Encoder(cfg)
         self.head = nn.Linear(cfg.d_model, cfg.n_classes)
+        self.pool = Pooler(cfg)
         _xavier_init(self, {id(self.src_in.emb.weight)})
 
     def forward(self, src: Tensor, padded: bool | None = None) -> Tensor:
         mask = key_padding_mask(src, self.cfg.pad_id, padded)
-        h = self.encoder(self.src_in(src), mask)  # (B, S, D)
-        keep = (src != self.cfg.pad_id).unsqueeze(-1).to(h.dtype)  # (B, S, 1)
-        pooled = (h * keep).sum(1) / keep.sum(1).clamp(min=1)  # (B, D)
-        return self.head(pooled)  # (B, C)
+        h = self.encoder(self.src_in(src, add=self.pool.segments(src)), mask)  # (B, S, D)
+        return self.head(self.pool(h, src))  # (B, D) → (B, C)
 
     def embeddings(self) -> dict[str, nn.Embedding]:
         return {"src": self.src_in.emb}

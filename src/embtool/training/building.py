@@ -10,11 +10,13 @@ import torch
 from embtool.errors import BadInput
 from embtool.model import Classifier, ModelConfig, Seq2Seq, set_embedding
 from embtool.training.config import TrainConfig
+from embtool.training.data import SEP
 from embtool.training.epoch import Progress, batches_of, collate
-from embtool.training.setup import Prepared
+from embtool.training.setup import Prepared, source_specials
 
 
 def model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
+    specials = source_specials(cfg)
     dims = {s.rows.shape[1] for s in (prep.src, prep.tgt) if s is not None and s.rows is not None}
     if cfg.input_dim:  # the table feeds a learned E → D projection: D is free
         if dims and cfg.input_dim not in dims:
@@ -57,6 +59,9 @@ def model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
         posenc=cfg.posenc,
         freeze_emb=cfg.freeze_emb,
         tie_output=cfg.tie_output,
+        pool=cfg.pool,
+        segments=cfg.segments,
+        sep_id=specials.index(SEP) if SEP in specials else -1,  # the vocabulary's specials come first
     )
 
 

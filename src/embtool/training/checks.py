@@ -31,6 +31,7 @@ LIMITS = {
 RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
 NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
 OUTPUT_HEADS = ("chung", "linear")  # embtool.layers.OUTPUT_HEADS, likewise
+POOLS = ("mean", "first")  # embtool.pooling.POOLS, likewise
 OPTIMIZERS = ("adam", "adamw", "radam")
 SCHEDULES = ("constant", "inverse-sqrt", "cosine")
 
@@ -52,6 +53,7 @@ def check_config(cfg: TrainConfig) -> None:
         ("family", (None, *FAMILIES)),
         ("norm", NORMS),
         ("output_head", OUTPUT_HEADS),
+        ("pool", POOLS),
         ("optimizer", OPTIMIZERS),
         ("lr_schedule", SCHEDULES),
     ):
@@ -84,6 +86,10 @@ def check_config(cfg: TrainConfig) -> None:
         raise BadInput("--lr and --clip-norm must not be negative")
     if cfg.weight_decay < 0:
         raise BadInput(f"--weight-decay must not be negative, got {cfg.weight_decay}")
+    if cfg.kind == "translation" and (cfg.pool != "mean" or cfg.segments):
+        raise BadInput(f"--pool/--segments set the classifier (sst2, mnli); {cfg.task} is a translation task")
+    if cfg.segments and len(cfg.task_info.fields) < 2:
+        raise BadInput(f"--segments: {cfg.task} has one sentence an example; segments are for pairs (mnli)")
     if cfg.kind == "classification" and (cfg.output_dim or cfg.out_emb):
         raise BadInput(
             f"--output-dim/--out-emb: {cfg.task} is a classification task with no output embedding"

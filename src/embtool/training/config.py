@@ -206,6 +206,18 @@ class TrainConfig:
     tie_output: bool = option(
         False, "Share the decoder's input embedding with its output layer (the paper does not).", MODEL
     )
+    pool: str = option(
+        "mean",
+        "Classification: mean (of the real tokens' final states) or first (a <cls> token put first, "
+        "its state, as BERT). The paper does not say; mean needs no extra token.",
+        MODEL,
+    )
+    segments: bool = option(
+        False,
+        "MNLI: add a learned segment embedding (premise and <sep>: 0, hypothesis: 1), as BERT's token "
+        "types. Default off: one sequence, positions running on (the paper does not say).",
+        MODEL,
+    )
     # --- optimisation
     seed: int = option(0, "Random seed (same seed, same metrics on CPU).", OPTIM)
     epochs: int = option(0, "Epochs; 0: the run's Table 5 column.", OPTIM, metavar="N")

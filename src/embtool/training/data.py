@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-PAD, UNK, BOS, EOS, SEP = "<pad>", "<unk>", "<bos>", "<eos>", "<sep>"
-SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 on every side; MNLI's encoder adds SEP (id 4)
+PAD, UNK, BOS, EOS, SEP, CLS = "<pad>", "<unk>", "<bos>", "<eos>", "<sep>", "<cls>"
+SPECIALS = (PAD, UNK, BOS, EOS)  # ids 0..3 on every side; a classifier's encoder adds SEP, CLS
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 

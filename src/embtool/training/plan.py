@@ -15,7 +15,6 @@ from typing import Any
 from embtool.errors import BadInput
 from embtool.model import ModelConfig, parameter_counts
 from embtool.training.config import TrainConfig
-from embtool.training.data import SEP
 from embtool.training.paper import column_of
 
 
@@ -65,7 +64,7 @@ def _table_vocab_size(path: str, specials: tuple[str, ...]) -> tuple[int, int]:
 
 def plan(cfg: TrainConfig) -> dict[str, Any]:
     """The resolved settings, Table 5 column, vocabulary sizes, model and parameter counts of a run."""
-    from embtool.training.setup import SPECIALS
+    from embtool.training.setup import SPECIALS, source_specials
 
     choice = column_of(cfg)
     cfg = cfg.resolved()
@@ -73,7 +72,7 @@ def plan(cfg: TrainConfig) -> dict[str, Any]:
     translation = cfg.kind == "translation"
     src_path = cfg.src_emb or cfg.emb
     tgt_path = (cfg.tgt_emb or cfg.emb) if translation else None
-    src_specials = SPECIALS + ((SEP,) if len(task.fields) > 1 else ())
+    src_specials = source_specials(cfg)
     sizes: dict[str, int] = {}
     dims: set[int] = set()
     origin: dict[str, str] = {}

@@ -20,7 +20,7 @@ from embtool.table import EmbeddingTable
 from embtool.tasks import TaskText, TextSplit
 from embtool.training import tokcache
 from embtool.training.config import TrainConfig
-from embtool.training.data import BOS, EOS, EOS_ID, PAD, SEP, UNK
+from embtool.training.data import BOS, CLS, EOS, EOS_ID, PAD, SEP, UNK
 
 SPECIALS = (PAD, UNK, BOS, EOS)
 Example = tuple[list[int], Any]  # (source ids, target ids or class label)
@@ -129,6 +129,14 @@ class Prepared:
     out: Side | None = None  # --out-emb: the output embedding's rows over the target vocabulary
 
 
+def source_specials(cfg: TrainConfig) -> tuple[str, ...]:
+    """The encoder vocabulary's first tokens: SPECIALS, then ``<sep>`` for a pair task (MNLI:
+    premise <sep> hypothesis) and ``<cls>`` for ``--pool first`` (put first in every source)."""
+    pair = cfg.kind == "classification" and len(cfg.task_info.fields) > 1
+    first = cfg.kind == "classification" and cfg.pool == "first"
+    return SPECIALS + ((SEP,) if pair else ()) + ((CLS,) if first else ())
+
+
 def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     """Tokenize, build vocabularies, look up rows, and encode every split as id lists."""
     translation = cfg.kind == "translation"
@@ -156,7 +164,7 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
         return s, t
 
     tr_src, tr_tgt = tok_split(data.train, "train")
-    src_specials = SPECIALS + ((SEP,) if data.train.src2 is not None else ())
+    src_specials = source_specials(cfg)
     src_info = table_info(src_path, src_table) if src_path and src_table is not None else None
     src = build_side(
         "src", src_spec, tr_src, min_freq, src_specials, src_table, src_info, cfg.missing, cfg.seed
@@ -191,6 +199,7 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
         )
 
     src_index = {t: i for i, t in enumerate(src.vocab)}
+    first = [src_index[CLS]] if CLS in src_specials else []  # --pool first: <cls> heads each source
     tgt_index = {t: i for i, t in enumerate(tgt.vocab)} if tgt else {}
     unk = src_index[UNK]
     limit = cfg.max_len - 2  # room for <bos>/<eos>
@@ -214,6 +223,7 @@ def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
                 out.append((a[: limit + 1], b[:limit]))
             else:
                 assert split.labels is not None
+                a = first + a
                 if train and len(a) > limit + 1:
                     dropped += 1
                     continue
