@@ -1039,7 +1039,10 @@ def run_section(number: int, name: str, body: Callable[[Section, Check], None], 
         with deadline(sec.budget_s):
             body(sec, chk)
     except OverBudget as e:
-        sec.fail(str(e))
+        if chk.smoke and sec.status != "fail":  # toy sizes on a CPU: an overrun measures the machine's load
+            sec.na(f"{e} (a --smoke run on a busy CPU; the rows before it stand)")
+        else:
+            sec.fail(str(e))
     except Exception as e:  # noqa: BLE001 - a section that fails is a verdict; the others still run
         traceback.print_exc()
         sec.fail(_first_line(e))
