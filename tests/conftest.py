@@ -399,3 +399,38 @@ def meta_only():
             return out
 
     return MetaOnly()
+
+
+# ----------------------------------------------------------------------------- examples/*.sh
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/SCRIPT`` with this Python's embtool first on PATH, one thread (``env`` overrides);
+    asserts it exits 0."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = subprocess.run(
+        ["bash", str(EXAMPLES / script)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": path, "THREADS": "1", **env},
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def toy_iwslt(data: Path) -> tuple[list[str], list[str]]:
+    """A tiny parallel German-English task in ``data/iwslt2017`` (200/10/10 pairs of six words a side);
+    returns the two word lists."""
+    folder = data / "iwslt2017"
+    folder.mkdir(parents=True)
+    rng = random.Random(0)
+    de, en = ["der", "die", "katze", "hund", "saß", "auf"], ["the", "cat", "dog", "sat", "on", "mat"]
+    for split, n in (("train", 200), ("val", 10), ("test", 10)):
+        idx = [[rng.randrange(6) for _ in range(rng.randint(2, 5))] for _ in range(n)]
+        (folder / f"{split}.de").write_text("".join(" ".join(de[i] for i in s) + "\n" for s in idx))
+        (folder / f"{split}.en").write_text("".join(" ".join(en[i] for i in s) + "\n" for s in idx))
+    return de, en

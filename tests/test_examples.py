@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import EXAMPLES, run_example, toy_iwslt
 from embtool.table import load
-
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 # which variables each example reads for GloVe (translation examples: one per side)
 VARIABLES = {
@@ -64,20 +63,6 @@ def _glove(path: Path, words: list[str], dim: int, seed: int = 0) -> str:
     return f"glove:{path}"
 
 
-def _run(script: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    proc = subprocess.run(
-        ["bash", str(EXAMPLES / script)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": path, "THREADS": "1", **env},
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
 def _table_source(path: Path) -> str:
     from embtool.table import read_metadata
 
@@ -90,7 +75,7 @@ def test_demo_takes_glove_per_side_and_trains_at_its_width(tmp_path: Path, share
     width (DEMO_DIM 16 is word2vec's own), the runs named after the vectors (glove, glove_x …)."""
     en = _glove(tmp_path / "en.txt", _frequent_words(shared_data / "multi30k" / "train.en.gz", 300), 12)
     demo = tmp_path / "demo"
-    _run(
+    run_example(
         "demo.sh",
         tmp_path,
         EMBTOOL_DATA_DIR=str(shared_data),
@@ -121,7 +106,7 @@ def test_table1_tables_take_glove_on_one_side(tmp_path: Path, shared_data: Path)
     de = _glove(tmp_path / "de.txt", _frequent_words(shared_data / "multi30k" / "train.de.gz", 300), 12)
     out = tmp_path / "t"
     env = {"SIZE": "tiny", "OUT": str(out), "EMBTOOL_DATA_DIR": str(shared_data), "STEP": "tables"}
-    _run("reproduce_table1_multi30k.sh", tmp_path, **env, SRC_VECTORS=de)
+    run_example("reproduce_table1_multi30k.sh", tmp_path, **env, SRC_VECTORS=de)
     assert _table_source(out / "src.safetensors") == "glove:de.txt"
     assert _table_source(out / "tgt.safetensors").startswith("word2vec:")
     assert load(out / "src.safetensors").dim == load(out / "tgt.safetensors").dim == 12
@@ -134,7 +119,7 @@ def test_beyond_vanilla_projects_the_glove_width(tmp_path: Path, shared_data: Pa
     de = _glove(tmp_path / "de.txt", _frequent_words(data / "train.de.gz", 300), 12)
     en = _glove(tmp_path / "en.txt", _frequent_words(data / "train.en.gz", 300), 12, seed=1)
     out = tmp_path / "bv"
-    _run(
+    run_example(
         "beyond_vanilla.sh",
         tmp_path,
         SIZE="tiny",
@@ -158,7 +143,7 @@ def test_table4_takes_glove(tmp_path: Path, shared_data: Path) -> None:
     family = ["man", "woman", "boy", "girl", "he", "she", "his", "her", "father", "mother", "son", "daughter"]
     vectors = _glove(tmp_path / "glove.txt", list(dict.fromkeys(family + words)), 20)
     out = tmp_path / "t4"
-    proc = _run(
+    proc = run_example(
         "table4_analogy.sh",
         tmp_path,
         SIZE="tiny",
@@ -180,7 +165,7 @@ def test_doctor_export_takes_glove(tmp_path: Path) -> None:
     words = [f"w{i}" for i in range(450)]
     rng.shuffle(words)
     vectors = _glove(tmp_path / "glove.txt", words, 20)
-    proc = _run("doctor_export.sh", tmp_path, VECTORS=vectors)
+    proc = run_example("doctor_export.sh", tmp_path, VECTORS=vectors)
     assert "400 vectors read back by gensim" in proc.stdout
     table = load(tmp_path / "doctor_export" / "w2v.safetensors")
     assert table.tokens == words[:400] and table.dim == 20
@@ -191,16 +176,9 @@ def test_doctor_export_takes_glove(tmp_path: Path) -> None:
 def test_iwslt_recipe_takes_glove_per_side(tmp_path: Path) -> None:
     """SRC_VECTORS/TGT_VECTORS: spaCy word vocabularies (the task's tokenizer, not MODEL's pieces)
     and the tables from the GloVe files; the report names them GloVe."""
-    data = tmp_path / "data" / "iwslt2017"
-    data.mkdir(parents=True)
-    rng = random.Random(0)
-    de, en = ["der", "die", "katze", "hund", "saß", "auf"], ["the", "cat", "dog", "sat", "on", "mat"]
-    for split, n in (("train", 200), ("val", 10), ("test", 10)):
-        idx = [[rng.randrange(6) for _ in range(rng.randint(2, 5))] for _ in range(n)]
-        (data / f"{split}.de").write_text("".join(" ".join(de[i] for i in s) + "\n" for s in idx))
-        (data / f"{split}.en").write_text("".join(" ".join(en[i] for i in s) + "\n" for s in idx))
+    de, en = toy_iwslt(tmp_path / "data")
     out = tmp_path / "out"
-    _run(
+    run_example(
         "mt5_iwslt2017.sh",
         tmp_path,
         OUT=str(out),

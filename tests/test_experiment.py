@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import reverse_words_toy
+from conftest import EXAMPLES, reverse_words_toy, run_example, toy_iwslt
 from embtool import experiment as lib
 from embtool.errors import BadInput
 from embtool.table import EmbeddingTable, load, save
@@ -303,26 +302,6 @@ def test_tiny_real_grid_runs_and_resumes_after_interruption(toy: Path) -> None:
 
 # ----------------------------------------------------------------------------- examples/
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _run_example(script: str, cwd: Path, **env: str):
-    import os
-    import subprocess
-    import sys
-
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    proc = subprocess.run(
-        ["bash", str(EXAMPLES / script)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PATH": path, **env},
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
 
 @pytest.mark.parametrize(
     "script", ["reproduce_table1_multi30k.sh", "reproduce_table3.sh", "mt5_iwslt2017.sh"]
@@ -337,11 +316,11 @@ def test_examples_are_valid_bash(script) -> None:
 def test_example_table1_then_table3_on_real_multi30k(shared_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "t"
     env = {"SIZE": "tiny", "OUT": str(out), "EMBTOOL_DATA_DIR": str(shared_data)}
-    _run_example("reproduce_table1_multi30k.sh", tmp_path, **env)
+    run_example("reproduce_table1_multi30k.sh", tmp_path, **env)
     text = (out / "report.md").read_text()
     assert "| Xavier |" in text and "| word2vec_Xavier |" in text and (out / "grid/curves.png").is_file()
     # Table 3 reuses the vocabularies and tables; 4 grids (train × pos.) of one variant, one seed
-    _run_example("reproduce_table3.sh", tmp_path, **env, VARIANTS="standardized")
+    run_example("reproduce_table3.sh", tmp_path, **env, VARIANTS="standardized")
     text = (out / "report.md").read_text()
     for label in (
         "word2vec_Xavier [frozen, no posenc]",
@@ -396,16 +375,9 @@ def test_example_mt5_recipe_with_a_tiny_local_checkpoint(tmp_path: Path) -> None
     iwslt2017 folder for the data."""
     pytest.importorskip("transformers")
     ckpt = _save_bert(tmp_path / "tiny-bert")  # a folder name the report can name (BERT)
-    data = tmp_path / "data" / "iwslt2017"
-    data.mkdir(parents=True)
-    rng = random.Random(0)
-    de, en = ["der", "die", "katze", "hund", "saß", "auf"], ["the", "cat", "dog", "sat", "on", "mat"]
-    for split, n in (("train", 200), ("val", 10), ("test", 10)):
-        idx = [[rng.randrange(6) for _ in range(rng.randint(2, 5))] for _ in range(n)]
-        (data / f"{split}.de").write_text("".join(" ".join(de[i] for i in s) + "\n" for s in idx))
-        (data / f"{split}.en").write_text("".join(" ".join(en[i] for i in s) + "\n" for s in idx))
+    toy_iwslt(tmp_path / "data")
     out = tmp_path / "out"
-    _run_example(
+    run_example(
         "mt5_iwslt2017.sh",
         tmp_path,
         OUT=str(out),
