@@ -66,7 +66,7 @@ def vocab_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_table():
     """Build an EmbeddingTable from an (N, D) numpy array or torch tensor; tokens default to t0…t{N-1}."""
-    from embtool.table import EmbeddingTable
+    from embtool.tables.table import EmbeddingTable
 
     def make(vectors, tokens=None, **kw):
         tokens = tokens if tokens is not None else [f"t{i}" for i in range(vectors.shape[0])]
@@ -329,7 +329,7 @@ def reverse_words_toy(folder: Path, n_pairs: int, shift: float = 0.0) -> Path:
     a wide 'pretrained' table for its words (w2v.safetensors: N(shift, 0.4²), D=16), in ``folder``."""
     import torch
 
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     rng = random.Random(0)
     words = [f"w{i}" for i in range(12)]

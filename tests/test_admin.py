@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from embtool.model import ModelConfig, Seq2Seq, build, key_padding_mask
+from embtool.model.transformer import ModelConfig, Seq2Seq, build, key_padding_mask
 from embtool.training.admin import profile
 from embtool.training.batching import translation_batch
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embtool.alignment import align, fill_missing
-from embtool.errors import BadInput
-from embtool.table import load, save
+from embtool.core.errors import BadInput
+from embtool.formats.alignment import align, fill_missing
+from embtool.tables.table import load, save
 from embtool.text.vocabfile import Vocabulary
 
 
@@ -74,7 +74,7 @@ def test_cli_align_stdin_and_files(embtool, make_table, tmp_path, vocab_file) ->
         np.arange(6.0, dtype=np.float32).reshape(3, 2), ["cat", "the", "dog"], tokenizer="whitespace"
     )
     save(t, tmp_path / "t.safetensors")
-    from embtool.table import dumps
+    from embtool.tables.table import dumps
 
     for args, stdin in ((["-"], dumps(t)), ([str(tmp_path / "t.safetensors")], None)):
         out = tmp_path / "o.safetensors"

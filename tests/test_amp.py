@@ -123,7 +123,7 @@ def test_one_decision_for_every_setting_and_device(cpu, gpu, setting, device, na
 
 
 def test_an_unknown_setting_is_refused() -> None:
-    from embtool.errors import BadInput
+    from embtool.core.errors import BadInput
 
     with pytest.raises(BadInput, match="--amp fp8: choose one of auto, bf16, fp16, off"):
         amp.choose_amp("fp8", CPU)

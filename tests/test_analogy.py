@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.eval import search as analogy_search
 from embtool.eval.analogy import default_questions, evaluate_analogies, parse_questions, read_questions
-from embtool.table import EmbeddingTable, save
+from embtool.tables.table import EmbeddingTable, save
 
 gensim_models = pytest.importorskip("gensim.models")
 QUESTIONS = default_questions()

@@ -8,9 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.sources import archives
-from embtool.sources.vectors import load_vector_file
+from embtool.core.errors import BadInput
+from embtool.formats.sources import archives
+from embtool.formats.sources.vectors import load_vector_file
 
 WORDS = [f"w{i}" for i in range(50)]
 

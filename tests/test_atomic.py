@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import write_run
-from embtool import atomic
-from embtool.errors import BadInput, UsageError
+from embtool.core import atomic
+from embtool.core.errors import BadInput, UsageError
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -39,7 +39,8 @@ def test_sha256_file_reads_in_blocks(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys, time
-from embtool import atomic, cli
+from embtool.core import atomic
+from embtool import cli
 with cli._signals_stop():
     with atomic.atomic_path(sys.argv[1]) as tmp:
         open(tmp, "w").write("half")
@@ -192,6 +193,6 @@ def test_a_table_command_may_still_rewrite_its_table_in_place(tmp_path: Path, cl
     assert cli("init", "xavier", "--vocab", str(tmp_path / "v.txt"), "--dim", "4", "-o", str(table)).code == 0
     r = cli("scale", str(table), "--by", "2", "-o", str(table))
     assert r.code == 0, r.stderr
-    from embtool.table import load
+    from embtool.tables.table import load
 
     assert load(table).history[-1]["op"] == "scale"

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import metrics, reverse_task, scores, tiny_cfg, train_dir
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 
 
 def _table(path: Path, tokens: list[str], dim: int, seed: int = 0) -> torch.Tensor:
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     vectors = torch.randn(len(tokens), dim, generator=torch.Generator().manual_seed(seed)) * 0.3
     save(EmbeddingTable(vectors, tokens, source="test", tokenizer="whitespace"), path)

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import GLOVE, GLOVE_X, _h, write_run
-from embtool.atomic import sha256_file
-from embtool.report import cells as lib
-from embtool.report import render
-from embtool.table import save
+from embtool.core.atomic import sha256_file
+from embtool.experiment.report import cells as lib
+from embtool.experiment.report import render
+from embtool.tables.table import save
 
 
 def _cell(rep: lib.Report, task: str, name: str) -> lib.Cell:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from embtool.errors import BadInput
-from embtool.model import ModelConfig, Seq2Seq
+from embtool.core.errors import BadInput
+from embtool.model.transformer import ModelConfig, Seq2Seq
 from embtool.training import checkpoint as ckpt
 
 

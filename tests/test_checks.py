@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.training import TrainConfig
 from embtool.training.checks import check_config, option_name
 
@@ -64,7 +64,7 @@ def test_check_config_passes_the_defaults_and_names_options_by_field() -> None:
 
 
 def test_the_choices_checked_without_torch_are_the_models() -> None:
-    from embtool import layers
+    from embtool.model import layers
     from embtool.training import checks
 
     assert (checks.NORMS, checks.OUTPUT_HEADS) == (layers.NORMS, layers.OUTPUT_HEADS)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embtool.table import load, loads
+from embtool.tables.table import load, loads
 
 COMMANDS = ["init", "stats", "standardize", "shuffle", "scale", "posenc"]
 
@@ -212,8 +212,8 @@ def test_standardize_command_equals_the_library_bit_for_bit(
     tmp_path: Path, make_table, cli, dtype, io, to
 ) -> None:
     """The command is `standardize()` then `save`: same values, in the input's dtype, either way in."""
-    from embtool.table import dumps, save
-    from embtool.transforms import standardize
+    from embtool.tables.table import dumps, save
+    from embtool.tables.transforms import standardize
 
     rows = np.random.default_rng(3).standard_normal((300, 12), dtype=np.float32) * 11.5 + 0.7  # T5-like σ
     table = make_table(rows, dtype=dtype)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.training import TrainConfig
 
 # ----------------------------------------------------------------------------- one place for options
@@ -91,8 +91,8 @@ def test_train_options_fill_the_fields_of_the_same_name(monkeypatch, cli, tmp_pa
 def test_experiment_settings_are_only_what_was_given(monkeypatch, cli, tmp_path, make_table) -> None:
     import numpy as np
 
-    from embtool import experiment as lib
-    from embtool.table import save
+    from embtool.experiment import runner as lib
+    from embtool.tables.table import save
 
     save(
         make_table(np.ones((3, 4), dtype=np.float32) * np.arange(4, dtype=np.float32), ["a", "b", "c"]),

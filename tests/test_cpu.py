@@ -39,7 +39,7 @@ def test_process_settings_put_threads_back() -> None:
 
 
 def test_dropout_drops_p_and_scales_the_rest():
-    from embtool.training.cpu import Dropout, keep_mask
+    from embtool.model.dropout import Dropout, keep_mask
 
     keep = keep_mask((400, 1000), 0.1, torch.Generator().manual_seed(0))
     dropped = 1 - keep.float().mean().item()
@@ -113,7 +113,7 @@ def test_dropout_compiles_without_breaking_the_graph() -> None:
     from torch._dynamo.testing import CompileCounterWithBackend
     from torch._dynamo.utils import counters
 
-    from embtool.training.cpu import Dropout
+    from embtool.model.dropout import Dropout
 
     torch._dynamo.reset()
     counters.clear()

@@ -10,7 +10,7 @@ from embtool.training.decoding import beam_search, greedy
 
 
 def test_beam_one_equals_greedy_and_beam_runs(reverse_run):
-    from embtool.model import ModelConfig, Seq2Seq
+    from embtool.model.transformer import ModelConfig, Seq2Seq
     from embtool.training.checkpoint import load_weights, read_weights_meta
 
     meta = read_weights_meta(reverse_run / "best.safetensors")
@@ -28,7 +28,7 @@ def test_beam_one_equals_greedy_and_beam_runs(reverse_run):
 # The Python-loop beam search the vectorised one replaced (embtool before issue 13), kept to check
 # that the outputs are the same.
 
-from embtool.model import Cache, Seq2Seq  # noqa: E402
+from embtool.model.transformer import Cache, Seq2Seq  # noqa: E402
 from embtool.training.data import BOS_ID, EOS_ID  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def reference_beam_search(
 @pytest.mark.parametrize("k", [2, 3, 5])
 @pytest.mark.parametrize("max_len", [3, 12])
 def test_vectorised_beam_search_gives_the_reference_outputs(reverse_run, k, max_len):
-    from embtool.model import ModelConfig
+    from embtool.model.transformer import ModelConfig
     from embtool.training.checkpoint import load_weights, read_weights_meta
 
     meta = read_weights_meta(reverse_run / "best.safetensors")
@@ -123,7 +123,7 @@ def test_vectorised_beam_search_gives_the_reference_outputs(reverse_run, k, max_
 
 
 def _untrained(d_model: int = 16, heads: int = 2) -> Seq2Seq:
-    from embtool.model import ModelConfig
+    from embtool.model.transformer import ModelConfig
 
     torch.manual_seed(0)
     cfg = ModelConfig(src_vocab=20, tgt_vocab=20, d_model=d_model, n_heads=heads, n_layers=1, d_ff=32)

@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-from embtool.doctor import diagnose
-from embtool.table import EmbeddingTable, save
+from embtool.tables.doctor import diagnose
+from embtool.tables.table import EmbeddingTable, save
+from embtool.tables.transforms import standardize, xavier
 from embtool.text.vocabfile import Vocabulary
-from embtool.transforms import standardize, xavier
 
 WORDS = [f"w{i}" for i in range(400)]
 

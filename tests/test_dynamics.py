@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import metrics, reverse_task, tiny_cfg, train_dir
-from embtool.model import ModelConfig, Seq2Seq, build, key_padding_mask
+from embtool.model.transformer import ModelConfig, Seq2Seq, build, key_padding_mask
 from embtool.training.batching import translation_batch
 from embtool.training.dynamics import branch_ratios, embedding_stats, snapshot
 

@@ -10,7 +10,7 @@ import torch
 
 @pytest.mark.parametrize("kind", ["translation", "classification"])
 def test_micro_batched_step_equals_the_whole_batch_step(kind):
-    from embtool.model import ModelConfig, build
+    from embtool.model.transformer import ModelConfig, build
     from embtool.training.epoch import batch_units, collate, collate_parts, model_overhead, train_step
     from embtool.training.objective import prepare
 
@@ -51,7 +51,7 @@ def test_ahead_keeps_the_order(prefetch):
 def test_padding_to_multiples_of_8_changes_no_loss_and_no_gradient(kind):
     """A compiled or CUDA run pads lengths to PAD_MULTIPLE (issue 20.4): the padding is masked, so
     the step's loss and gradients are those of the batch padded to its longest."""
-    from embtool.model import ModelConfig, build
+    from embtool.model.transformer import ModelConfig, build
     from embtool.training.batching import PAD_MULTIPLE
     from embtool.training.epoch import batch_units, collate_parts, train_step
     from embtool.training.objective import prepare

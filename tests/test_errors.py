@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from embtool.errors import BadInput, EmbtoolError, NonFinite, UsageError, WorkFailure
+from embtool.core.errors import BadInput, EmbtoolError, NonFinite, UsageError, WorkFailure
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import meta_only, metrics
-from embtool.model import ModelConfig, build
+from embtool.model.transformer import ModelConfig, build
 from embtool.training import evaluation
 from embtool.training.batching import make_batches
 from embtool.training.config import TrainConfig

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES, run_example, toy_iwslt
-from embtool.table import load
+from embtool.tables.table import load
 
 # which variables each example reads for GloVe (translation examples: one per side)
 VARIABLES = {
@@ -64,7 +64,7 @@ def _glove(path: Path, words: list[str], dim: int, seed: int = 0) -> str:
 
 
 def _table_source(path: Path) -> str:
-    from embtool.table import read_metadata
+    from embtool.tables.table import read_metadata
 
     return read_metadata(path)["embtool.source"]
 

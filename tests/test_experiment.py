@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import EXAMPLES, reverse_words_toy, run_example, toy_iwslt
-from embtool import experiment as lib
-from embtool.errors import BadInput
-from embtool.table import EmbeddingTable, load, save
+from embtool.core.errors import BadInput
+from embtool.experiment import runner as lib
+from embtool.tables.table import EmbeddingTable, load, save
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput, UsageError
-from embtool.export import FORMATS, export, format_rows, tokens_for
-from embtool.table import EmbeddingTable, save
+from embtool.core.errors import BadInput, UsageError
+from embtool.formats.export import FORMATS, export, format_rows, tokens_for
+from embtool.tables.table import EmbeddingTable, save
 
 
 @pytest.fixture
@@ -89,7 +89,7 @@ def test_npy_and_tokens_file(table, tmp_path, dtype) -> None:
 
 
 def test_pending_map_streams_the_same_values(table, tmp_path) -> None:
-    from embtool.transforms import standardize
+    from embtool.tables.transforms import standardize
 
     x = standardize(table)  # pending Affine: export computes it block by block
     export(x, "glove", str(tmp_path / "a.txt"))
@@ -182,7 +182,7 @@ def _save_with_ascii_tokens(table: EmbeddingTable, path, tokens: list[str] | Non
 
     from safetensors.numpy import save_file
 
-    from embtool.table import KEY_TOKENS, TENSOR_NAME
+    from embtool.tables.table import KEY_TOKENS, TENSOR_NAME
 
     meta = {**table.metadata(), KEY_TOKENS: json.dumps(table.tokens if tokens is None else tokens)}
     save_file({TENSOR_NAME: table.vectors}, str(path), metadata=meta)
@@ -266,7 +266,7 @@ def test_cli_says_what_space_as_replaced(cli, tmp_path, fmt, token, said) -> Non
 
 
 def test_npy_and_its_tokens_file_may_not_be_one_file(tmp_path, cli) -> None:
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     save(EmbeddingTable(np.ones((2, 3), np.float32), ["a", "b"]), tmp_path / "t.safetensors")
     (tmp_path / "o.npy").write_bytes(b"keep")

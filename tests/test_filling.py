@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.filling import Coverage, check_method, corpus_share, fill_missing
+from embtool.core.errors import BadInput
+from embtool.tables.filling import Coverage, check_method, corpus_share, fill_missing
 from embtool.text.vocabfile import Vocabulary
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from embtool import gridaxes as lib
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
+from embtool.experiment import gridaxes as lib
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import reverse_words_toy
-from embtool import gridjobs
+from embtool.experiment import gridjobs
 
 
 def test_claim_is_exclusive_across_processes_and_released(tmp_path):
@@ -80,7 +80,7 @@ def test_a_2x2_grid_across_workers_then_rerun_does_nothing_and_a_deleted_run_is_
 
 
 def test_a_held_run_is_left_to_its_worker(toy, monkeypatch):
-    from embtool import experiment as lib
+    from embtool.experiment import runner as lib
 
     grid = lib.plan(
         "files",
@@ -118,7 +118,7 @@ def _never(cfg, progress=None):  # pragma: no cover - must not be called
 
 
 def _workers(marker: str) -> dict[int, int]:
-    """pid → parent pid of the live ``python -m embtool.gridjobs`` processes whose command line
+    """pid → parent pid of the live ``python -m embtool.experiment.gridjobs`` processes whose command line
     holds ``marker`` (a zombie, dead but not yet reaped, is not live)."""
     found = {}
     for proc in Path("/proc").iterdir():
@@ -129,7 +129,11 @@ def _workers(marker: str) -> dict[int, int]:
             stat = (proc / "stat").read_text().rpartition(")")[2].split()
         except OSError:  # ended meanwhile
             continue
-        if b"embtool.gridjobs" in cmd and any(marker.encode() in c for c in cmd) and stat[0] != "Z":
+        if (
+            b"embtool.experiment.gridjobs" in cmd
+            and any(marker.encode() in c for c in cmd)
+            and stat[0] != "Z"
+        ):
             found[int(proc.name)] = int(stat[1])
     return found
 
@@ -195,7 +199,7 @@ def test_a_killed_experiment_takes_its_workers_with_it_and_a_rerun_resumes(toy, 
 
 def _watched(code: str) -> subprocess.Popen[bytes]:
     """A child of this test that calls ``watch_parent`` and then runs ``code`` (stdin: a pipe from here)."""
-    head = "import os, time; from embtool.gridjobs import watch_parent; "
+    head = "import os, time; from embtool.experiment.gridjobs import watch_parent; "
     return subprocess.Popen(
         [sys.executable, "-c", head + code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
@@ -295,7 +299,7 @@ def test_grid_workers_on_cuda_take_their_own_gpus_and_a_run_its_ranks(
     assert r.code == 1 and "every run failed" in r.stderr, r.stderr  # the stand-in workers fail
     assert [w.env.get("CUDA_VISIBLE_DEVICES") for w in started] == expected
     for w in started:
-        assert w.argv[1:3] == ["-m", "embtool.gridjobs"] and (
+        assert w.argv[1:3] == ["-m", "embtool.experiment.gridjobs"] and (
             w.argv[-2:] == ["--ranks", str(ranks)] if ranks > 1 else "--ranks" not in w.argv
         )
 
@@ -316,7 +320,7 @@ def test_a_run_wanting_more_gpus_than_there_are_stops_the_grid_before_any_work(t
 
 def test_a_worker_given_ranks_launches_its_run_on_them(toy, monkeypatch):
     """A run of --gpus-per-run 2 is trained by torchrun's 2 ranks (parallel.launch), not one process."""
-    from embtool import experiment as lib
+    from embtool.experiment import runner as lib
     from embtool.training import parallel
 
     grid = lib.plan("files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier"], [1],
@@ -340,8 +344,8 @@ def test_a_worker_given_ranks_launches_its_run_on_them(toy, monkeypatch):
 def test_the_job_array_asks_for_cpus_and_gpus_and_runs_each_run_on_its_ranks(
     toy, monkeypatch, launcher, gpus, cpus, expected
 ):
-    from embtool import experiment as lib
-    from embtool.gridresources import Slurm
+    from embtool.experiment import runner as lib
+    from embtool.experiment.gridresources import Slurm
 
     asked: dict = {}
     submitted: list = []
@@ -390,14 +394,14 @@ def test_the_job_array_asks_for_cpus_and_gpus_and_runs_each_run_on_its_ranks(
             "bad.json: not a run spec (JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
         ),
         ("list.json", "list.json: not a run spec (a JSON object of training settings)"),
-        ("", "usage: python -m embtool.gridjobs RUN.json [--parent PID] [--ranks N]"),
+        ("", "usage: python -m embtool.experiment.gridjobs RUN.json [--parent PID] [--ranks N]"),
     ],
 )
 def test_a_worker_whose_spec_cannot_be_read_says_so_in_one_line(tmp_path, spec, error):
-    """`python -m embtool.gridjobs SPEC` ended in a traceback (an OSError) for a missing spec."""
+    """`python -m embtool.experiment.gridjobs SPEC` ended in a traceback (an OSError) for a missing spec."""
     (tmp_path / "bad.json").write_text("{", encoding="utf-8")
     (tmp_path / "list.json").write_text("[]", encoding="utf-8")
-    argv = [sys.executable, "-m", "embtool.gridjobs", *([spec] if spec else [])]
+    argv = [sys.executable, "-m", "embtool.experiment.gridjobs", *([spec] if spec else [])]
     proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert (proc.returncode, proc.stderr) == (2, f"embtool: error: {error}\n")
 

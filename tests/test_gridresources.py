@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embtool import gridresources
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
+from embtool.experiment import gridresources
 
 # moved here with the functions from test_gridjobs.py
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from embtool import hub
+from embtool.core import hub
 
 
 @pytest.fixture

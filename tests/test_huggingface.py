@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from embtool.errors import BadInput
-from embtool.sources import extract
-from embtool.table import load
+from embtool.core.errors import BadInput
+from embtool.formats.sources import extract
+from embtool.tables.table import load
 from embtool.text.vocabfile import Vocabulary
 
 BERT_PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "dog",
@@ -323,8 +323,8 @@ def test_cli_extract_from_safetensors_never_imports_torch(ckpts, tmp_path) -> No
 
 def test_align_subword_composes_words_from_a_piece_table(ckpts, embtool, tmp_path) -> None:
     """A table of T5 pieces, aligned to a word vocabulary: words become the mean of their pieces."""
-    from embtool.alignment import align
-    from embtool.table import save
+    from embtool.formats.alignment import align
+    from embtool.tables.table import save
 
     folder = ckpts["t5"]
     pieces = ["▁the", "▁cat", "s", "▁dog"]
@@ -408,6 +408,6 @@ def test_an_index_naming_a_shard_outside_the_folder_is_refused(ckpts, tmp_path, 
     ],
 )
 def test_the_refused_global_is_named_in_every_torch_wording(message) -> None:
-    from embtool.sources.huggingface import _unsafe_global
+    from embtool.formats.sources.huggingface import _unsafe_global
 
     assert _unsafe_global(message) in (" (first: builtins.print)", " (first: posix.system)")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import reverse_task, tiny_cfg, train_dir
-from embtool.stats import xavier_std
+from embtool.tables.stats import xavier_std
 from embtool.training.initrows import WARN_FACTOR, check_rows, standardize_rows
 
 
@@ -24,7 +24,7 @@ def test_xavier_is_eq1_with_the_models_n() -> None:
 
 
 def test_to_a_table_is_eq4(tmp_path, make_table) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     target = np.random.default_rng(0).normal(0.5, 0.04, (50, 8)).astype(np.float32)
     save(make_table(target), tmp_path / "bert.safetensors")
@@ -35,8 +35,8 @@ def test_to_a_table_is_eq4(tmp_path, make_table) -> None:
 
 
 def test_to_a_table_of_equal_values_is_refused(tmp_path, make_table) -> None:
-    from embtool.errors import BadInput
-    from embtool.table import save
+    from embtool.core.errors import BadInput
+    from embtool.tables.table import save
 
     save(make_table(np.full((5, 8), 0.25, np.float32)), tmp_path / "flat.safetensors")
     with pytest.raises(BadInput, match=r"--standardize .*flat.safetensors: its σ is 0.0; there is no spread"):
@@ -53,7 +53,7 @@ def test_check_flags_rows_off_by_more_than_the_factor() -> None:
 def test_a_run_on_a_smaller_vocabulary_starts_at_the_models_xavier_sigma(tmp_path) -> None:
     """A table of 14 + 500 tokens standardized for its own N would start the 14-row model at
     half Xavier's σ; --standardize xavier starts it at σ_x = √(2/(N_model + D))."""
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     files = reverse_task(tmp_path, n_train=60, n_val=4)
     tokens = [
@@ -80,7 +80,7 @@ def test_a_run_on_a_smaller_vocabulary_starts_at_the_models_xavier_sigma(tmp_pat
 
 
 def test_rows_far_from_xavier_are_warned_about(tmp_path) -> None:
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     files = reverse_task(tmp_path, n_train=60, n_val=4)
     tokens = ["<unk>", "<pad>", "<bos>", "<eos>", *[str(i) for i in range(10)]]

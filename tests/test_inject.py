@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embtool.errors import BadInput
-from embtool.inject import inject
-from embtool.table import EmbeddingTable, save
+from embtool.core.errors import BadInput
+from embtool.formats.inject import inject
+from embtool.tables.table import EmbeddingTable, save
 
 PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "##s", "mat", "on"]
 KEY = "embeddings.word_embeddings.weight"

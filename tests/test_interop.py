@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from embtool.errors import BadInput
-from embtool.interop import FAIRSEQ_SPECIALS, OPENNMT_SPECIALS, read_target
-from embtool.table import EmbeddingTable
+from embtool.core.errors import BadInput
+from embtool.tables.interop import FAIRSEQ_SPECIALS, OPENNMT_SPECIALS, read_target
+from embtool.tables.table import EmbeddingTable
 from embtool.text.vocabfile import Vocabulary
 
 PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "##s", "mat"]
@@ -99,7 +99,5 @@ def test_table_module_stays_torch_free() -> None:
     import subprocess
     import sys
 
-    code = (
-        "import sys, embtool.table; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
-    )
+    code = "import sys, embtool.tables.table; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

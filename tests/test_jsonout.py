@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from embtool.jsonout import dumps, finite
+from embtool.core.jsonout import dumps, finite
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.eval.keyed import Keys, as_float32
 
 ROWS = np.array([[1.0, -2.5, 3.0], [0.1, 0.0, -7.25]], dtype=np.float32)  # (2, 3)

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from embtool import layers
-from embtool.errors import BadInput
-from embtool.model import Classifier, ModelConfig, Seq2Seq, build, parameter_breakdown
+from embtool.core.errors import BadInput
+from embtool.model import layers
+from embtool.model.transformer import Classifier, ModelConfig, Seq2Seq, build, parameter_breakdown
 
 V_SRC, V_TGT, D = 20, 17, 16
 
@@ -216,7 +216,7 @@ def _reference(attn: layers.Attention, x, memory, mask, causal):
 
 
 def _attention_case(head_dim: int, cross: bool):
-    from embtool.model import ModelConfig
+    from embtool.model.transformer import ModelConfig
 
     torch.manual_seed(0)
     H = 2
@@ -279,7 +279,7 @@ def test_sdpa_sees_padded_heads_with_the_true_scale(monkeypatch, head_dim, width
 def test_cached_decoding_keeps_padded_keys_and_equals_the_full_pass(monkeypatch):
     """D = 60 over 2 heads of 30: the cached steps (padded keys kept, one position padded a step)
     give the full pass's log-probabilities, as on the CPU."""
-    from embtool.model import Seq2Seq
+    from embtool.model.transformer import Seq2Seq
 
     torch.manual_seed(0)
     model = Seq2Seq(_cfg(d_model=60, n_heads=2)).double().eval()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.tasks.local import find_file, read_lines, read_parallel, read_tsv
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import metrics, reverse_task, scores, tiny_cfg, train_dir
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.training import TrainConfig
 
 
@@ -105,7 +105,7 @@ def test_existing_run_folder_needs_resume(tmp_path, reverse_run):
 
 
 def _table(path: Path, tokens: list[str], dim: int, seed: int = 0) -> torch.Tensor:
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     vectors = torch.randn(len(tokens), dim, generator=torch.Generator().manual_seed(seed)) * 0.3
     save(EmbeddingTable(vectors, tokens, source="test", tokenizer="whitespace"), path)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from embtool import transforms
-from embtool.report.naming import run_name, sort_key, source_name, table_name
+from embtool.tables import transforms
+from embtool.tables.naming import run_name, sort_key, source_name, table_name
 
 
 def _h(op: str, **args) -> dict:

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from embtool.model import ModelConfig, build
+from embtool.model.transformer import ModelConfig, build
 from embtool.training.epoch import collate
 from embtool.training.objective import TrainLoss, inputs, prepare
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.tasks.registry import TASKS
 from embtool.training.config import TrainConfig
 from embtool.training.paper import PAPER_FFN, choose_column, source_family, table_shape_source
@@ -55,7 +55,7 @@ def test_paper_preset_fills_the_column_and_fast_keeps_the_old_choices() -> None:
 
 
 def test_the_column_follows_the_tables_header(tmp_path, make_table) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     path = tmp_path / "t.safetensors"
     save(make_table(np.zeros((5, 768), np.float32), source="hf:google/mt5-base"), path)

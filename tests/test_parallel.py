@@ -319,7 +319,7 @@ def test_train_nproc_with_fewer_gpus_than_ranks_is_one_line_before_any_rank(
 
 def test_a_rank_started_by_hand_past_the_visible_gpus_says_so(monkeypatch):
     """`torchrun --nproc-per-node 4` on a node with 2 GPUs: rank 3 stops on a line naming itself."""
-    from embtool.errors import BadInput
+    from embtool.core.errors import BadInput
     from embtool.training.parallel import device_for
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

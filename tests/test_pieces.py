@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from embtool.errors import BadInput
-from embtool.sources.pieces import Pieces, _read_tokenizer_json, candidate_forms
+from embtool.core.errors import BadInput
+from embtool.formats.sources.pieces import Pieces, _read_tokenizer_json, candidate_forms
 
 
 def _unigram_tokenizer(pieces: list[str]):

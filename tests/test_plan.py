@@ -28,8 +28,8 @@ def _sizes(text: str) -> list[tuple[int, int]]:
 
 def _table(path, n: int, dim: int) -> str:
     """A Xavier table of ``n`` rows (the specials first) and D ``dim``, as `init xavier` writes it."""
-    from embtool.table import save
-    from embtool.transforms import xavier
+    from embtool.tables.table import save
+    from embtool.tables.transforms import xavier
 
     save(xavier(SPECIALS + [f"w{i}" for i in range(n - len(SPECIALS))], dim), path)
     return str(path)

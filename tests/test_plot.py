@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import write_run
-from embtool.errors import BadInput
-from embtool.report import cells as lib
-from embtool.report import plot
+from embtool.core.errors import BadInput
+from embtool.experiment.report import cells as lib
+from embtool.experiment.report import plot
 
 
 def test_plot_has_one_panel_per_task(grid: Path, tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from conftest import run_in_process
-from embtool.errors import BadInput
-from embtool.model import Classifier, ModelConfig
-from embtool.pooling import check_pooling, pool, segment_ids
+from embtool.core.errors import BadInput
+from embtool.model.pooling import check_pooling, pool, segment_ids
+from embtool.model.transformer import Classifier, ModelConfig
 from embtool.training.config import TrainConfig
 from embtool.training.data import CLS, SEP, SPECIALS
 from embtool.training.setup import source_specials
@@ -123,8 +123,8 @@ def test_first_pooling_puts_cls_first_in_every_source(shared_data) -> None:
 
 
 def _table(path, n: int) -> str:
-    from embtool.table import save
-    from embtool.transforms import xavier
+    from embtool.tables.table import save
+    from embtool.tables.transforms import xavier
 
     save(xavier([*SPECIALS, *(f"w{i}" for i in range(n))], 300), path)
     return str(path)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.positional import MAX_LEN_LIMIT, check_max_len, encodings, sinusoidal
+from embtool.core.errors import BadInput
+from embtool.tables.positional import MAX_LEN_LIMIT, check_max_len, encodings, sinusoidal
 
 
 def test_sinusoidal_formula() -> None:

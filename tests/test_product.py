@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import matmul_state
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.eval.product import cosines, cuda_device, exact_float32_matmul
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.tasks.registry import CLASSIFICATION, TASKS, TRANSLATION, get_task, task_title
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from embtool.report import cells as lib
-from embtool.report import render
+from embtool.experiment.report import cells as lib
+from embtool.experiment.report import render
 
 
 def test_markdown_shows_table1_bold_seeds_and_left_out_runs(grid: Path) -> None:
@@ -70,8 +70,8 @@ def test_cli_bad_input(embtool, tmp_path: Path, make, message) -> None:
 
 def test_diverged_runs_are_counted_in_their_cell_and_left_out_of_its_mean(tmp_path):
     from conftest import write_run
-    from embtool.report import build_report
-    from embtool.report.render import cell_dicts, markdown
+    from embtool.experiment.report import build_report
+    from embtool.experiment.report.render import cell_dicts, markdown
 
     runs = tmp_path / "runs"
     for seed, bleu in ((1, 37.0), (2, 38.0)):

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.resize import resize
-from embtool.stats import table_moments, xavier_std
-from embtool.table import EmbeddingTable, load
+from embtool.core.errors import BadInput
+from embtool.tables.resize import resize
+from embtool.tables.stats import table_moments, xavier_std
+from embtool.tables.table import EmbeddingTable, load
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_bad_options(table, dim, method, fill, message) -> None:
 
 
 def test_cli(cli, table, tmp_path) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     save(table, tmp_path / "t.safetensors")
     r = cli("resize", str(tmp_path / "t.safetensors"), "--dim", "2", "-o", str(tmp_path / "o.safetensors"))
@@ -128,9 +128,9 @@ def test_pad_of_nonfinite_rows_draws_from_the_finite_values() -> None:
 
 
 def test_pad_larger_than_memory_is_refused(monkeypatch, table) -> None:
-    import embtool.resize
+    import embtool.tables.resize
 
-    monkeypatch.setattr(embtool.resize, "_available_bytes", lambda: 2**30)
+    monkeypatch.setattr(embtool.tables.resize, "_available_bytes", lambda: 2**30)
     with pytest.raises(BadInput, match=r"^--dim 100000000: .*200 × 100000000 float32.* 74\.5 GiB.*1\.0 GiB"):
         resize(table, 100_000_000, "pad")
     out, _ = resize(table, 1000, "pad")  # 0.8 MB fits
@@ -142,7 +142,7 @@ def test_pad_larger_than_memory_is_refused(monkeypatch, table) -> None:
     (["--dim", "10000000000000", "--method", "pad"], r"--dim 10000000000000: the padded table would be"),
 ])  # fmt: skip
 def test_cli_refusals_are_one_line_and_write_nothing(cli, tmp_path, args, message) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     save(_rank_deficient("few rows"), tmp_path / "r.safetensors")
     out = tmp_path / "o.safetensors"
@@ -153,7 +153,7 @@ def test_cli_refusals_are_one_line_and_write_nothing(cli, tmp_path, args, messag
 
 
 def test_cli_nonfinite_pca_is_one_line(cli, tmp_path) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     save(_with_nan_row(), tmp_path / "n.safetensors")
     out = tmp_path / "o.safetensors"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, RunResult, resume_config, stalled
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import GLOVE_X, write_run
-from embtool.errors import BadInput
-from embtool.report.runs import find_run_dirs, per_run_settings, read_run
+from embtool.core.errors import BadInput
+from embtool.experiment.report.runs import find_run_dirs, per_run_settings, read_run
 
 
 def test_a_complete_run_is_named_from_its_tables_and_flags(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def test_make_optimizer(name, cls):
     ],
 )
 def test_bad_settings_name_the_option(kw, message):
-    from embtool.errors import BadInput
+    from embtool.core.errors import BadInput
 
     with pytest.raises(BadInput, match=message.replace("(", r"\(")):
         TrainConfig(**kw)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.tasks import TaskText, TextSplit
 from embtool.training import TrainConfig
 from embtool.training.setup import prepare, side_tokenizer
@@ -46,7 +46,7 @@ def _text(src: list[str], tgt: list[str]) -> TaskText:
 def test_prepare_builds_vocabularies_rows_by_token_and_drops_long_examples(
     tmp_path: Path, make_table
 ) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     save(
         make_table(
@@ -70,7 +70,7 @@ def test_prepare_builds_vocabularies_rows_by_token_and_drops_long_examples(
 
 def test_a_table_with_nan_is_refused_without_an_option_train_lacks(tmp_path: Path, make_table) -> None:
     """Issue 14.5: train has no --allow-nonfinite, so its message must not point at one."""
-    from embtool.table import save
+    from embtool.tables.table import save
 
     rows = np.ones((3, 2), dtype=np.float32)
     t = make_table(rows, ["a", "b", "zz"], tokenizer="whitespace")

@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.eval.similarity import default_pairs, evaluate_pairs, evaluate_similarity, parse_pairs
-from embtool.table import EmbeddingTable, save
+from embtool.tables.table import EmbeddingTable, save
 
 gensim_models = pytest.importorskip("gensim.models")
 SETTINGS = {  # name → (our keyword arguments, gensim's)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from embtool.errors import BadInput
-from embtool.sources import extract, resolve_source
+from embtool.core.errors import BadInput
+from embtool.formats.sources import extract, resolve_source
 from embtool.text.vocabfile import Vocabulary
 
 
@@ -62,7 +62,7 @@ def test_missing_fill_methods(method) -> None:
 
 def test_extracted_rows_are_written_as_they_are(tmp_path) -> None:
     """extract builds a table from its numpy rows and saves it: header, then the float32 rows."""
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     rows = np.arange(12, dtype=np.float32).reshape(3, 4)
     fields = dict(
@@ -111,7 +111,7 @@ def test_an_archive_member_is_a_source_and_the_two_member_message_works_as_writt
     assert suggested == f"{archive}#glove.2d.txt"
     r = cli("extract", suggested, "--vocab", str(tmp_path / "v.txt"), "-o", str(tmp_path / "t.safetensors"))
     assert r.code == 0, r.stderr
-    from embtool.table import load
+    from embtool.tables.table import load
 
     assert load(tmp_path / "t.safetensors").vectors.tolist() == [[1, 2], [3, 4]]
     assert resolve_source(f"{archive}#readme.txt").kind == "vectors"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.statplot import plot_tables, sample_values
-from embtool.stats import table_stats
-from embtool.table import EmbeddingTable, save
-from embtool.transforms import standardize
+from embtool.core.errors import BadInput
+from embtool.tables.statplot import plot_tables, sample_values
+from embtool.tables.stats import table_stats
+from embtool.tables.table import EmbeddingTable, save
+from embtool.tables.transforms import standardize
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.positional import sinusoidal
-from embtool.stats import (
+from embtool.core.errors import BadInput
+from embtool.tables.positional import sinusoidal
+from embtool.tables.stats import (
     block_moments,
     moments,
     posenc_moments,
@@ -17,7 +17,7 @@ from embtool.stats import (
     table_moments,
     table_stats,
 )
-from embtool.table import Affine, save
+from embtool.tables.table import Affine, save
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from embtool.errors import BadInput
-from embtool.table import Affine, EmbeddingTable, dumps, load, loads, save
+from embtool.core.errors import BadInput
+from embtool.tables.table import Affine, EmbeddingTable, dumps, load, loads, save
 
 DTYPES = ["float32", "float16", "bfloat16"]
 
@@ -112,7 +112,7 @@ def test_a_pending_map_that_overflows_is_an_error_naming_the_row(make_table) -> 
 @pytest.mark.parametrize("mapping", [Affine(-3.5, shift=0.25, add=7.0), Affine(2.0), Affine(0.0, add=1.0)])
 def test_a_pending_map_equals_its_computed_rows(make_table, monkeypatch, dtype, mapping) -> None:
     """vectors, value_range, blocks and the written file all see the same values, bit for bit."""
-    import embtool.table as table_mod
+    import embtool.tables.table as table_mod
 
     monkeypatch.setattr(table_mod, "_BLOCK_BYTES", 64)  # many blocks, a short last one
     t = make_table(_randn(37, 5) * 4, dtype=dtype)

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.table import Affine, EmbeddingTable, dumps, load, loads, save
-from embtool.tablefile import bf16_bits, from_bf16_bits
+from embtool.core.errors import BadInput
+from embtool.core.tablefile import bf16_bits, from_bf16_bits
+from embtool.tables.table import Affine, EmbeddingTable, dumps, load, loads, save
 
 DTYPES = ["float32", "float16", "bfloat16"]
 
@@ -81,7 +81,7 @@ def test_save_is_atomic_and_keeps_old_file_on_failure(tmp_path: Path, make_table
         out.write(b"half a header")  # the disk fills up part-way
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("embtool.tablefile.write", boom)
+    monkeypatch.setattr("embtool.core.tablefile.write", boom)
     with pytest.raises(Exception, match="could not write"):
         save(make_table(np.ones((2, 2), np.float32)), path)
     assert path.read_bytes() == before
@@ -120,7 +120,7 @@ def test_streamed_writes_are_safetensors_files(tmp_path: Path, make_table, monke
     """The block writer (stdout, a pending map) gives files that safetensors itself reads back."""
     import safetensors.numpy
 
-    import embtool.table as table_mod
+    import embtool.tables.table as table_mod
 
     monkeypatch.setattr(table_mod, "_BLOCK_BYTES", 256)  # many blocks, a short last one
     t = make_table(_randn(n, 5), tokens=[f"w{i}" for i in range(n)], dtype=dtype)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from conftest import GLOVE_X, write_run
-from embtool.report.cells import build_report
-from embtool.report.tables import table3, table5
+from embtool.experiment.report.cells import build_report
+from embtool.experiment.report.tables import table3, table5
 
 
 def test_table3_rows_with_val_loss_and_epoch(tmp_path: Path) -> None:

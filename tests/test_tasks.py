@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from embtool.errors import BadInput, WorkFailure
+from embtool.core.errors import BadInput, WorkFailure
 from embtool.tasks import ClassificationData, TranslationData, load_task, task_texts
 
 

@@ -115,7 +115,7 @@ def _no_space(*args, **kwargs):
 
 
 def _refuses(path, text):
-    from embtool.errors import BadInput
+    from embtool.core.errors import BadInput
 
     raise BadInput(f"{path}: is a folder; give a file name")
 
@@ -132,7 +132,7 @@ def test_a_broken_cache_warns_once_and_gives_the_no_cache_result(
     import dataclasses
     import warnings
 
-    from embtool import atomic
+    from embtool.core import atomic
 
     files = reverse_task(tmp_path, n_train=50, n_val=10)
     cfg = tiny_cfg(files, tmp_path / "run")

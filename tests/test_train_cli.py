@@ -231,8 +231,8 @@ def test_short_real_multi30k_run(tmp_path, embtool, shared_data):
 def test_demo_runs_end_to_end_with_a_tiny_budget(tmp_path, shared_data):
     """examples/demo.sh (the `make demo` job) with its knobs turned down: four runs, a report, and
     tables that are exactly the trained model's N × D, so Eq. 1 gives the model's Xavier σ."""
-    from embtool.stats import xavier_std
-    from embtool.table import load
+    from embtool.tables.stats import xavier_std
+    from embtool.tables.table import load
 
     root = Path(__file__).resolve().parents[1]
     demo = tmp_path / "demo"
@@ -273,7 +273,7 @@ def test_a_failed_start_removes_the_folder_it_made(tmp_path, capsys):
     leaves nothing that would block `-o` or look resumable."""
     import numpy as np
 
-    from embtool.table import EmbeddingTable, save
+    from embtool.tables.table import EmbeddingTable, save
 
     files = reverse_task(tmp_path, n_train=20, n_val=2)
     save(

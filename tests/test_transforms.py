@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.positional import sinusoidal
-from embtool.stats import moments, xavier_std
-from embtool.table import EmbeddingTable
+from embtool.core.errors import BadInput
+from embtool.tables.positional import sinusoidal
+from embtool.tables.stats import moments, xavier_std
+from embtool.tables.table import EmbeddingTable
+from embtool.tables.transforms import posenc, scale, shuffle, standardize, xavier
 from embtool.text.vocabfile import Vocabulary
-from embtool.transforms import posenc, scale, shuffle, standardize, xavier
 
 DTYPES = ["float32", "float16", "bfloat16"]
 
@@ -94,7 +94,7 @@ def test_standardize_to_a_constant_table_is_refused(glove_like, make_table) -> N
     ids=["to-table", "from-table", "from-to-xavier", "from-to-normal"],
 )  # fmt: skip
 def test_cli_standardize_with_sigma_0_is_exit_2_and_writes_nothing(cli, tmp_path, table, to, message) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     paths = {"flat": tmp_path / "flat.safetensors", "var": tmp_path / "var.safetensors"}
     rows = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
@@ -217,8 +217,8 @@ def test_transforms_chain_in_the_library(glove_like) -> None:
 def test_posenc_factor_scales_the_added_encodings(make_table) -> None:
     import math
 
-    from embtool.stats import table_moments, xavier_std
-    from embtool.transforms import posenc, posenc_factor
+    from embtool.tables.stats import table_moments, xavier_std
+    from embtool.tables.transforms import posenc, posenc_factor
 
     x = np.random.default_rng(0).normal(0, 0.4, (40, 8)).astype(np.float32)
     t = make_table(x)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from embtool import variants as lib
-from embtool.errors import BadInput
-from embtool.report.naming import table_name
-from embtool.stats import moments, xavier_std
-from embtool.table import EmbeddingTable
+from embtool.core.errors import BadInput
+from embtool.experiment import variants as lib
+from embtool.tables.naming import table_name
+from embtool.tables.stats import moments, xavier_std
+from embtool.tables.table import EmbeddingTable
 
 
 @pytest.mark.parametrize(
@@ -59,8 +59,8 @@ def test_variant_standardize_and_family(tmp_path) -> None:
 
     import numpy as np
 
-    from embtool.table import EmbeddingTable, save
-    from embtool.variants import input_family, variant_standardize
+    from embtool.experiment.variants import input_family, variant_standardize
+    from embtool.tables.table import EmbeddingTable, save
 
     a, b = Path("a.safetensors"), Path("b.safetensors")
     assert variant_standardize("standardized", [a, b]) == "xavier"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embtool.errors import BadInput
-from embtool.sources import extract
+from embtool.core.errors import BadInput
+from embtool.formats.sources import extract
 from embtool.text.vocabfile import Vocabulary
 
 

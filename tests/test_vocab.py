@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.text.vocab import build_vocab, count_tokens, parse_specials
 from embtool.text.vocabfile import read_vocab
 

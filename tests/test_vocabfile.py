@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.text.vocabfile import Vocabulary, parse_vocab, read_vocab, write_vocab
 
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.training import TrainConfig
 from embtool.training.widths import check_tables
 
@@ -27,7 +27,7 @@ def test_check_tables_reads_d_from_the_headers(tmp_path, make_table, kw, message
     """Issue 14.11: the width is checked against the tables before a folder or grid is written."""
     import numpy as np
 
-    from embtool.table import save
+    from embtool.tables.table import save
 
     paths = {
         "d16": tmp_path / "d16.safetensors",

@@ -16,10 +16,10 @@ from typing import Any
 
 import typer
 
-from embtool import atomic
 from embtool._version import __version__
 from embtool.commands import _common
-from embtool.errors import EmbtoolError
+from embtool.core import atomic
+from embtool.core.errors import EmbtoolError
 
 # typer ≥ 0.20 vendors click; find its exception classes through the public names either way
 _ClickException: type[Exception] = next(

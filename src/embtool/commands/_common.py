@@ -16,7 +16,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from embtool.table import EmbeddingTable
+    from embtool.tables.table import EmbeddingTable
 
 
 @dataclass
@@ -42,7 +42,7 @@ _BIG = 128 * 2**20  # bytes: tables this large take a second or more to read or 
 def read_table(path: str, allow_nonfinite: bool = False) -> EmbeddingTable:
     import os
 
-    from embtool.table import load
+    from embtool.tables.table import load
 
     big = path != "-" and os.path.isfile(path) and os.path.getsize(path) > _BIG
     with working(f"reading {path}", show=big):
@@ -50,7 +50,7 @@ def read_table(path: str, allow_nonfinite: bool = False) -> EmbeddingTable:
 
 
 def write_table(table: EmbeddingTable, out: str) -> None:
-    from embtool.table import save
+    from embtool.tables.table import save
 
     with working(f"writing {out}", show=table.nbytes > _BIG and out != "-"):
         save(table, out)
@@ -72,7 +72,7 @@ def check_output(out: str) -> None:
     """Fail before any work when the output would be a terminal (DESIGN §2)."""
     import sys
 
-    from embtool.errors import UsageError
+    from embtool.core.errors import UsageError
 
     if out == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write a binary table to a terminal: use -o FILE or redirect stdout")
@@ -80,7 +80,7 @@ def check_output(out: str) -> None:
 
 def check_stdin_once(paths: list[str]) -> None:
     """Fail before reading when ``-`` (stdin) is given more than once: it holds one table."""
-    from embtool.errors import UsageError
+    from embtool.core.errors import UsageError
 
     if paths.count("-") > 1:
         raise UsageError("stdin (-) is given more than once; it holds one table: give the others as files")

@@ -54,9 +54,9 @@ def align(
 
       embtool align mt5.safetensors --vocab words.vocab --missing subword -o mt5_words.safetensors
     """
-    from embtool.alignment import ALIGN_METHODS, check_method
-    from embtool.alignment import align as run
     from embtool.commands._progress import say
+    from embtool.formats.alignment import ALIGN_METHODS, check_method
+    from embtool.formats.alignment import align as run
     from embtool.text.vocabfile import read_vocab
 
     check_output(out)

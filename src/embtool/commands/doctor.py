@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from embtool.commands._common import read_table
-from embtool.positional import DEFAULT_MAX_LEN
+from embtool.tables.positional import DEFAULT_MAX_LEN
 
 _MARK = {"ok": "✓", "note": "·", "warning": "!", "finding": "✗"}
 
@@ -44,8 +44,8 @@ def doctor(
       embtool doctor glove.safetensors --dim 512 --vocab en.vocab --json
     """
     from embtool.commands._progress import say
-    from embtool.doctor import diagnose
-    from embtool.positional import check_max_len
+    from embtool.tables.doctor import diagnose
+    from embtool.tables.positional import check_max_len
     from embtool.text.vocabfile import read_vocab
 
     check_max_len(max_len)

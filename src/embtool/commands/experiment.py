@@ -9,7 +9,7 @@ import typer
 
 from embtool.commands._common import info
 from embtool.commands._options import with_train_options
-from embtool.gridresources import CPUS_PER_GPU
+from embtool.experiment.gridresources import CPUS_PER_GPU
 
 PANEL = "Where the runs go"
 # train options the grid sets itself: one seed per run from --seeds; every run is resumed when found
@@ -116,8 +116,8 @@ def experiment(
 
       embtool experiment iwslt2017 --emb mt5.safetensors --launcher slurm --partition gpu --time 12:00:00
     """
-    from embtool import experiment as lib
-    from embtool.errors import UsageError, WorkFailure
+    from embtool.core.errors import UsageError, WorkFailure
+    from embtool.experiment import runner as lib
 
     settings = dict(settings or {})
     for key in ("src", "tgt", "val_src", "val_tgt", "test_src", "test_tgt", "data_dir"):
@@ -139,7 +139,7 @@ def experiment(
         lib.check(plan)  # the same checks as a real run: settings, and the folder's earlier grid
         _print_plan(plan)
         return
-    from embtool import gridjobs, gridresources
+    from embtool.experiment import gridjobs, gridresources
 
     if launcher not in gridjobs.LAUNCHERS:
         raise UsageError(f"invalid --launcher {launcher!r}; valid choices: {list(gridjobs.LAUNCHERS)}")

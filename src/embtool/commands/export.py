@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, read_table
-from embtool.export import DEFAULT_DIGITS
+from embtool.formats.export import DEFAULT_DIGITS
 
 FORMAT_HELP = (
     "word2vec (text, 'N D' header), word2vec-binary, glove (no header), fairseq (--encoder-embed-path: "
@@ -51,8 +51,8 @@ def export(
       embtool standardize --to xavier < t5.safetensors | embtool export --format npy -o t5_x.npy
     """
     from embtool.commands._progress import say
-    from embtool.export import check_format
-    from embtool.export import export as run
+    from embtool.formats.export import check_format
+    from embtool.formats.export import export as run
 
     check_format(fmt)  # before the table is read
     done = run(

@@ -60,7 +60,7 @@ def extract(
       embtool extract glove:glove.840B.300d.zip --vocab en.vocab -o glove840.safetensors
     """
     from embtool.commands._progress import byte_progress, say
-    from embtool.sources import extract as run
+    from embtool.formats.sources import extract as run
     from embtool.text.vocabfile import read_vocab
 
     check_output(out)

@@ -32,8 +32,8 @@ def init(
 
       embtool init xavier --vocab de.vocab --dim 512 --seed 1 -o xavier.safetensors
     """
+    from embtool.tables.transforms import xavier
     from embtool.text.vocabfile import read_vocab
-    from embtool.transforms import xavier
 
     check_output(out)
     table = xavier(read_vocab(vocab), dim, seed=seed)

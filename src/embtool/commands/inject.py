@@ -41,8 +41,8 @@ def inject(
       embtool inject bert_x.safetensors --model ./bert-base-uncased -o ./bert-x
     """
     from embtool.commands._progress import say
-    from embtool.filling import check_method
-    from embtool.inject import inject as run
+    from embtool.formats.inject import inject as run
+    from embtool.tables.filling import check_method
 
     check_method(missing)
     done = run(

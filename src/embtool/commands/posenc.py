@@ -13,7 +13,7 @@ from embtool.commands._common import (
     read_table,
     write_table,
 )
-from embtool.positional import DEFAULT_BASE, DEFAULT_MAX_LEN
+from embtool.tables.positional import DEFAULT_BASE, DEFAULT_MAX_LEN
 
 
 def register(app: typer.Typer) -> None:
@@ -44,8 +44,8 @@ def posenc(
 
       embtool posenc --factor sigma-ratio < glove.safetensors > glove_pe_scaled.safetensors
     """
-    from embtool.positional import check_max_len
-    from embtool.transforms import posenc as run
+    from embtool.tables.positional import check_max_len
+    from embtool.tables.transforms import posenc as run
 
     check_output(out)
     check_max_len(max_len)  # before the table is read
@@ -56,7 +56,7 @@ def posenc(
 
 
 def _number(text: str) -> float:
-    from embtool.errors import UsageError
+    from embtool.core.errors import UsageError
 
     try:
         return float(text)

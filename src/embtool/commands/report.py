@@ -6,8 +6,8 @@ from typing import List, Optional  # typer reads the annotations
 
 import typer
 
-from embtool import jsonout
 from embtool.commands._common import info
+from embtool.core import jsonout
 
 
 def register(app: typer.Typer) -> None:
@@ -62,12 +62,12 @@ def report(
 
       embtool report runs/ --metric bleu-tok
     """
-    from embtool import atomic
-    from embtool.errors import UsageError
-    from embtool.report import plot as plots
-    from embtool.report.cells import build_report
-    from embtool.report.plot import plot_curves
-    from embtool.report.render import markdown, to_csv, to_json
+    from embtool.core import atomic
+    from embtool.core.errors import UsageError
+    from embtool.experiment.report import plot as plots
+    from embtool.experiment.report.cells import build_report
+    from embtool.experiment.report.plot import plot_curves
+    from embtool.experiment.report.render import markdown, to_csv, to_json
 
     for option, path in (("--plot", plot), ("--csv", csv_path)):
         if path == "-":  # stdout carries the Markdown (or --json); a file named "-" is no one's intent

@@ -48,7 +48,7 @@ def resize(
       embtool resize glove.safetensors --dim 512 --method pad | embtool standardize --to xavier > glove512_x.safetensors
     """
     from embtool.commands._progress import say
-    from embtool.resize import resize as run
+    from embtool.tables.resize import resize as run
 
     check_output(out)
     source = read_table(table, allow_nonfinite)

@@ -32,7 +32,7 @@ def scale(
 
       embtool scale --by sqrt-dim < glove.safetensors | embtool stats -
     """
-    from embtool.transforms import scale as run
+    from embtool.tables.transforms import scale as run
 
     check_output(out)
     write_table(run(read_table(table, allow_nonfinite), by=by), out)

@@ -43,7 +43,7 @@ def shuffle(
 
       embtool shuffle glove.safetensors --seed 3 -o glove_shuffled.safetensors
     """
-    from embtool.transforms import shuffle as run
+    from embtool.tables.transforms import shuffle as run
 
     check_output(out)
     write_table(run(read_table(table, allow_nonfinite), axis=axis.value, seed=seed), out)

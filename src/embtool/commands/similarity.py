@@ -6,8 +6,8 @@ from typing import List, Optional  # typer reads the annotations
 
 import typer
 
-from embtool import jsonout
 from embtool.commands._common import ALLOW_NONFINITE, IN_TABLE, read_table
+from embtool.core import jsonout
 from embtool.eval.benchmarks import DEFAULT_RESTRICT  # stdlib only: numpy is imported when scoring
 
 

@@ -42,8 +42,8 @@ def standardize(
 
       embtool standardize xavier.safetensors --to bert.safetensors -o xavier_bert.safetensors
     """
-    from embtool.transforms import parse_target
-    from embtool.transforms import standardize as run
+    from embtool.tables.transforms import parse_target
+    from embtool.tables.transforms import standardize as run
 
     check_output(out)
     kind, _ = parse_target(to)

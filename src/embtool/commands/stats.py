@@ -6,9 +6,9 @@ from typing import List, Optional  # typer reads the annotation
 
 import typer
 
-from embtool import jsonout
 from embtool.commands._common import ALLOW_NONFINITE, check_stdin_once, read_table
-from embtool.positional import DEFAULT_MAX_LEN
+from embtool.core import jsonout
+from embtool.tables.positional import DEFAULT_MAX_LEN
 
 
 def register(app: typer.Typer) -> None:
@@ -71,8 +71,8 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    from embtool.positional import check_max_len
-    from embtool.stats import table6_posenc_finding, table_stats
+    from embtool.tables.positional import check_max_len
+    from embtool.tables.stats import table6_posenc_finding, table_stats
 
     check_max_len(max_len)  # before any table is read
     check_stdin_once(tables)
@@ -80,7 +80,7 @@ def stats(
     results = [table_stats(t, name=_label(p), max_len=max_len) for t, p in zip(loaded, tables)]
     if plot is not None:
         from embtool.commands._progress import say
-        from embtool.statplot import plot_tables
+        from embtool.tables.statplot import plot_tables
 
         plot_tables(loaded, results, plot)
         say(f"stats: histograms of {len(loaded)} table(s) → {plot}")

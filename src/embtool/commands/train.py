@@ -9,9 +9,9 @@ from typing import Any, Optional
 
 import typer
 
-from embtool import jsonout
 from embtool.commands._common import info
 from embtool.commands._options import with_train_options
+from embtool.core import jsonout
 
 
 def register(app: typer.Typer) -> None:
@@ -77,7 +77,7 @@ def train(
       embtool train sst2 --emb bert.safetensors --dry-run
     """
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import UsageError
+    from embtool.core.errors import UsageError
     from embtool.training import TrainConfig
     from embtool.training import train as run_training
     from embtool.training.parallel import CONFIG_ENV, World, launch, rank_config
@@ -124,7 +124,7 @@ def train(
 
 def _finish(result: Any, as_json: bool) -> None:
     """test.json on stdout (--json), a diverged run as a failure, else the one-line summary."""
-    from embtool.errors import WorkFailure
+    from embtool.core.errors import WorkFailure
 
     if as_json:
         typer.echo(jsonout.dumps(result.test, indent=2))
@@ -182,7 +182,7 @@ def _run_rank(world: Any, cfg: Any, as_json: bool) -> None:
     """One rank of a torchrun group: rank 0 shows progress and the result; a rank's crash (often
     a lost peer: the rank that died is named by torchrun's launcher) is one line naming it."""
     from embtool.commands._progress import TrainingProgress
-    from embtool.errors import EmbtoolError, WorkFailure
+    from embtool.core.errors import EmbtoolError, WorkFailure
     from embtool.training import train as run_training
 
     try:

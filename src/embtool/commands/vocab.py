@@ -65,7 +65,7 @@ def vocab(
       embtool vocab iwslt2017 --side both --tokenizer hf:mt5 -o vocab.txt
     """
     from embtool.commands._progress import progress_bar, say
-    from embtool.errors import UsageError
+    from embtool.core.errors import UsageError
     from embtool.tasks import TranslationData, get_task, load_task, read_lines, task_texts
     from embtool.text.tokenizer import load_tokenizer, parse_spec
     from embtool.text.vocab import build_vocab, count_tokens, parse_specials

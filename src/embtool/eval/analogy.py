@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embtool._version import __version__
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.eval import search
 from embtool.eval.benchmarks import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
 from embtool.eval.keyed import Keys
 
 if TYPE_CHECKING:
-    from embtool.table import EmbeddingTable
+    from embtool.tables.table import EmbeddingTable
 
 METHODS = ("add", "mul")
 

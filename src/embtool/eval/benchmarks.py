@@ -11,8 +11,8 @@ import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
-from embtool.atomic import note_input
-from embtool.errors import BadInput
+from embtool.core.atomic import note_input
+from embtool.core.errors import BadInput
 
 DEFAULT_RESTRICT = 300_000  # gensim's restrict_vocab: only the first rows are candidates and known
 

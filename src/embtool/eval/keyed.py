@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 
 
 def as_float32(vectors: Any) -> np.ndarray:

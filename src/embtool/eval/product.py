@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 
 
 def cuda_device(device: str) -> str | None:

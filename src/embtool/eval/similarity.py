@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embtool._version import __version__
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.eval.benchmarks import DEFAULT_RESTRICT, gensim_test_file, numbered_lines, read_bytes
 from embtool.eval.keyed import Keys, as_float32
 
 if TYPE_CHECKING:
-    from embtool.table import EmbeddingTable
+    from embtool.tables.table import EmbeddingTable
 
 DEFAULT_PAIRS = ("wordsim353.tsv", "simlex999.txt")  # gensim/test/test_data
 

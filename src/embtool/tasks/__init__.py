@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-from embtool.errors import BadInput, WorkFailure
+from embtool.core.errors import BadInput, WorkFailure
 from embtool.tasks.local import find_file, read_lines, read_parallel, read_tsv
 from embtool.tasks.registry import TASKS, Task, get_task, task_title
 

@@ -11,8 +11,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from embtool.atomic import note_input
-from embtool.errors import BadInput
+from embtool.core.atomic import note_input
+from embtool.core.errors import BadInput
 
 
 def read_lines(path: str | os.PathLike[str]) -> list[str]:

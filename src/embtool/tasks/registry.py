@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 
 TRANSLATION, CLASSIFICATION = "translation", "classification"
 

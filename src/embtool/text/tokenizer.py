@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embtool import hub
-from embtool.errors import BadInput, WorkFailure
+from embtool.core import hub
+from embtool.core.errors import BadInput, WorkFailure
 
 # Short names for the checkpoints of the paper (and their tokenizers); `extract` uses them too.
 ALIASES = {

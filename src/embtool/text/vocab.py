@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.text.vocabfile import Vocabulary
 
 DEFAULT_SPECIALS = ("<unk>", "<pad>", "<bos>", "<eos>")

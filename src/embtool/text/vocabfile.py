@@ -11,8 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embtool import atomic
-from embtool.errors import BadInput
+from embtool.core import atomic
+from embtool.core.errors import BadInput
 
 HEADER_PREFIX = "#embtool"
 STDIO = "-"

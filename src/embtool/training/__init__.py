@@ -14,7 +14,7 @@ _EXPORTS = {
     "RunResult": "embtool.training.runfolder",
     "RunFolder": "embtool.training.runfolder",
     "resume_config": "embtool.training.runfolder",
-    "ModelConfig": "embtool.model",
+    "ModelConfig": "embtool.model.transformer",
     "train": "embtool.training.loop",
 }
 

@@ -1,6 +1,6 @@
 """Admin's profiling pass (Liu et al. 2020, "Understanding the Difficulty of Training Transformers").
 
-An Admin model's sub-layers compute x_i = LN(x_{i−1} ⊙ ω_i + f_i(x_{i−1})) (``embtool.layers``).
+An Admin model's sub-layers compute x_i = LN(x_{i−1} ⊙ ω_i + f_i(x_{i−1})) (``embtool.model.layers``).
 Before training, one forward pass over the first few training batches sets, through each stack
 (encoder; decoder with its cross-attention, in order),
 
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from embtool.layers import Probe, Residual
+from embtool.model.layers import Probe, Residual
 from embtool.training.batching import Batch
 
 PROFILE_BATCHES = 4  # training batches in the profiling pass, taken together as one

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.training.checks import AMP_CHOICES
 
 PROBE_SHAPE = (512, 512, 2048)  # (tokens, D, FFN): the paper's model's widest matmul, a small batch
@@ -105,7 +105,7 @@ def probe_seconds() -> tuple[float, float]:
     fp32 = _time_matmul(False)
     result = (fp32, _time_matmul(True, give_up=fp32 / FASTER))
     try:
-        from embtool import atomic
+        from embtool.core import atomic
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_text(path, json.dumps({**(known if isinstance(known, dict) else {}), key: list(result)}))

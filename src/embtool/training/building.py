@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from embtool.errors import BadInput
-from embtool.model import Classifier, ModelConfig, Seq2Seq, set_embedding
+from embtool.core.errors import BadInput
+from embtool.model.transformer import Classifier, ModelConfig, Seq2Seq, set_embedding
 from embtool.training.config import TrainConfig
 from embtool.training.data import SEP
 from embtool.training.epoch import Progress, batches_of, collate
@@ -72,8 +72,8 @@ def init_embeddings(
     ``--standardize`` (Eq. 1 / Eq. 4 on the model's rows, ``embtool.training.initrows``). Returns,
     per side, the rows' σ against Xavier's for the model (a warning past ``WARN_FACTOR``) and what
     was standardized: config.json's ``init``."""
+    from embtool.tables.transforms import xavier
     from embtool.training.initrows import check_rows, standardize_rows, warning
-    from embtool.transforms import xavier
 
     info: dict[str, Any] = {}
     for offset, side in enumerate((prep.src, prep.tgt)):

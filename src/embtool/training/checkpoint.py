@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from embtool._version import __version__
-from embtool.atomic import atomic_path
-from embtool.errors import BadInput
+from embtool.core.atomic import atomic_path
+from embtool.core.errors import BadInput
 from embtool.training.runfolder import METRICS
 
 KEY_MODEL = "embtool.model"  # ModelConfig as JSON

@@ -10,7 +10,7 @@ import math
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.tasks.registry import get_task
 from embtool.training.paper import FAMILIES, PRESETS
 
@@ -29,9 +29,9 @@ LIMITS = {
 # settings that change where and how a run executes, not what it learns: `--resume` takes them
 # from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
 RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
-NORMS = ("post", "pre", "admin")  # embtool.layers.NORMS (not imported: it would load torch)
-OUTPUT_HEADS = ("chung", "linear")  # embtool.layers.OUTPUT_HEADS, likewise
-POOLS = ("mean", "first")  # embtool.pooling.POOLS, likewise
+NORMS = ("post", "pre", "admin")  # embtool.model.layers.NORMS (not imported: it would load torch)
+OUTPUT_HEADS = ("chung", "linear")  # embtool.model.layers.OUTPUT_HEADS, likewise
+POOLS = ("mean", "first")  # embtool.model.pooling.POOLS, likewise
 OPTIMIZERS = ("adam", "adamw", "radam")
 SCHEDULES = ("constant", "inverse-sqrt", "cosine")
 

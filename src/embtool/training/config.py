@@ -13,7 +13,7 @@ import typing
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.tasks.registry import TASKS, Task
 from embtool.training.checks import (
     check_config,

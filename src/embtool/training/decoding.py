@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from embtool.model import Cache, Seq2Seq
+from embtool.model.transformer import Cache, Seq2Seq
 from embtool.training.data import BOS_ID, EOS_ID
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from embtool.errors import BadInput, WorkFailure
-from embtool.model import ModelConfig
+from embtool.core.errors import BadInput, WorkFailure
+from embtool.model.transformer import ModelConfig
 from embtool.training.amp import choose_amp
 from embtool.training.batching import (
     PAD_MULTIPLE,

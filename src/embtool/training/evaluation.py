@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from embtool.model import Classifier, Seq2Seq
+from embtool.model.transformer import Classifier, Seq2Seq
 from embtool.training import checkpoint as ckpt
 from embtool.training.batching import make_batches
 from embtool.training.config import TrainConfig

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from embtool.errors import BadInput
-from embtool.stats import xavier_std
+from embtool.core.errors import BadInput
+from embtool.tables.stats import xavier_std
 
 WARN_FACTOR = 1.5  # rows whose σ is further than this factor from σ_x get a warning
 
@@ -32,8 +32,8 @@ def target_moments(to: str, n: int, dim: int) -> tuple[float, float]:
         return 0.0, xavier_std(n, dim)
     if not to:
         raise BadInput("--standardize needs xavier, off, or a TABLE file")
-    from embtool.stats import table_moments
-    from embtool.table import load
+    from embtool.tables.stats import table_moments
+    from embtool.tables.table import load
 
     mean, std = table_moments(load(to))
     if std == 0.0 or not math.isfinite(std):  # every row would become one vector, the table's mean

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from embtool._version import __version__
-from embtool.errors import BadInput
-from embtool.model import Classifier, ModelConfig, Seq2Seq, parameter_counts
-from embtool.model import build as build_model
+from embtool.core.errors import BadInput
+from embtool.model.transformer import Classifier, ModelConfig, Seq2Seq, parameter_counts
+from embtool.model.transformer import build as build_model
 from embtool.training import checkpoint as ckpt
 from embtool.training import parallel
 from embtool.training.amp import choose_amp

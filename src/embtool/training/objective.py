@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from embtool.model import Classifier, Seq2Seq
+from embtool.model.transformer import Classifier, Seq2Seq
 from embtool.training.batching import Batch
 
 T = TypeVar("T")

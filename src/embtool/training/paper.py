@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.tasks.registry import PaperColumn, Task
 
 PAPER_FFN = 512  # the FFN width every Table 5 parameter count fits (see the module docstring)
@@ -76,7 +76,7 @@ class Choice:
 
 def source_family(source: str | None) -> str | None:
     """The embedding family a table's source names (``hf:bert-base-uncased`` → bert), if any."""
-    from embtool.report.naming import source_name
+    from embtool.tables.naming import source_name
 
     name = source_name(source).lower()
     return name if name in FAMILIES else None
@@ -106,8 +106,8 @@ def choose_column(task: Task, dim: int | None, source: str | None, family: str |
 
 def table_shape_source(path: str) -> tuple[int, str]:
     """D and ``embtool.source`` of a table file, from its header alone (the rows are not read)."""
-    from embtool import tablefile
-    from embtool.table import KEY_SOURCE
+    from embtool.core import tablefile
+    from embtool.tables.table import KEY_SOURCE
 
     if not Path(path).is_file():
         raise BadInput(f"{path}: no such file")

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from embtool.errors import BadInput, WorkFailure
+from embtool.core.errors import BadInput, WorkFailure
 
 # collectives wait this long (seconds) for a rank: longer than rank 0's writes and its share of
 # the validation and test decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)

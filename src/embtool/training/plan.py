@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from embtool.errors import BadInput
-from embtool.model import ModelConfig, parameter_counts
+from embtool.core.errors import BadInput
+from embtool.model.transformer import ModelConfig, parameter_counts
 from embtool.training.config import TrainConfig
 from embtool.training.paper import column_of
 
@@ -43,7 +43,7 @@ def count_parameters(mc: ModelConfig) -> dict[str, int]:
     """``parameter_counts`` of the model ``mc`` describes, built on the meta device (no weights)."""
     import torch
 
-    from embtool.model import build
+    from embtool.model.transformer import build
 
     with torch.device("meta"):
         return parameter_counts(build(mc))
@@ -53,7 +53,7 @@ def _table_vocab_size(path: str, specials: tuple[str, ...]) -> tuple[int, int]:
     """(vocabulary size, D) of a run whose vocabulary is the table's tokens plus missing specials."""
     import json
 
-    from embtool.table import KEY_TOKENS, read_metadata
+    from embtool.tables.table import KEY_TOKENS, read_metadata
     from embtool.training.paper import table_shape_source
 
     tokens = json.loads(read_metadata(path).get(KEY_TOKENS, "[]"))

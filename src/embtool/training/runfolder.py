@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embtool import atomic, jsonout
-from embtool.errors import BadInput
+from embtool.core import atomic, jsonout
+from embtool.core.errors import BadInput
 
 CONFIG = "config.json"
 VOCAB = "vocab.json"

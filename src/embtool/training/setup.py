@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from embtool.atomic import sha256_file
-from embtool.errors import BadInput
-from embtool.table import EmbeddingTable
+from embtool.core.atomic import sha256_file
+from embtool.core.errors import BadInput
+from embtool.tables.table import EmbeddingTable
 from embtool.tasks import TaskText, TextSplit
 from embtool.training import tokcache
 from embtool.training.config import TrainConfig
@@ -56,8 +56,8 @@ def table_info(path: str, table: EmbeddingTable) -> dict[str, Any]:
 
 
 def _load_table(path: str) -> EmbeddingTable:
-    from embtool.errors import NonFinite
-    from embtool.table import load
+    from embtool.core.errors import NonFinite
+    from embtool.tables.table import load
 
     try:
         return load(path)
@@ -99,7 +99,7 @@ def build_side(
     seed: int,
 ) -> Side:
     """Vocabulary from the training sentences; rows from the table by token string (align's fill)."""
-    from embtool.alignment import align
+    from embtool.formats.alignment import align
     from embtool.text.vocab import build_vocab, count_tokens
 
     vocab = build_vocab(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from embtool._version import __version__
-from embtool.errors import EmbtoolError
+from embtool.core.errors import EmbtoolError
 
 TOKENIZER_PACKAGES = ("spacy", "tokenizers", "transformers")
 
@@ -115,7 +115,7 @@ def cached(
     if _off:
         return tokens
     try:
-        from embtool import atomic
+        from embtool.core import atomic
 
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_text(path, json.dumps({"key": key, "tokens": tokens}, ensure_ascii=False))

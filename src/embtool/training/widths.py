@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from embtool.errors import BadInput
+from embtool.core.errors import BadInput
 from embtool.training.checks import option_name
 
 
@@ -16,8 +16,8 @@ def check_tables(cfg: Any) -> None:
     """The model width of TrainConfig ``cfg`` against its tables' D: ``--input-dim`` (or, without it,
     ``--d-model``) equal to D, ``--heads`` dividing it, the tables of both sides of one D. A table that cannot be read is left
     to the loader, whose message names it."""
-    from embtool.table import TENSOR_NAME
-    from embtool.tablefile import Unreadable, read_file_header
+    from embtool.core.tablefile import Unreadable, read_file_header
+    from embtool.tables.table import TENSOR_NAME
 
     def width_of(path: str | None) -> int | None:
         try:
