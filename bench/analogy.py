@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from embtool.eval.analogy import default_questions, evaluate_analogies, read_questions
-from embtool.table import EmbeddingTable, save
+from embtool.tables.table import EmbeddingTable, save
 
 N, DIM, NOISE, SEED = 100_000, 300, 2.0, 0
 TARGET = 30.0

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embtool.export import export
-from embtool.table import EmbeddingTable, load, save
+from embtool.formats.export import export
+from embtool.tables.table import EmbeddingTable, load, save
 
 TARGET = 1.5  # gensim's seconds / embtool's
 

@@ -125,7 +125,7 @@ def main() -> None:
     import torch
     from safetensors.torch import load_file
 
-    from embtool.table import load
+    from embtool.tables.table import load
 
     equal = torch.equal(load(ours_out).tensor(), load_file(str(ref_out))["embeddings"])
     size = (ckpt / "model.safetensors").stat().st_size

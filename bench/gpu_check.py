@@ -647,8 +647,8 @@ def profiled(chk: Check, fn: Callable[[], Any]) -> tuple[Any, set[str]]:
 def attention(sec: Section, chk: Check) -> None:
     import torch
 
-    from embtool.layers import Attention
-    from embtool.model import ModelConfig, key_padding_mask
+    from embtool.model.layers import Attention
+    from embtool.model.transformer import ModelConfig, key_padding_mask
     from embtool.training.config import TrainConfig
     from embtool.training.epoch import AMP_DTYPES, pick_amp
 
@@ -719,7 +719,7 @@ class AttentionCase:
     """One of the model's attention modules on one input, under the run's autocast."""
 
     label: str
-    module: Any  # embtool.layers.Attention
+    module: Any  # embtool.model.layers.Attention
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     dtype: Any  # the autocast dtype, or None (fp32)
@@ -951,8 +951,8 @@ def memory(sec: Section, chk: Check) -> None:
     column's D, heads, FFN 512, batch size and vocabularies; sentences of IWSLT's lengths."""
     import torch
 
-    from embtool.model import ModelConfig
-    from embtool.model import build as build_model
+    from embtool.model.transformer import ModelConfig
+    from embtool.model.transformer import build as build_model
     from embtool.tasks.registry import TASKS
     from embtool.training.config import TrainConfig
     from embtool.training.cpu import process_settings

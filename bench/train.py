@@ -133,7 +133,7 @@ class Reference(nn.Module):
         self.d = d
         self.src_emb = nn.Embedding(src_vocab, d, padding_idx=0)
         self.tgt_emb = nn.Embedding(tgt_vocab, d, padding_idx=0)
-        from embtool.positional import sinusoidal
+        from embtool.tables.positional import sinusoidal
 
         self.pe: torch.Tensor
         self.register_buffer("pe", torch.from_numpy(sinusoidal(1024, d)))  # (L, D)
@@ -213,11 +213,11 @@ class Side:
             self.batches = [order[i : i + batch] for i in range(0, len(order), batch)]
             self.amp = "off"
         else:
-            from embtool.model import ModelConfig, Seq2Seq
+            from embtool.model.transformer import ModelConfig, Seq2Seq
+            from embtool.tables.transforms import xavier
             from embtool.training.config import TrainConfig
             from embtool.training.epoch import batches_of, pick_amp
             from embtool.training.schedule import make_optimizer
-            from embtool.transforms import xavier
 
             self.cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="-")
             path = name.removesuffix(FAST)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embtool.table import EmbeddingTable, save
+from embtool.tables.table import EmbeddingTable, save
 
 BASE_LOAD_SAVE = (
     "import sys; from safetensors.numpy import load_file, save_file;"
