@@ -38,7 +38,7 @@ esac
 SIZE=$SIZE OUT=$out STEP=tables bash "$here/reproduce_table1_multi30k.sh"
 tables=(--src-emb "$out/src.safetensors" --tgt-emb "$out/tgt.safetensors")
 # the tables' width: the SIZE's word2vec D, or the vectors' (GloVe: 300)
-dim=$(python -c 'import sys; from embtool.tables.table import load; print(load(sys.argv[1]).dim)' "$out/src.safetensors")
+dim=$(python -c 'import sys; from embtool import load; print(load(sys.argv[1]).dim)' "$out/src.safetensors")
 if [ "$SIZE" = cpu ]; then jobs=${JOBS:-2}; else jobs=${JOBS:-1}; fi
 if [ "$jobs" -gt 1 ]; then threads=${THREADS:-1}; else threads=${THREADS:-0}; fi  # 0: every core
 train+=(--threads "$threads" --jobs "$jobs")

@@ -70,7 +70,7 @@ for lang in de en; do
   given+=("$out/$pre.$lang.safetensors")
 done
 if [ "${#given[@]}" -gt 0 ]; then  # the vectors' width (GloVe: 300) is every run's, word2vec's too
-  dims=$(python -c 'import sys; from embtool.tables.table import load; print(*sorted({load(p).dim for p in sys.argv[1:]}))' "${given[@]}")
+  dims=$(python -c 'import sys; from embtool import load; print(*sorted({load(p).dim for p in sys.argv[1:]}))' "${given[@]}")
   case "$dims" in *" "*) echo "SRC_VECTORS and TGT_VECTORS differ in width ($dims); give vectors of one width" >&2; exit 2 ;; esac
   dim=$dims
 fi

@@ -52,7 +52,7 @@ embtool doctor "$out/w2v_x.safetensors" --vocab "$out/w2v.vocab"
 embtool stats "$out/w2v.safetensors" "$out/w2v_x.safetensors" --plot "$out/w2v.png" > /dev/null
 
 echo "== 3. another width (half as wide again: 32 → 48, GloVe's 300 → 450), and out to other trainers"
-dim=$(python -c 'import sys; from embtool.tables.table import load; print(load(sys.argv[1]).dim)' "$out/w2v.safetensors")
+dim=$(python -c 'import sys; from embtool import load; print(load(sys.argv[1]).dim)' "$out/w2v.safetensors")
 wide=$((dim * 3 / 2))
 embtool resize "$out/w2v.safetensors" --dim "$wide" --method pad | embtool standardize --to xavier > "$out/w2v${wide}_x.safetensors"
 embtool doctor "$out/w2v${wide}_x.safetensors" --dim "$wide"

@@ -65,7 +65,7 @@ for side in src tgt; do
 done
 for side in src tgt; do
   if [ -s "$out/$side.safetensors" ]; then
-    dim=$(python -c 'import sys; from embtool.tables.table import load; print(load(sys.argv[1]).dim)' "$out/$side.safetensors")
+    dim=$(python -c 'import sys; from embtool import load; print(load(sys.argv[1]).dim)' "$out/$side.safetensors")
     break
   fi
 done
