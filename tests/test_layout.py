@@ -31,7 +31,6 @@ WITHOUT_OWN_TEST = {
     "embtool/__init__.py": "the lazy export table; test_lazy_exports_resolve below checks every entry",
     "embtool/commands/_*.py": "helpers shared by the thin commands (options, progress); every CLI test runs them",
     "embtool/experiment/report/__init__.py": "a lazy re-export; tests/test_init.py resolves it",
-    "embtool/experiment/__init__.py": "a lazy re-export of the runner; tests/test_init.py resolves it",
     "embtool/experiment/runner.py": "the experiment's library call: tests/test_experiment.py",
     "embtool/model/dropout.py": "a model layer with CPU speed in mind: tests/test_cpu.py checks its masks",
     "embtool/training/__init__.py": "lazy re-exports; tests/test_init.py resolves each name without torch",
