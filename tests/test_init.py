@@ -42,7 +42,7 @@ def test_each_export_is_its_modules_object(name) -> None:
 
 def test_the_promised_names_are_exported() -> None:
     assert PROMISED <= set(embtool.__all__)
-    assert embtool.experiment.runner is importlib.import_module("embtool.experiment.runner")
+    assert embtool.experiment is importlib.import_module("embtool.experiment")
     assert callable(embtool.posenc) and callable(embtool.train)  # functions, not modules of those names
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         embtool.nope  # noqa: B018
@@ -62,3 +62,16 @@ def test_subpackages_export_lazily_what_their_modules_define(package) -> None:
         assert getattr(importlib.import_module(obj.__module__), name) is obj
     with pytest.raises(AttributeError):
         mod.nope  # noqa: B018
+
+
+def test_the_experiment_package_lends_the_runner_names_lazily() -> None:
+    runner = importlib.import_module("embtool.experiment.runner")
+    experiment = importlib.import_module("embtool.experiment")
+    assert set(experiment.__all__) == set(runner.__all__)
+    for name in experiment.__all__:
+        assert getattr(experiment, name) is getattr(runner, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        experiment.nope  # noqa: B018
+    code = "import embtool.experiment, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
