@@ -291,8 +291,6 @@ OVERSIZED: dict[str, str] = {
     "train_step": "issue 23: to be split",
     "build": "issue 23: to be split",
     "fit": "issue 23: to be split",
-    "build_side": "issue 23: to be split",
-    "prepare": "issue 23: to be split",
 }
 
 

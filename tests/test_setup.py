@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embtool.core.errors import BadInput
-from embtool.tasks import TaskText, TextSplit
+from embtool.tasks import TaskText, TranslationData
 from embtool.training import TrainConfig
 from embtool.training.setup import prepare, side_tokenizer
 
@@ -39,7 +39,7 @@ def test_side_tokenizer(make_table, table_tok, single, override, lang, spec) -> 
 
 
 def _text(src: list[str], tgt: list[str]) -> TaskText:
-    split = TextSplit(src, tgt)
+    split = TranslationData(src, tgt)
     return TaskText(split, split, split)
 
 
@@ -84,3 +84,17 @@ def test_a_table_with_nan_is_refused_without_an_option_train_lacks(tmp_path: Pat
     ) as e:
         prepare(cfg, _text(["a b"], ["b"]))
     assert "--allow-nonfinite" not in str(e.value)
+
+
+def test_load_text_reads_the_files_task_and_cuts_it(tmp_path: Path) -> None:
+    """One loader for `train` and `--dry-run`: the files task's pairs, then --max-*-examples."""
+    from embtool.training.setup import load_text
+
+    (tmp_path / "s").write_text("".join(f"s{i}\n" for i in range(40)))
+    (tmp_path / "t").write_text("".join(f"t{i}\n" for i in range(40)))
+    cfg = _cfg(src=str(tmp_path / "s"), tgt=str(tmp_path / "t"), max_train_examples=5, max_eval_examples=1)
+    text = load_text(cfg)
+    assert isinstance(text.train, TranslationData) and text.train.src == [f"s{i}" for i in range(5)]
+    assert (
+        text.val.tgt == text.test.tgt == ["t38"] and text.test_name == "val"
+    )  # the last 5%: 2 pairs, then 1

@@ -102,8 +102,9 @@ def test_load_splits_mnli_has_its_mismatched_validation(tmp_path) -> None:
     for name in ("train", "dev_matched", "dev_mismatched"):
         _write(tmp_path / f"{name}.tsv", ["premise\thypothesis\tlabel", f"a {name}\tb\tneutral"])
     text = load_splits("mnli", tmp_path)
-    assert text.test_name == "dev_matched" and text.val.src2 == ["b"]
-    assert text.extra_val["mismatched"].src == ["a dev_mismatched"]
+    assert text.test_name == "dev_matched" and text.val.texts == [("a dev_matched", "b")]
+    assert text.extra_val["mismatched"].texts == [("a dev_mismatched", "b")]
+    assert text.val.labels == [1] and text.cut(max_eval=1).val is text.val  # one data model: load_task's
 
 
 def test_load_files_holds_out_the_last_pairs_or_takes_given_splits(tmp_path) -> None:

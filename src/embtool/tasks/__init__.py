@@ -36,6 +36,12 @@ class TranslationData:
     def __len__(self) -> int:
         return len(self.src)
 
+    def head(self, n: int) -> TranslationData:
+        """The first ``n`` pairs (all of them when ``n`` is 0 or more than there are)."""
+        if n <= 0 or n >= len(self):
+            return self
+        return TranslationData(self.src[:n], self.tgt[:n], self.src_lang, self.tgt_lang, self.origin)
+
 
 @dataclass
 class ClassificationData:
@@ -48,6 +54,12 @@ class ClassificationData:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def head(self, n: int) -> ClassificationData:
+        """The first ``n`` examples (all of them when ``n`` is 0 or more than there are)."""
+        if n <= 0 or n >= len(self):
+            return self
+        return ClassificationData(self.texts[:n], self.labels[:n], self.label_names, self.origin)
 
 
 SplitData = Union[TranslationData, ClassificationData]  # one split as loaded
@@ -97,45 +109,14 @@ def task_texts(data: SplitData, side: str = "src") -> Iterator[str]:
 
 
 @dataclass
-class TextSplit:
-    """The raw examples of one split as the trainer takes them: source text, then target text
-    (translation) or class ids (classification)."""
-
-    src: list[str]
-    tgt: list[str] | None = None
-    labels: list[int] | None = None
-    src2: list[str] | None = None  # MNLI hypotheses (src holds the premises)
-
-    def __len__(self) -> int:
-        return len(self.src)
-
-    def head(self, n: int) -> TextSplit:
-        """The first ``n`` examples (all of them when ``n`` is 0 or more than there are)."""
-        if n <= 0 or n >= len(self.src):
-            return self
-
-        def cut(x: list | None) -> list | None:
-            return x[:n] if x is not None else None
-
-        return TextSplit(self.src[:n], cut(self.tgt), cut(self.labels), cut(self.src2))
-
-    @classmethod
-    def of(cls, data: SplitData) -> TextSplit:
-        if isinstance(data, TranslationData):
-            return cls(list(data.src), list(data.tgt))
-        texts = list(data.texts)
-        src2 = [t[1] for t in texts] if texts and len(texts[0]) > 1 else None
-        return cls([t[0] for t in texts], labels=list(data.labels), src2=src2)
-
-
-@dataclass
 class TaskText:
-    """The splits one run trains, validates and tests on (the registry's ``val``, ``test``, ``extra_val``)."""
+    """The splits one run trains, validates and tests on (the registry's ``val``, ``test``, ``extra_val``),
+    each as ``load_task`` gives it."""
 
-    train: TextSplit
-    val: TextSplit
-    test: TextSplit
-    extra_val: dict[str, TextSplit] = field(default_factory=dict)  # MNLI: {"mismatched": …}
+    train: SplitData
+    val: SplitData
+    test: SplitData
+    extra_val: dict[str, SplitData] = field(default_factory=dict)  # MNLI: {"mismatched": …}
     test_name: str = "test"  # recorded in test.json
 
     def cut(self, max_train: int = 0, max_eval: int = 0) -> TaskText:
@@ -152,11 +133,11 @@ class TaskText:
 def load_splits(name: str, data_dir: str | os.PathLike[str] | None = None) -> TaskText:
     """The training, validation and test text of a registered task, as its record names them."""
     task = get_task(name)
-    loaded: dict[str, TextSplit] = {}
+    loaded: dict[str, SplitData] = {}
 
-    def get(split: str) -> TextSplit:
+    def get(split: str) -> SplitData:
         if split not in loaded:
-            loaded[split] = TextSplit.of(load_task(name, split, data_dir))
+            loaded[split] = load_task(name, split, data_dir)
         return loaded[split]
 
     extra = {label: get(split) for label, split in task.extra_val.items()}
@@ -179,16 +160,19 @@ def load_files(
     if val_src or val_tgt:
         if not (val_src and val_tgt):
             raise BadInput("give both --val-src and --val-tgt")
-        val = TextSplit(*read_parallel(val_src, val_tgt))
-        train = TextSplit(s, t)
+        val = TranslationData(*read_parallel(val_src, val_tgt), origin=val_src)
+        train = TranslationData(s, t, origin=src)
     else:
         k = max(1, len(s) // 20)
-        train, val = TextSplit(s[:-k], t[:-k]), TextSplit(s[-k:], t[-k:])
+        train, val = TranslationData(s[:-k], t[:-k], origin=src), TranslationData(s[-k:], t[-k:], origin=src)
     if test_src or test_tgt:
         if not (test_src and test_tgt):
             raise BadInput("give both --test-src and --test-tgt")
         return TaskText(
-            train, val, TextSplit(*read_parallel(test_src, test_tgt)), test_name=Path(test_src).name
+            train,
+            val,
+            TranslationData(*read_parallel(test_src, test_tgt), origin=test_src),
+            test_name=Path(test_src).name,
         )
     return TaskText(train, val, val, test_name="val")
 
@@ -307,7 +291,6 @@ __all__ = [
     "SplitData",
     "Task",
     "TaskText",
-    "TextSplit",
     "TranslationData",
     "get_task",
     "load_files",
