@@ -64,7 +64,17 @@ def test_check_config_passes_the_defaults_and_names_options_by_field() -> None:
 
 
 def test_the_choices_checked_without_torch_are_the_models() -> None:
-    from embtool.model import layers
+    """One definition: the model's layers and the config's checks name the same tuples, from a
+    module that loads no torch (TrainConfig is checked by `report` and `experiment --dry-run`)."""
+    import subprocess
+    import sys
+
+    from embtool.model import choices, layers, pooling
     from embtool.training import checks
 
-    assert (checks.NORMS, checks.OUTPUT_HEADS) == (layers.NORMS, layers.OUTPUT_HEADS)
+    assert checks.NORMS is layers.NORMS is choices.NORMS and checks.POOLS is pooling.POOLS
+    assert checks.OUTPUT_HEADS is layers.OUTPUT_HEADS and layers.NORMS == ("post", "pre", "admin")
+    code = "import sys, embtool.training.checks; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )

@@ -130,3 +130,19 @@ def test_streamed_writes_are_safetensors_files(tmp_path: Path, make_table, monke
     if dtype != "bfloat16":  # numpy has no bfloat16
         assert np.array_equal(safetensors.numpy.load_file(str(plain))["embeddings"], t.vectors)
     assert np.array_equal(load(mapped).vectors, t.vectors * 2) and load(mapped).tokens == t.tokens
+
+
+def test_read_shape_reads_the_header_alone(tmp_path: Path, make_table) -> None:
+    """The one header reader behind a run's widths: shape and metadata, the rows never read."""
+    from embtool.core import tablefile
+
+    path = tmp_path / "t.safetensors"
+    save(make_table(np.ones((3, 5), np.float32)), path)
+    shape, meta = tablefile.read_shape(path, "embeddings")
+    assert shape == (3, 5) and "embtool.tokens" in meta
+    path.write_bytes(path.read_bytes()[:-4])  # the data cut short: the header still reads
+    assert tablefile.read_shape(path, "embeddings")[0] == (3, 5)
+    assert tablefile.read_shape(path, "rows")[0] is None
+    path.write_bytes(b"\x05" + bytes(7))
+    with pytest.raises(tablefile.Unreadable, match="past the end"):
+        tablefile.read_shape(path, "embeddings")

@@ -43,3 +43,22 @@ def test_check_tables_reads_d_from_the_headers(tmp_path, make_table, kw, message
     else:
         with pytest.raises(BadInput, match=re.escape(message.format(**paths))):
             check_tables(cfg)
+
+
+def test_a_tables_header_is_read_once_and_sizes_a_vocabulary(tmp_path, make_table) -> None:
+    """One reader (``read_heads``) for the column, the width checks and the dry run's sizes."""
+    import numpy as np
+
+    from embtool.tables.table import save
+    from embtool.training.widths import FAST_D, TableHead, model_width, read_heads
+
+    save(make_table(np.ones((3, 16), np.float32), ["<pad>", "a", "b"]), tmp_path / "t.safetensors")
+    path = str(tmp_path / "t.safetensors")
+    cfg = TrainConfig(task="files", src="s", tgt="t", emb=path, out_emb=str(tmp_path / "none"))
+    heads = read_heads(cfg)
+    assert set(heads) == {"emb", "out_emb"} and isinstance(heads["out_emb"], BadInput)
+    head = heads["emb"]
+    assert isinstance(head, TableHead) and (head.n, head.dim, head.label) == (3, 16, f"--emb {path}")
+    assert head.vocab_size(("<pad>", "<unk>", "<bos>", "<eos>")) == 3 + 3  # the specials it lacks
+    assert model_width(cfg, {"emb": head}) == 16 and model_width(cfg, {}) == FAST_D
+    assert model_width(TrainConfig(task="files", src="s", tgt="t", input_dim=16), {"emb": head}) == FAST_D

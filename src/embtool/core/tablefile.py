@@ -225,6 +225,15 @@ def read_file_header(path: Path) -> Header:
         return parse_header(f.read(n))
 
 
+def read_shape(path: Path, name: str) -> tuple[tuple[int, ...] | None, dict[str, str]]:
+    """Tensor ``name``'s shape (None: the file has no such tensor) and the file's metadata, from the
+    header alone (the data is not read: a run's widths are checked from a few kB); Unreadable when
+    the header is broken."""
+    header = read_file_header(path)
+    info = header.tensors.get(name)
+    return (tuple(info["shape"]) if info is not None else None), header.meta
+
+
 def read_file(path: Path, name: str, check: Check) -> Tensor:
     """Tensor ``name`` of the file, memory-mapped copy-on-write: pages are read as they are used and
     changes stay in memory; a file → file transform never copies its input."""

@@ -22,13 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from embtool.model.choices import NORMS as NORMS  # re-exported: the layers implement these
+from embtool.model.choices import OUTPUT_HEADS as OUTPUT_HEADS
 from embtool.model.dropout import Dropout
 
 if TYPE_CHECKING:
     from embtool.model.transformer import ModelConfig
 
-NORMS = ("post", "pre", "admin")
-OUTPUT_HEADS = ("chung", "linear")  # with --output-dim (output_layer); checks.OUTPUT_HEADS mirrors it
 Cache = dict[str, dict[str, Tensor]]  # one decoder layer's {"self": {k, v}, "cross": {k, v}}
 Probe = Callable[[int, Tensor, Tensor, "Tensor | None"], None]  # (sub-layer, x, f(x), ω or None)
 

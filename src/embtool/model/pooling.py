@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from embtool.core.errors import BadInput
+from embtool.model.choices import POOLS
 
 if TYPE_CHECKING:
     from embtool.model.transformer import ModelConfig
-
-POOLS = ("mean", "first")
 
 
 def check_pooling(pool: str, segments: bool, sep_id: int) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from embtool.core.errors import BadInput
 
 TRANSLATION, CLASSIFICATION = "translation", "classification"
+FAMILIES = ("glove", "bert", "mbert", "t5", "mt5")  # the embedding families of Table 5's columns
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class SplitSource:
 class PaperColumn:
     """One column of the paper's Table 5: a task trained from one embedding family."""
 
-    family: str  # glove | bert | mbert | t5 | mt5
+    family: str  # one of FAMILIES
     dim: int  # D of that family's tables (A.2: 300, 512, 768)
     params: str  # the parameter count Table 5 reports
     epochs: int

@@ -15,10 +15,9 @@ from typing import Any
 
 from embtool.core.errors import BadInput
 from embtool.tasks.registry import TASKS, Task
-from embtool.training.checks import (
-    check_config,
-)
+from embtool.training.checks import check_config
 from embtool.training.paper import column_of, filled
+from embtool.training.widths import check_widths
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
@@ -275,6 +274,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_config(self)  # BadInput naming the option (embtool.training.checks)
+        check_widths(self)  # and for widths no model can have, before any table is read
 
     @property
     def task_info(self) -> Task:

@@ -31,14 +31,13 @@ epochs, a warm-up from 0, and ``--amp``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from embtool.core.errors import BadInput
-from embtool.tasks.registry import PaperColumn, Task
+from embtool.tasks.registry import FAMILIES, PaperColumn, Task
+from embtool.training.widths import Heads, TableHead, read_head
 
 PAPER_FFN = 512  # the FFN width every Table 5 parameter count fits (see the module docstring)
-PRESETS = ("paper", "fast", "clinic")
 # Liu et al. 2020's IWSLT'14 recipe for Post-LN, Pre-LN and Admin (Transformer-Clinic): what
 # ``--preset clinic`` sets where a setting is left at its default (on the paper's Table 5 column)
 CLINIC: dict[str, Any] = {
@@ -46,7 +45,6 @@ CLINIC: dict[str, Any] = {
     "dropout": 0.3, "attn_dropout": 0.1, "ffn_dropout": 0.1, "weight_decay": 1e-4, "label_smoothing": 0.1,
     "adam_beta1": 0.9, "adam_beta2": 0.98, "tie_output": True, "max_tokens": 4096,
 }  # fmt: skip
-FAMILIES = ("glove", "bert", "mbert", "t5", "mt5")
 _TWIN = {"bert": "mbert", "mbert": "bert", "t5": "mt5", "mt5": "t5"}
 
 
@@ -105,28 +103,22 @@ def choose_column(task: Task, dim: int | None, source: str | None, family: str |
 
 
 def table_shape_source(path: str) -> tuple[int, str]:
-    """D and ``embtool.source`` of a table file, from its header alone (the rows are not read)."""
-    from embtool.core import tablefile
-    from embtool.tables.table import KEY_SOURCE
-
-    if not Path(path).is_file():
-        raise BadInput(f"{path}: no such file")
-    try:
-        header = tablefile.read_file_header(Path(path))
-    except (tablefile.Unreadable, OSError) as e:
-        raise BadInput(f"{path}: not a readable safetensors file ({e})") from None
-    shapes = [t.get("shape") for t in header.tensors.values() if isinstance(t, dict)]
-    dims = [s[-1] for s in shapes if isinstance(s, list) and len(s) == 2]
-    if not dims:
-        raise BadInput(f"{path}: no (N, D) embeddings tensor; is it an embtool table?")
-    return int(dims[0]), header.meta.get(KEY_SOURCE, "")
+    """D and ``embtool.source`` of a table file, from its header alone (``widths.read_head``)."""
+    head = read_head("emb", path)
+    return head.dim, head.source
 
 
-def column_of(cfg: Any) -> Choice:
-    """A TrainConfig's Table 5 column: ``choose_column`` from its first table's header."""
-    task, given = cfg.task_info, [t for t in (cfg.emb, cfg.src_emb, cfg.tgt_emb) if t]
-    dim, source = table_shape_source(given[0]) if given and task.table5 else (None, None)
-    return choose_column(task, dim, source, cfg.family)
+def column_of(cfg: Any, heads: Heads | None = None) -> Choice:
+    """A TrainConfig's Table 5 column: ``choose_column`` from its first table's header (``heads``:
+    the headers already read, ``widths.read_heads``); BadInput when that table cannot be read."""
+    task = cfg.task_info
+    first = next((o for o in ("emb", "src_emb", "tgt_emb") if getattr(cfg, o)), None)
+    if first is None or not task.table5:
+        return choose_column(task, None, None, cfg.family)
+    head = (heads or {}).get(first) or read_head(first, getattr(cfg, first))
+    if not isinstance(head, TableHead):
+        raise head  # the BadInput that says why it could not be read
+    return choose_column(task, head.dim, head.source, cfg.family)
 
 
 def clinic_settings(cfg: Any) -> dict[str, Any]:
