@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -276,3 +277,99 @@ def test_npy_and_its_tokens_file_may_not_be_one_file(tmp_path, cli) -> None:
                 "--tokens", str(tmp_path / tokens))  # fmt: skip
         assert r.code == 2 and "is the output file -o" in r.stderr and len(r.stderr.splitlines()) == 1
         assert (tmp_path / "o.npy").read_bytes() == b"keep"
+
+
+# ----------------------------------------------------------------------------- TensorBoard's projector
+
+
+def projector_served(logdir) -> tuple[list[str], dict]:
+    """What TensorBoard's projector plugin serves the browser for ``logdir``: its runs, and per
+    embedding of the run "." its config, tensor (float32, N × D) and metadata lines."""
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.projector.projector_plugin import ProjectorPlugin
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+
+    mux = EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    apps = ProjectorPlugin(base_plugin.TBContext(logdir=str(logdir), multiplexer=mux)).get_plugin_apps()
+
+    def get(route: str, query: str = "") -> bytes:
+        response = Client(apps[route], Response).get(route + query)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_data()
+
+    runs = json.loads(get("/runs"))
+    served = {}
+    for emb in json.loads(get("/info", "?run=.")).get("embeddings", []):
+        name = emb["tensorName"]
+        shape = [int(x) for x in emb["tensorShape"]]
+        tensor = np.frombuffer(get("/tensor", f"?run=.&name={name}"), np.float32).reshape(shape)
+        labels = get("/metadata", f"?run=.&name={name}").decode("utf-8").split("\n")
+        served[name] = {"tensor": tensor, "labels": labels[: shape[0]], "config": emb}
+    return runs, served
+
+
+def test_tensorboard_projector_serves_the_rows_and_tokens(table, tmp_path) -> None:
+    done = export(table, "tensorboard", str(tmp_path / "proj"))
+    assert done.files == [
+        str(tmp_path / "proj" / f) for f in ("tensors.tsv", "metadata.tsv", "projector_config.pbtxt")
+    ]
+    runs, served = projector_served(tmp_path / "proj")
+    assert runs == ["."] and list(served) == ["t"]  # named by the table's file
+    np.testing.assert_array_equal(served["t"]["tensor"], table.vectors)  # bit for bit: 9 digits
+    assert served["t"]["labels"] == table.tokens  # one column: no header row
+    assert "tensorboard --logdir" in done.flags()[0]
+
+
+@pytest.mark.parametrize(
+    "token, ok", [("new york", True), ("a\tb", False), ("x\ny", False), ("r\rs", False), ("ünï ä", True)]
+)
+def test_tensorboard_holds_spaces_but_not_tabs_or_line_breaks(tmp_path, token, ok) -> None:
+    t = EmbeddingTable(np.ones((2, 3), np.float32), ["ok", token], origin="t.safetensors")
+    out = tmp_path / "proj"
+    if ok:
+        export(t, "tensorboard", str(out))
+        assert (out / "metadata.tsv").read_text(encoding="utf-8").split("\n")[:2] == ["ok", token]
+        return
+    with pytest.raises(
+        BadInput, match=r"row 1 token .* cannot be written as tensorboard: its readers split on tabs"
+    ):
+        export(t, "tensorboard", str(out))
+    assert list(tmp_path.iterdir()) == []  # nothing written, no folder made
+    assert tokens_for(t, "tensorboard", "_")[0] == ["ok", token.replace(token[1], "_")]
+
+
+def test_tensorboard_config_names_any_table_in_protobuf_text(tmp_path) -> None:
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    t = EmbeddingTable(np.ones((2, 3), np.float32), ["a", "b"], origin='odd "name\\".v2.safetensors')
+    export(t, "tensorboard", str(tmp_path / "p"))
+    config = text_format.Parse(
+        (tmp_path / "p" / "projector_config.pbtxt").read_text("utf-8"), ProjectorConfig()
+    )
+    (emb,) = config.embeddings
+    assert emb.tensor_name == 'odd "name\\".v2' and list(emb.tensor_shape) == [2, 3]
+    assert (emb.tensor_path, emb.metadata_path) == ("tensors.tsv", "metadata.tsv")
+
+
+def test_tensorboard_needs_a_folder(table, tmp_path, cli) -> None:
+    with pytest.raises(UsageError, match="give -o DIR"):
+        export(table, "tensorboard", "-")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(BadInput, match="is a file"):
+        export(table, "tensorboard", str(tmp_path / "f"))
+    save(table, tmp_path / "t.safetensors")
+    r = cli(
+        "export", str(tmp_path / "t.safetensors"), "--format", "tensorboard", "-o", str(tmp_path / "proj")
+    )
+    assert r.code == 0, r.stderr
+    assert "export: 6 × 5 as tensorboard →" in r.stderr and "tensorboard --logdir" in r.stderr
+    assert (tmp_path / "proj" / "metadata.tsv").read_text(encoding="utf-8").splitlines() == table.tokens
+    r = cli("export", str(tmp_path / "t.safetensors"), "--format", "tensorboard")
+    assert (
+        r.code == 2
+        and r.stderr == "embtool: error: --format tensorboard writes a folder of three files: give -o DIR\n"
+    )

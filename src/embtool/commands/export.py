@@ -1,4 +1,5 @@
-"""embtool export: a table as another trainer's embedding file (word2vec, GloVe, fairseq, OpenNMT-py, npy)."""
+"""embtool export: a table as another trainer's embedding file (word2vec, GloVe, fairseq, OpenNMT-py, npy),
+or as a folder for TensorBoard's embedding projector."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from embtool.formats.export import DEFAULT_DIGITS
 FORMAT_HELP = (
     "word2vec (text, 'N D' header), word2vec-binary, glove (no header), fairseq (--encoder-embed-path: "
     "word2vec text, its header line is skipped), opennmt (GloVe text; the settings are printed), "
-    "npy (+ a tokens file)."
+    "npy (+ a tokens file), tensorboard (a folder -o DIR for TensorBoard's embedding projector: tensors.tsv, "
+    "metadata.tsv with the tokens as labels, projector_config.pbtxt)."
 )
 
 
@@ -23,7 +25,9 @@ def register(app: typer.Typer) -> None:
 def export(
     table: str = IN_TABLE,
     fmt: str = typer.Option(..., "--format", "-f", help=FORMAT_HELP, metavar="FORMAT"),
-    out: str = typer.Option("-", "-o", "--out", help="Output file, or - for stdout.", metavar="OUT"),
+    out: str = typer.Option(
+        "-", "-o", "--out", help="Output file, or - for stdout (tensorboard: a folder).", metavar="OUT"
+    ),
     tokens: Optional[str] = typer.Option(
         None, "--tokens", help="npy only: the token file, one per line (default: OUT's stem + .tokens.txt)."
     ),
@@ -40,7 +44,7 @@ def export(
     ),
     allow_nonfinite: bool = ALLOW_NONFINITE,
 ) -> None:
-    """Write a table as a word-vector file that other trainers and gensim read.
+    """Write a table as a word-vector file that other trainers and gensim read, or for TensorBoard's projector.
 
     Examples:
 
@@ -49,6 +53,8 @@ def export(
       embtool export glove_x.safetensors --format fairseq -o glove_x.fairseq.txt
 
       embtool standardize --to xavier < t5.safetensors | embtool export --format npy -o t5_x.npy
+
+      embtool export glove_x.safetensors --format tensorboard -o projector/ && tensorboard --logdir projector/
     """
     from embtool.commands._progress import say
     from embtool.formats.export import check_format
@@ -59,7 +65,7 @@ def export(
         read_table(table, allow_nonfinite), fmt, out, tokens_out=tokens, space_as=space_as, digits=digits
     )
     names = " + ".join("<stdout>" if f == "-" else f for f in done.files)
-    held = "line breaks" if fmt == "npy" else "whitespace"  # what --space-as replaced
+    held = {"npy": "line breaks", "tensorboard": "tabs or line breaks"}.get(fmt, "whitespace")  # --space-as
     renamed = f", {done.renamed} token(s) with {held} replaced" if done.renamed else ""
     say(f"export: {done.rows} × {done.dim} as {fmt} → {names}{renamed}")
     for line in done.flags():

@@ -1,4 +1,5 @@
-"""Tables out to other trainers' files: word2vec (text, binary), GloVe, fairseq, OpenNMT-py, npy.
+"""Tables out to other trainers' files: word2vec (text, binary), GloVe, fairseq, OpenNMT-py, npy, and
+a folder for TensorBoard's embedding projector.
 
 Every text format is "token v1 … vD" per line, split on spaces by its readers (gensim's
 ``load_word2vec_format``, fairseq's ``utils.parse_embedding``, OpenNMT-py's ``read_embeddings``), so a
@@ -11,6 +12,11 @@ the table yields them: a large memory-mapped table is never copied whole.
 
 Text is formatted by numpy, a block at a time (``format_rows``): the same characters as Python's
 ``"%.9g" % value``, about 3× as fast as Python formats them (``bench/export.py``).
+
+``tensorboard`` writes a folder TensorBoard's projector reads (``tensorboard --logdir DIR``, the Projector
+tab): ``tensors.tsv`` (a row of tab-separated values per token), ``metadata.tsv`` (the tokens as labels,
+one a line, no header: the projector's rule for one column) and ``projector_config.pbtxt`` naming both;
+a token holding a tab or a line break cannot be held.
 
 fairseq's ``--encoder-embed-path`` skips the file's first line, so its file keeps word2vec's ``N D``
 header: a header-less GloVe file given to fairseq silently loses its first vector.
@@ -36,13 +42,20 @@ from embtool.core.errors import BadInput, UsageError
 if TYPE_CHECKING:
     from embtool.tables.table import EmbeddingTable
 
-FORMATS = ("word2vec", "word2vec-binary", "glove", "fairseq", "opennmt", "npy")
+FORMATS = ("word2vec", "word2vec-binary", "glove", "fairseq", "opennmt", "npy", "tensorboard")
 BINARY_FORMATS = ("word2vec-binary", "npy")
 DEFAULT_DIGITS = 9  # float32 → 9 significant digits → the same float32 (IEEE 754's round-trip bound)
 _WHITESPACE = re.compile(r"\s")  # text formats' readers split on it; it holds every line break below
 _LINE_BREAK = re.compile("[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # what str.splitlines() ends a line at
+_TSV_BREAK = re.compile("[\t\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]")  # a tab, or a line break
 _SURROGATE = re.compile("[\ud800-\udfff]")  # not encodable as UTF-8
 _BLOCK = 1 << 18  # values per block of rows
+# the projector's folder (``tensorboard``): the rows, the tokens as labels, the config naming both
+PROJECTOR_TENSORS, PROJECTOR_METADATA, PROJECTOR_CONFIG = (
+    "tensors.tsv",
+    "metadata.tsv",
+    "projector_config.pbtxt",
+)
 
 
 @dataclass
@@ -69,6 +82,10 @@ class Exported:
             ]
         if self.format == "npy":
             return [f"numpy.load({path!r}) → ({self.rows}, {d}); row i is line i of {self.files[1]}"]
+        if self.format == "tensorboard":
+            return [
+                f"tensorboard --logdir {Path(path).parent}   (the Projector tab; the tokens label the points)"
+            ]
         return []
 
 
@@ -85,8 +102,8 @@ def tokens_for(table: EmbeddingTable, fmt: str, space_as: str | None = None) -> 
     check_format(fmt)
     if space_as is not None and (space_as == "" or _WHITESPACE.search(space_as)):
         raise BadInput(f"--space-as {space_as!r}: give a non-empty replacement without whitespace")
-    split = _LINE_BREAK if fmt == "npy" else _WHITESPACE
-    what = "line breaks" if fmt == "npy" else "whitespace"
+    split = {"npy": _LINE_BREAK, "tensorboard": _TSV_BREAK}.get(fmt, _WHITESPACE)
+    what = {"npy": "line breaks", "tensorboard": "tabs and line breaks"}.get(fmt, "whitespace")
     out, changed = [], 0
     for i, tok in enumerate(table.tokens):
         surrogate = _SURROGATE.search(tok)
@@ -131,8 +148,8 @@ def export(
     digits: int = DEFAULT_DIGITS,
 ) -> Exported:
     """Write ``table`` as ``fmt`` to ``out`` (``-``: stdout); npy also writes ``tokens_out`` (default:
-    OUT with the suffix ``.tokens.txt``). Everything is checked before the first byte is written, and
-    files are replaced atomically."""
+    OUT with the suffix ``.tokens.txt``); tensorboard writes the folder ``out`` (the module docstring).
+    Everything is checked before the first byte is written, and files are replaced atomically."""
     tokens, changed = tokens_for(table, fmt, space_as)
     if not 1 <= digits <= 17:
         raise BadInput(f"--digits must be between 1 and 17, got {digits}")
@@ -149,6 +166,8 @@ def export(
                 f"--tokens {tokens_out} is the output file -o {out}; give the token list another name"
             )
         files.append(tokens_out)
+    if fmt == "tensorboard":
+        return Exported(fmt, table.n, table.dim, _write_projector(table, tokens, out, digits), changed)
     with ExitStack() as files_open:  # both files are renamed into place only when both are written
         if tokens_out is not None:
             files_open.enter_context(_output(tokens_out, binary=False)).write(
@@ -162,6 +181,46 @@ def export(
         else:
             _write_text(table, tokens, f, header=fmt in ("word2vec", "fairseq"), digits=digits)
     return Exported(fmt, table.n, table.dim, files, changed)
+
+
+def _write_projector(table: EmbeddingTable, tokens: list[str], out: str, digits: int) -> list[str]:
+    """The projector's three files in the folder ``out`` (made if missing), renamed into place together."""
+    if out == "-":
+        raise UsageError("--format tensorboard writes a folder of three files: give -o DIR")
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(
+            f"-o {out}: is a file; --format tensorboard writes a folder (tensors.tsv, metadata.tsv …)"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / name for name in (PROJECTOR_TENSORS, PROJECTOR_METADATA, PROJECTOR_CONFIG)]
+    with ExitStack() as files_open:
+        rows, labels, config = (files_open.enter_context(_output(str(p), binary=False)) for p in paths)
+        for block in table.blocks(_BLOCK):  # (B, D) float32 → "v1\tv2…\tvD" lines
+            lines = [line[1:].replace(b" ", b"\t") for line in format_rows(block, digits)]
+            rows.write(b"\n".join(lines) + b"\n")
+        labels.write("".join(t + "\n" for t in tokens).encode("utf-8"))
+        config.write(_projector_config(_tensor_name(table), table.n, table.dim).encode("utf-8"))
+    return [str(p) for p in paths]
+
+
+def _tensor_name(table: EmbeddingTable) -> str:
+    """The name the projector lists the table by: its file's stem, else its source."""
+    name = Path(table.origin).name.removesuffix(".safetensors")
+    return name if name and not name.startswith("<") and table.origin not in ("-", "table") else table.source
+
+
+def _projector_config(name: str, rows: int, dim: int) -> str:
+    """projector_config.pbtxt (a ``ProjectorConfig`` in protobuf's text format) naming the two TSV files."""
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    return (
+        "embeddings {\n"
+        f'  tensor_name: "{quoted}"\n'
+        f"  tensor_shape: {rows}\n  tensor_shape: {dim}\n"
+        f'  tensor_path: "{PROJECTOR_TENSORS}"\n'
+        f'  metadata_path: "{PROJECTOR_METADATA}"\n'
+        "}\n"
+    )
 
 
 def _write_text(table: EmbeddingTable, tokens: list[str], f: BinaryIO, *, header: bool, digits: int) -> None:
