@@ -22,6 +22,7 @@ from embtool.tasks import SplitData, TaskText, TranslationData
 from embtool.training import tokcache
 from embtool.training.config import TrainConfig
 from embtool.training.data import CLS, EOS_ID, SEP, SPECIALS, UNK
+from embtool.training.spec import source_specials
 
 Example = tuple[list[int], Any]  # (source ids, target ids or class label)
 Sentences = list[list[str]]  # one split's token lists
@@ -165,14 +166,6 @@ class Prepared:
     dropped: int  # training examples longer than max_len
     test_name: str = "test"  # the test split's name, recorded in test.json
     out: Side | None = None  # --out-emb: the output embedding's rows over the target vocabulary
-
-
-def source_specials(cfg: TrainConfig) -> tuple[str, ...]:
-    """The encoder vocabulary's first tokens: SPECIALS, then ``<sep>`` for a pair task (MNLI:
-    premise <sep> hypothesis) and ``<cls>`` for ``--pool first`` (put first in every source)."""
-    pair = cfg.kind == "classification" and len(cfg.task_info.fields) > 1
-    first = cfg.kind == "classification" and cfg.pool == "first"
-    return SPECIALS + ((SEP,) if pair else ()) + ((CLS,) if first else ())
 
 
 Tokenize = Callable[[SplitData, str], tuple[Sentences, Sentences | None]]
