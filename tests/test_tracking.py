@@ -257,9 +257,9 @@ def test_tracked_is_the_progress_itself_for_none_and_off_rank_zero(tmp_path):
         pass
 
     clock = SimpleNamespace(step=0, opt=None)
-    with tracking.tracked("none", folder, clock, progress) as p:
+    with tracking.tracked("none", folder, clock, progress, every=1) as p:
         assert p is progress
-    with tracking.tracked("tensorboard,wandb", folder, clock, progress, main=False) as p:
+    with tracking.tracked("tensorboard,wandb", folder, clock, progress, every=1, main=False) as p:
         assert p is progress
     assert list(folder.path.iterdir()) == []  # nothing written
 
@@ -290,7 +290,7 @@ def test_wandb_offline_run_is_read_back_and_resumed(tmp_path, wandb_offline):
         "config.json", {"kind": "translation", "train": {"lr": 0.003, "epochs": 1}, "model": {}}
     )
     clock = SimpleNamespace(step=0, opt=SimpleNamespace(param_groups=[{"lr": 0.003}]))
-    with tracking.tracked("wandb", folder, clock, lambda e, i: None) as track:
+    with tracking.tracked("wandb", folder, clock, lambda e, i: None, every=1) as track:
         clock.step = 4
         track("epoch", {"epoch": 1, "train_loss": 2.5, "val_loss": 2.25})
         track("test", {"bleu": 1.5, "signature": "BLEU|x"})
@@ -298,7 +298,9 @@ def test_wandb_offline_run_is_read_back_and_resumed(tmp_path, wandb_offline):
     folder.write_json(
         "config.json", {"kind": "translation", "train": {"lr": 0.003, "epochs": 2}, "model": {}}
     )
-    with tracking.tracked("wandb", folder, clock, lambda e, i: None) as track:  # resumed: the same W&B run
+    with tracking.tracked(
+        "wandb", folder, clock, lambda e, i: None, every=1
+    ) as track:  # resumed: the same W&B run
         clock.step = 8
         track("epoch", {"epoch": 2, "train_loss": 2.0, "val_loss": 1.75})
     first, second = wandb_runs(folder.path)
@@ -326,6 +328,6 @@ def test_wandb_that_cannot_start_leaves_nothing(tmp_path, monkeypatch, wandb_off
     folder.write_json("config.json", {"train": {}})
     clock = SimpleNamespace(step=0, opt=None)
     with pytest.raises(BadInput, match=r"--report-to wandb: W&B did not start \(UsageError: api_key"):
-        with tracking.tracked("tensorboard,wandb", folder, clock, lambda e, i: None):
+        with tracking.tracked("tensorboard,wandb", folder, clock, lambda e, i: None, every=1):
             pass
     assert sorted(p.name for p in folder.path.iterdir()) == ["config.json"]

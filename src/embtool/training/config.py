@@ -17,10 +17,17 @@ from embtool.core.errors import BadInput
 from embtool.tasks.registry import TASKS, Task
 from embtool.training.checks import check_config
 from embtool.training.paper import column_of, filled
+from embtool.training.tracking import parse_report_to
 from embtool.training.widths import check_widths
 
 # help panels of the generated options, in the order `--help` lists them
 DATA, EMBEDDINGS, MODEL, OPTIM, RUN = "Task and data", "Embeddings", "Model", "Optimisation", "Where and how"
+
+
+# what a field is to a resumed run (``on_resume``): the run folder's value stays and another is
+# refused; the command's value is taken (where and how the run executes); the larger of the two is
+# taken (a run may train more epochs); or it names the folder or the act, not the run
+KEEPS, FOLLOWS, GROWS, BOOKKEEPING = "keeps", "follows", "grows", "bookkeeping"
 
 
 def option(
@@ -31,14 +38,23 @@ def option(
     metavar: str | None = None,
     cli: bool = True,
     role: str = "setting",
+    on_resume: str = KEEPS,
 ) -> Any:
     """A TrainConfig field that is also a command-line option (``cli=False``: a field only).
 
     ``role``: "setting" (changes what a run learns), "input" (names an input file: runs that
     compare inputs differ in it), or "env" (where and how a run executes, not what it learns:
-    the runs of one report cell or experiment may differ in it).
+    the runs of one report cell or experiment may differ in it). ``on_resume``: what a resumed
+    run does with it (KEEPS, FOLLOWS, GROWS or BOOKKEEPING; ``runfolder.merge_on_resume``).
     """
-    meta = {"help": help, "panel": panel, "metavar": metavar, "cli": cli, "role": role}
+    meta = {
+        "help": help,
+        "panel": panel,
+        "metavar": metavar,
+        "cli": cli,
+        "role": role,
+        "on_resume": on_resume,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -219,7 +235,7 @@ class TrainConfig:
     )
     # --- optimisation
     seed: int = option(0, "Random seed (same seed, same metrics on CPU).", OPTIM)
-    epochs: int = option(0, "Epochs; 0: the run's Table 5 column.", OPTIM, metavar="N")
+    epochs: int = option(0, "Epochs; 0: the run's Table 5 column.", OPTIM, metavar="N", on_resume=GROWS)
     batch_size: int = option(
         0, "Sentences (pairs) per step; 0: the run's Table 5 column.", OPTIM, metavar="N"
     )
@@ -254,26 +270,50 @@ class TrainConfig:
     )
     # --- where and how
     out: str | None = option(
-        None, "Run folder (default runs/<task>-<table>-s<seed>).", RUN, metavar="DIR", role="env"
+        None,
+        "Run folder (default runs/<task>-<table>-s<seed>).",
+        RUN,
+        metavar="DIR",
+        role="env",
+        on_resume=BOOKKEEPING,
     )
-    device: str = option("auto", "auto, cpu or cuda.", RUN, role="env")
+    device: str = option("auto", "auto, cpu or cuda.", RUN, role="env", on_resume=FOLLOWS)
     amp: str = option(
         "auto",
         "Autocast: auto (bf16 on a GPU that has it natively; on a CPU with AMX, or AVX512-BF16 where a short probe finds it faster), bf16, fp16 (with loss scaling), off.",
         RUN,
         role="env",
+        on_resume=FOLLOWS,
     )
     compile: bool = option(
         False,
         "torch.compile the training loss, dynamic shapes (CUDA; eager with a warning if it fails).",
         RUN,
         role="env",
+        on_resume=FOLLOWS,
     )
-    threads: int = option(0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env")
-    resume: bool = option(False, "Continue the run in --out from its last completed epoch.", RUN, role="env")
+    threads: int = option(
+        0, "CPU threads for this run (0: PyTorch's default).", RUN, metavar="N", role="env", on_resume=FOLLOWS
+    )
+    resume: bool = option(
+        False,
+        "Continue the run in --out from its last completed epoch.",
+        RUN,
+        role="env",
+        on_resume=BOOKKEEPING,
+    )
+    report_to: str = option(
+        "none",
+        "Log the run live as it trains: none, tensorboard (RUN/tensorboard/), wandb (Weights & Biases; "
+        "WANDB_MODE=offline keeps it in RUN/wandb/) or tensorboard,wandb; needs the package (the tracking "
+        "extra).",
+        RUN,
+        role="env",
+    )
 
     def __post_init__(self) -> None:
         check_config(self)  # BadInput naming the option (embtool.training.checks)
+        parse_report_to(self.report_to)  # BadInput listing --report-to's choices
         check_widths(self)  # and for widths no model can have, before any table is read
 
     @property
@@ -371,3 +411,13 @@ def parse_value(name: str, text: str, where: str) -> Any:
 def fields_with_role(role: str) -> frozenset[str]:
     """The names of the fields of one role ("setting", "input" or "env"; see ``option``)."""
     return frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("role") == role)
+
+
+def on_resume(name: str) -> str:
+    """What a resumed run does with field ``name``: KEEPS, FOLLOWS, GROWS or BOOKKEEPING (``option``)."""
+    return str(next(f for f in fields(TrainConfig) if f.name == name).metadata.get("on_resume", KEEPS))
+
+
+def fields_on_resume(*kinds: str) -> tuple[str, ...]:
+    """The fields a resumed run treats as one of ``kinds``, in declaration order."""
+    return tuple(f.name for f in fields(TrainConfig) if f.metadata.get("on_resume", KEEPS) in kinds)

@@ -34,11 +34,13 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from embtool.core import atomic
 from embtool.core.errors import BadInput
-from embtool.training.runfolder import RunFolder
+
+if TYPE_CHECKING:
+    from embtool.training.runfolder import RunFolder
 
 BACKENDS = ("tensorboard", "wandb")
 REPORT_TO_CHOICES = ("none", "tensorboard", "wandb", "tensorboard,wandb")
@@ -295,17 +297,17 @@ def val_metric_tags(config: dict[str, Any]) -> list[str]:
 
 @contextmanager
 def tracked(
-    report_to: str, folder: RunFolder, clock: Clock, progress: Progress, main: bool = True
+    report_to: str, folder: RunFolder, clock: Clock, progress: Progress, every: int, main: bool = True
 ) -> Iterator[Progress]:
     """``progress`` wrapped in a ``Tracker`` writing to the backends of ``report_to`` (``progress``
-    itself for "none", and where not ``main``: rank 0 alone writes); the writers are closed on the
-    way out, a W&B run marked failed when an exception leaves. Call it once config.json is written."""
+    itself for "none", and where not ``main``: rank 0 alone writes); a training point every ``every``
+    steps of an epoch (``epoch.SHOW_EVERY``: the steps at which the loop reads the running loss on the
+    host). The writers are closed on the way out, a W&B run marked failed when an exception leaves.
+    Call it once config.json is written."""
     backends = parse_report_to(report_to) if main else ()
     if not backends:
         yield progress
         return
-    from embtool.training.epoch import SHOW_EVERY  # the steps at which the running loss is on the host
-
     config = folder.read_config()
     writers: list[Writer] = []
     try:
@@ -321,7 +323,7 @@ def tracked(
         raise
     failed = True
     try:
-        yield Tracker(clock, writers, progress, SHOW_EVERY)
+        yield Tracker(clock, writers, progress, every)
         failed = False
     finally:
         for w in writers:
