@@ -259,3 +259,77 @@ def test_resume_refuses_settings_that_would_change_the_run(tmp_path: Path, given
 
     with pytest.raises(BadInput, match=message):
         resume_with(_stored_run(tmp_path).path, given)
+
+
+def test_an_old_format_folder_migrates_to_the_current_config_version(tmp_path: Path) -> None:
+    """config.json without config_version (every folder written before it) is version 1: its old
+    field names, its missing preset (then: fast's FFN 4·D) and its linear --output-dim head migrate."""
+    from embtool.training.runfolder import CONFIG_VERSION, migrate
+
+    old = {"task": "multi30k", "train": {"task": "multi30k", "n_heads": 2, "d_ff": 64, "output_dim": 8}}
+    new = migrate(old)
+    assert new["config_version"] == CONFIG_VERSION == 2 and old["train"]["n_heads"] == 2  # a copy
+    assert new["train"] == {"task": "multi30k", "heads": 2, "ff": 64, "output_dim": 8, "preset": "fast",
+                            "output_head": "linear"}  # fmt: skip
+    assert migrate(new) == new  # the current version as it is
+    current = {"config_version": 2, "train": {"task": "multi30k"}}
+    assert migrate(current) == current  # no preset: not filled in for a current folder
+    for bad in (3, 0, "2", True):
+        with pytest.raises(ValueError, match="config_version"):
+            migrate({"config_version": bad, "train": {}})
+
+
+def test_an_old_format_folder_reports_and_resumes(tmp_path: Path) -> None:
+    """A complete run folder in the layout `train` wrote before config_version: `report` reads it,
+    and `--resume` continues it with the settings it was trained with."""
+    from conftest import run_in_process, write_run
+    from embtool.training.runfolder import resume_with
+
+    run = write_run(tmp_path / "runs" / "old", train={"task": "multi30k", "n_layers": 2, "device": "cpu"})
+    assert "config_version" not in json.loads((run / CONFIG).read_text())
+    r = run_in_process("report", str(tmp_path / "runs"), "--json")
+    assert r.code == 0, r.stderr
+    assert "30" in r.text
+    cfg, notes = resume_with(run, {"epochs": 5, "device": "cuda"})
+    assert (cfg.layers, cfg.preset, cfg.epochs, cfg.device, cfg.resume) == (2, "fast", 5, "cuda", True)
+    assert notes == ["--device cuda (was cpu)", "--epochs 5 (was 3)"]
+    with pytest.raises(BadInput, match=r"--layers 3 \(the run has 2\) would change the run"):
+        resume_with(run, {"layers": 3})
+
+
+def test_the_resume_roles_are_the_fields_metadata() -> None:
+    """One merge for `train --resume` and the library's resume, driven by each field's on_resume."""
+    from embtool.training.config import BOOKKEEPING, FOLLOWS, GROWS, TrainConfig, fields_on_resume
+    from embtool.training.runfolder import merge_on_resume
+
+    assert fields_on_resume(FOLLOWS) == ("device", "amp", "compile", "threads")
+    assert fields_on_resume(GROWS) == ("epochs",) and fields_on_resume(BOOKKEEPING) == ("out", "resume")
+    stored = TrainConfig(task="multi30k", epochs=10, lr=2e-4)
+    cfg, notes, refused = merge_on_resume(stored, {"epochs": 4, "threads": 2, "lr": 1e-3, "out": "x"})
+    assert (cfg.epochs, cfg.threads, cfg.lr, cfg.out) == (10, 2, 2e-4, None)  # never fewer epochs than set
+    assert notes == ["--epochs 4 (was 10)", "--threads 2 (was 0)"] and refused == [
+        "--lr 0.001 (the run has 0.0002)"
+    ]
+
+
+def test_config_json_carries_its_version_and_every_section() -> None:
+    from types import SimpleNamespace
+
+    from embtool.training.config import TrainConfig
+    from embtool.training.runfolder import CONFIG_VERSION, config_json
+    from embtool.training.spec import RunSpec
+
+    side = SimpleNamespace(table_info=None, vocab=["<pad>", "a"], missing=0)
+    prep = SimpleNamespace(src=side, tgt=None, out=None, dropped=1, train=[([1], 0)] * 3)
+    spec = RunSpec.of(TrainConfig(task="sst2"))
+    where = {"device": "cpu", "amp": "off", "amp_why": "--amp off", "world_size": 1, "sdpa": {}}
+    config = config_json(spec, prep, {"d_model": 300}, {"total": 1}, {}, where)  # type: ignore[arg-type]
+    assert config["config_version"] == CONFIG_VERSION and config["train"] == spec.cfg.to_dict()
+    assert list(config)[1:] == ["embtool", "task", "kind", "seed", "model", "parameters", "paper", "train", "tables",
+                                "vocab", "init", "device", "amp", "amp_why", "world_size", "sdpa",
+                                "dropped_train_examples", "train_examples"]  # fmt: skip
+    assert (
+        config["vocab"]["tgt_size"] is None
+        and config["train_examples"] == 3
+        and config["paper"]["family"] == "glove"
+    )

@@ -28,10 +28,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from embtool._version import __version__
 from embtool.core import atomic, jsonout
 from embtool.core.errors import BadInput
+
+if TYPE_CHECKING:
+    from embtool.training.config import TrainConfig
+    from embtool.training.setup import Prepared
+    from embtool.training.spec import RunSpec
 
 CONFIG = "config.json"
 VOCAB = "vocab.json"
@@ -48,8 +54,8 @@ RUN_FILES = (CONFIG, VOCAB, METRICS, BEST, LAST, STATE, TEST, HYPS, LOCK)
 DONE, RESUME, TODO = "done", "resume", "todo"
 # the figures of a metrics.jsonl line (and val_acc_<split>)
 _FIGURES = ("epoch", "train_loss", "val_loss", "val_bleu", "val_acc", "seconds", "tokens_per_s")
-# config.json of runs made before the train options and TrainConfig fields shared one name
-_OLD_KEYS = {"n_heads": "heads", "n_layers": "layers", "d_ff": "ff"}
+# config.json's layout: ``config_version`` says which; a folder written before it had one is 1
+CONFIG_VERSION = 2
 
 # A stalled run (Liu et al.'s deep Post-LN without warm-up): every loss finite, nothing learned.
 STALL_LOSS_DROP = 0.02  # a run that ends less than 2% below its first validation loss made no progress
@@ -252,8 +258,87 @@ class RunFolder:
             self.file(name).unlink(missing_ok=True)
 
 
-def resume_config(run_dir: str | os.PathLike[str]) -> Any:
-    """The TrainConfig stored in a run folder, set to resume it (``out`` = the folder)."""
+# ----------------------------------------------------------------------------- config.json
+
+
+def config_json(
+    spec: RunSpec,
+    prep: Prepared,
+    model: dict[str, Any],
+    parameters: dict[str, int],
+    init: dict[str, Any],
+    where: dict[str, Any],
+    admin: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """config.json (DESIGN §4): the run (``spec``: its settings and Table 5 column), the model and its
+    parameter counts, the tables and vocabularies (``prep``), how the embeddings started (``init``),
+    where and how it runs (``where``: device, amp, amp_why, world_size, sdpa) and Admin's profile."""
+    cfg = spec.cfg
+    config: dict[str, Any] = {
+        "config_version": CONFIG_VERSION,
+        "embtool": __version__,
+        "task": cfg.task,
+        "kind": cfg.kind,
+        "seed": cfg.seed,
+        "model": model,
+        "parameters": parameters,
+        "paper": spec.paper,
+        "train": cfg.to_dict(),
+        "tables": {"src": prep.src.table_info, "tgt": prep.tgt.table_info if prep.tgt else None},
+        "vocab": {
+            "src_size": len(prep.src.vocab),
+            "tgt_size": len(prep.tgt.vocab) if prep.tgt else None,
+            "src_missing": prep.src.missing,
+            "tgt_missing": prep.tgt.missing if prep.tgt else None,
+        },
+        "init": init,
+        **where,
+        "dropped_train_examples": prep.dropped,
+        "train_examples": len(prep.train),
+    }
+    if admin is not None:
+        config["admin_profile"] = admin
+    if prep.out is not None:
+        config["out_emb"] = {"table": prep.out.table_info, "missing": prep.out.missing}
+    return config
+
+
+def _v1_to_v2(config: dict[str, Any]) -> dict[str, Any]:
+    """Folders written before config_version: the train settings of three earlier layouts."""
+    train = config.get("train")
+    if not isinstance(train, dict):
+        return config  # resume_config names the problem
+    # before the train options and TrainConfig fields shared one name
+    train = {{"n_heads": "heads", "n_layers": "layers", "d_ff": "ff"}.get(k, k): v for k, v in train.items()}
+    train.setdefault("preset", "fast")  # before the presets: what is now --preset fast (FFN 4·D)
+    if train.get("output_dim"):  # before issue 25, --output-dim built the linear head
+        train.setdefault("output_head", "linear")
+    return {**config, "train": train}
+
+
+MIGRATIONS = {1: _v1_to_v2}  # config_version n → n + 1
+
+
+def migrate(config: dict[str, Any]) -> dict[str, Any]:
+    """config.json of any version as the current one reads it (an old run folder still reports and
+    resumes); ValueError for a version newer than this embtool's."""
+    version = config.get("config_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= CONFIG_VERSION:
+        raise ValueError(
+            f"config_version {version!r}: this embtool reads 1 to {CONFIG_VERSION}; a newer one wrote it"
+        )
+    while version < CONFIG_VERSION:
+        config = {**MIGRATIONS[version](config), "config_version": version + 1}
+        version += 1
+    return config
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def resume_config(run_dir: str | os.PathLike[str]) -> TrainConfig:
+    """The TrainConfig stored in a run folder (of any config_version), set to resume it (``out`` =
+    the folder)."""
     from embtool.training.config import TrainConfig
 
     folder = RunFolder(run_dir)
@@ -261,55 +346,75 @@ def resume_config(run_dir: str | os.PathLike[str]) -> Any:
     if not path.is_file():
         raise BadInput(f"--resume {run_dir}: no {CONFIG}; is it a run folder made by `embtool train`?")
     try:
-        stored = folder.read_config()["train"]
+        stored = migrate(folder.read_config())["train"]
         if not isinstance(stored, dict):
             raise ValueError("'train' is not an object")
     except (ValueError, KeyError, OSError) as e:
         raise BadInput(f"{path}: not a readable run config ({e})") from None
-    stored = {_OLD_KEYS.get(k, k): v for k, v in stored.items()}
-    # a run from before the presets was trained with what is now --preset fast (FFN 4·D)
-    stored.setdefault("preset", "fast")
-    if stored.get("output_dim"):  # and one from before issue 25 with --output-dim, the linear head
-        stored.setdefault("output_head", "linear")
     stored.update(out=str(run_dir), resume=True)
     return TrainConfig.from_dict(stored, origin=str(path))
 
 
-# settings a continued run may take from the command: more epochs, and where and how it runs
-ON_RESUME = ("epochs", "device", "amp", "compile", "threads")
+def merge_on_resume(stored: TrainConfig, given: dict[str, Any]) -> tuple[TrainConfig, list[str], list[str]]:
+    """The stored run with the ``given`` settings applied by each field's ``on_resume`` role, a note
+    per change, and the given settings refused because they would change the run (KEEPS).
+
+    FOLLOWS takes the given value (where and how the run executes); GROWS the larger (epochs: a
+    run may train more); BOOKKEEPING (the folder, the act of resuming) is the caller's.
+    """
+    import dataclasses
+
+    from embtool.training.config import BOOKKEEPING, FOLLOWS, GROWS, on_resume
+
+    changes: dict[str, Any] = {}
+    notes: list[str] = []
+    refused: list[str] = []
+    for name, value in sorted(given.items()):
+        role, old = on_resume(name), getattr(stored, name)
+        if role == BOOKKEEPING or value == old:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if role in (FOLLOWS, GROWS):
+            changes[name] = max(old, value) if role == GROWS else value
+            notes.append(f"{flag} {value} (was {old})")
+        else:
+            refused.append(f"{flag} {value} (the run has {old})")
+    return dataclasses.replace(stored, **changes), notes, refused
 
 
-def resume_with(run_dir: str | os.PathLike[str], given: dict[str, Any]) -> tuple[Any, list[str]]:
+def resumed(cfg: TrainConfig) -> TrainConfig:
+    """The run stored in ``cfg.out``, continued as ``cfg`` asks: its epochs if more (0: the
+    stored ones) and where and how it runs (FOLLOWS); every other setting is the folder's."""
+    from embtool.training.config import FOLLOWS, fields_on_resume
+
+    given = {name: getattr(cfg, name) for name in fields_on_resume(FOLLOWS)}
+    if cfg.epochs:
+        given["epochs"] = cfg.epochs
+    return merge_on_resume(resume_config(cfg.out or ""), given)[0]
+
+
+def resume_with(run_dir: str | os.PathLike[str], given: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
     """The stored TrainConfig with the allowed ``given`` settings applied, and a note per change.
 
     BadInput for a setting that would change what the run learns (or fewer epochs than it has
     done): a run folder holds one run; a changed one is a new run in another folder.
     """
-    import dataclasses
+    from embtool.training.config import FOLLOWS, GROWS, fields_on_resume
 
-    cfg = resume_config(run_dir)
-    changes, notes, refused = {}, [], []
-    for name, value in sorted(given.items()):
-        old = getattr(cfg, name, None)
-        if name == "out" and value is not None and Path(value).resolve() != Path(run_dir).resolve():
-            refused.append(f"--out {value} (the run is in {run_dir})")
-            continue
-        if name in ("out", "resume") or value == old:
-            continue
-        if name in ON_RESUME:
-            changes[name] = value
-            notes.append(f"--{name.replace('_', '-')} {value} (was {old})")
-        else:
-            refused.append(f"--{name.replace('_', '-')} {value} (the run has {old})")
+    out = given.get("out")
+    moved = out is not None and Path(out).resolve() != Path(run_dir).resolve()
+    cfg, notes, refused = merge_on_resume(resume_config(run_dir), given)
+    if moved:
+        refused.insert(0, f"--out {out} (the run is in {run_dir})")
     if refused:
+        may = ", ".join("--" + n.replace("_", "-") for n in fields_on_resume(GROWS, FOLLOWS))
         raise BadInput(
-            f"--resume {run_dir}: {', '.join(refused)} would change the run; a run continues with its own "
-            f"settings, and only {', '.join('--' + n for n in ON_RESUME)} may change (give another --out "
-            "for a new run)"
+            f"--resume {run_dir}: {', '.join(sorted(refused))} would change the run; a run continues with "
+            f"its own settings, and only {may} may change (give another --out for a new run)"
         )
     done = RunFolder(run_dir).done_epochs()
-    if "epochs" in changes and changes["epochs"] < done:
+    if "epochs" in given and given["epochs"] < done:
         raise BadInput(
-            f"--resume {run_dir}: --epochs {changes['epochs']}: the run has trained {done} epoch(s) already"
+            f"--resume {run_dir}: --epochs {given['epochs']}: the run has trained {done} epoch(s) already"
         )
-    return dataclasses.replace(cfg, **changes), notes
+    return cfg, notes
