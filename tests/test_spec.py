@@ -94,3 +94,17 @@ def test_the_autocast_and_its_reason_come_from_choose_amp() -> None:
     choice = spec.amp(torch.device("cpu"))
     assert choice.amp == "off" and "off" in choice.why
     assert RunSpec.of(dataclasses.replace(spec.cfg, amp="bf16")).amp(torch.device("cpu")).amp == "bf16"
+
+
+def test_the_spec_needs_no_torch() -> None:
+    """`experiment` checks every run of its grid through RunSpec before any work, without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from embtool.training.spec import RunSpec; from embtool.training import TrainConfig; "
+        "RunSpec.of(TrainConfig(task='mnli')); print('torch' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )

@@ -231,11 +231,11 @@ def check(grid: Grid) -> tuple[dict[str, Any], dict[int, Any]]:
     """
     record = check_record(grid)
     configs = {id(r): train_config(grid, r) for r in grid.todo()}
-    from embtool.training.widths import check_tables
+    from embtool.training.spec import RunSpec
 
     inputs = {key: str(path) for key, path in grid.inputs.items()}  # the variants keep the input's D
     for cfg in configs.values():
-        check_tables(dataclasses.replace(cfg, **inputs))
+        RunSpec.of(dataclasses.replace(cfg, **inputs))  # what `train` resolves and checks first
     return record, configs
 
 
