@@ -333,3 +333,16 @@ def test_config_json_carries_its_version_and_every_section() -> None:
         and config["train_examples"] == 3
         and config["paper"]["family"] == "glove"
     )
+
+
+@pytest.mark.parametrize(("epochs", "want"), [(0, 2), (1, 2), (7, 7)], ids=["stored", "never-fewer", "more"])
+def test_the_librarys_resume_keeps_the_run_and_follows_where_it_runs(tmp_path: Path, epochs, want) -> None:
+    """``resumed(cfg)`` (loop.open_run's): the stored settings, but for more epochs and where and how
+    it runs, which follow ``cfg`` whatever it holds; a setting that would change the run is ignored."""
+    from embtool.training.config import TrainConfig
+    from embtool.training.runfolder import resumed
+
+    folder = _stored_run(tmp_path)
+    cfg = TrainConfig(task="multi30k", out=str(folder.path), resume=True, epochs=epochs, threads=3, lr=0.5)
+    got = resumed(cfg)
+    assert (got.epochs, got.threads, got.device, got.lr, got.out) == (want, 3, "auto", 2e-4, str(folder.path))
