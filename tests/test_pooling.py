@@ -111,12 +111,12 @@ def test_first_pooling_puts_cls_first_in_every_source(shared_data) -> None:
     from embtool.training.setup import prepare
 
     data = load_splits("sst2", shared_data / "sst2").cut(40, 10)
-    prep = prepare(TrainConfig(task="sst2", pool="first", cache=False), data)
+    prep = prepare(TrainConfig(task="sst2", pool="first", cache=False).resolved(), data)
     cls = prep.src.vocab.index(CLS)
     assert cls == len(SPECIALS) and all(
         src[0] == cls and cls not in src[1:] for src, _ in prep.train + prep.val
     )
-    mean = prepare(TrainConfig(task="sst2", cache=False), data)
+    mean = prepare(TrainConfig(task="sst2", cache=False).resolved(), data)
     assert CLS not in mean.src.vocab
     words = [[prep.src.vocab[i] for i in src[1:]] for src, _ in prep.train]
     assert words == [[mean.src.vocab[i] for i in src] for src, _ in mean.train]  # the same tokens after it

@@ -65,7 +65,7 @@ def test_prepare_builds_vocabularies_rows_by_token_and_drops_long_examples(
     assert prep.src.missing == 4  # the specials: not in the table, filled
     assert prep.dropped == 1 and prep.train == [([4, 5, 3], [5])]  # the source ends with <eos>
     with pytest.raises(BadInput, match="no training example is at most --max-len 4"):
-        prepare(_cfg(max_len=4, tokenizer="whitespace"), _text(["a a a a a a"], ["x"]))
+        prepare(_cfg(max_len=4, tokenizer="whitespace").resolved(), _text(["a a a a a a"], ["x"]))
 
 
 def test_a_table_with_nan_is_refused_without_an_option_train_lacks(tmp_path: Path, make_table) -> None:

@@ -33,7 +33,7 @@ def _prepare(cfg):
     from embtool.training.setup import prepare
 
     data = load_files(cfg.src, cfg.tgt, cfg.val_src, cfg.val_tgt, cfg.test_src, cfg.test_tgt)
-    return prepare(cfg, data)
+    return prepare(cfg.resolved(), data)
 
 
 def test_second_prepare_tokenizes_nothing_and_gives_the_same_data(tmp_path, counted):

@@ -140,9 +140,9 @@ def build_side(
     from embtool.formats.alignment import align
     from embtool.text.vocab import build_vocab, count_tokens
 
-    min_freq = cfg.min_freq or cfg.task_info.min_freq  # a config not yet resolved: the task's
+    assert cfg.min_freq, "a resolved config (RunSpec.cfg): --min-freq 0 is the task's, filled in there"
     vocab = build_vocab(
-        count_tokens(sentences), min_freq=min_freq, specials=specials, info={"tokenizer": given.tokenizer}
+        count_tokens(sentences), min_freq=cfg.min_freq, specials=specials, info={"tokenizer": given.tokenizer}
     )
     side = Side(name, given.tokenizer, list(vocab.tokens), given.table, given.info)
     if given.table is not None:
@@ -227,7 +227,8 @@ class Encoder:
 
 
 def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
-    """Tokenize, build vocabularies, look up rows, and encode every split as id lists."""
+    """Tokenize, build vocabularies, look up rows, and encode every split as id lists (``cfg``
+    resolved: ``RunSpec.of(cfg).cfg``)."""
     src_in, tgt_in = side_inputs(cfg)
     split = split_tokenizer(cfg, src_in.tokenizer, tgt_in.tokenizer if tgt_in else "")
     tr_src, tr_tgt = split(data.train, "train")
