@@ -108,3 +108,16 @@ def test_the_spec_needs_no_torch() -> None:
     assert (
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
     )
+
+
+def test_the_model_over_prepared_vocabularies(tmp_path) -> None:
+    """``model_for(prep)``: the sizes of the vocabularies the run built, the rest from the spec."""
+    from embtool.tasks import TaskText, TranslationData
+    from embtool.training.setup import prepare
+
+    split = TranslationData(["a b c", "b c"], ["x y", "y"])
+    spec = RunSpec.of(
+        TrainConfig(task="files", src="s", tgt="t", tokenizer="whitespace", min_freq=1, cache=False)
+    )
+    mc = spec.model_for(prepare(spec.cfg, TaskText(split, split, split)))
+    assert (mc.src_vocab, mc.tgt_vocab, mc.d_model, mc.d_ff) == (4 + 3, 4 + 2, FAST_D, 512)  # paper: FFN 512

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from embtool.model.transformer import ModelConfig
     from embtool.training.amp import AmpChoice
+    from embtool.training.setup import Prepared
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,10 @@ class RunSpec:
             segments=cfg.segments,
             sep_id=specials.index(SEP) if SEP in specials else -1,  # the vocabulary's specials come first
         )
+
+    def model_for(self, prep: Prepared) -> ModelConfig:
+        """The model of this run over its prepared vocabularies (``setup.prepare``)."""
+        return self.model_config(len(prep.src.vocab), len(prep.tgt.vocab) if prep.tgt else 0, prep.n_classes)
 
     def amp(self, device: torch.device) -> AmpChoice:
         """The autocast ``--amp`` gives on ``device`` and why (``amp.choose_amp``): config.json's
