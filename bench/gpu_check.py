@@ -367,13 +367,13 @@ class Batches:
     collated: dict[tuple[bool, int], list[Any]] = field(default_factory=dict)
 
     def steps(self, whole: bool, multiple: int) -> list[Any]:
-        from embtool.training.epoch import collate, collate_parts
+        from embtool.training.epoch import collate_parts
 
         key = (whole, multiple)
         if key not in self.collated:
-            train, kind, dev = self.run.prep.train, self.run.cfg.kind, self.run.device
+            train, kind, dev = self.run.prep.train, self.run.kind, self.run.engine.device
             self.collated[key] = [
-                collate(train, index, kind, multiple).to(dev)
+                kind.collate(train, index, multiple).to(dev)
                 if whole
                 else collate_parts(train, index, kind, dev, self.overhead, multiple)
                 for index in self.order
@@ -394,7 +394,7 @@ def speed(sec: Section, chk: Check) -> None:
     import torch
 
     from embtool.training.cpu import process_settings
-    from embtool.training.epoch import batch_units, batches_of, model_overhead
+    from embtool.training.epoch import model_overhead
 
     s, dev = chk.sizes, chk.device
     fp32 = "fp32/TF32" if chk.cuda else "fp32"
@@ -410,13 +410,13 @@ def speed(sec: Section, chk: Check) -> None:
         run = built_run(chk, "speed")
         cfg, mc, train = run.cfg, run.model.cfg, run.prep.train
         n = s.warmup + s.steps
-        order = batches_of(train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed))[:n]
+        order = run.kind.batches(train, cfg, torch.Generator().manual_seed(cfg.seed))[:n]
         if len(order) < n:
             raise RuntimeError(f"only {len(order)} batches of {cfg.batch_size} pairs; {n} needed")
         b = Batches(
             run,
             order,
-            [batch_units(train, index, cfg.kind)[0] for index in order],
+            [run.kind.units(train, index)[0] for index in order],
             {k: v.detach().clone() for k, v in run.model.state_dict().items()},
             model_overhead(mc, dev),
         )
@@ -482,12 +482,14 @@ def contender(chk: Check, b: Batches, side: str, amp: str, compiled: bool) -> tu
     """One row's step on pre-collated batch i; embtool's also as `train` takes it (collated then,
     pinned and copied without waiting), and its stepper. The reference is nn.Transformer as
     bench/train.py runs it; embtool's is its own (``objective.prepare``, ``epoch.train_step``,
-    ``schedule.make_optimizer``), from the run's initial weights."""
+    ``schedule.Schedule``), from the run's initial weights."""
     import torch
 
+    from embtool.training.amp import Precision
+    from embtool.training.engine import Engine
     from embtool.training.epoch import collate_parts, train_step
     from embtool.training.objective import prepare as prepare_step
-    from embtool.training.schedule import make_optimizer
+    from embtool.training.schedule import Schedule
 
     cfg, mc, dev = b.run.cfg, b.run.model.cfg, chk.device
     if side == "reference":
@@ -508,19 +510,19 @@ def contender(chk: Check, b: Batches, side: str, amp: str, compiled: bool) -> tu
         return reference, None, None
     b.run.model.load_state_dict(b.init)
     b.run.model.train()
-    params = [p for p in b.run.model.parameters() if p.requires_grad]
-    ours = make_optimizer(params, cfg, dev)
+    ours = Schedule.make(b.run.model, cfg, dev, total=0)
     stepper = prepare_step(b.run.model, compile=compiled, backend=chk.backend, smoothing=cfg.label_smoothing)
+    engine = Engine(dev, Precision.choose(amp, dev), stepper=stepper)
 
     multiple = pad_multiple(compiled, dev)
     collated = b.steps(False, multiple)
 
     def embtool(i: int) -> None:
-        train_step(stepper, ours, params, collated[i], b.units[i], cfg.clip_norm, dev, amp)
+        train_step(engine, ours, collated[i], b.units[i])
 
     def live(i: int) -> None:
-        parts = collate_parts(b.run.prep.train, b.order[i], cfg.kind, dev, b.overhead, multiple)
-        train_step(stepper, ours, params, parts, b.units[i], cfg.clip_norm, dev, amp)
+        parts = collate_parts(b.run.prep.train, b.order[i], b.run.kind, dev, b.overhead, multiple)
+        train_step(engine, ours, parts, b.units[i])
 
     return embtool, live, stepper
 
@@ -649,12 +651,12 @@ def attention(sec: Section, chk: Check) -> None:
 
     from embtool.model.layers import Attention
     from embtool.model.transformer import ModelConfig, key_padding_mask
+    from embtool.training.amp import AMP_DTYPES, choose_amp
     from embtool.training.config import TrainConfig
-    from embtool.training.epoch import AMP_DTYPES, pick_amp
 
     dev, B = chk.device, chk.sizes.attn_batch
     S, T = 37, 41  # odd lengths: neither a multiple of 8 nor equal
-    amp = pick_amp("auto", dev)  # as a run on this device autocasts
+    amp = choose_amp("auto", dev).amp  # as a run on this device autocasts
     attn_p = TrainConfig().attn_dropout  # train's default: with dropout on the weights, other kernels apply
     g = torch.Generator().manual_seed(0)
     lengths = [S] + torch.randint(
@@ -794,9 +796,10 @@ def ddp(sec: Section, chk: Check) -> None:
     import torch.distributed as dist
 
     from embtool.training.cpu import process_settings
-    from embtool.training.epoch import batch_units, batches_of, collate_parts, model_overhead, train_step
+    from embtool.training.engine import Engine
+    from embtool.training.epoch import collate_parts, model_overhead, train_step
     from embtool.training.objective import prepare as prepare_step
-    from embtool.training.schedule import make_optimizer
+    from embtool.training.schedule import Schedule
 
     dev = chk.device
     backend = "nccl" if chk.cuda else "gloo"
@@ -804,26 +807,22 @@ def ddp(sec: Section, chk: Check) -> None:
         run = built_run(chk, "ddp", dropout=0.0, attn_dropout=0.0)
         cfg, train = run.cfg, run.prep.train
         plain_model = copy.deepcopy(run.model)  # the same initial weights
-        order = batches_of(train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed))[
-            : chk.sizes.ddp_steps
-        ]
+        order = run.kind.batches(train, cfg, torch.Generator().manual_seed(cfg.seed))[: chk.sizes.ddp_steps]
         overhead = model_overhead(run.model.cfg, dev)
         dist.init_process_group(backend, init_method=f"file://{chk.tmp / 'ddp-store'}", rank=0, world_size=1)
         try:
             ddp_device = torch.device("cuda", torch.cuda.current_device()) if chk.cuda else dev
             sides = []
             for model, distributed in ((run.model, True), (plain_model, False)):
-                params = [p for p in model.parameters() if p.requires_grad]
                 stepper = prepare_step(model, compile=False, ddp_device=ddp_device, distributed=distributed)
-                sides.append((stepper, make_optimizer(params, cfg, dev), params))
+                engine = Engine.plain(dev)
+                engine.stepper = stepper
+                sides.append((engine, Schedule.make(model, cfg, dev, total=0)))
             losses = []
             for index in order:
-                parts = collate_parts(train, index, cfg.kind, dev, overhead, pad_multiple(False, dev))
-                n, _ = batch_units(train, index, cfg.kind)
-                pair = [
-                    float(train_step(st, opt, ps, parts, n, cfg.clip_norm, dev, "off"))
-                    for st, opt, ps in sides
-                ]
+                parts = collate_parts(train, index, run.kind, dev, overhead, pad_multiple(False, dev))
+                n, _ = run.kind.units(train, index)
+                pair = [float(train_step(engine, schedule, parts, n)) for engine, schedule in sides]
                 losses.append(pair)
         finally:
             dist.destroy_process_group()
@@ -954,14 +953,18 @@ def memory(sec: Section, chk: Check) -> None:
     from embtool.model.transformer import ModelConfig
     from embtool.model.transformer import build as build_model
     from embtool.tasks.registry import TASKS
+    from embtool.training.amp import Precision
     from embtool.training.config import TrainConfig
     from embtool.training.cpu import process_settings
-    from embtool.training.epoch import collate_parts, model_overhead, pick_amp, train_step
+    from embtool.training.engine import Engine
+    from embtool.training.epoch import collate_parts, model_overhead, train_step
+    from embtool.training.kinds import TRANSLATION
     from embtool.training.objective import prepare as prepare_step
-    from embtool.training.schedule import make_optimizer
+    from embtool.training.schedule import Schedule
 
     dev, k = chk.device, chk.sizes.memory_scale
-    amp = pick_amp("auto", dev)
+    precision = Precision.choose("auto", dev)
+    amp = precision.amp
     rng = random.Random(0)
     for col in TASKS["iwslt2017"].table5:
         if sec.left() < 3:
@@ -979,9 +982,8 @@ def memory(sec: Section, chk: Check) -> None:
         with process_settings(dev):
             torch.manual_seed(0)
             model = build_model(mc).to(dev).train()
-            params = [p for p in model.parameters() if p.requires_grad]
-            opt = make_optimizer(params, cfg, dev)
-            stepper = prepare_step(model, smoothing=cfg.label_smoothing)
+            schedule = Schedule.make(model, cfg, dev, total=0)
+            engine = Engine(dev, precision, stepper=prepare_step(model, smoothing=cfg.label_smoothing))
             if chk.cuda:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
@@ -989,10 +991,10 @@ def memory(sec: Section, chk: Check) -> None:
             index = list(range(batch))
             for _ in range(2):  # the first step also allocates Adam's state
                 parts = collate_parts(
-                    examples, index, "translation", dev, model_overhead(mc, dev), pad_multiple(False, dev)
+                    examples, index, TRANSLATION, dev, model_overhead(mc, dev), pad_multiple(False, dev)
                 )
                 n = sum(len(t) + 1 for _, t in examples)
-                train_step(stepper, opt, params, parts, n, cfg.clip_norm, dev, amp)
+                train_step(engine, schedule, parts, n)
             chk.sync()
             ms = 1e3 * (time.perf_counter() - start) / 2
         longest = max(max(len(s), len(t) + 1) for s, t in examples)
@@ -1010,7 +1012,7 @@ def memory(sec: Section, chk: Check) -> None:
             sec.row(f"iwslt2017 {col.family} step ({amp})", f"n/a: peak GPU memory {NO_CUDA} · toy step ran, "
                     f"{ms:.0f} ms · process RSS high-water {rss:,.0f} MiB · {shape}", status="n/a",
                     rss_mib=rss, ms_step=ms, family=col.family)  # fmt: skip
-        del model, opt, stepper
+        del model, schedule, engine
     if not chk.cuda:
         sec.na(f"peak GPU memory {NO_CUDA}; the step's code ran at toy size on the CPU")
 

@@ -215,13 +215,18 @@ class Side:
         else:
             from embtool.model.transformer import ModelConfig, Seq2Seq
             from embtool.tables.transforms import xavier
+            from embtool.training.amp import choose_amp
             from embtool.training.config import TrainConfig
-            from embtool.training.epoch import batches_of, pick_amp
-            from embtool.training.schedule import make_optimizer
+            from embtool.training.kinds import TRANSLATION
+            from embtool.training.schedule import Schedule
 
             self.cfg = TrainConfig(task="multi30k", batch_size=batch, epochs=1, lr=LR, device="cpu", out="-")
             path = name.removesuffix(FAST)
-            self.amp = path.endswith("bf16") if path != "embtool" else pick_amp("auto", torch.device("cpu"))
+            # (a bool here before: "embtool-bf16" autocast nothing and ran in fp32)
+            self.amp = choose_amp(
+                "auto" if path == "embtool" else path.removeprefix("embtool-").replace("fp32", "off"),
+                torch.device("cpu"),
+            ).amp
             mc = ModelConfig(
                 src_vocab=payload["src_vocab"],
                 tgt_vocab=payload["tgt_vocab"],
@@ -239,9 +244,8 @@ class Side:
                 ).vectors  # (N, D)
                 emb.weight.data.copy_(torch.as_tensor(rows))
             self.model = model
-            self.params = [p for p in model.parameters() if p.requires_grad]
-            self.opt = make_optimizer(self.params, self.cfg, torch.device("cpu"))
-            self.batches = batches_of(train, "translation", self.cfg, torch.Generator().manual_seed(seed))
+            self.schedule = Schedule.make(model, self.cfg, torch.device("cpu"), total=0)
+            self.batches = TRANSLATION.batches(train, self.cfg, torch.Generator().manual_seed(seed))
         self.model.train()
 
     def step(self, i: int) -> None:
@@ -251,13 +255,17 @@ class Side:
             src, tgt_in, tgt_out, n = ref_batch(self.train, index)
             reference_step(self.model, self.opt, src, tgt_in, tgt_out)  # type: ignore[arg-type]
         else:
-            from embtool.training.epoch import batch_units, collate_parts, model_overhead, train_step
+            from embtool.training.amp import Precision
+            from embtool.training.engine import Engine
+            from embtool.training.epoch import collate_parts, model_overhead, train_step
+            from embtool.training.kinds import TRANSLATION
             from embtool.training.objective import prepare as prepare_step
 
             cpu = torch.device("cpu")
-            parts = collate_parts(self.train, index, "translation", cpu, model_overhead(self.model.cfg, cpu))
-            n, _ = batch_units(self.train, index, "translation")
-            train_step(prepare_step(self.model), self.opt, self.params, parts, n, 0.0, cpu, self.amp)
+            parts = collate_parts(self.train, index, TRANSLATION, cpu, model_overhead(self.model.cfg, cpu))
+            n, _ = TRANSLATION.units(self.train, index)
+            engine = Engine(cpu, Precision.choose(self.amp, cpu), stepper=prepare_step(self.model))
+            train_step(engine, self.schedule, parts, n)
         if i > 0:  # step 0 is the warm-up
             self.seconds += time.perf_counter() - start
             self.tokens += n

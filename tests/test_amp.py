@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -111,13 +112,17 @@ ONE_DECISION = [
 @pytest.mark.parametrize(("setting", "device", "native", "chosen", "why"), ONE_DECISION,
                          ids=[f"{s}-{d}-{n}" for s, d, n, *_ in ONE_DECISION])  # fmt: skip
 def test_one_decision_for_every_setting_and_device(cpu, gpu, setting, device, native, chosen, why) -> None:
-    from embtool.training.epoch import pick_amp
-
     cpu["flags"], cpu["times"][True] = (True, False), 2.0
     gpu["bf16"] = native
     choice = amp.choose_amp(setting, torch.device(device))
     assert choice.amp == chosen and why in choice.why
-    assert pick_amp(setting, torch.device(device)) == chosen  # epoch's name for it asks the same function
+    with warnings.catch_warnings():  # a GradScaler for the stand-in GPU says CUDA is not there
+        warnings.simplefilter("ignore")
+        precision = amp.Precision.choose(
+            setting, torch.device(device)
+        )  # the run's precision asks the same function
+    assert (precision.amp, precision.why) == (chosen, choice.why)
+    assert (precision.scaler is not None) == (chosen == "fp16")  # loss scaling for fp16 alone
     if setting != "auto":  # an explicit setting's reason is the setting, never a probe's
         assert "probe" not in choice.why and cpu["probes"] == 0
 
@@ -137,3 +142,25 @@ def test_config_json_gives_fp16_on_a_cpu_its_own_reason(tmp_path: Path) -> None:
     run = train_dir(tiny_cfg(files, tmp_path / "run", epochs=1, amp="fp16"))
     config = json.loads((run / "config.json").read_text())
     assert (config["amp"], config["amp_why"]) == ("fp16", "--amp fp16 (with loss scaling)")
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, 0.5])
+def test_fp16_loss_scaling_gives_the_unscaled_step(clip_norm) -> None:
+    """Precision's fp16 step scales the loss before backward and unscales before clipping and the
+    update (powers of two: exact), so its SGD step equals float32's; its scale goes into state.pt."""
+    params = {}
+    for setting in ("off", "fp16"):
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(4, 3)
+        opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+        precision = amp.Precision.choose(setting, CPU)
+        precision.backward(layer(torch.ones(2, 4)).pow(2).sum())
+        precision.step(opt, list(layer.parameters()), clip_norm)
+        params[setting] = [p.detach().clone() for p in layer.parameters()]
+    for a, b in zip(params["off"], params["fp16"], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert amp.Precision.choose("off", CPU).state_dict() == {}
+    assert amp.Precision.choose("fp16", CPU).state_dict()["scale"] == 2.0**16
+    restored = amp.Precision.choose("fp16", CPU)
+    restored.load_state_dict({**precision.state_dict(), "scale": 8.0})
+    assert restored.state_dict()["scale"] == 8.0

@@ -20,13 +20,13 @@ from embtool.training.batching import make_batches
 from embtool.training.config import TrainConfig
 from embtool.training.data import EOS_ID
 from embtool.training.decoding import decode, max_output_len
-from embtool.training.epoch import batches_of, collate
+from embtool.training.engine import Engine
+from embtool.training.kinds import kind_of
 from embtool.training.parallel import World
 from embtool.training.setup import tokenize
 
 
 def test_validate_and_test_result_repeat_a_finished_run(reverse_run, tmp_path):
-    from embtool.training.evaluation import test_result, validate
     from embtool.training.loop import build
     from embtool.training.runfolder import RunFolder, resume_config
 
@@ -35,12 +35,12 @@ def test_validate_and_test_result_repeat_a_finished_run(reverse_run, tmp_path):
     cfg = resume_config(copy)
     run = build(cfg, RunFolder(copy), torch.device("cpu"), lambda e, i: None)  # weights of the last epoch
     last = metrics(reverse_run)[-1]
-    got = validate(run.model, run.prep, run.cfg, run.device, run.amp)  # as the run validated (--amp auto)
+    got = run.kind.validate(run.model, run.prep, run.cfg, run.engine)  # as the run validated (--amp auto)
     assert got["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
     assert got["val_bleu"] == pytest.approx(last["val_bleu"], abs=1e-9)
     assert got["val_bleu_tok"] == pytest.approx(last["val_bleu_tok"], abs=1e-9)  # both BLEUs each epoch
     want = json.loads((reverse_run / "test.json").read_text())
-    assert test_result(run) == want  # the best checkpoint, decoded again
+    assert run.kind.test_result(run, run.engine) == want  # the best checkpoint, decoded again
 
 
 # (tokenizer spec, signature's case, the detokenized BLEU as sacrebleu gives it on the original references)
@@ -117,8 +117,8 @@ def _toy(kind: str, n: int = 37):
 @torch.no_grad()
 def _eval_loss_before(model, examples, kind, cfg):
     total, units, preds = 0.0, 0, [0] * len(examples)
-    for index in batches_of(examples, kind, cfg, None):
-        batch = collate(examples, index, kind)
+    for index in kind_of(kind).batches(examples, cfg, None):
+        batch = kind_of(kind).collate(examples, index)
         if kind == "translation":
             loss, n = model.loss(batch.src, batch.tgt_in, batch.tgt_out)
         else:
@@ -135,7 +135,7 @@ def _translate_before(model, examples, cfg, beam):
     """Sorted batches of min(batch, 256) // beam, each decoded to its longest source's budget."""
     out = [[] for _ in examples]
     for index in make_batches([len(s) for s, _ in examples], max(1, min(cfg.batch_size, 256) // beam)):
-        src = collate(examples, index, "translation").src
+        src = kind_of("translation").collate(examples, index).src
         for i, h in zip(
             index, decode(model, src, max_output_len(src.shape[1], model.cfg.max_len), beam), strict=True
         ):
@@ -152,7 +152,7 @@ def _alone(model, examples, beam):
 @pytest.mark.parametrize("kind", ["translation", "classification"])
 def test_eval_loss_is_as_before(kind):
     model, examples, cfg = _toy(kind)
-    loss, preds = evaluation.eval_loss(model, examples, kind, cfg, torch.device("cpu"), "off")
+    loss, preds = evaluation.eval_loss(model, examples, kind_of(kind), cfg, Engine.plain(torch.device("cpu")))
     want_loss, want_preds = _eval_loss_before(model, examples, kind, cfg)
     assert loss == pytest.approx(want_loss, rel=1e-12)
     assert preds == want_preds
@@ -167,8 +167,8 @@ def test_eval_loss_reads_the_device_once_not_each_batch(kind, reads):
     model, examples, cfg = _toy(kind)
     meta = torch.device("meta")
     with meta_only() as mode:
-        evaluation.eval_loss(model.to(meta), examples, kind, cfg, meta, "off")
-    assert len(batches_of(examples, kind, cfg, None)) == 10
+        evaluation.eval_loss(model.to(meta), examples, kind_of(kind), cfg, Engine.plain(meta))
+    assert len(kind_of(kind).batches(examples, cfg, None)) == 10
     assert mode.reads == reads
 
 
@@ -181,7 +181,7 @@ def test_eval_loss_syncs_once_on_cuda():
     with pytest.warns(UserWarning, match="synchroniz") as caught:
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            evaluation.eval_loss(model, examples, "translation", cfg, cuda, "off")
+            evaluation.eval_loss(model, examples, kind_of("translation"), cfg, Engine.plain(cuda))
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert len([w for w in caught if "synchroniz" in str(w.message)]) == 1  # float(total), at the end
@@ -237,7 +237,7 @@ def test_a_hypothesis_is_its_sentence_decoded_alone(monkeypatch, beam, device):
     own budget, as if alone: an untrained model rarely says <eos>, so most run to their budget."""
     model, examples, cfg = _toy("translation", n=25)
     _batched_as(monkeypatch, device)
-    got = evaluation.translate(model, examples, cfg, torch.device("cpu"), "off", beam)
+    got = evaluation.translate(model, examples, cfg, Engine.plain(torch.device("cpu")), beam)
     assert got == _alone(model, examples, beam)
     assert sum(len(h) == int(1.5 * len(s)) + 10 for h, (s, _) in zip(got, examples, strict=True)) > 15
 
@@ -254,7 +254,7 @@ def test_a_trained_model_translates_as_before(reverse_run, monkeypatch, device):
     examples = run.prep.val
     _batched_as(monkeypatch, device)
     for beam in (1, 4):
-        got = evaluation.translate(run.model, examples, run.cfg, run.device, "off", beam)
+        got = evaluation.translate(run.model, examples, run.cfg, Engine.plain(run.engine.device), beam)
         assert got == _translate_before(run.model.eval(), examples, run.cfg, beam)
 
 
@@ -277,10 +277,10 @@ def _evaluations(world: World | None) -> dict:
     cpu, found = torch.device("cpu"), {}
     for kind in ("translation", "classification"):
         model, examples, cfg = _toy(kind)
-        found[kind] = evaluation.eval_loss(model, examples, kind, cfg, cpu, "off", world)
+        found[kind] = evaluation.eval_loss(model, examples, kind_of(kind), cfg, Engine.plain(cpu, world))
     model, examples, cfg = _toy("translation")
     for beam in (1, 3):
-        found[f"beam {beam}"] = evaluation.translate(model, examples, cfg, cpu, "off", beam, world)
+        found[f"beam {beam}"] = evaluation.translate(model, examples, cfg, Engine.plain(cpu, world), beam)
     return found
 
 

@@ -284,8 +284,7 @@ def test_few_modules_at_the_root() -> None:
 
 MAX_FUNCTION_LINES, MAX_PARAMETERS = 60, 8  # in training/: a step readable in one sitting
 # Functions in training/ still over the limits (name → why): the list may only shrink.
-OVERSIZED: dict[str, str] = {
-}
+OVERSIZED: dict[str, str] = {}
 
 
 def oversized_functions(folder: Path) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from embtool.model.transformer import ModelConfig, build
-from embtool.training.epoch import collate
+from embtool.training.kinds import kind_of
 from embtool.training.objective import TrainLoss, inputs, prepare
 
 
@@ -30,7 +30,7 @@ def _model(kind: str):
 @pytest.mark.parametrize("kind", ["translation", "classification"])
 def test_loss_module_is_the_models_loss_without_asking_the_device(kind):
     model = _model(kind)
-    batch = collate(_examples(kind, 9, 1), list(range(9)), kind)
+    batch = kind_of(kind).collate(_examples(kind, 9, 1), list(range(9)))
     got = TrainLoss(model)(*inputs(batch))
     if kind == "translation":
         want, n = model.loss(batch.src, batch.tgt_in, batch.tgt_out)
@@ -59,7 +59,7 @@ def test_compile_captures_the_training_loss_once_for_ten_batch_shapes(kind):
     shapes = set()
     for size in (3, 5, 8, 4, 11, 6, 9, 7, 13, 10):  # 10 batch sizes, each with its own lengths
         index = rng.sample(range(len(examples)), size)
-        batch = collate(examples, index, kind)
+        batch = kind_of(kind).collate(examples, index)
         shapes.add(tuple(batch.src.shape))
         loss = step(batch)
         loss.backward()
@@ -81,11 +81,16 @@ def test_sdpa_info_on_cpu_is_recorded():
 
 def _step(step, model, batch):
     """One training step as the trainer takes it (``epoch.train_step``: forward and backward guarded)."""
+    from embtool.training.config import TrainConfig
+    from embtool.training.engine import Engine
     from embtool.training.epoch import train_step
+    from embtool.training.schedule import Schedule
 
     params = list(model.parameters())
-    return train_step(step, torch.optim.SGD(params, lr=0.0), params, [batch], batch.units, 0.0,
-                      torch.device("cpu"), "off")  # fmt: skip
+    engine = Engine.plain(torch.device("cpu"))
+    engine.stepper = step
+    schedule = Schedule(torch.optim.SGD(params, lr=0.0), TrainConfig(task="multi30k"), params=params)
+    return train_step(engine, schedule, [batch], batch.units)
 
 
 def _batch(kind: str, shape: tuple[int, int, int]):
@@ -98,7 +103,7 @@ def _batch(kind: str, shape: tuple[int, int, int]):
     examples = [([rng.randint(4, 19) for _ in range(S)],
                  [rng.randint(4, 19) for _ in range(T)] if kind == "translation" else rng.randint(0, 1))
                 for _ in range(B)]  # fmt: skip
-    return collate(examples, list(range(B)), kind, PAD_MULTIPLE)
+    return kind_of(kind).collate(examples, list(range(B)), PAD_MULTIPLE)
 
 
 @pytest.mark.slow

@@ -341,7 +341,7 @@ def test_a_resume_that_fails_before_training_leaves_the_folder_as_it_was(tmp_pat
     def broken(*a, **kw):
         raise RuntimeError("the optimizer state does not fit")
 
-    monkeypatch.setattr("embtool.training.loop.grad_scaler", broken)
+    monkeypatch.setattr("embtool.training.amp.Precision.load_state_dict", broken)
     code, err = run_in_process(capsys, "train", "--resume", str(run), "--epochs", "2", "--threads", "1")
     assert code == 1 and "does not fit" in err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before

@@ -1,5 +1,7 @@
 """The run's autocast (bf16, fp16 or fp32): ``choose_amp`` decides it for every ``--amp`` setting and
-device, with its reason (config.json records both).
+device, with its reason (config.json records both); ``Precision`` applies it: the autocast context
+and the optimizer step, through fp16's GradScaler where it has one. Nothing else in the trainer
+handles a scaler or an amp name.
 
 ``--amp auto`` on CUDA: bf16 where the GPU computes it natively. On a CPU, bf16 pays only where
 matmuls run natively in bf16 *and* faster than fp32: AMX tiles are; AVX512-BF16 alone often is not (its dot products convert
@@ -14,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -25,6 +29,7 @@ from embtool.training.checks import AMP_CHOICES
 
 PROBE_SHAPE = (512, 512, 2048)  # (tokens, D, FFN): the paper's model's widest matmul, a small batch
 FASTER = 0.9  # bf16 must take at most this share of fp32's time to be picked
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # "off": no autocast
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,55 @@ def choose_amp(setting: str, device: torch.device) -> AmpChoice:
         f"--amp auto: CPU with AVX512-BF16, no AMX: bf16 matmul probe {'faster' if faster else 'not faster'} "
         f"({1e3 * bf16:.2f} ms vs fp32 {1e3 * fp32:.2f} ms)",
     )
+
+
+class Precision:
+    """The run's arithmetic: ``autocast()`` for the forward passes, ``backward`` and ``step`` for the
+    optimizer step, with fp16's loss scaling (a GradScaler, whose state goes into state.pt) or
+    without (bf16, fp32). ``Precision.choose(setting, device)`` is ``choose_amp``'s decision."""
+
+    def __init__(self, choice: AmpChoice, device: torch.device) -> None:
+        self.amp, self.why = choice.amp, choice.why  # config.json's "amp" and "amp_why"
+        self.device = device
+        self.dtype = AMP_DTYPES.get(choice.amp)  # None: float32, no autocast
+        self.scaler = torch.amp.GradScaler(device.type) if choice.amp == "fp16" else None
+
+    @classmethod
+    def choose(cls, setting: str, device: torch.device) -> Precision:
+        """``--amp`` (auto, bf16, fp16, off) on ``device``, as ``choose_amp`` decides it."""
+        return cls(choose_amp(setting, device), device)
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, scaled first under fp16 (its gradients are unscaled by ``step``)."""
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def step(self, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], clip_norm: float) -> None:
+        """The optimizer step on the gradients ``backward`` left, clipped to ``clip_norm`` (0: not
+        clipped). Under fp16 a step whose gradients overflowed is skipped and the scale adapts."""
+        if self.scaler is None:
+            if clip_norm:
+                torch.nn.utils.clip_grad_norm_(params, clip_norm)
+            opt.step()
+            return
+        if clip_norm:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, clip_norm)
+        self.scaler.step(opt)
+        self.scaler.update()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loss scale's state for state.pt ({} without one)."""
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """A resumed run's loss scale; nothing to restore for bf16/fp32, or from a run without one."""
+        if state and self.scaler is not None:
+            self.scaler.load_state_dict(state)
 
 
 def cuda_native_bf16(device: torch.device) -> bool:

@@ -11,12 +11,13 @@ from embtool.core.errors import BadInput
 from embtool.model.transformer import Classifier, ModelConfig, Seq2Seq, set_embedding
 from embtool.training.config import TrainConfig
 from embtool.training.data import SEP
-from embtool.training.epoch import Progress, batches_of, collate
-from embtool.training.setup import Prepared, source_specials
+from embtool.training.engine import Progress
+from embtool.training.kinds import kind_of
+from embtool.training.setup import Prepared
 
 
 def model_config(cfg: TrainConfig, prep: Prepared) -> ModelConfig:
-    specials = source_specials(cfg)
+    specials = kind_of(cfg).source_specials(cfg)
     dims = {s.rows.shape[1] for s in (prep.src, prep.tgt) if s is not None and s.rows is not None}
     if cfg.input_dim:  # the table feeds a learned E → D projection: D is free
         if dims and cfg.input_dim not in dims:
@@ -109,9 +110,10 @@ def profile_admin(
     """Admin's ω from one pass over the first training batches (``embtool.training.admin``)."""
     from embtool.training.admin import PROFILE_BATCHES, profile
 
-    order = batches_of(prep.train, cfg.kind, cfg, torch.Generator().manual_seed(cfg.seed))
+    kind = kind_of(cfg)
+    order = kind.batches(prep.train, cfg, torch.Generator().manual_seed(cfg.seed))
     index = [i for b in order[:PROFILE_BATCHES] for i in b]
-    figures = profile(model, collate(prep.train, index, cfg.kind).to(device))
+    figures = profile(model, kind.collate(prep.train, index).to(device))
     shown = "; ".join(f"{k} ω {', '.join(f'{w:.2f}' for w in v)}" for k, v in figures["omega"].items())
     progress("log", {"message": f"Admin profiling over {len(index)} examples: {shown}"})
     return figures

@@ -68,6 +68,59 @@ def _reorder(caches: list[Cache], index: Tensor) -> None:
             part[key] = part[key].index_select(0, index)
 
 
+class _Finished:
+    """Each row's best finished hypothesis so far (its normalised score, tokens and length) and how
+    many hypotheses the row has finished."""
+
+    def __init__(self, B: int, L: int, dev: torch.device) -> None:
+        self.score = torch.full((B,), float("-inf"), dtype=torch.float64, device=dev)  # (B,) normalised
+        self.tokens = torch.zeros(B, L, dtype=torch.long, device=dev)  # (B, L)
+        self.length = torch.zeros(B, dtype=torch.long, device=dev)  # (B,)
+        self.count = torch.zeros(B, dtype=torch.long, device=dev)  # (B,)
+
+    def add(self, t: int, cand: _Candidates, tokens: Tensor, first_beam: Tensor, alpha: float) -> None:
+        """Step ``t``'s ending candidates: each row's best (the first of equals) is kept if it beats
+        the best so far (strictly: an earlier one wins a tie). ``first_beam`` (B,): row b's beam 0."""
+        length = t + (cand.word != EOS_ID).long()  # hypothesis tokens, without <eos>
+        norm = cand.top.double() / (length + 1).double().clamp(min=1) ** alpha
+        norm = norm.masked_fill(~cand.ending, float("-inf"))
+        pick = norm.argmax(-1)[:, None]  # (B, 1): the first of the maxima
+        step_best = norm.gather(1, pick).squeeze(1)
+        better = step_best > self.score
+        parent = first_beam + cand.beam.gather(1, pick).squeeze(1)  # (B,)
+        hyp = torch.cat([tokens.index_select(0, parent)[:, 1:], cand.word.gather(1, pick)], dim=1)
+        self.tokens[:, : t + 1] = torch.where(better[:, None], hyp, self.tokens[:, : t + 1])
+        self.length = torch.where(better, length.gather(1, pick).squeeze(1), self.length)
+        self.score = torch.where(better, step_best, self.score)
+        self.count += cand.ending.long().sum(-1)
+
+
+class _Candidates:
+    """A step's 2k best continuations of each row (B, 2k), best first: room for beams that end here.
+    A candidate that ends (<eos>, or the row's last step) is a finished hypothesis while fewer than
+    k beams are filled before it; the first k live ones fill the next beams (``taken``)."""
+
+    def __init__(self, cand: Tensor, k: int, V: int, last: Tensor) -> None:
+        self.top, idx = cand.topk(2 * k, dim=-1)  # (B, 2k)
+        self.beam, self.word = idx // V, idx % V  # (B, 2k)
+        valid = self.top > float("-inf")
+        ends = (self.word == EOS_ID) | last[:, None]  # a row's last step ends every candidate
+        live = valid & ~ends
+        self.live_upto = live.long().cumsum(-1)  # live candidates up to and including each
+        self.taken = live & (self.live_upto <= k)
+        self.ending = valid & ends & (self.live_upto - live.long() < k)
+
+    def next_beams(self, k: int) -> tuple[Tensor, Tensor, Tensor]:
+        """(scores, parent beam, word), each (B, k): the taken candidates in order; empty slots
+        score -inf and say <eos>."""
+        B, dev = self.top.shape[0], self.top.device
+        slot = torch.where(self.taken, self.live_upto - 1, torch.full_like(self.live_upto, k))  # k: none
+        scores = torch.full((B, k + 1), float("-inf"), device=dev).scatter(1, slot, self.top)[:, :k]
+        parent = torch.zeros(B, k + 1, dtype=torch.long, device=dev).scatter(1, slot, self.beam)[:, :k]
+        word = torch.full((B, k + 1), EOS_ID, dtype=torch.long, device=dev).scatter(1, slot, self.word)[:, :k]
+        return scores, parent, word
+
+
 @torch.no_grad()
 def beam_search(
     model: Seq2Seq,
@@ -85,9 +138,7 @@ def beam_search(
     score (or its first beam, if none finished). All on the device: one host sync a step
     (``max_len`` and ``padded`` as in ``greedy``).
     """
-    B = src.shape[0]
-    V = model.cfg.tgt_vocab
-    dev = src.device
+    B, V, dev = src.shape[0], model.cfg.tgt_vocab, src.device
     L, budget = _budgets(max_len, B, dev)  # L steps at most; (B,) each row's
     memory, mask = model.encode(src, padded)  # (B, S, D)
     rep = torch.arange(B, device=dev).repeat_interleave(k)  # (B·k,) row of each beam
@@ -97,58 +148,26 @@ def beam_search(
     scores = torch.full((B, k), float("-inf"), device=dev)  # (B, k) summed log-probs
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not repeat
     tokens = torch.full((B * k, 1), BOS_ID, dtype=torch.long, device=dev)  # (B·k, t+1)
-    rows = torch.arange(B, device=dev)
-    best = torch.full((B,), float("-inf"), dtype=torch.float64, device=dev)  # best finished, normalised
-    best_tokens = torch.zeros(B, L, dtype=torch.long, device=dev)
-    best_len = torch.zeros(B, dtype=torch.long, device=dev)
-    n_finished = torch.zeros(B, dtype=torch.long, device=dev)
+    first_beam = torch.arange(B, device=dev) * k  # (B,)
+    finished = _Finished(B, L, dev)
     alive = torch.ones(B, dtype=torch.bool, device=dev)
     for t in range(L):
         logp = model.step(tokens[:, -1:], t, memory, mask, caches).view(B, k, V)  # (B, k, V)
-        cand = (scores.unsqueeze(-1) + logp).view(B, k * V)  # (B, k·V)
-        top, idx = cand.topk(2 * k, dim=-1)  # (B, 2k), best first: room for beams that end here
-        beam, word = idx // V, idx % V  # (B, 2k)
-        valid = top > float("-inf")
-        ends = (word == EOS_ID) | (budget[:, None] == t + 1)  # a row's last step ends every candidate
-        live = valid & ~ends
-        live_upto = live.long().cumsum(-1)  # live candidates up to and including each
-        taken = live & (live_upto <= k)  # the first k live candidates fill the beams
-        # a candidate is looked at while fewer than k beams are filled before it
-        ending = valid & ends & (live_upto - live.long() < k)
-
-        # finished hypotheses: each row's best this step (the first of equals), kept if it beats
-        # the best so far (strictly: an earlier one wins a tie)
-        length = t + (word != EOS_ID).long()  # hypothesis tokens, without <eos>
-        norm = top.double() / (length + 1).double().clamp(min=1) ** alpha
-        norm = norm.masked_fill(~ending, float("-inf"))
-        pick = norm.argmax(-1)  # (B,): the first of the maxima
-        step_best = norm.gather(1, pick[:, None]).squeeze(1)
-        better = step_best > best
-        parent = rows * k + beam.gather(1, pick[:, None]).squeeze(1)  # (B,)
-        hyp = torch.cat([tokens.index_select(0, parent)[:, 1:], word.gather(1, pick[:, None])], dim=1)
-        best_tokens[:, : t + 1] = torch.where(better[:, None], hyp, best_tokens[:, : t + 1])
-        best_len = torch.where(better, length.gather(1, pick[:, None]).squeeze(1), best_len)
-        best = torch.where(better, step_best, best)
-        n_finished += ending.long().sum(-1)
-
-        # the next beams: taken candidates in order; empty slots score -inf and say <eos>
-        slot = torch.where(taken, live_upto - 1, torch.full_like(live_upto, k))  # k: not a slot
-        new_scores = torch.full((B, k + 1), float("-inf"), device=dev).scatter(1, slot, top)[:, :k]
-        new_src = torch.zeros(B, k + 1, dtype=torch.long, device=dev).scatter(1, slot, beam)[:, :k]
-        new_word = torch.full((B, k + 1), EOS_ID, dtype=torch.long, device=dev).scatter(1, slot, word)[:, :k]
-        # a row is done when it has k finished hypotheses
-        alive &= n_finished < k
+        cand = _Candidates((scores.unsqueeze(-1) + logp).view(B, k * V), k, V, budget == t + 1)
+        finished.add(t, cand, tokens, first_beam, alpha)
+        new_scores, parent, word = cand.next_beams(k)  # (B, k) each
+        alive &= finished.count < k  # a row is done when it has k finished hypotheses
         new_scores = new_scores.masked_fill(~alive[:, None], float("-inf"))
         if bool(torch.isinf(new_scores).all()):
             break
-        index = (rows[:, None] * k + new_src).reshape(-1)  # (B·k,)
+        index = (first_beam[:, None] + parent).reshape(-1)  # (B·k,)
         _reorder(caches, index)
-        tokens = torch.cat([tokens.index_select(0, index), new_word.reshape(-1, 1)], dim=1)
+        tokens = torch.cat([tokens.index_select(0, index), word.reshape(-1, 1)], dim=1)
         scores = new_scores
-    first_beam = tokens.view(B, k, -1)[:, 0, 1:].tolist()
-    found = (n_finished > 0).tolist()
-    kept, lengths = best_tokens.tolist(), best_len.tolist()
-    return [kept[b][: lengths[b]] if found[b] else first_beam[b] for b in range(B)]
+    beams = tokens.view(B, k, -1)[:, 0, 1:].tolist()
+    found = (finished.count > 0).tolist()
+    kept, lengths = finished.tokens.tolist(), finished.length.tolist()
+    return [kept[b][: lengths[b]] if found[b] else beams[b] for b in range(B)]
 
 
 def decode(

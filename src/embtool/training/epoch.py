@@ -1,4 +1,4 @@
-"""One epoch and the evaluations: training steps, validation loss, greedy/beam translation.
+"""One training epoch: ``train_epoch(model, data, engine, schedule, epoch)`` and its steps.
 
 Per step: the random batch (``batching``) is cut into micro-batches on a CPU (``cpu``), each
 part's loss is backpropagated at its share of the batch's units, so the gradient is the whole
@@ -12,29 +12,23 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from embtool.core.errors import BadInput, WorkFailure
 from embtool.model.transformer import ModelConfig
-from embtool.training.amp import choose_amp
-from embtool.training.batching import (
-    PAD_MULTIPLE,
-    Batch,
-    classification_batch,
-    make_batches,
-    translation_batch,
-)
+from embtool.training.batching import Batch
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import micro_batches, pass_overhead
-from embtool.training.objective import Stepper, prepare
-from embtool.training.parallel import World, all_sum, share
+from embtool.training.engine import Engine
+from embtool.training.kinds import Examples, Kind, kind_of
+from embtool.training.parallel import share
+from embtool.training.schedule import Schedule
 
-Progress = Callable[[str, dict[str, Any]], None]
-Examples = list[tuple[list[int], Any]]
 EXPLODED = 1000.0  # a step's mean loss above this (nats per unit) counts as diverged
+SHOW_EVERY = 50  # on a GPU the running loss is read (a host sync) every this many steps only
 
 
 class Diverged(WorkFailure):
@@ -53,48 +47,33 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def pick_amp(name: str, device: torch.device) -> str:
-    """The autocast dtype ``amp.choose_amp`` decides ("bf16", "fp16" or "off"), without its reason."""
-    return choose_amp(name, device).amp
+@dataclass(frozen=True)
+class TrainData:
+    """The training examples, their kind (how they batch) and the settings that cut and seed an
+    epoch's batches (``--batch-size``, ``--max-tokens``, ``--seed``; ``--epochs`` for progress)."""
+
+    examples: Examples
+    kind: Kind
+    cfg: TrainConfig
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """Epoch ``epoch``'s random batches (index lists), the same for every rank and on resume."""
+        gen = torch.Generator().manual_seed(_epoch_seed(self.cfg.seed, epoch))
+        return self.kind.batches(self.examples, self.cfg, gen)
 
 
 # ----------------------------------------------------------------------------- batches
 
 
-def batches_of(
-    examples: Examples,
-    kind: str,
-    cfg: TrainConfig,
-    generator: torch.Generator | None,
-    batch_size: int | None = None,
-) -> list[list[int]]:
-    if kind == "translation":
-        lengths = [max(len(s), len(t) + 1) for s, t in examples]
-        keys: list[Any] = [(n, len(t), len(s)) for n, (s, t) in zip(lengths, examples, strict=True)]
-    else:
-        lengths = [len(s) for s, _ in examples]
-        keys = lengths
-    return make_batches(lengths, batch_size or cfg.batch_size, cfg.max_tokens, generator, keys)
-
-
-def collate(examples: Examples, index: list[int], kind: str, multiple: int = 1) -> Batch:
-    """The examples at ``index`` as one batch, lengths padded to a multiple of ``multiple``."""
-    src = [examples[i][0] for i in index]
-    if kind == "translation":
-        return translation_batch(src, [examples[i][1] for i in index], multiple)
-    return classification_batch(src, [examples[i][1] for i in index], multiple)
-
-
 def model_overhead(cfg: ModelConfig, device: torch.device) -> int | None:
     """``cpu.pass_overhead`` for this model: its width and its layers on both sides."""
-    layers = cfg.enc_layers + (cfg.dec_layers if cfg.kind == "translation" else 0)
-    return pass_overhead(cfg.d_model, layers, device)
+    return pass_overhead(cfg.d_model, kind_of(cfg.kind).layers(cfg), device)
 
 
 def collate_parts(
     examples: Examples,
     index: list[int],
-    kind: str,
+    kind: Kind,
     device: torch.device,
     overhead: int | None,
     multiple: int = 1,
@@ -104,132 +83,77 @@ def collate_parts(
     multiple of ``multiple``."""
     parts = [index]
     if overhead is not None:
-        src_len = {i: len(examples[i][0]) for i in index}
-        tgt_len = (
-            {i: len(examples[i][1]) + 1 for i in index} if kind == "translation" else dict.fromkeys(index, 0)
-        )
-        parts = micro_batches(index, src_len, tgt_len, overhead)
-    return [collate(examples, part, kind, multiple).to(device, device.type == "cuda") for part in parts]
+        parts = micro_batches(index, *kind.part_lengths(examples, index), overhead)
+    return [kind.collate(examples, part, multiple).to(device, device.type == "cuda") for part in parts]
 
 
 # ----------------------------------------------------------------------------- one epoch
 
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+class _Sums:
+    """An epoch's running figures: the loss summed on the device (no sync a step), this rank's
+    scored units, and the whole batches' units and tokens."""
 
-
-def _autocast(device: torch.device, amp: str) -> Any:
-    dtype = AMP_DTYPES.get(amp)
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
-def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler:
-    """fp16's loss scaling (a no-op for bf16 and fp32); its state goes into state.pt."""
-    return torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-
-
-def _loss(
-    model: torch.nn.Module, batch: Batch, kind: str, smoothing: float = 0.0
-) -> tuple[torch.Tensor, int]:
-    """Summed loss over the batch's scored units (target tokens, or examples) and their count."""
-    if kind == "translation":
-        assert batch.tgt_in is not None and batch.tgt_out is not None
-        return model.loss(batch.src, batch.tgt_in, batch.tgt_out, smoothing)  # type: ignore[operator]
-    assert batch.labels is not None
-    logits = model(batch.src)  # (B, C)
-    loss = F.cross_entropy(logits.float(), batch.labels, reduction="sum", label_smoothing=smoothing)
-    return loss, int(batch.labels.shape[0])
-
-
-def batch_units(examples: Examples, index: list[int], kind: str) -> tuple[int, int]:
-    """(scored units, tokens) of a batch, counted on the host: target tokens with <eos> and
-    target tokens (translation), or examples and source tokens (classification)."""
-    if kind == "translation":
-        n = sum(len(examples[i][1]) + 1 for i in index)
-        return n, n
-    return len(index), sum(len(examples[i][0]) for i in index)
-
-
-SHOW_EVERY = 50  # on a GPU the running loss is read (a host sync) every this many steps only
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.mine = self.units = self.tokens = 0
+        self.shown = 0.0  # the running mean loss last read
 
 
 def train_epoch(
-    model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    examples: Examples,
-    kind: str,
-    cfg: TrainConfig,
-    epoch: int,
-    device: torch.device,
-    amp: str,
-    progress: Progress,
-    step: Stepper | None = None,
-    world: World | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    before_step: Callable[[], None] | None = None,
+    model: torch.nn.Module, data: TrainData, engine: Engine, schedule: Schedule, epoch: int
 ) -> tuple[float, float, float]:
     """One pass over the training data; returns (mean loss, seconds, tokens per second).
 
-    ``step`` is the compiled and/or DDP-wrapped loss (``objective.prepare``; default: the plain
-    loss). Under DDP (``world``) each rank runs its share of every batch; the figures returned
-    are the whole group's. ``before_step()`` runs before each optimizer step (the learning-rate
+    Under DDP (``engine.world``) each rank runs its share of every batch; the figures returned
+    are the whole group's. ``schedule.next()`` runs before each optimizer step (the learning-rate
     schedule). A step whose mean loss is not finite or above ``EXPLODED`` raises ``Diverged``: the
     loss is read every step on a CPU, every ``SHOW_EVERY`` steps on a GPU (a NaN stays NaN), and
     under DDP it is the whole batch's on every rank, so the ranks stop together.
     """
-    world = world or World()
-    step = step or prepare(model, smoothing=cfg.label_smoothing)  # type: ignore[arg-type]
-    gen = torch.Generator().manual_seed(_epoch_seed(cfg.seed, epoch))
+    world, examples, kind = engine.world, data.examples, data.kind
+    batches = data.batches(epoch)
     # dropout (the trainer restores the global RNG after the run); each rank draws its own masks
-    torch.manual_seed((_epoch_seed(cfg.seed, epoch) + 7919 * world.rank) % (2**63))
-    batches = batches_of(examples, kind, cfg, gen)
-    params = [p for p in model.parameters() if p.requires_grad]
-    overhead = model_overhead(model.cfg, device)  # type: ignore[arg-type]
-    multiple = PAD_MULTIPLE if step.compiles or device.type == "cuda" else 1
+    torch.manual_seed((_epoch_seed(data.cfg.seed, epoch) + 7919 * world.rank) % (2**63))
+    overhead = model_overhead(model.cfg, engine.device)  # type: ignore[arg-type]
     model.train()
-    total = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync a step
-    mine, units, tokens = 0, 0, 0
-    shown = 0.0
+    sums = _Sums(engine.device)
     start = time.perf_counter()
-    progress("epoch_start", {"epoch": epoch, "epochs": cfg.epochs, "steps": len(batches)})
+    engine.progress("epoch_start", {"epoch": epoch, "epochs": data.cfg.epochs, "steps": len(batches)})
 
     def collated(index: list[int]) -> tuple[list[Batch], float]:
         part_index, weight = share(index, world)
-        return collate_parts(examples, part_index, kind, device, overhead, multiple), weight
+        return collate_parts(examples, part_index, kind, engine.device, overhead, engine.pad_multiple), weight
 
     for n_step, (index, (parts, weight)) in enumerate(
-        zip(batches, ahead(collated, batches, device.type == "cuda"), strict=True), start=1
+        zip(batches, ahead(collated, batches, engine.pinned), strict=True), start=1
     ):
-        batch_n, batch_tokens = batch_units(examples, index, kind)
-        if before_step is not None:
-            before_step()
-        loss_sum = train_step(
-            step, opt, params, parts, batch_n, cfg.clip_norm, device, amp, weight * world.size, scaler
-        )
-        total += loss_sum * weight
+        batch_n, batch_tokens = kind.units(examples, index)
+        schedule.next()
+        loss_sum = train_step(engine, schedule, parts, batch_n, weight * world.size)
+        sums.loss += loss_sum * weight
         step_units = sum(b.units for b in parts) if weight else 0
-        mine += step_units
-        units += batch_n
-        tokens += batch_tokens
-        if device.type == "cpu" or n_step % SHOW_EVERY == 0 or n_step == len(batches):
-            shown = float(total) / max(mine, 1)
-            step_loss, step_n = all_sum(world, [float(loss_sum) * weight, step_units], device)
-            mean = step_loss / max(step_n, 1)
-            if not math.isfinite(mean) or mean > EXPLODED:
-                raise Diverged(epoch, n_step, mean)
-        elapsed = time.perf_counter() - start
-        progress(
-            "step",
-            {
-                "step": n_step,
-                "steps": len(batches),
-                "loss": shown,
-                "tokens_per_s": tokens / max(elapsed, 1e-9),
-            },
+        sums.mine += step_units
+        sums.units += batch_n
+        sums.tokens += batch_tokens
+        if engine.device.type == "cpu" or n_step % SHOW_EVERY == 0 or n_step == len(batches):
+            sums.shown = float(sums.loss) / max(sums.mine, 1)
+            _check(engine, float(loss_sum) * weight, step_units, epoch, n_step)
+        tps = sums.tokens / max(time.perf_counter() - start, 1e-9)
+        engine.progress(
+            "step", {"step": n_step, "steps": len(batches), "loss": sums.shown, "tokens_per_s": tps}
         )
-    loss_total, _ = all_sum(world, [float(total), 0.0], device)
+    loss_total, _ = engine.sum([float(sums.loss), 0.0])
     seconds = time.perf_counter() - start
-    return loss_total / max(units, 1), seconds, tokens / max(seconds, 1e-9)
+    return loss_total / max(sums.units, 1), seconds, sums.tokens / max(seconds, 1e-9)
+
+
+def _check(engine: Engine, loss: float, units: int, epoch: int, step: int) -> None:
+    """``Diverged`` unless the whole batch's mean loss (summed over the ranks) is finite and below ``EXPLODED``."""
+    step_loss, step_n = engine.sum([loss, units])
+    mean = step_loss / max(step_n, 1)
+    if not math.isfinite(mean) or mean > EXPLODED:
+        raise Diverged(epoch, step, mean)
 
 
 def ahead(make: Callable[[Any], Any], items: list[Any], prefetch: bool) -> Iterator[Any]:
@@ -250,47 +174,30 @@ def ahead(make: Callable[[Any], Any], items: list[Any], prefetch: bool) -> Itera
 
 
 def train_step(
-    step: Stepper,
-    opt: torch.optim.Optimizer,
-    params: list[torch.nn.Parameter],
-    parts: list[Batch],
-    units: int,
-    clip_norm: float,
-    device: torch.device,
-    amp: str,
-    scale: float = 1.0,
-    scaler: torch.amp.GradScaler | None = None,
+    engine: Engine, schedule: Schedule, parts: list[Batch], units: int, scale: float = 1.0
 ) -> torch.Tensor:
     """One optimizer step on a batch given as micro-batches; returns their summed loss (on the
     device, not waited for). Each part's backward adds its loss × ``scale`` / ``units`` (the
     whole batch's scored units), so the gradient is the batch's mean; under DDP ``scale`` is the
     group's size (DDP averages) and the parts before the last skip the all-reduce. Label
     smoothing is the loss module's (``objective.prepare(smoothing=…)``). The forward and backward
-    passes run whole under ``step.guarded`` (a compiler failure redoes them eagerly)."""
+    passes run whole under ``step.guarded`` (a compiler failure redoes them eagerly); the update is
+    ``engine.precision``'s (fp16: through its GradScaler), clipped to ``--clip-norm``."""
+    step, precision = engine.step, engine.precision
 
     def passes() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        total = torch.zeros((), device=device)
+        schedule.opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=engine.device)
         for i, batch in enumerate(parts):
             with step.no_sync() if i < len(parts) - 1 else nullcontext():
-                with _autocast(device, amp):
+                with precision.autocast():
                     loss_sum = step(batch)
-                part_loss = loss_sum * (scale / max(units, 1))
-                (scaler.scale(part_loss) if scaler is not None else part_loss).backward()
+                precision.backward(loss_sum * (scale / max(units, 1)))
             total = total + loss_sum.detach().float()
         return total
 
     total = step.guarded(passes)
-    if scaler is not None and scaler.is_enabled():
-        if clip_norm:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, clip_norm)
-        scaler.step(opt)  # skipped when fp16 overflowed; the scale adapts
-        scaler.update()
-        return total
-    if clip_norm:
-        torch.nn.utils.clip_grad_norm_(params, clip_norm)
-    opt.step()
+    precision.step(schedule.opt, schedule.params, schedule.clip_norm)
     return total
 
 

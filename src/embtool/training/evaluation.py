@@ -1,50 +1,26 @@
-"""A run's evaluations: the loss and the decoded hypotheses of a split, validation each epoch (loss,
-both BLEUs (``bleu_scores``) or accuracy) and the final test; ``test_result`` reads the run (``loop.Run``) it is given.
+"""A run's evaluations: a split's loss (and a classifier's predicted classes), its decoded
+hypotheses, and both BLEUs of them (``bleu_scores``). What each kind of task validates and tests
+with them is the kind's (``kinds.Translation``, ``kinds.Classification``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 
 from embtool.model.transformer import Classifier, Seq2Seq
-from embtool.training import checkpoint as ckpt
-from embtool.training.batching import make_batches
+from embtool.training.batching import make_batches, translation_batch
 from embtool.training.config import TrainConfig
 from embtool.training.data import SPECIALS, detokenizer
 from embtool.training.decoding import decode, max_output_len
-from embtool.training.epoch import Examples, _autocast, batch_units, batches_of, collate
-from embtool.training.metrics import accuracy, bleu, bleu_tokenized, classification_result
-from embtool.training.parallel import World, all_gather, all_sum
-from embtool.training.runfolder import BEST
-from embtool.training.setup import Prepared, tokenize
+from embtool.training.engine import Engine
+from embtool.training.metrics import bleu, bleu_tokenized
+from embtool.training.setup import tokenize
 
-
-def validate(
-    model: Seq2Seq | Classifier,
-    prep: Prepared,
-    cfg: TrainConfig,
-    device: torch.device,
-    amp: str,
-    world: World | None = None,
-) -> dict[str, Any]:
-    """The validation line's figures. With ``world``, every rank of it calls this and evaluates its
-    share of the batches; each gets the whole split's figures."""
-    if cfg.kind == "translation":
-        assert isinstance(model, Seq2Seq) and prep.tgt is not None
-        val_loss, _ = eval_loss(model, prep.val, "translation", cfg, device, amp, world)
-        ids = translate(model, prep.val, cfg, device, amp, world=world)
-        scores = bleu_scores(ids, prep.val_refs, prep.tgt.vocab, prep.tgt.tokenizer)
-        return {"val_loss": val_loss, "val_bleu": scores["bleu"], "val_bleu_tok": scores["bleu_tok"]}
-    val_loss, preds = eval_loss(model, prep.val, "classification", cfg, device, amp, world)
-    out: dict[str, Any] = {"val_loss": val_loss, "val_acc": accuracy(preds, [int(y) for _, y in prep.val])}
-    for name, examples in prep.extra_val.items():
-        _, p = eval_loss(model, examples, "classification", cfg, device, amp, world)
-        out[f"val_acc_{name}"] = accuracy(p, [int(y) for _, y in examples])
-    return out
+if TYPE_CHECKING:
+    from embtool.training.kinds import Examples, Kind
 
 
 def bleu_scores(ids: list[list[int]], refs: list[str], vocab: list[str], spec: str) -> dict[str, Any]:
@@ -70,70 +46,34 @@ def _tokenized_refs(spec: str, refs: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(" ".join(t) for t in tokenize(spec, list(refs)))
 
 
-def test_result(run: Any, world: World | None = None) -> dict[str, Any]:
-    """Decode the test split with the best model (translation), or report the best validation accuracy.
-
-    With ``world``, every rank of it calls this and decodes its share; rank 0 writes the hypotheses,
-    and its result is the run's (a classifier's selection reads rank 0's metrics lines: {} elsewhere).
-    """
-    model, prep, cfg, lines, best_epoch = run.model, run.prep, run.cfg, run.lines, run.best_epoch
-    device, amp, main = run.device, run.amp, world is None or world.main
-    if cfg.kind == "classification":
-        result: dict[str, Any] = classification_result(lines, best_epoch) if main else {}  # §5's selection
-    else:
-        assert isinstance(model, Seq2Seq) and prep.tgt is not None
-        ckpt.load_weights(model, run.folder.file(BEST))
-        ids = translate(model, prep.test, cfg, device, amp, beam=cfg.beam, world=world)
-        hyps = detok_all(ids, prep.tgt.vocab, prep.tgt.tokenizer)
-        if main:
-            run.folder.write_hyps(hyps)
-        result = {
-            **bleu_scores(ids, prep.test_refs, prep.tgt.vocab, prep.tgt.tokenizer),
-            "best_epoch": best_epoch,
-            "split": prep.test_name,
-            "beam": cfg.beam,
-        }
-    return result
-
-
 @torch.no_grad()
 def eval_loss(
-    model: Seq2Seq | Classifier,
-    examples: Examples,
-    kind: str,
-    cfg: TrainConfig,
-    device: torch.device,
-    amp: str,
-    world: World | None = None,
+    model: Seq2Seq | Classifier, examples: Examples, kind: Kind, cfg: TrainConfig, engine: Engine
 ) -> tuple[float, list[int]]:
     """Mean loss per scored unit; for classification also the predicted classes (in order).
 
     The loss is summed on the device and read once, at the end (the predictions once more), never
-    a batch: the scored rows and the padding come from collation, as in training. With ``world``
-    (every rank of it calls this) each rank takes every size-th batch and the figures are the group's.
+    a batch: the scored rows and the padding come from collation, as in training. Every rank of
+    ``engine.world`` calls this and takes every size-th batch; the figures are the group's.
     """
     model.eval()
-    world = world or World()
-    batches = batches_of(examples, kind, cfg, None)
-    units, _ = batch_units(examples, list(range(len(examples))), kind)  # target tokens, or examples
+    world, device = engine.world, engine.device
+    batches = kind.batches(examples, cfg, None)
+    units, _ = kind.units(examples, list(range(len(examples))))  # target tokens, or examples
     total = torch.zeros((), dtype=torch.float64, device=device)  # summed loss, on the device
     found: list[tuple[list[int], torch.Tensor]] = []  # classification: each batch's examples and classes
     for index in batches[world.rank :: world.size]:
-        batch = collate(examples, index, kind).to(device, device.type == "cuda")
-        with _autocast(device, amp):
-            if isinstance(model, Seq2Seq):
-                assert batch.tgt_in is not None and batch.tgt_out is not None and batch.rows is not None
-                total += model.loss_sum(batch.src, batch.tgt_in, batch.tgt_out, batch.rows, batch.src_padded)
-            else:
-                assert batch.labels is not None
-                logits = model(batch.src, batch.src_padded)  # (B, C)
-                total += F.cross_entropy(logits.float(), batch.labels, reduction="sum")
-                found.append((index, logits.argmax(-1)))  # (B,)
-    (loss,) = all_sum(world, [float(total)], device)  # the one read of the loss
+        batch = kind.collate(examples, index).to(device, engine.pinned)
+        with engine.precision.autocast():
+            loss_sum, classes = kind.eval_batch(model, batch)
+            total += loss_sum
+        if classes is not None:
+            found.append((index, classes))  # (B,)
+    (loss,) = engine.sum([float(total)])  # the one read of the loss
     preds = [0] * len(examples)
-    classes = torch.cat([p for _, p in found]).tolist() if found else []  # one read of the classes
+    classes_all = torch.cat([p for _, p in found]).tolist() if found else []  # one read of the classes
     mine = [i for index, _ in found for i in index]
-    for rank_index, rank_classes in all_gather(world, (mine, classes)):
+    for rank_index, rank_classes in engine.gather((mine, classes_all)):
         for i, c in zip(rank_index, rank_classes, strict=True):
             preds[i] = c
     return loss / max(units, 1), preds
@@ -158,30 +98,24 @@ def decode_batches(lengths: list[int], beam: int, batch_size: int, device_type: 
 
 @torch.no_grad()
 def translate(
-    model: Seq2Seq,
-    examples: Examples,
-    cfg: TrainConfig,
-    device: torch.device,
-    amp: str,
-    beam: int = 1,
-    world: World | None = None,
+    model: Seq2Seq, examples: Examples, cfg: TrainConfig, engine: Engine, beam: int = 1
 ) -> list[list[int]]:
-    """Decoded target ids for every example, in the examples' order. With ``world`` (every rank of
-    it calls this) each rank decodes every size-th batch, and every rank returns them all."""
+    """Decoded target ids for every example, in the examples' order. Every rank of ``engine.world``
+    calls this and decodes every size-th batch, and every rank returns them all."""
     model.eval()
-    world = world or World()
+    world, device = engine.world, engine.device
     out: list[list[int]] = [[] for _ in examples]
     batches = decode_batches([len(s) for s, _ in examples], beam, cfg.batch_size, device.type)
     mine: list[tuple[int, list[int]]] = []
     for index in batches[world.rank :: world.size]:
-        batch = collate(examples, index, "translation")
+        batch = translation_batch([examples[i][0] for i in index], [examples[i][1] for i in index])
         src = batch.src.to(device)  # (B, S); the targets stay behind
         # each sentence's own budget: its hypothesis is the same in any batch, on any device
         limits = [max_output_len(len(examples[i][0]), model.cfg.max_len) for i in index]
-        with _autocast(device, amp):
+        with engine.precision.autocast():
             hyps = decode(model, src, limits, beam, padded=batch.src_padded)
         mine.extend(zip(index, hyps, strict=True))
-    for part in all_gather(world, mine):
+    for part in engine.gather(mine):
         for i, h in part:
             out[i] = h
     return out

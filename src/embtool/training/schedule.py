@@ -6,12 +6,14 @@ decay, weight decay and label smoothing; these options let a run use them.
 
 The rate of a step is ``--lr`` × ``lr_factor(step)`` (steps count from 1 over the whole run), set
 before each optimizer step from the run's step count, which state.pt keeps, so a resumed run
-takes the same rates as an uninterrupted one.
+takes the same rates as an uninterrupted one. ``Schedule`` holds the optimizer with that clock
+and the parameters it clips.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 
@@ -56,3 +58,29 @@ def set_lr(opt: torch.optim.Optimizer, cfg: TrainConfig, step: int, total: int) 
     rate = cfg.lr * lr_factor(step, cfg.lr_schedule, cfg.warmup, total)
     for group in opt.param_groups:
         group["lr"] = rate
+
+
+@dataclass
+class Schedule:
+    """The optimizer, the parameters it trains and the run's step clock: ``next()`` before each
+    optimizer step counts it and sets its rate (``set_lr``)."""
+
+    opt: torch.optim.Optimizer
+    cfg: TrainConfig  # --lr, --lr-schedule, --warmup, --clip-norm
+    total: int = 0  # the run's optimizer steps, for the schedule
+    step: int = 0  # optimizer steps taken over the whole run (state.pt keeps it)
+    params: list[torch.nn.Parameter] = field(default_factory=list)  # what is clipped
+
+    @classmethod
+    def make(cls, model: torch.nn.Module, cfg: TrainConfig, device: torch.device, total: int) -> Schedule:
+        """``make_optimizer`` over the model's trainable parameters, at step 0 of ``total``."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        return cls(make_optimizer(params, cfg, device), cfg, total, params=params)
+
+    def next(self) -> None:
+        self.step += 1
+        set_lr(self.opt, self.cfg, self.step, self.total)
+
+    @property
+    def clip_norm(self) -> float:
+        return self.cfg.clip_norm
