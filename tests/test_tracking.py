@@ -7,6 +7,7 @@ the record log it writes (``RUN/wandb/offline-run-*/run-<id>.wandb``: LevelDB's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -18,9 +19,10 @@ from typing import Any
 
 import pytest
 
+from conftest import metrics, reverse_task, tiny_cfg
 from embtool.core.errors import BadInput
 from embtool.training import tracking
-from embtool.training.runfolder import RunFolder
+from embtool.training.runfolder import RunFolder, resume_config
 
 # ----------------------------------------------------------------------------- readers
 
@@ -331,3 +333,102 @@ def test_wandb_that_cannot_start_leaves_nothing(tmp_path, monkeypatch, wandb_off
         with tracking.tracked("tensorboard,wandb", folder, clock, lambda e, i: None, every=1):
             pass
     assert sorted(p.name for p in folder.path.iterdir()) == ["config.json"]
+
+
+# ----------------------------------------------------------------------------- a real run
+
+
+def _run(tmp_path: Path, report_to: str, **kw: Any) -> Path:
+    from embtool.training import train
+
+    files = reverse_task(tmp_path, n_train=100, n_val=10)
+    cfg = tiny_cfg(files, tmp_path / "run", report_to=report_to, batch_size=32, **kw)
+    return train(cfg).path
+
+
+def test_a_run_in_tensorboard_and_wandb_is_its_metrics_jsonl(tmp_path, wandb_offline):
+    run = _run(tmp_path, "tensorboard,wandb", epochs=2)
+    lines, test = metrics(run), json.loads((run / "test.json").read_text())
+    steps = [4, 8]  # 100 pairs in batches of 32: 4 steps an epoch
+    # TensorBoard, through its own loader
+    tb = tensorboard_scalars(run)
+    assert {"train/loss", "train/lr", "epoch/train_loss", "epoch/val_loss", "epoch/val_bleu"} <= set(tb)
+    for key in ("train_loss", "val_loss", "val_bleu", "val_bleu_tok", "seconds"):  # float32 in event files
+        assert tb[f"epoch/{key}"] == [(s, pytest.approx(m[key], rel=1e-6)) for s, m in zip(steps, lines)]
+    assert tb["emb/src/std"] == [
+        (s, pytest.approx(m["emb"]["src"]["std"], rel=1e-6)) for s, m in zip(steps, lines)
+    ]
+    ratios = lines[-1]["branch_ratio"]  # Post-LN: each sub-layer's, per stack
+    assert ratios and all(
+        tb[f"branch_ratio/{stack}/{i}"][-1] == (8, pytest.approx(r, rel=1e-6))
+        for stack, values in ratios.items()
+        for i, r in enumerate(values)
+    )
+    assert tb["train/lr"] == [(4, pytest.approx(3e-3)), (8, pytest.approx(3e-3))]  # constant schedule
+    assert [s for s, _ in tb["train/loss"]] == steps  # each epoch's last step (SHOW_EVERY is 50)
+    # one point per epoch: the epoch's mean training loss is that point's mean (the steps since step 0)
+    assert [v for _, v in tb["train/loss"]] == [pytest.approx(m["train_loss"], rel=1e-6) for m in lines]
+    assert tb["test/bleu"] == [(8, pytest.approx(test["bleu"], rel=1e-6))]
+    hparams = tensorboard_hparams(run)
+    assert (
+        hparams["lr"] == pytest.approx(3e-3) and hparams["model.d_model"] == 32 and hparams["norm"] == "post"
+    )
+    # W&B, from its offline record log: JSON numbers, so exactly metrics.jsonl's
+    (wb,) = wandb_runs(run)
+    assert wb["id"] == json.loads((run / tracking.TRACKING).read_text())["wandb_id"]
+    assert wb["group"] == "" and wb["name"] == "run"
+    epochs = [h for h in wb["history"] if "epoch/val_loss" in h]
+    assert [(h["global_step"], h["epoch"], h["epoch/val_loss"], h["epoch/val_bleu"]) for h in epochs] == [
+        (s, m["epoch"], m["val_loss"], m["val_bleu"]) for s, m in zip(steps, lines)
+    ]
+    assert wb["summary"]["test/bleu"] == test["bleu"] and wb["summary"]["test/signature"] == test["signature"]
+    assert wb["config"]["train"]["lr"] == 3e-3 and wb["config"]["model"]["d_model"] == 32
+
+
+def test_a_resumed_run_continues_the_same_runs(tmp_path, wandb_offline):
+    from embtool.training import train
+
+    run = _run(tmp_path, "tensorboard,wandb", epochs=1)
+    train(dataclasses.replace(resume_config(run), epochs=2))  # as `train --resume RUN --epochs 2`
+    lines = metrics(run)
+    tb = tensorboard_scalars(run)
+    assert tb["epoch/val_loss"] == [
+        (4, pytest.approx(lines[0]["val_loss"], rel=1e-6)),
+        (8, pytest.approx(lines[1]["val_loss"], rel=1e-6)),
+    ]
+    assert [s for s, _ in tb["train/loss"]] == [4, 8]
+    assert (
+        len(list((run / tracking.TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2
+    )  # one folder, two files
+    first, second = wandb_runs(run)  # offline: one record log per process, both of one W&B run
+    assert first["id"] == second["id"] == json.loads((run / tracking.TRACKING).read_text())["wandb_id"]
+    assert [h["epoch/val_loss"] for h in first["history"] + second["history"] if "epoch/val_loss" in h] == [
+        m["val_loss"] for m in lines
+    ]
+
+
+def test_cli_missing_package_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, cli):
+    files = reverse_task(tmp_path, n_train=20, n_val=5)
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "files",
+        "--src",
+        files["train_src"],
+        "--tgt",
+        files["train_tgt"],
+        "--tokenizer",
+        "whitespace",
+    ]
+    r = cli(*args, "--report-to", "tensorboard,wandb", "--threads", "1", "--device", "cpu", "-o", str(out))
+    assert r.code == 2
+    assert r.stderr == (
+        "embtool: error: --report-to wandb: the wandb package is not installed; "
+        "pip install 'embtool[tracking]' (or pip install wandb)\n"
+    )
+    assert not out.exists()
+    r = cli(*args, "--report-to", "tb", "-o", str(out))
+    assert (
+        r.code == 2 and "invalid --report-to 'tb'; valid choices: ['none', 'tensorboard', 'wandb'" in r.stderr
+    )

@@ -141,7 +141,14 @@ def train_epoch(
             _check(engine, float(loss_sum) * weight, step_units, epoch, n_step)
         tps = sums.tokens / max(time.perf_counter() - start, 1e-9)
         engine.progress(
-            "step", {"step": n_step, "steps": len(batches), "loss": sums.shown, "tokens_per_s": tps}
+            "step",
+            {
+                "step": n_step,
+                "steps": len(batches),
+                "loss": sums.shown,
+                "units": sums.mine,
+                "tokens_per_s": tps,
+            },
         )
     loss_total, _ = engine.sum([float(sums.loss), 0.0])
     seconds = time.perf_counter() - start

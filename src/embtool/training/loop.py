@@ -27,7 +27,7 @@ from embtool.core.errors import BadInput
 from embtool.model.transformer import Classifier, ModelConfig, Seq2Seq, parameter_counts
 from embtool.model.transformer import build as build_model
 from embtool.training import checkpoint as ckpt
-from embtool.training import parallel
+from embtool.training import parallel, tracking
 from embtool.training.amp import Precision
 from embtool.training.building import init_embeddings, model_config, profile_admin
 from embtool.training.checks import RESUME_FOLLOWS
@@ -36,7 +36,7 @@ from embtool.training.cpu import process_settings
 from embtool.training.data import SEP, SPECIALS
 from embtool.training.dynamics import epoch_dynamics, snapshot
 from embtool.training.engine import Engine, Progress, quiet
-from embtool.training.epoch import Diverged, TrainData, pick_device, train_epoch
+from embtool.training.epoch import SHOW_EVERY, Diverged, TrainData, pick_device, train_epoch
 from embtool.training.kinds import Kind, kind_of
 from embtool.training.objective import prepare as prepare_step
 from embtool.training.objective import sdpa_info
@@ -103,8 +103,12 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
         with _claimed(folder, cfg, world):
             with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
                 run = build(cfg, folder, device, progress, world)
-                fit(run)
-                return finish(run)
+                track = tracking.tracked(
+                    cfg.report_to, folder, run.schedule, run.engine.progress, SHOW_EVERY, world.main
+                )
+                with track as run.engine.progress:  # --report-to: TensorBoard, W&B (rank 0)
+                    fit(run)
+                    return finish(run)
     finally:
         parallel.close(world)
 
@@ -153,6 +157,7 @@ def open_run(
             )
     cfg = cfg.resolved()
     check_tables(cfg)  # a width that cannot fit the tables fails before the folder is made
+    tracking.require(cfg.report_to)  # and a --report-to package that is missing
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
     folder = RunFolder(cfg.out or "")
     if (
@@ -359,7 +364,7 @@ def finish(run: Run) -> RunResult:
     if run.diverged:
         result = {**run.diverged, "best_epoch": run.best_epoch}
     else:  # every rank decodes its share of the test split; rank 0 writes test.json
-        result = run.kind.test_result(run, run.engine)
+        result = run.kind.test_result(run)
 
     def write() -> dict[str, Any]:
         if run.diverged is None and (why := stalled(run.lines, run.kind.val_labels(run.prep))):
