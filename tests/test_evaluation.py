@@ -40,7 +40,7 @@ def test_validate_and_test_result_repeat_a_finished_run(reverse_run, tmp_path):
     assert got["val_bleu"] == pytest.approx(last["val_bleu"], abs=1e-9)
     assert got["val_bleu_tok"] == pytest.approx(last["val_bleu_tok"], abs=1e-9)  # both BLEUs each epoch
     want = json.loads((reverse_run / "test.json").read_text())
-    assert run.kind.test_result(run, run.engine) == want  # the best checkpoint, decoded again
+    assert run.kind.test_result(run) == want  # the best checkpoint, decoded again
 
 
 # (tokenizer spec, signature's case, the detokenized BLEU as sacrebleu gives it on the original references)

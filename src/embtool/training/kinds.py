@@ -25,6 +25,7 @@ from embtool.training.metrics import accuracy, classification_result
 if TYPE_CHECKING:
     from embtool.training.config import TrainConfig
     from embtool.training.engine import Engine
+    from embtool.training.loop import Run
     from embtool.training.setup import Prepared
 
 Examples = list[tuple[list[int], Any]]  # (source ids, target ids or label) per example
@@ -80,8 +81,8 @@ class Kind:
         """The validation line's figures; every rank of ``engine`` calls this and gets the whole split's."""
         raise NotImplementedError
 
-    def test_result(self, run: Any, engine: Engine) -> dict[str, Any]:
-        """test.json's result for the run ``loop.Run``; rank 0's is the run's."""
+    def test_result(self, run: Run) -> dict[str, Any]:
+        """test.json's result for ``run``; every rank calls this, and rank 0's is the run's."""
         raise NotImplementedError
 
     def val_labels(self, prep: Prepared) -> list[int] | None:
@@ -126,13 +127,13 @@ class Translation(Kind):
         scores = bleu_scores(ids, prep.val_refs, prep.tgt.vocab, prep.tgt.tokenizer)
         return {"val_loss": val_loss, "val_bleu": scores["bleu"], "val_bleu_tok": scores["bleu_tok"]}
 
-    def test_result(self, run: Any, engine: Engine) -> dict[str, Any]:
+    def test_result(self, run: Run) -> dict[str, Any]:
         """The best checkpoint's decoded test split, scored; rank 0 writes the hypotheses."""
         from embtool.training import checkpoint as ckpt
         from embtool.training.evaluation import bleu_scores, detok_all, translate
         from embtool.training.runfolder import BEST
 
-        model, prep, cfg = run.model, run.prep, run.cfg
+        model, prep, cfg, engine = run.model, run.prep, run.cfg, run.engine
         assert isinstance(model, Seq2Seq) and prep.tgt is not None
         ckpt.load_weights(model, run.folder.file(BEST))
         ids = translate(model, prep.test, cfg, engine, beam=cfg.beam)
@@ -192,9 +193,9 @@ class Classification(Kind):
             out[f"val_acc_{name}"] = accuracy(p, _labels(examples))
         return out
 
-    def test_result(self, run: Any, engine: Engine) -> dict[str, Any]:
+    def test_result(self, run: Run) -> dict[str, Any]:
         """§5's selection from rank 0's metrics lines ({} on the other ranks)."""
-        return classification_result(run.lines, run.best_epoch) if engine.main else {}
+        return classification_result(run.lines, run.best_epoch) if run.engine.main else {}
 
     def val_labels(self, prep: Prepared) -> list[int] | None:
         return _labels(prep.val)
