@@ -55,7 +55,7 @@ from embtool.training.runfolder import (
     stalled,
 )
 from embtool.training.schedule import Schedule
-from embtool.training.setup import Prepared, prepare
+from embtool.training.setup import Prepared, load_text, prepare
 from embtool.training.widths import check_tables
 
 SPECIAL_TOKENS = {*SPECIALS, SEP}
@@ -237,15 +237,9 @@ def build(
 
 
 def _prepared(cfg: TrainConfig, progress: Progress) -> Prepared:
-    """The task's splits read, cut to --max-*-examples and prepared (``setup.prepare``)."""
-    from embtool.tasks import load_files, load_splits
-
-    if cfg.task_info.local_only:
-        assert cfg.src and cfg.tgt
-        data = load_files(cfg.src, cfg.tgt, cfg.val_src, cfg.val_tgt, cfg.test_src, cfg.test_tgt)
-    else:
-        data = load_splits(cfg.task, cfg.data_dir)
-    prep = prepare(cfg, data.cut(cfg.max_train_examples, cfg.max_eval_examples))
+    """The run's text (``setup.load_text``) prepared (``setup.prepare``), its vocabularies logged."""
+    data = load_text(cfg)
+    prep = prepare(cfg, data)
     prep.test_name = data.test_name
     _log_vocab(prep, progress)
     return prep
