@@ -60,3 +60,21 @@ def test_bad_settings_name_the_option(kw, message):
 
     with pytest.raises(BadInput, match=message.replace("(", r"\(")):
         TrainConfig(**kw)
+
+
+def test_a_schedule_trains_the_unfrozen_parameters_and_counts_its_steps():
+    """Schedule.make takes the parameters that learn (a frozen one is left out, as the trainer's
+    optimizer leaves it); next() counts the run's step and sets that step's rate (warm-up: step/10)."""
+    from embtool.training.schedule import Schedule
+
+    model = torch.nn.Linear(2, 2)
+    model.bias.requires_grad_(False)
+    cfg = TrainConfig(lr=1e-3, warmup=10, clip_norm=0.5)
+    schedule = Schedule.make(model, cfg, torch.device("cpu"), total=100)
+    assert schedule.params == [model.weight] and schedule.clip_norm == 0.5
+    for step in (1, 2, 3):
+        schedule.next()
+        assert schedule.step == step and schedule.opt.param_groups[0]["lr"] == pytest.approx(1e-4 * step)
+    schedule.step = 40  # a resumed run's clock (state.pt's "step")
+    schedule.next()
+    assert schedule.opt.param_groups[0]["lr"] == pytest.approx(1e-3)  # constant after the warm-up
