@@ -79,7 +79,14 @@ def test_an_emulated_bf16_probe_gives_up_early(monkeypatch) -> None:
 def test_config_json_records_what_auto_chose(reverse_run: Path) -> None:
     config = json.loads((reverse_run / "config.json").read_text())
     assert config["train"]["amp"] == "auto" and config["amp"] in ("bf16", "off")
-    assert config["amp_why"] == amp.choose_amp("auto", CPU).why
+    # the probe's answer is per thread count (and another test may have cleared this process's
+    # cache since the run): ask at the run's --threads, where the run's answer is cached on disk
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config["train"]["threads"] or threads)
+    try:
+        assert config["amp_why"] == amp.choose_amp("auto", CPU).why
+    finally:
+        torch.set_num_threads(threads)
 
 
 CUDA = torch.device("cuda")
