@@ -25,8 +25,9 @@ def _click_options(command: str) -> dict[str, tuple[list[str], list[str]]]:
 
 
 # options of `train` that only say how the command prints or starts, or that it trains nothing (no
-# setting of the run; config.json records the processes --nproc started as "world_size")
-PRINT_ONLY = {"--json", "--help", "--nproc", "--dry-run"}
+# setting of the run; config.json records the processes --nproc started as "world_size"), and the
+# file the settings came from (--config: its settings are these keys)
+PRINT_ONLY = {"--json", "--help", "--nproc", "--dry-run", "--config"}
 
 
 def test_every_train_option_is_a_config_json_key(reverse_run) -> None:

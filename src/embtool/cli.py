@@ -15,17 +15,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import typer
+from typer._click.exceptions import ClickException, UsageError  # typer carries its own click
 
 from embtool._version import __version__
 from embtool.commands import _common
 from embtool.core import atomic
 from embtool.core.errors import EmbtoolError
-
-# typer ≥ 0.20 vendors click; find its exception classes through the public names either way
-_ClickException: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
-)
-_ClickUsageError: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 APP_SETTINGS: dict[str, Any] = dict(
     name="embtool",
@@ -41,6 +36,7 @@ APP_SETTINGS: dict[str, Any] = dict(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode="rich",
+    cls=_common.Group,
 )
 
 # Modules of embtool.commands; order here is the order of `embtool --help`.
@@ -76,26 +72,9 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _flags_show_no_metavar() -> None:
-    """typer ≥ 0.2x prints a flag's type in --help (``--debug <bool>``), as if it took a value.
-    Our own flags say ``metavar=""``; this covers the ones typer makes (--help, completion)."""
-    from typer.core import TyperOption
-
-    shown = TyperOption.display_type_rich
-    if getattr(shown, "_embtool", False):
-        return
-
-    def display_type_rich(self: Any, ctx: Any) -> str | None:
-        return None if self.is_flag and not self.metavar else shown(self, ctx)
-
-    display_type_rich._embtool = True  # type: ignore[attr-defined]
-    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
-
-
 def build_app(names: Sequence[str] = COMMANDS) -> typer.Typer:
     """The typer app with the commands ``names`` (all by default: help, completion, docs)."""
-    _flags_show_no_metavar()
-    app = typer.Typer(**APP_SETTINGS)
+    app = _common.App(**APP_SETTINGS)
     app.callback()(root)
     for name in names:
         importlib.import_module(f"embtool.commands.{name}").register(app)
@@ -199,11 +178,11 @@ def _main(argv: Sequence[str] | None, came: list[int]) -> int:
             raise
         print(f"embtool: error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
-    except _ClickException as e:
+    except ClickException as e:
         hint = ""
-        if isinstance(e, _ClickUsageError) and getattr(e, "ctx", None) is not None:
-            hint = f" (see '{e.ctx.command_path} --help')"  # type: ignore[attr-defined]
-        message = e.format_message()  # type: ignore[attr-defined]
+        if isinstance(e, UsageError) and e.ctx is not None:
+            hint = f" (see '{e.ctx.command_path} --help')"
+        message = e.format_message()
         print(f"embtool: error: {_one_line(message)}{hint}", file=sys.stderr)
         return 2
     except typer.Abort:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -26,6 +27,35 @@ class State:
 
 
 STATE = State()
+
+
+class _FlagsTakeNoValue:
+    """typer prints an option's type beside it in --help (``--debug <bool>``), a flag's too, as if it
+    took a value. A flag without a metavar of its own shows none: ours, and typer's --help and
+    completion flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class Command(_FlagsTakeNoValue, TyperCommand):
+    """Every embtool command's class (``App.command``)."""
+
+
+class Group(_FlagsTakeNoValue, TyperGroup):
+    """The ``embtool`` group's class."""
+
+
+class App(typer.Typer):
+    """The typer app whose commands are ``Command`` unless they name a class of their own."""
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or Command, **kwargs)
+
 
 # Shared option declarations, so every command spells them the same way.
 OUT_TABLE = typer.Option("-", "-o", "--out", help="Output table file, or - for stdout.", metavar="OUT")

@@ -1,24 +1,40 @@
 """The train options of `train` and `experiment`, made from TrainConfig's fields (one place).
 
-``with_train_options`` gives a command one option per TrainConfig field: the same name
-(``batch_size`` → ``--batch-size``; a boolean that defaults to True is ``--x/--no-x``), the field's
-help text and panel. `train` takes the fields' defaults; `experiment` takes every option as
-"not given" (None) so that its grid records only what the user set. The command receives the given
-values as one dict, ``settings``, of field names.
+``TrainOptions`` is a command class (typer's ``cls=``) that gives a command one option per
+TrainConfig field: the same name (``batch_size`` → ``--batch-size``; a boolean that defaults to True
+is ``--x/--no-x``), the field's help text and panel; and ``--config FILE``, whose keys become the
+options' defaults (click's ``default_map``), so that an option on the command line overrides it
+(``commands/_configfile`` reads the file). `train` takes the fields' defaults; `experiment` takes
+every option as "not given" (None) so that its grid records only what the user set. The command
+reads the values with ``train_settings(ctx)``.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
-from dataclasses import Field
-from typing import Any, Optional
+from dataclasses import Field, dataclass
+from typing import Any, ClassVar, Optional
 
 import typer
+from typer.main import _get_param  # typer's own conversion of a declared option (it has no public one)
+from typer.models import ParamMeta
 
+from embtool.commands._common import Command
 from embtool.training.checks import option_name
 from embtool.training.config import config_fields, field_default, field_type
+
+SETTINGS = "embtool.train_settings"  # ctx.meta key of the TrainSettings the command reads
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    values: dict[str, Any]  # by field name (``optional``: only the options given, here or in --config)
+    given: frozenset[str]  # the options given on the command line (not defaults, not --config)
+    config: str | None  # the --config file, if one was given
+
+
+def train_settings(ctx: typer.Context) -> TrainSettings:
+    """The train options a ``TrainOptions`` command was given."""
+    return ctx.meta[SETTINGS]  # type: ignore[no-any-return]
 
 
 def _declaration(f: Field[Any], base: type) -> list[str]:
@@ -28,7 +44,14 @@ def _declaration(f: Field[Any], base: type) -> list[str]:
     return [name, "-o"] if f.name == "out" else [name]
 
 
-def _parameter(f: Field[Any], optional: bool, panel_prefix: str) -> inspect.Parameter:
+def _shown(value: Any, base: type, name: str) -> str:
+    if base is bool:
+        return option_name(name) if value else f"--no-{option_name(name)[2:]}"
+    return "none" if value is None else str(value)
+
+
+def _option(f: Field[Any], optional: bool, panel_prefix: str) -> Any:
+    """The click option of one TrainConfig field, as typer makes it from a declared ``typer.Option``."""
     base = field_type(f.name)
     default = None if optional else field_default(f)
     help_text = f.metadata["help"]
@@ -43,60 +66,68 @@ def _parameter(f: Field[Any], optional: bool, panel_prefix: str) -> inspect.Para
         show_default=not optional,
     )
     annotation = Optional[base] if optional or default is None else base  # noqa: UP045 - typer reads it
-    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
+    return _get_param(ParamMeta(name=f.name, default=info, annotation=annotation))
 
 
-def _shown(value: Any, base: type, name: str) -> str:
-    if base is bool:
-        return option_name(name) if value else f"--no-{option_name(name)[2:]}"
-    return "none" if value is None else str(value)
+def _load_config(ctx: typer.Context, value: Optional[str]) -> Optional[str]:
+    """--config FILE (eager: before every other option): its settings become the options' defaults."""
+    if value and not ctx.resilient_parsing:
+        from embtool.commands._configfile import read_settings
+
+        command = ctx.command
+        assert isinstance(command, TrainOptions)
+        keys, dropped = command.file_keys(ctx), command.run_bookkeeping()
+        ctx.default_map = {**(ctx.default_map or {}), **read_settings(value, keys, dropped, ctx)}
+    return value
 
 
-_CTX = "_typer_context"  # the click context, to tell given options from defaults
+CONFIG_OPTION = typer.Option(
+    None,
+    "--config",
+    help="Take the settings from a TOML, YAML or JSON file: keys are the options' names as config.json "
+    "has them (batch_size = 64); a run folder's config.json repeats that run. Options given here "
+    "override the file.",
+    metavar="FILE",
+    is_eager=True,
+    callback=_load_config,
+)
 
 
-def with_train_options(
-    *, optional: bool, exclude: frozenset[str] = frozenset(), panel_prefix: str = ""
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Add an option per TrainConfig field (but ``exclude``) to a typer command.
+class TrainOptions(Command):
+    """A command with an option per TrainConfig field (but ``exclude`` and its own parameters'
+    names) and --config, after its own options. Subclasses say how (the class attributes)."""
 
-    The command's own parameters come first; it must take ``settings: dict[str, Any]``, the given
-    values by field name (with ``optional``: only the options the user gave). A command that also
-    takes ``given`` receives the names of the options given on the command line.
-    """
+    optional: ClassVar[bool] = False  # every option "not given" (None) by default, not the field's default
+    exclude: ClassVar[frozenset[str]] = frozenset()
+    panel_prefix: ClassVar[str] = ""
+    not_in_file: ClassVar[frozenset[str]] = frozenset()  # own parameters a --config file may not set
 
-    def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
-        own = inspect.signature(command, eval_str=True)
-        own_params = [p for name, p in own.parameters.items() if name != "settings"]
-        taken = {p.name for p in own_params}
-        generated = [
-            _parameter(f, optional, panel_prefix)
-            for f in config_fields()
-            if f.name not in exclude and f.name not in taken
-        ]
-        names = {p.name for p in generated}
+    def __init__(self, *args: Any, params: list[Any], **kwargs: Any) -> None:
+        taken = {p.name for p in params}
+        fields = [f for f in config_fields() if f.name not in self.exclude and f.name not in taken]
+        self.fields = tuple(f.name for f in fields)
+        config = _get_param(ParamMeta(name="config", default=CONFIG_OPTION, annotation=Optional[str]))  # noqa: UP045
+        generated = [_option(f, self.optional, self.panel_prefix) for f in fields]
+        super().__init__(*args, params=[*params, config, *generated], **kwargs)
 
-        wants_given = "given" in own.parameters
+    def file_keys(self, ctx: typer.Context) -> dict[str, Any]:
+        """The keys a --config file may hold: parameter name → its click parameter."""
+        skip = {"config", "help", *self.not_in_file}
+        return {p.name: p for p in self.get_params(ctx) if p.name and p.expose_value and p.name not in skip}
 
-        @functools.wraps(command)
-        def run(**kwargs: Any) -> Any:
-            ctx = kwargs.pop(_CTX)
-            settings = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-            if optional:
-                settings = {k: v for k, v in settings.items() if v is not None}
-            if wants_given:  # the options on the command line, not defaults (`train --resume` checks them)
-                source = ctx.get_parameter_source
-                kwargs["given"] = frozenset(
-                    k for k in settings if getattr(source(k), "name", "") == "COMMANDLINE"
-                )
-            return command(**kwargs, settings=settings)
+    def run_bookkeeping(self) -> frozenset[str]:
+        """The keys of a run folder's config.json that are not this command's settings: what names
+        the run itself (its folder, resume) and the fields the command leaves out."""
+        from embtool.training.config import BOOKKEEPING, fields_on_resume
 
-        own_params = [p for p in own_params if p.name != "given"]
-        context = inspect.Parameter(_CTX, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
-        params = [*own_params, *generated, context]
-        run.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
-        run.__annotations__ = {p.name: p.annotation for p in params}
-        del run.__wrapped__  # typer must read the new signature, not the command's
-        return run
+        return frozenset(fields_on_resume(BOOKKEEPING)) | self.exclude
 
-    return wrap
+    def invoke(self, ctx: Any) -> Any:
+        values = {name: ctx.params.pop(name) for name in self.fields}
+        if self.optional:
+            values = {k: v for k, v in values.items() if v is not None}
+        given = frozenset(
+            k for k in values if getattr(ctx.get_parameter_source(k), "name", "") == "COMMANDLINE"
+        )
+        ctx.meta[SETTINGS] = TrainSettings(values, given, ctx.params.pop("config"))
+        return super().invoke(ctx)

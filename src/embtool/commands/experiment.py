@@ -8,7 +8,7 @@ from typing import Any, List, Optional  # typer reads the annotations
 import typer
 
 from embtool.commands._common import info
-from embtool.commands._options import with_train_options
+from embtool.commands._options import TrainOptions, train_settings
 from embtool.experiment.gridresources import CPUS_PER_GPU
 
 PANEL = "Where the runs go"
@@ -16,12 +16,19 @@ PANEL = "Where the runs go"
 GRID_SETS = frozenset({"seed", "resume"})
 
 
+class ExperimentCommand(TrainOptions):
+    optional = True  # the grid records only the settings given
+    exclude = GRID_SETS
+    panel_prefix = "Training: "
+    not_in_file = frozenset({"dry_run"})
+
+
 def register(app: typer.Typer) -> None:
-    app.command("experiment")(experiment)
+    app.command("experiment", cls=ExperimentCommand)(experiment)
 
 
-@with_train_options(optional=True, exclude=GRID_SETS, panel_prefix="Training: ")
 def experiment(
+    ctx: typer.Context,
     task: str = typer.Argument(
         ..., help="multi30k, iwslt2017, sst2, mnli, or files (with --src/--tgt).", metavar="TASK"
     ),
@@ -97,10 +104,9 @@ def experiment(
         help=f"--launcher slurm: CPUs per task (0: {CPUS_PER_GPU} per GPU).",
         rich_help_panel=PANEL,
     ),
-    time_limit: str = typer.Option(
+    time: str = typer.Option(
         "12:00:00", "--time", help="--launcher slurm: time limit per run (HH:MM:SS).", rich_help_panel=PANEL
     ),
-    settings: dict[str, Any] | None = None,
 ) -> None:
     """Build the variant tables of one pretrained table, train each for each seed, and write the report.
 
@@ -119,7 +125,7 @@ def experiment(
     from embtool.core.errors import UsageError, WorkFailure
     from embtool.experiment import runner as lib
 
-    settings = dict(settings or {})
+    settings = dict(train_settings(ctx).values)
     for key in ("src", "tgt", "val_src", "val_tgt", "test_src", "test_tgt", "data_dir"):
         if key in settings:  # run folders may be resumed from elsewhere: keep paths absolute
             settings[key] = str(Path(settings[key]).resolve())
@@ -147,7 +153,7 @@ def experiment(
     if launcher == "none" and (jobs > 1 or device_ids or gpus_per_run > 1):  # each worker slot's GPUs
         device_ids = gridresources.worker_gpus(device_ids, settings.get("device", "auto"), gpus_per_run)
         jobs = jobs if jobs > 1 or not devices else len(device_ids)
-    slurm = gridresources.Slurm(partition, gpus_per_run, time_limit, cpus_per_run)
+    slurm = gridresources.Slurm(partition, gpus_per_run, time, cpus_per_run)
     slurm.minutes()  # a bad --time stops it before any work
     try:
         if jobs > 1 or launcher != "none" or gpus_per_run > 1:

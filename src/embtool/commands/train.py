@@ -10,16 +10,21 @@ from typing import Any, Optional
 import typer
 
 from embtool.commands._common import info
-from embtool.commands._options import with_train_options
+from embtool.commands._options import TrainOptions, train_settings
 from embtool.core import jsonout
 
 
+class TrainCommand(TrainOptions):
+    exclude = frozenset({"resume"})  # --resume RUN_DIR is train's own
+    not_in_file = frozenset({"resume", "as_json", "dry_run"})
+
+
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
+    app.command("train", cls=TrainCommand)(train)
 
 
-@with_train_options(optional=False, exclude=frozenset({"resume"}))
 def train(
+    ctx: typer.Context,
     task: Optional[str] = typer.Argument(
         None, help="multi30k, iwslt2017 (de→en), sst2, mnli, or files (with --src/--tgt).", metavar="[TASK]"
     ),
@@ -47,8 +52,6 @@ def train(
         metavar="N",
         min=1,
     ),
-    settings: dict[str, Any] | None = None,
-    given: frozenset[str] = frozenset(),
 ) -> None:
     """Train the paper's vanilla transformer and write a run folder.
 
@@ -83,13 +86,16 @@ def train(
     from embtool.training.parallel import CONFIG_ENV, World, launch, rank_config
     from embtool.training.runfolder import resume_with
 
-    settings = dict(settings or {})
+    given = train_settings(ctx)
+    settings = dict(given.values)
+    if given.config and resume:
+        raise UsageError("--config and --resume: a run continues with its own settings; give one of them")
     world = World.from_env()
     handed = rank_config() if world.distributed else None
     if handed is not None:  # a rank that `train --nproc` started: the run's settings, resolved there
         cfg = TrainConfig.from_dict(handed, origin=f"${CONFIG_ENV}")
     elif resume:
-        cfg, changed = resume_with(resume, {k: settings[k] for k in given})
+        cfg, changed = resume_with(resume, {k: settings[k] for k in given.given})
         for note in changed:
             info(f"resume: {note}")
     else:
