@@ -27,9 +27,6 @@ LIMITS = {
     "max_eval_examples": 1 << 40, "min_freq": 1 << 40, "d_model": 1 << 16, "heads": 1 << 10,
     "layers": 1_000, "ff": 1 << 20, "beam": 1_000, "threads": 4_096, "clip_norm": 1e9,
 }  # fmt: skip
-# settings that change where and how a run executes, not what it learns: `--resume` takes them
-# from the command (a CPU run may continue on a GPU, a CUDA run on a CPU machine)
-RESUME_FOLLOWS = ("device", "amp", "compile", "threads")
 PRESETS = ("paper", "fast", "clinic")  # embtool.training.paper: what each fills in
 OPTIMIZERS = ("adam", "adamw", "radam")
 SCHEDULES = ("constant", "inverse-sqrt", "cosine")

@@ -29,8 +29,7 @@ from embtool.model.transformer import build as build_model
 from embtool.training import checkpoint as ckpt
 from embtool.training import parallel, tracking
 from embtool.training.amp import Precision
-from embtool.training.building import init_embeddings, model_config, profile_admin
-from embtool.training.checks import RESUME_FOLLOWS
+from embtool.training.building import init_embeddings, profile_admin
 from embtool.training.config import TrainConfig
 from embtool.training.cpu import process_settings
 from embtool.training.data import SEP, SPECIALS
@@ -40,7 +39,6 @@ from embtool.training.epoch import SHOW_EVERY, Diverged, TrainData, pick_device,
 from embtool.training.kinds import Kind, kind_of
 from embtool.training.objective import prepare as prepare_step
 from embtool.training.objective import sdpa_info
-from embtool.training.paper import column_of
 from embtool.training.parallel import World
 from embtool.training.runfolder import (
     BEST,
@@ -51,12 +49,13 @@ from embtool.training.runfolder import (
     VOCAB,
     RunFolder,
     RunResult,
-    resume_config,
+    config_json,
+    resumed,
     stalled,
 )
 from embtool.training.schedule import Schedule
 from embtool.training.setup import Prepared, load_text, prepare
-from embtool.training.widths import check_tables
+from embtool.training.spec import RunSpec
 
 SPECIAL_TOKENS = {*SPECIALS, SEP}
 
@@ -143,20 +142,14 @@ def open_run(
     """The resolved settings, the run folder (made by rank 0), and whether the run is already complete.
 
     A resumed run keeps its stored settings, but for more epochs and for where and how it runs
-    (``RESUME_FOLLOWS``: device, amp, compile, threads), which follow ``cfg``.
+    (device, amp, compile, threads), which follow ``cfg`` (``runfolder.resumed``).
     """
     if cfg.resume:
         if not cfg.out:
             raise BadInput("resume needs the run folder (--resume RUN_DIR)")
         if (Path(cfg.out) / CONFIG).is_file():
-            stored = resume_config(cfg.out)
-            cfg = dataclasses.replace(
-                stored,
-                epochs=max(stored.epochs, cfg.epochs) if cfg.epochs else stored.epochs,
-                **{name: getattr(cfg, name) for name in RESUME_FOLLOWS},
-            )
-    cfg = cfg.resolved()
-    check_tables(cfg)  # a width that cannot fit the tables fails before the folder is made
+            cfg = resumed(cfg)
+    cfg = RunSpec.of(cfg).cfg  # a width that cannot fit the tables fails before the folder is made
     tracking.require(cfg.report_to)  # and a --report-to package that is missing
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
     folder = RunFolder(cfg.out or "")
@@ -190,11 +183,12 @@ def build(
     # state.pt first: a broken one is said before the data is read and tokenized
     state = ckpt.resume_state(folder.file(STATE), folder.done_epochs()) if cfg.resume else None
     precision = Precision.choose(cfg.amp, device)  # the autocast and its reason
+    spec = RunSpec.of(cfg)  # open_run's resolved config resolves to itself
     kind, prep = kind_of(cfg), _prepared(cfg, progress)
-    model_cfg = model_config(cfg, prep)
+    model_cfg = spec.model_for(prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
     model = build_model(model_cfg)
-    paper = column_of(cfg).as_dict(cfg.task, cfg.preset)
+    paper = spec.paper
     if "family" in paper:
         progress("log", {"message": _column_line(paper, cfg, model_cfg)})
     init = init_embeddings(model, prep, model_cfg, cfg, progress)
@@ -228,7 +222,7 @@ def build(
     if engine.main:
         # only now, when every input is read and the resumed state restored: a run refused or failed
         # before this leaves its folder as it was. (Re)written on resume: it may have more epochs.
-        folder.write_json(CONFIG, _config_json(run, model_cfg, paper, init, admin))
+        folder.write_json(CONFIG, _config_json(run, spec, model_cfg, init, admin))
         folder.write_json(
             VOCAB, {"src": prep.src.vocab, "tgt": prep.tgt.vocab if prep.tgt else None}, indent=None
         )
@@ -259,40 +253,18 @@ def _restore(run: Run, state: dict[str, Any], steps_per_epoch: int) -> None:
 
 
 def _config_json(
-    run: Run, mc: ModelConfig, paper: dict[str, Any], init: dict[str, Any], admin: dict[str, Any] | None
+    run: Run, spec: RunSpec, mc: ModelConfig, init: dict[str, Any], admin: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """config.json: the settings, the model, its sizes and tables, and where and how it runs."""
-    cfg, prep, engine = run.cfg, run.prep, run.engine
-    config: dict[str, Any] = {
-        "embtool": __version__,
-        "task": cfg.task,
-        "kind": cfg.kind,
-        "seed": cfg.seed,
-        "model": mc.to_dict(),
-        "parameters": parameter_counts(run.model),
-        "paper": paper,
-        "train": cfg.to_dict(),
-        "tables": {"src": prep.src.table_info, "tgt": prep.tgt.table_info if prep.tgt else None},
-        "vocab": {
-            "src_size": len(prep.src.vocab),
-            "tgt_size": len(prep.tgt.vocab) if prep.tgt else None,
-            "src_missing": prep.src.missing,
-            "tgt_missing": prep.tgt.missing if prep.tgt else None,
-        },
-        "init": init,
+    """config.json (``runfolder.config_json``) with where and how this run executes."""
+    engine = run.engine
+    where = {
         "device": str(engine.device),
         "amp": engine.precision.amp,
         "amp_why": engine.precision.why,  # what --amp (auto) chose, and why
         "world_size": engine.world.size,
         "sdpa": sdpa_info(engine.device, mc.d_model // mc.n_heads),
-        "dropped_train_examples": prep.dropped,
-        "train_examples": len(prep.train),
     }
-    if admin is not None:
-        config["admin_profile"] = admin
-    if prep.out is not None:
-        config["out_emb"] = {"table": prep.out.table_info, "missing": prep.out.missing}
-    return config
+    return config_json(spec, run.prep, mc.to_dict(), parameter_counts(run.model), init, where, admin)
 
 
 def fit(run: Run) -> None:
