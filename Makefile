@@ -10,6 +10,9 @@ export EMBTOOL_DATA_DIR := $(abspath ../shared/data)
 endif
 endif
 
+# Material for MkDocs prints a banner about its successor on every build (its own warnings still show)
+export NO_MKDOCS_2_WARNING := 1
+
 .PHONY: setup demo test test-fast docs bench gpu-check clean
 
 setup: $(STAMP)
@@ -27,14 +30,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash examples/demo.sh
 
-# lint, formatting and types: the checks before the tests, in both test targets
+# lint, formatting, types and the documentation site (mkdocs.yml, docs/: every page builds, every
+# link and #anchor resolves): the checks before the tests, in both test targets
 define static-checks
 $(VENV)/bin/ruff check src tests bench
 $(VENV)/bin/ruff format --check src tests bench
 $(VENV)/bin/mypy
+$(VENV)/bin/mkdocs build --strict --quiet
 endef
 
-# every check: lint, formatting, types, then the test suite on two workers (pytest-xdist), slow
+# every check: lint, formatting, types, the docs build, then the test suite on two workers (pytest-xdist), slow
 # end-to-end runs included (pytest's summary line is the last thing printed)
 test: $(STAMP)
 	$(static-checks)
@@ -45,8 +50,11 @@ test-fast: $(STAMP)
 	$(static-checks)
 	$(VENV)/bin/python -m pytest -q -n 2 -m "not slow"
 
+# the generated files (completions/, README's command table, docs/commands.md), then the site in
+# build/site/ (`$(VENV)/bin/mkdocs serve` shows it while you edit)
 docs: $(STAMP)
 	$(PY) -m embtool.docgen .
+	$(VENV)/bin/mkdocs build --strict
 
 # the GPU path at once (bench/gpu_check.py: environment, speed vs nn.Transformer, attention kernels,
 # DDP, the CLI end to end, peak memory), one JSON entry a section in gpu.json; ≤ 8 minutes on a GPU
