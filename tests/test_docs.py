@@ -143,3 +143,15 @@ def test_a_broken_link_and_anchor_are_found(tmp_path: Path) -> None:
     problems = _broken(page)
     assert [p.split(":")[0] for p in problems] == ["c.md", "a.md#nothing", "a.md#nothing", "a.md#x--y"]
     assert "toc_slug" in problems[-1]
+
+
+def test_every_name_the_docs_import_from_embtool_exists() -> None:
+    """`from embtool import …` in README.md and docs/ (code blocks and prose): each name is exported."""
+    import embtool
+
+    names = set()
+    for path in [ROOT / "README.md", *PAGES]:
+        for m in re.finditer(r"from embtool import ([\w, ]+)", path.read_text(encoding="utf-8")):
+            names |= {n.strip() for n in m.group(1).split(",") if n.strip()}
+    assert {"load", "standardize", "train", "TrainConfig"} <= names
+    assert sorted(n for n in names if not hasattr(embtool, n)) == []

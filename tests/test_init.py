@@ -1,4 +1,4 @@
-"""`from embtool import …`: every name the README shows, lazily, and the very object its module defines."""
+"""`from embtool import …`: every name the README and docs/python-api.md show, lazily, and the very object its module defines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import embtool
 
-# what the README and DESIGN §5 promise users can import from the package
+# what the README, docs/python-api.md and DESIGN §5 promise users can import from the package
 PROMISED = {
     "EmbeddingTable",
     "load",

@@ -138,7 +138,7 @@ def test_t5_shared_rows_beyond_the_tokenizer_are_filled(tmp_path) -> None:
 
 
 def test_readme_from_config_example(tmp_path, monkeypatch) -> None:
-    """The README's six lines, on a tiny BERT config and tokenizer saved here."""
+    """The six lines of docs/python-api.md (a table in another framework's vocabulary), on a tiny BERT config and tokenizer saved here."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig
 
     from embtool import load
