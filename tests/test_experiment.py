@@ -11,6 +11,7 @@ import torch
 from conftest import EXAMPLES, reverse_words_toy, run_example, toy_iwslt
 from embtool.core.errors import BadInput
 from embtool.experiment import runner as lib
+from embtool.experiment.gridresources import Slurm
 from embtool.tables.table import EmbeddingTable, load, save
 
 
@@ -508,3 +509,90 @@ def test_seeds_default_to_the_papers_count_for_the_task(cli, tmp_path: Path, tas
     assert r.code == 0, r.stderr
     assert f"1 variant(s) × {seeds} seed(s) = {seeds} run(s)" in r.text
     assert cli(*args, "--seeds", "2", "-o", str(tmp_path / "g2"), "--dry-run").text.count(" xavier ") == 2
+
+
+# ----------------------------------------------------------------------------- run_experiment's executors
+
+
+def _settings(toy: Path) -> dict:
+    return {"src": str(toy / "src.txt"), "tgt": str(toy / "tgt.txt"), "epochs": 1, "device": "cpu"}
+
+
+def test_run_experiment_inline_trains_each_run_and_reports(toy: Path) -> None:
+    calls: list[str] = []
+    events: list[str] = []
+    paths, failures = lib.run_experiment(
+        "files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier", "pretrained"], [1, 2],
+        _settings(toy), executor="inline", event=lambda name, info: events.append(name), train=_fake_train(calls),
+    )  # fmt: skip
+    assert failures == [] and calls == ["xavier/s1", "xavier/s2", "pretrained/s1", "pretrained/s2"]
+    assert events.count("start") == 4 and events.count("done") == 4
+    assert "| Xavier |" in paths["markdown"].read_text() and paths["csv"].is_file()
+
+
+def test_run_experiment_pool_hands_each_worker_its_run_as_data(toy: Path, monkeypatch) -> None:
+    """executor="pool": each run in a worker process `embtool -q train`, its TrainConfig in
+    $EMBTOOL_RANK_CONFIG (here a stand-in process that writes the run folder)."""
+    from embtool.experiment import gridjobs
+    from embtool.training import TrainConfig
+    from embtool.training.parallel import CONFIG_ENV, LAUNCHER_ENV
+
+    calls: list[str] = []
+    fake = _fake_train(calls)
+    started: list[list[str]] = []
+
+    class Worker:
+        def __init__(self, argv, env, **kw) -> None:
+            started.append(argv)
+            assert env[LAUNCHER_ENV] == str(__import__("os").getpid())
+            fake(TrainConfig.from_dict(json.loads(env[CONFIG_ENV])))
+            self.stdin = None
+
+        def wait(self, timeout=None) -> int:
+            return 0
+
+        poll = wait
+
+    monkeypatch.setattr(gridjobs.subprocess, "Popen", Worker)
+    paths, failures = lib.run_experiment(
+        "files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier", "pretrained"], [1], _settings(toy),
+        executor="pool", resources=lib.Resources(jobs=2),
+    )  # fmt: skip
+    assert failures == [] and sorted(calls) == ["pretrained/s1", "xavier/s1"] and len(started) == 2
+    assert all(argv[1:] == ["-m", "embtool", "-q", "train"] for argv in started)
+    assert {p.name for p in (toy / "grid" / "logs").glob("*.log")} == {"xavier-s1.log", "pretrained-s1.log"}
+    assert paths["markdown"].is_file()
+
+
+@pytest.mark.parametrize(
+    ("kw", "error"),
+    [
+        ({"executor": "threads"}, "invalid executor 'threads'; valid choices: inline, pool, submitit"),
+        ({"resources": lib.Resources(jobs=0)}, "--jobs must be at least 1, got 0"),
+        ({"resources": lib.Resources(slurm=Slurm(time="soon"))}, "--time 'soon'"),
+    ],
+)
+def test_run_experiment_refuses_bad_resources_before_any_work(toy: Path, kw, error) -> None:
+    with pytest.raises(BadInput, match=error.replace("(", r"\(").replace(")", r"\)")):
+        lib.run_experiment(
+            "files", {"emb": toy / "w2v.safetensors"}, toy / "grid", ["xavier"], [1], _settings(toy), **kw
+        )
+    assert not (toy / "grid").exists()
+
+
+def test_run_experiment_says_when_every_run_failed(toy: Path) -> None:
+    from embtool.core.errors import WorkFailure
+
+    def broken(cfg, progress=None):
+        raise RuntimeError("out of memory")
+
+    with pytest.raises(WorkFailure, match=r"every run failed: xavier seed 1 \(RuntimeError: out of memory\)"):
+        lib.run_experiment(
+            "files",
+            {"emb": toy / "w2v.safetensors"},
+            toy / "grid",
+            ["xavier"],
+            [1],
+            _settings(toy),
+            train=broken,
+        )

@@ -1,4 +1,4 @@
-"""A grid across workers: claims, --jobs subprocesses, submitit's local executor, re-runs."""
+"""A grid across workers: one lock per run, --jobs worker processes, submitit's local executor, re-runs."""
 
 from __future__ import annotations
 
@@ -17,22 +17,26 @@ import torch
 
 from conftest import reverse_words_toy
 from embtool.experiment import gridjobs
+from embtool.training.parallel import CONFIG_ENV
+from embtool.training.runfolder import RunFolder
 
 
-def test_claim_is_exclusive_across_processes_and_released(tmp_path):
+def test_a_run_is_in_use_while_another_process_holds_its_folder_lock(tmp_path):
+    """The grid's one lock per run is the run folder's own (RunFolder.lock, what `train` holds)."""
     run = tmp_path / "runs" / "xavier" / "s1"
+    assert not gridjobs.in_use(run)  # no folder yet: nobody trains in it
+    run.mkdir(parents=True)
     ctx = multiprocessing.get_context("spawn")
-    with gridjobs.claim(run) as mine:
-        assert mine
+    with RunFolder(run).lock():
         with ctx.Pool(1) as pool:  # another process finds it held
-            assert pool.apply(_try_claim, (str(run),)) is False
+            assert pool.apply(_in_use, (str(run),)) is True
     with ctx.Pool(1) as pool:
-        assert pool.apply(_try_claim, (str(run),)) is True
+        assert pool.apply(_in_use, (str(run),)) is False
+    assert not (run / ".lock").exists()  # looking leaves no lock file behind
 
 
-def _try_claim(path: str) -> bool:
-    with gridjobs.claim(Path(path)) as mine:
-        return mine
+def _in_use(path: str) -> bool:
+    return gridjobs.in_use(Path(path))
 
 
 @pytest.fixture
@@ -96,7 +100,7 @@ def test_a_held_run_is_left_to_its_worker(toy, monkeypatch):
         pool.apply_async(_hold, (str(grid.runs[0].out), 3.0))
 
         deadline = time.monotonic() + 60
-        while not gridjobs.lock_path(grid.runs[0].out).exists() and time.monotonic() < deadline:
+        while not (grid.runs[0].out / ".lock").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)
         failures = lib.run_grid(grid, event=lambda name, info: events.append(name), train=_never)
@@ -106,7 +110,8 @@ def test_a_held_run_is_left_to_its_worker(toy, monkeypatch):
 def _hold(path: str, seconds: float) -> None:
     import time
 
-    with gridjobs.claim(Path(path)):
+    Path(path).mkdir(parents=True, exist_ok=True)
+    with RunFolder(path).lock():
         time.sleep(seconds)
 
 
@@ -118,20 +123,23 @@ def _never(cfg, progress=None):  # pragma: no cover - must not be called
 
 
 def _workers(marker: str) -> dict[int, int]:
-    """pid → parent pid of the live ``python -m embtool.experiment.gridjobs`` processes whose command line
-    holds ``marker`` (a zombie, dead but not yet reaped, is not live)."""
+    """pid → parent pid of the live grid workers (``embtool -q train`` handed a run's settings in
+    $EMBTOOL_RANK_CONFIG) whose settings hold ``marker`` (a zombie, dead but not yet reaped, is not live)."""
     found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
             stat = (proc / "stat").read_text().rpartition(")")[2].split()
-        except OSError:  # ended meanwhile
+        except OSError:  # ended meanwhile, or not ours to read
             continue
+        handed = [e for e in env if e.startswith(CONFIG_ENV.encode() + b"=")]
         if (
-            b"embtool.experiment.gridjobs" in cmd
-            and any(marker.encode() in c for c in cmd)
+            cmd[1:5] == [b"-m", b"embtool", b"-q", b"train"]
+            and handed
+            and marker.encode() in handed[0]
             and stat[0] != "Z"
         ):
             found[int(proc.name)] = int(stat[1])
@@ -199,7 +207,7 @@ def test_a_killed_experiment_takes_its_workers_with_it_and_a_rerun_resumes(toy, 
 
 def _watched(code: str) -> subprocess.Popen[bytes]:
     """A child of this test that calls ``watch_parent`` and then runs ``code`` (stdin: a pipe from here)."""
-    head = "import os, time; from embtool.experiment.gridjobs import watch_parent; "
+    head = "import os, time; from embtool.training.parallel import follow_launcher, watch_parent; "
     return subprocess.Popen(
         [sys.executable, "-c", head + code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
@@ -219,6 +227,23 @@ def test_a_worker_stops_when_the_pipe_from_its_parent_closes():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_launched_worker_follows_its_launcher_and_its_own_children_do_not():
+    """$EMBTOOL_LAUNCHER_PID (what `experiment --jobs` sets): the worker watches that process and takes
+    the variable out of its environment, so that torchrun's ranks it starts do not watch a stranger."""
+    code = (
+        "os.environ['EMBTOOL_LAUNCHER_PID'] = str(os.getppid()); follow_launcher(); "
+        "print('EMBTOOL_LAUNCHER_PID' in os.environ, flush=True); time.sleep(60)"
+    )
+    child = _watched(code)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"False\n"
+        child.stdin.close()  # type: ignore[union-attr]
+        assert child.wait(5) == -signal.SIGTERM
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_worker_asks_the_kernel_for_sigterm_when_its_parent_dies():
     get = "import ctypes; v = ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v), 0, 0, 0)"
     child = _watched(f"watch_parent(os.getppid()); {get}; print(v.value, flush=True); time.sleep(60)")
@@ -297,11 +322,17 @@ def test_grid_workers_on_cuda_take_their_own_gpus_and_a_run_its_ranks(
     grid[grid.index("--device") + 1] = "cuda"
     r = run_in_process(*grid, *args)
     assert r.code == 1 and "every run failed" in r.stderr, r.stderr  # the stand-in workers fail
-    assert [w.env.get("CUDA_VISIBLE_DEVICES") for w in started] == expected
+    # each of the two runs on one slot's GPUs (the pool's threads start them in either order)
+    assert sorted(w.env.get("CUDA_VISIBLE_DEVICES") for w in started) == sorted(expected)
     for w in started:
-        assert w.argv[1:3] == ["-m", "embtool.experiment.gridjobs"] and (
-            w.argv[-2:] == ["--ranks", str(ranks)] if ranks > 1 else "--ranks" not in w.argv
+        assert w.argv[1:5] == ["-m", "embtool", "-q", "train"] and (
+            w.argv[5:] == ["--nproc", str(ranks)] if ranks > 1 else len(w.argv) == 5
         )
+    handed = [json.loads(w.env[CONFIG_ENV]) for w in started]  # the run's settings as data, not options
+    assert {h["device"] for h in handed} == {"cuda"}
+    assert sorted(h["out"] for h in handed) == [
+        str(toy / "grid" / "runs" / v / "s1") for v in ("pretrained", "xavier")
+    ]
 
 
 def test_a_run_wanting_more_gpus_than_there_are_stops_the_grid_before_any_work(toy, monkeypatch):
@@ -385,25 +416,20 @@ def test_the_job_array_asks_for_cpus_and_gpus_and_runs_each_run_on_its_ranks(
 
 
 @pytest.mark.parametrize(
-    ("spec", "error"),
+    ("handed", "error"),
     [
-        ("missing.json", "missing.json: cannot read the run spec (No such file or directory)"),
-        (".", ".: cannot read the run spec (Is a directory)"),
-        (
-            "bad.json",
-            "bad.json: not a run spec (JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
-        ),
-        ("list.json", "list.json: not a run spec (a JSON object of training settings)"),
-        ("", "usage: python -m embtool.experiment.gridjobs RUN.json [--parent PID] [--ranks N]"),
+        ("{", "$EMBTOOL_RANK_CONFIG: not a JSON object of training settings (unset it)"),
+        ("[]", "$EMBTOOL_RANK_CONFIG: not a JSON object of training settings (unset it)"),
+        ('{"epoch": 3}', "$EMBTOOL_RANK_CONFIG: unknown training setting(s) epoch; valid: "),
     ],
 )
-def test_a_worker_whose_spec_cannot_be_read_says_so_in_one_line(tmp_path, spec, error):
-    """`python -m embtool.experiment.gridjobs SPEC` ended in a traceback (an OSError) for a missing spec."""
-    (tmp_path / "bad.json").write_text("{", encoding="utf-8")
-    (tmp_path / "list.json").write_text("[]", encoding="utf-8")
-    argv = [sys.executable, "-m", "embtool.experiment.gridjobs", *([spec] if spec else [])]
-    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert (proc.returncode, proc.stderr) == (2, f"embtool: error: {error}\n")
+def test_a_worker_whose_settings_cannot_be_read_says_so_in_one_line(tmp_path, handed, error):
+    """A worker is `embtool train` handed its settings: what it cannot read is one line, exit 2."""
+    env = {**os.environ, CONFIG_ENV: handed}
+    argv = [sys.executable, "-m", "embtool", "-q", "train"]
+    proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"embtool: error: {error}"), proc.stderr
+    assert proc.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
 @pytest.mark.slow

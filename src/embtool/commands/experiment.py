@@ -11,6 +11,7 @@ from embtool.commands._common import info
 from embtool.commands._options import TrainOptions, train_settings
 from embtool.experiment.gridresources import CPUS_PER_GPU
 
+LAUNCHERS = ("none", "local", "slurm")  # this machine; submitit's local executor; a Slurm job array
 PANEL = "Where the runs go"
 # train options the grid sets itself: one seed per run from --seeds; every run is resumed when found
 GRID_SETS = frozenset({"seed", "resume"})
@@ -124,17 +125,18 @@ def experiment(
     """
     from embtool.core.errors import UsageError, WorkFailure
     from embtool.experiment import runner as lib
+    from embtool.experiment.gridresources import Resources, Slurm, parse_devices
 
     settings = dict(train_settings(ctx).values)
     for key in ("src", "tgt", "val_src", "val_tgt", "test_src", "test_tgt", "data_dir"):
         if key in settings:  # run folders may be resumed from elsewhere: keep paths absolute
             settings[key] = str(Path(settings[key]).resolve())
-    inputs = {"emb": emb, "src_emb": src_emb, "tgt_emb": tgt_emb}
     table = emb or src_emb or tgt_emb
     folder = out or str(Path("experiments") / f"{task}-{Path(table).name.split('.')[0] if table else 'none'}")
-    plan = lib.plan(
+    inputs = {k: v for k, v in {"emb": emb, "src_emb": src_emb, "tgt_emb": tgt_emb}.items() if v}
+    runs = (
         task,
-        {k: v for k, v in inputs.items() if v},
+        inputs,
         folder,
         lib.parse_variants(variants),
         lib.parse_seeds(seeds) if seeds is not None else None,  # None: the task's paper count
@@ -142,32 +144,26 @@ def experiment(
         lib.parse_grid(grid),
     )
     if dry_run:
+        plan = lib.plan(*runs)
         lib.check(plan)  # the same checks as a real run: settings, and the folder's earlier grid
         _print_plan(plan)
         return
-    from embtool.experiment import gridjobs, gridresources
-
-    if launcher not in gridjobs.LAUNCHERS:
-        raise UsageError(f"invalid --launcher {launcher!r}; valid choices: {list(gridjobs.LAUNCHERS)}")
-    device_ids = gridresources.parse_devices(devices)
-    if launcher == "none" and (jobs > 1 or device_ids or gpus_per_run > 1):  # each worker slot's GPUs
-        device_ids = gridresources.worker_gpus(device_ids, settings.get("device", "auto"), gpus_per_run)
-        jobs = jobs if jobs > 1 or not devices else len(device_ids)
-    slurm = gridresources.Slurm(partition, gpus_per_run, time, cpus_per_run)
-    slurm.minutes()  # a bad --time stops it before any work
+    if launcher not in LAUNCHERS:
+        raise UsageError(f"invalid --launcher {launcher!r}; valid choices: {list(LAUNCHERS)}")
+    resources = Resources(
+        jobs, parse_devices(devices), Slurm(partition, gpus_per_run, time, cpus_per_run), cluster=launcher
+    )
+    if launcher != "none":
+        executor = "submitit"
+    else:  # --jobs, --devices or a run on several GPUs: worker processes, each on its slot's GPUs
+        executor = "pool" if jobs > 1 or resources.devices or gpus_per_run > 1 else "inline"
     try:
-        if jobs > 1 or launcher != "none" or gpus_per_run > 1:
-            configs = lib.start_grid(plan, _event)  # checked, tables built: then the workers
-            failures = gridjobs.run_grid_parallel(plan, configs, jobs, device_ids, launcher, slurm, _event)
-        else:
-            failures = lib.run_grid(plan, event=_event, train=_train_one)
+        paths, failures = lib.run_experiment(
+            *runs, executor=executor, resources=resources, event=_event, train=_train_one
+        )
     except KeyboardInterrupt:
         info("stopped; run the same command again to resume the grid (complete runs are kept)")
         raise
-    if failures and not any(r.state == "done" for r in plan.runs):
-        raise WorkFailure(f"every run failed: {_listed(failures)}")
-    lib.require_runs(plan)
-    paths = lib.write_report(plan)
     typer.echo(
         paths["markdown"].read_text(encoding="utf-8").split("\n## Notes")[0].split("\n## Runs")[0], nl=False
     )

@@ -83,7 +83,7 @@ def train(
     from embtool.core.errors import UsageError
     from embtool.training import TrainConfig
     from embtool.training import train as run_training
-    from embtool.training.parallel import CONFIG_ENV, World, launch, rank_config
+    from embtool.training.parallel import CONFIG_ENV, World, follow_launcher, launch, rank_config
     from embtool.training.runfolder import resume_with
 
     given = train_settings(ctx)
@@ -91,8 +91,9 @@ def train(
     if given.config and resume:
         raise UsageError("--config and --resume: a run continues with its own settings; give one of them")
     world = World.from_env()
-    handed = rank_config() if world.distributed else None
-    if handed is not None:  # a rank that `train --nproc` started: the run's settings, resolved there
+    handed = rank_config()
+    if handed is not None:  # started by a launcher (`train --nproc`'s torchrun, `experiment --jobs`)
+        follow_launcher()  # with `experiment --jobs`: stop when the experiment ends
         cfg = TrainConfig.from_dict(handed, origin=f"${CONFIG_ENV}")
     elif resume:
         cfg, changed = resume_with(resume, {k: settings[k] for k in given.given})

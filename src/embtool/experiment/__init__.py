@@ -15,11 +15,13 @@ import importlib
 from typing import Any
 
 _RUNNER = (
+    "EXECUTORS",
     "GRID_FIELDS",
     "RANDOM_VARIANTS",
     "VARIANTS",
     "Grid",
     "PlannedRun",
+    "Resources",
     "build_tables",
     "check",
     "parse_grid",

@@ -1,177 +1,79 @@
-"""A grid's runs at the same time: ``experiment --jobs N`` on this machine, or ``--launcher
-slurm|local`` through submitit (one job array). Each run is handed to exactly one worker.
+"""A grid's runs at the same time: ``experiment --jobs N`` on this machine (``run_pool``), or
+``--launcher slurm|local`` through submitit (``run_submitit``, one job array). Each run is handed to
+exactly one worker.
 
-- ``claim(run_dir)``: an exclusive ``flock`` on ``<run>.lock`` beside the run folder, held while the
-  run trains; a second worker (another ``--jobs`` slot, another ``experiment`` call on the same
-  grid, a resubmitted array task) finds it held and leaves the run alone. The kernel drops the lock
-  when its process dies, so a killed worker leaves no stale claim.
-- ``run_local``: up to N workers at once, each a ``python -m embtool.experiment.gridjobs RUN.json``
-  subprocess: worker slot i sees only its GPUs (``gridresources.worker_gpus``: ``--devices``, else
-  every visible GPU, ``--gpus-per-run`` to a slot); on a CPU the machine's cores are split between
-  the slots. A worker lives no longer than its ``experiment`` (``watch_parent``), even one ended by
-  SIGKILL: it stops as embtool stops on SIGTERM, its run left to resume when the command is run again.
+- One lock per run: the run folder's own (``RunFolder.lock``, held by the process that trains in
+  it). A run whose lock another process holds (another ``--jobs`` slot, another ``experiment`` call
+  on the same grid, a resubmitted array task) is left to it ("busy", ``in_use``); the kernel drops
+  the lock when its process dies, so a killed worker leaves no stale claim.
+- ``run_pool``: a standard executor (``concurrent.futures.ThreadPoolExecutor``, ``jobs`` threads)
+  whose every task runs one run in a worker process, ``embtool -q train`` handed the run's
+  TrainConfig as data (``$EMBTOOL_RANK_CONFIG``, as torchrun's ranks are; ``--nproc N`` for a run of
+  N GPUs), its output in ``OUT/logs/LABEL.log``. Worker slot i sees only its GPUs
+  (``gridresources.worker_gpus``); on a CPU the cores are split between the slots. A worker lives
+  no longer than its ``experiment``, even one ended by SIGKILL (``parallel.follow_launcher``), and
+  a stopped ``experiment`` (Ctrl-C, SIGTERM) stops its workers and waits for them: each stops as
+  embtool stops on SIGTERM, its run left to resume when the command is run again.
 - ``run_submitit``: every run not done as one task of a submitit job array (Slurm, or submitit's
   local executor); logs in ``OUT/logs/submitit``. Re-running the command skips finished runs and
   resubmits the others.
-A run given N > 1 GPUs trains on N ranks (``parallel.launch``, as ``train --nproc N``). The grid's
-tables are built once, before any worker starts; the report after every run ends.
+The grid's tables are built once, before any worker starts; the report after every run ends.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from embtool.core.errors import BadInput
 from embtool.experiment.gridresources import Slurm, cpu_share, worker_env
 
-LAUNCHERS = ("none", "local", "slurm")
-BUSY = 3  # a worker's exit status when another worker holds the run
 Event = Callable[[str, dict[str, Any]], None]
+STOP_GRACE_S = 30.0  # a stopped worker's time to unwind (its run left to resume) before SIGKILL
 
 
-# ----------------------------------------------------------------------------- one run, claimed
+# ----------------------------------------------------------------------------- one run
 
 
-def lock_path(run_dir: Path) -> Path:
-    return run_dir.parent / f"{run_dir.name}.lock"
+def in_use(run_dir: Path) -> bool:
+    """Whether another process trains in ``run_dir`` now (it holds the folder's lock)."""
+    from embtool.training.runfolder import RunFolder
 
-
-@contextmanager
-def claim(run_dir: Path) -> Iterator[bool]:
-    """Yield True when this process holds the run (until the block ends), False when another does."""
-    path = lock_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+    if not run_dir.is_dir():
+        return False
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+        with RunFolder(run_dir).lock():
+            return False
+    except BadInput:  # the lock's one refusal: another process holds it
+        return True
 
 
 def run_one(config: dict[str, Any], ranks: int = 1) -> str:
-    """Train one run (a TrainConfig as a dict; on ``ranks`` processes, one per GPU, when > 1) if no
-    other worker holds it: "done", "busy" or "skipped" (complete already). What a ``--jobs``
-    subprocess and a submitit task run."""
+    """Train one run (a TrainConfig as a dict; on ``ranks`` processes, one per GPU, when > 1) unless
+    it is complete ("skipped") or another process trains it ("busy"): what a submitit task runs."""
     from embtool.training import TrainConfig, train
     from embtool.training.runfolder import DONE, RunFolder
 
     cfg = TrainConfig.from_dict(config, origin="grid run")
     run_dir = Path(cfg.out or "")
-    with claim(run_dir) as mine:
-        if not mine:
-            return "busy"
-        if RunFolder(run_dir).state == DONE:
-            return "skipped"
-        if ranks > 1:  # torchrun's ranks train it, as `train --nproc` starts them
-            from embtool.training.parallel import launch
+    if RunFolder(run_dir).state == DONE:
+        return "skipped"
+    if in_use(run_dir):
+        return "busy"
+    if ranks > 1:  # torchrun's ranks train it, as `train --nproc` starts them
+        from embtool.training.parallel import launch
 
-            launch(ranks, cfg.to_dict(), ("-q", "train"), str(run_dir))
-        else:
-            train(cfg)
+        launch(ranks, cfg.to_dict(), ("-q", "train"), str(run_dir))
+    else:
+        train(cfg)
     return "done"
-
-
-# a worker stops on these as `embtool` does (cli.main): it unwinds (KeyboardInterrupt), then exits
-STOPPED: dict[int, tuple[str, int]] = {
-    signal.SIGINT: ("interrupted", 130),
-    signal.SIGTERM: ("terminated", 143),
-}
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m embtool.experiment.gridjobs RUN.json [--parent PID] [--ranks N]``: one ``--jobs`` worker (exit
-    0 done, 3 busy, 2 bad input, 130/143 stopped); with ``--parent``, it stops when process PID ends
-    (``watch_parent``); with ``--ranks``, the run trains on N processes."""
-    from embtool.core.errors import EmbtoolError
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    came: list[int] = []
-
-    def stop(signum: int, frame: Any) -> None:
-        came.append(signum)
-        if len(came) == 1:  # once: a second one (the parent's SIGTERM after a Ctrl-C) must not cut it short
-            raise KeyboardInterrupt
-
-    for signum in STOPPED:
-        signal.signal(signum, stop)
-    try:
-        if "--parent" in args:
-            watch_parent(int(args[args.index("--parent") + 1]))
-        ranks = int(args[args.index("--ranks") + 1]) if "--ranks" in args else 1
-        status = run_one(_read_spec(args[0] if args else ""), ranks)
-    except EmbtoolError as e:
-        print(f"embtool: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        word, code = STOPPED[came[0] if came else signal.SIGINT]
-        print(f"embtool: {word}", file=sys.stderr)
-        return code
-    return BUSY if status == "busy" else 0
-
-
-def _read_spec(path: str) -> dict[str, Any]:
-    """A worker's run spec: the run's TrainConfig as a JSON object; BadInput when it cannot be read."""
-    if not path:
-        raise BadInput("usage: python -m embtool.experiment.gridjobs RUN.json [--parent PID] [--ranks N]")
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read the run spec ({e.strerror or e})") from None
-    except ValueError as e:
-        raise BadInput(f"{path}: not a run spec (JSON: {e})") from None
-    if not isinstance(value, dict):
-        raise BadInput(f"{path}: not a run spec (a JSON object of training settings)")
-    return value
-
-
-def watch_parent(parent: int) -> None:
-    """SIGTERM this worker when process ``parent`` (its ``experiment``) ends, however it ends.
-
-    Two ways, either enough: on Linux the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG)``,
-    sent when the *thread* that started the worker ends: ``run_local`` runs on the main thread), then
-    ``getppid()`` checked for a parent that died before it was set; everywhere, a thread that waits
-    for the end of stdin, a pipe whose one writer is the parent (``run_local``): the kernel closes it
-    when the parent dies."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        except (OSError, AttributeError):  # no prctl in this libc: the pipe alone
-            pass
-    if os.getppid() != parent:  # the parent is gone already: reparented to init or a subreaper
-        os.kill(os.getpid(), signal.SIGTERM)
-        return
-    threading.Thread(target=_stop_at_eof, args=(sys.stdin.fileno(),), daemon=True).start()
-
-
-def _stop_at_eof(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except OSError:
-        pass
-    os.kill(os.getpid(), signal.SIGTERM)  # the main thread gets it: KeyboardInterrupt there
 
 
 # ----------------------------------------------------------------------------- many runs
@@ -189,7 +91,52 @@ def _config_dict(cfg: Any, jobs: int, devices: Sequence[str], ranks: int) -> dic
     return d
 
 
-def run_local(
+class _Workers:
+    """The worker processes running now, and whether the pool is stopping (then none starts)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: set[subprocess.Popen[bytes]] = set()
+        self.stopping = False
+
+    def start(self, argv: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes] | None:
+        with self.lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,  # never written: its end (this process's) stops the worker
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # a Ctrl-C reaches the experiment alone; it stops each worker once
+            )
+            self.running.add(proc)
+            return proc
+
+    def ended(self, proc: subprocess.Popen[bytes]) -> None:
+        with self.lock:
+            self.running.discard(proc)
+        if proc.stdin is not None:
+            proc.stdin.close()
+
+    def stop(self) -> None:
+        """SIGTERM every worker at once, then wait for each (SIGKILL after ``STOP_GRACE_S``)."""
+        with self.lock:
+            self.stopping = True
+            procs = list(self.running)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def run_pool(
     grid: Any,
     configs: dict[int, Any],
     jobs: int,
@@ -197,86 +144,67 @@ def run_local(
     event: Event | None = None,
     ranks: int = 1,
 ) -> list[tuple[Any, str]]:
-    """Train the grid's runs not done, ``jobs`` at a time, each in a worker subprocess on ``ranks``
-    processes; worker slot i sees only GPUs ``devices[i]`` (``gridresources.worker_gpus``: "0" or
-    "0,1"; taken in turn when the slots outnumber them). Return the failed runs and why (the last
-    error line of the run's log, ``OUT/logs/LABEL.log``)."""
+    """Train the grid's runs not done (their TrainConfig in ``configs``, by ``id(run)``), ``jobs`` at
+    a time, each in a worker process on ``ranks`` processes; worker slot i sees only GPUs
+    ``devices[i]`` ("0" or "0,1"; taken in turn when the slots outnumber them). Return the failed
+    runs and why (the last error line of the run's log, ``OUT/logs/LABEL.log``)."""
+    from embtool.training.parallel import CONFIG_ENV, LAUNCHER_ENV
+
     event = event or (lambda name, info: None)
     logs = grid.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    queue = [r for r in grid.runs if id(r) in configs]
-    free = list(range(jobs))
-    running: dict[int, tuple[subprocess.Popen[bytes], Any, Any]] = {}
+    todo = [r for r in grid.runs if id(r) in configs]
+    slots: list[int] = list(range(jobs))  # free worker slots (a thread takes one per run)
+    slot_lock = threading.Lock()
+    workers = _Workers()
+    argv = [sys.executable, "-m", "embtool", "-q", "train", *(["--nproc", str(ranks)] if ranks > 1 else [])]
+
+    def work(run: Any) -> int | str:
+        with slot_lock:
+            slot = slots.pop(0)
+        try:
+            if in_use(run.out):
+                return "busy"
+            env = worker_env(slot, jobs, devices, ranks=ranks)
+            config = _config_dict(configs[id(run)], jobs, devices, ranks)
+            env.update({CONFIG_ENV: json.dumps(config, allow_nan=False), LAUNCHER_ENV: str(os.getpid())})
+            with open(logs / f"{run_label(run)}.log", "wb") as log:
+                proc = workers.start(argv, env, log)
+                if proc is None:  # the pool is stopping
+                    return "stopped"
+                event("start", run_info(grid, run, slot, devices))
+                try:
+                    return proc.wait()
+                finally:
+                    workers.ended(proc)
+        finally:
+            with slot_lock:
+                slots.append(slot)
+
     failures: list[tuple[Any, str]] = []
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="embtool-grid")
     try:
-        while queue or running:
-            while queue and free:
-                run = queue.pop(0)
-                slot = free.pop(0)
-                label = run_label(run)
-                spec = logs / f"{label}.json"
-                spec.write_text(
-                    json.dumps(_config_dict(configs[id(run)], jobs, devices, ranks)), encoding="utf-8"
-                )
-                log = open(logs / f"{label}.log", "wb")  # noqa: SIM115 - closed when the worker ends
-                argv = [
-                    sys.executable,
-                    "-m",
-                    "embtool.experiment.gridjobs",
-                    str(spec),
-                    "--parent",
-                    str(os.getpid()),
-                ]
-                proc = subprocess.Popen(
-                    argv + (["--ranks", str(ranks)] if ranks > 1 else []),
-                    stdin=subprocess.PIPE,  # never written: its end (this process's) stops the worker
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=worker_env(slot, jobs, devices, ranks=ranks),
-                )
-                running[slot] = (proc, run, log)
-                event("start", _info(grid, run, slot, devices))
-            time.sleep(0.2)
-            for slot, (proc, run, log) in list(running.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                _close(proc, log)
-                del running[slot]
-                free.append(slot)
-                info = _info(grid, run, slot, devices)
-                if code == 0:
-                    run.state = "done"
-                    event("done", info)
-                elif code == BUSY:
-                    event("busy", info)
-                else:
-                    why = _last_error(logs / f"{run_label(run)}.log") or f"worker exited with {code}"
-                    failures.append((run, why))
-                    event("failed", {**info, "error": why})
-    finally:  # stopped (Ctrl-C, SIGTERM) or failed: the workers stop too (all at once), before this returns
-        for proc, _, _ in running.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc, _, log in running.values():
-            _close(proc, log, grace=30.0)
+        futures: dict[Future[int | str], Any] = {pool.submit(work, run): run for run in todo}
+        for future in as_completed(futures):
+            run = futures[future]
+            info = run_info(grid, run, 0, ())
+            code = future.result()
+            if code == 0:
+                run.state = "done"
+                event("done", info)
+            elif code == "busy":
+                event("busy", info)
+            elif code != "stopped":
+                why = _last_error(logs / f"{run_label(run)}.log") or f"worker exited with {code}"
+                failures.append((run, why))
+                event("failed", {**info, "error": why})
+    finally:  # stopped (Ctrl-C, SIGTERM) or failed: the workers stop too, before this returns
+        workers.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
     return failures
 
 
-def _close(proc: subprocess.Popen[bytes], log: Any, grace: float = 0.0) -> None:
-    """Close a worker's pipe and log; with ``grace``, wait that long for it to end first (then SIGKILL)."""
-    if grace:
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdin is not None:
-        proc.stdin.close()
-    log.close()
-
-
-def _info(grid: Any, run: Any, slot: int, devices: Sequence[str]) -> dict[str, Any]:
+def run_info(grid: Any, run: Any, slot: int, devices: Sequence[str]) -> dict[str, Any]:
     return {
         "index": grid.runs.index(run) + 1,
         "total": len(grid.runs),
@@ -328,10 +256,10 @@ def run_submitit(
     with executor.batch():
         jobs = [executor.submit(run_one, configs[id(r)].to_dict(), slurm.ranks()) for r in runs]
     for run, job in zip(runs, jobs, strict=True):
-        event("submitted", {**_info(grid, run, 0, ()), "job": str(job.job_id)})
+        event("submitted", {**run_info(grid, run, 0, ()), "job": str(job.job_id)})
     failures: list[tuple[Any, str]] = []
     for run, job in zip(runs, jobs, strict=True):
-        info = {**_info(grid, run, 0, ()), "job": str(job.job_id)}
+        info = {**run_info(grid, run, 0, ()), "job": str(job.job_id)}
         try:
             status = job.result()
         except Exception as e:  # noqa: BLE001 - a failed task: record it, the grid goes on
@@ -345,33 +273,3 @@ def run_submitit(
             run.state = "done"
             event("done", info)
     return failures
-
-
-def run_grid_parallel(
-    grid: Any,
-    configs: dict[int, Any],
-    jobs: int = 1,
-    devices: Sequence[str] = (),
-    launcher: str = "none",
-    slurm: Slurm | None = None,
-    event: Event | None = None,
-) -> list[tuple[Any, str]]:
-    """`experiment` with ``--jobs``/``--devices``/``--gpus-per-run`` or ``--launcher``: train the runs
-    not done (their TrainConfig in ``configs``, by ``id(run)``: ``experiment.start_grid``, which has
-    checked the grid and built its tables) across workers, each slot on GPUs ``devices[slot]``
-    (``gridresources.worker_gpus``), each run on ``slurm.gpus_per_run`` ranks when > 1; return the
-    failed runs and why."""
-    if launcher not in LAUNCHERS:
-        raise BadInput(f"invalid --launcher {launcher!r}; valid choices: {list(LAUNCHERS)}")
-    if jobs < 1:
-        raise BadInput(f"--jobs must be at least 1, got {jobs}")
-    for run in grid.runs:
-        if id(run) not in configs and event is not None:
-            event("skip", _info(grid, run, 0, ()))
-    if launcher in ("local", "slurm"):
-        return run_submitit(grid, configs, launcher, slurm or Slurm(), event)
-    return run_local(grid, configs, jobs, devices, event, (slurm or Slurm()).ranks())
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,6 +8,7 @@
   (``cpu_share``).
 - Slurm (``--launcher slurm``): ``Slurm`` holds one array task's ask: GPUs, CPUs (``CPUS_PER_GPU``
   per GPU unless given) and the time limit.
+- ``Resources``: all of it for one grid, as ``run_experiment`` takes it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,27 @@ class Slurm:
     def ranks(self) -> int:
         """The processes one run trains on: one per GPU."""
         return max(1, self.gpus_per_run)
+
+
+@dataclass
+class Resources:
+    """Where a grid's runs execute (``run_experiment``'s executors): ``jobs`` workers at once, on
+    ``devices`` (GPU ids; none: every visible GPU for runs on CUDA), ``slurm.gpus_per_run`` GPUs
+    (ranks) a run; with submitit, the ``cluster`` ("slurm" or "local") and Slurm's ask."""
+
+    jobs: int = 1
+    devices: list[str] = field(default_factory=list)
+    slurm: Slurm = field(default_factory=Slurm)
+    cluster: str = "slurm"
+
+    def slots(self, device: str = "auto") -> list[str]:
+        """Each worker slot's GPUs ("0" or "0,1"; [] on a CPU): ``worker_gpus``. BadInput when one
+        run needs more GPUs than there are."""
+        return worker_gpus(self.devices, device, self.slurm.gpus_per_run)
+
+    def workers(self, slots: Sequence[str]) -> int:
+        """How many runs at once: ``jobs``, or with ``devices`` and no ``jobs``, one per slot."""
+        return self.jobs if self.jobs > 1 or not self.devices else max(1, len(slots))
 
 
 def parse_time(text: str) -> int:

@@ -15,7 +15,7 @@ import dataclasses
 import itertools
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from embtool._version import __version__
 from embtool.core.errors import BadInput, EmbtoolError, WorkFailure
 from embtool.experiment import variants
 from embtool.experiment.gridaxes import GRID_FIELDS, paper_seeds, parse_grid, parse_seeds, point_label
+from embtool.experiment.gridresources import Resources
 from embtool.experiment.variants import RANDOM_VARIANTS, VARIANTS, parse_variants, variant_table
 
 GRID_FILE = "experiment.json"
@@ -78,7 +79,7 @@ def table_path(grid: Grid, key: str, variant: str, seed: int) -> Path:
 
 def plan(
     task: str,
-    inputs: dict[str, str | os.PathLike[str]],
+    inputs: Mapping[str, str | os.PathLike[str]],
     out: str | os.PathLike[str],
     variants: Sequence[str] = VARIANTS,
     seeds: Sequence[int] | None = None,
@@ -261,21 +262,32 @@ def run_grid(
     train: Callable[..., Any] | None = None,
     progress: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> list[tuple[PlannedRun, str]]:
-    """Build the missing tables and train every run not done; return the failed runs and why.
+    """Build the missing tables and train every run not done, one after another in this process;
+    return the failed runs and why (``run_experiment(executor="inline")`` without the report).
 
     ``event(name, info)`` hears "table", "skip", "start", "done" and "failed".
     ``progress`` is passed to `embtool.training.train`. A run that fails while working is
     recorded and the grid goes on; bad input stops it (it would fail every run). A run another
-    worker holds (``gridjobs.claim``) is left to it ("busy").
+    process trains (``gridjobs.in_use``) is left to it ("busy").
     """
-    from embtool.experiment.gridjobs import claim
+    configs = start_grid(grid, event)
+    return _run_inline(grid, configs, event, train, progress)
+
+
+def _run_inline(
+    grid: Grid,
+    configs: dict[int, Any],
+    event: Event | None = None,
+    train: Callable[..., Any] | None = None,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
+) -> list[tuple[PlannedRun, str]]:
+    from embtool.experiment.gridjobs import in_use
 
     event = event or (lambda name, info: None)
     if train is None:
         from embtool.training import train as train_fn
 
         train = train_fn
-    configs = start_grid(grid, event)
     failures: list[tuple[PlannedRun, str]] = []
     total = len(grid.runs)
     for i, run in enumerate(grid.runs, start=1):
@@ -290,19 +302,18 @@ def run_grid(
         if _state(run.out) == "done":
             event("skip", info)
             continue
-        with claim(run.out) as mine:  # another worker on this grid may hold it
-            if not mine:
-                event("busy", info)
-                continue
-            event("start", {**info, "resume": run.state == "resume"})
-            try:
-                train(configs[id(run)], progress) if progress else train(configs[id(run)])
-            except BadInput:
-                raise
-            except (EmbtoolError, RuntimeError, ValueError, OSError) as e:
-                failures.append((run, f"{type(e).__name__}: {e}"))
-                event("failed", {**info, "error": str(e)})
-                continue
+        if in_use(run.out):  # another worker on this grid trains it
+            event("busy", info)
+            continue
+        event("start", {**info, "resume": run.state == "resume"})
+        try:
+            train(configs[id(run)], progress) if progress else train(configs[id(run)])
+        except BadInput:
+            raise
+        except (EmbtoolError, RuntimeError, ValueError, OSError) as e:
+            failures.append((run, f"{type(e).__name__}: {e}"))
+            event("failed", {**info, "error": str(e)})
+            continue
         run.state = "done"
         event("done", info)
     return failures
@@ -331,30 +342,66 @@ def require_runs(grid: Grid) -> None:
         raise WorkFailure(f"no run of the grid in {grid.out} has finished; nothing to report")
 
 
+EXECUTORS = ("inline", "pool", "submitit")
+
+
 def run_experiment(
     task: str,
-    inputs: dict[str, str | os.PathLike[str]],
+    inputs: Mapping[str, str | os.PathLike[str]],
     out: str | os.PathLike[str],
     variants: Sequence[str] = VARIANTS,
     seeds: Sequence[int] | None = None,
     settings: dict[str, Any] | None = None,
     axes: dict[str, list[Any]] | None = None,
+    *,
+    executor: str = "inline",
+    resources: Resources | None = None,
+    event: Event | None = None,
+    train: Callable[..., Any] | None = None,
 ) -> tuple[dict[str, Path], list[tuple[PlannedRun, str]]]:
     """`embtool experiment` as one call: plan, build the tables, train every run not done, report.
 
     ``inputs``: {"emb": path} or {"src_emb": …, "tgt_emb": …}; ``settings``: TrainConfig fields for
     every run; ``axes``: {field: [values]} to vary (``--grid``); ``seeds``: None for the paper's count
-    for the task (4 Multi30k and IWSLT2017, 5 SST-2, 3 MNLI). Returns the report's files and the
-    runs that failed (with why); raises WorkFailure when no run has finished.
+    for the task (4 Multi30k and IWSLT2017, 5 SST-2, 3 MNLI). ``executor``: "inline" (one run after
+    another in this process; ``train(cfg)`` trains one, `embtool.training.train` by default), "pool"
+    (``resources.jobs`` worker processes at once on this machine, each slot on its GPUs:
+    ``gridjobs.run_pool``) or "submitit" (a job array on ``resources.cluster``: ``gridjobs.run_submitit``).
+    ``event(name, info)`` hears each run's "table", "skip", "start", "busy", "submitted", "done" and
+    "failed". Returns the report's files and the runs that failed (with why); raises WorkFailure when
+    every run failed or none has finished, BadInput (before any work) for resources the machine lacks.
     """
+    from embtool.experiment import gridjobs
+
+    if executor not in EXECUTORS:
+        raise BadInput(f"invalid executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
+    resources = resources or Resources()
+    if resources.jobs < 1:
+        raise BadInput(f"--jobs must be at least 1, got {resources.jobs}")
     grid = plan(task, inputs, out, variants, seeds, settings, axes)
-    failures = run_grid(grid)
+    slots = resources.slots(str(grid.settings.get("device", "auto"))) if executor == "pool" else []
+    resources.slurm.minutes()  # a bad time limit stops it before any work
+    configs = start_grid(grid, event)  # checked, tables built: then the runs
+    for run in grid.runs:
+        if id(run) not in configs and event is not None and executor != "inline":
+            event("skip", gridjobs.run_info(grid, run, 0, ()))
+    if executor == "inline":
+        failures = _run_inline(grid, configs, event, train)
+    elif executor == "pool":
+        ranks = resources.slurm.ranks()
+        failures = gridjobs.run_pool(grid, configs, resources.workers(slots), slots, event, ranks)
+    else:
+        failures = gridjobs.run_submitit(grid, configs, resources.cluster, resources.slurm, event)
+    if failures and not any(r.state == "done" for r in grid.runs):
+        listed = "; ".join(f"{r.variant} seed {r.seed} ({why})" for r, why in failures)
+        raise WorkFailure(f"every run failed: {listed}")
     require_runs(grid)
     return write_report(grid), failures
 
 
 __all__ = [
-    "GRID_FIELDS", "RANDOM_VARIANTS", "VARIANTS", "Grid", "PlannedRun", "build_tables", "check", "parse_grid",
+    "EXECUTORS", "GRID_FIELDS", "RANDOM_VARIANTS", "VARIANTS", "Grid", "PlannedRun", "Resources", "build_tables",
+    "check", "parse_grid",
     "paper_seeds", "parse_seeds", "parse_variants", "plan", "run_experiment", "run_grid", "variant_table",
     "write_report",
 ]  # fmt: skip

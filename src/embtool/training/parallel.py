@@ -10,6 +10,9 @@ writes the run folder, the others wait for it at a barrier. ``embtool train --np
 torchrun's own launcher (``torch.distributed.run``, ``launch``): it hands every rank the run's
 settings themselves, the resolved TrainConfig as JSON in ``$EMBTOOL_RANK_CONFIG`` (``rank_config``),
 never options rebuilt from them (a resumed run's rank would read every default as a change).
+``experiment --jobs`` starts its workers the same way (``embtool -q train`` with the run's
+TrainConfig in ``$EMBTOOL_RANK_CONFIG``), naming itself in ``$EMBTOOL_LAUNCHER_PID``: such a
+worker stops when its launcher ends, however it ends (``follow_launcher``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,6 +35,8 @@ from embtool.core.errors import BadInput, WorkFailure
 # the validation and test decoding, while the others stand at a barrier (EMBTOOL_DIST_TIMEOUT overrides)
 DEFAULT_TIMEOUT_S = 4 * 3600
 CONFIG_ENV = "EMBTOOL_RANK_CONFIG"  # the run's TrainConfig (a JSON object) that `launch` hands each rank
+LAUNCHER_ENV = "EMBTOOL_LAUNCHER_PID"  # the process a launched worker lives no longer than
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # the signals torchrun's launcher takes over (its $TORCHELASTIC_SIGNALS_TO_HANDLE default)
 _LAUNCHER_SIGNALS = tuple(
     getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT") if hasattr(signal, n)
@@ -234,3 +241,44 @@ def failure_message(e: BaseException, run_dir: str = "RUN_DIR") -> str:
         f"rank {rank} (pid {getattr(f, 'pid', '?')}) {how}; torchrun stopped the other ranks; "
         f"the run keeps its last completed epoch: continue it with `embtool train --resume {run_dir}` (any --nproc)"
     )
+
+
+def follow_launcher() -> None:
+    """When a launcher started this process and named itself (``$EMBTOOL_LAUNCHER_PID``): SIGTERM
+    this process when the launcher ends, however it ends (embtool stops on SIGTERM as on Ctrl-C,
+    its run left to resume). The variable is taken out of the environment, so that processes this
+    one starts (torchrun's ranks) do not follow a process that is not their parent.
+
+    Two ways, either enough: on Linux the kernel's parent-death signal (``prctl(PR_SET_PDEATHSIG)``,
+    sent when the *thread* that started this process ends: the launcher's thread waits for it),
+    then ``getppid()`` checked for a launcher that died before it was set; everywhere, a thread that
+    waits for the end of stdin, a pipe whose one writer is the launcher: the kernel closes it when
+    the launcher dies."""
+    text = os.environ.pop(LAUNCHER_ENV, "")
+    if not text.isdigit():
+        return
+    watch_parent(int(text))
+
+
+def watch_parent(parent: int) -> None:
+    """SIGTERM this process when process ``parent`` ends (see ``follow_launcher``)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl in this libc: the pipe alone
+            pass
+    if os.getppid() != parent:  # the parent is gone already: reparented to init or a subreaper
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    threading.Thread(target=_stop_at_eof, args=(sys.stdin.fileno(),), daemon=True).start()
+
+
+def _stop_at_eof(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)  # the main thread gets it: KeyboardInterrupt there
