@@ -231,8 +231,8 @@ def built_run(chk: Check, name: str, **changes: Any) -> Any:
         max_train_examples=s.train_examples, max_eval_examples=16, epochs=1,
         device=chk.device.type, amp="off", out=str(chk.tmp / name),
     )  # fmt: skip
-    cfg, folder, _ = open_run(TrainConfig(**{**settings, **changes}), _quiet)
-    return build(cfg, folder, chk.device, _quiet)
+    spec, folder, _ = open_run(TrainConfig(**{**settings, **changes}), _quiet)
+    return build(spec, folder, chk.device, _quiet)
 
 
 def bench_train() -> Any:

@@ -29,11 +29,14 @@ from embtool.training.setup import tokenize
 def test_validate_and_test_result_repeat_a_finished_run(reverse_run, tmp_path):
     from embtool.training.loop import build
     from embtool.training.runfolder import RunFolder, resume_config
+    from embtool.training.spec import RunSpec
 
     copy = tmp_path / "run"
     shutil.copytree(reverse_run, copy)  # build rewrites config.json: leave the shared run alone
     cfg = resume_config(copy)
-    run = build(cfg, RunFolder(copy), torch.device("cpu"), lambda e, i: None)  # weights of the last epoch
+    run = build(
+        RunSpec.of(cfg), RunFolder(copy), torch.device("cpu"), lambda e, i: None
+    )  # weights of the last epoch
     last = metrics(reverse_run)[-1]
     got = run.kind.validate(run.model, run.prep, run.cfg, run.engine)  # as the run validated (--amp auto)
     assert got["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
@@ -246,11 +249,12 @@ def test_a_hypothesis_is_its_sentence_decoded_alone(monkeypatch, beam, device):
 def test_a_trained_model_translates_as_before(reverse_run, monkeypatch, device):
     from embtool.training.loop import build as build_run
     from embtool.training.runfolder import RunFolder, resume_config
+    from embtool.training.spec import RunSpec
 
     copy = reverse_run.parent / f"as-before-{device}"
     if not copy.exists():
         shutil.copytree(reverse_run, copy)  # build rewrites config.json: leave the shared run alone
-    run = build_run(resume_config(copy), RunFolder(copy), torch.device("cpu"), lambda e, i: None)
+    run = build_run(RunSpec.of(resume_config(copy)), RunFolder(copy), torch.device("cpu"), lambda e, i: None)
     examples = run.prep.val
     _batched_as(monkeypatch, device)
     for beam in (1, 4):

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from embtool.core.errors import BadInput
 from embtool.model.transformer import Classifier, ModelConfig, Seq2Seq
 from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
-from embtool.training.data import CLS, SEP, SPECIALS
 from embtool.training.metrics import accuracy, classification_result
+from embtool.training.spec import source_specials
 
 if TYPE_CHECKING:
     from embtool.training.config import TrainConfig
@@ -66,8 +66,8 @@ class Kind:
         return mc.enc_layers + (mc.dec_layers if self.decoder else 0)
 
     def source_specials(self, cfg: TrainConfig) -> tuple[str, ...]:
-        """The encoder vocabulary's first tokens."""
-        return SPECIALS
+        """The encoder vocabulary's first tokens (one fact: ``spec.source_specials``)."""
+        return source_specials(cfg)
 
     def eval_batch(
         self, model: Seq2Seq | Classifier, batch: Batch
@@ -166,12 +166,6 @@ class Classification(Kind):
 
     def part_lengths(self, examples: Examples, index: list[int]) -> tuple[dict[int, int], dict[int, int]]:
         return {i: len(examples[i][0]) for i in index}, dict.fromkeys(index, 0)
-
-    def source_specials(self, cfg: TrainConfig) -> tuple[str, ...]:
-        """SPECIALS, then ``<sep>`` for a pair task (MNLI: premise <sep> hypothesis) and ``<cls>`` for
-        ``--pool first`` (put first in every source)."""
-        pair = len(cfg.task_info.fields) > 1
-        return SPECIALS + ((SEP,) if pair else ()) + ((CLS,) if cfg.pool == "first" else ())
 
     def eval_batch(
         self, model: Seq2Seq | Classifier, batch: Batch

@@ -91,7 +91,8 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
     """
     world = World.from_env()  # under torchrun: this process's rank in the group
     progress = (progress or quiet) if world.main else quiet
-    cfg, folder, complete = open_run(cfg, progress, world)
+    spec, folder, complete = open_run(cfg, progress, world)
+    cfg = spec.cfg
     if complete:
         return folder.result()
     device = parallel.device_for(world, pick_device(cfg.device))
@@ -101,7 +102,7 @@ def train(cfg: TrainConfig, progress: Progress | None = None) -> RunResult:
         parallel.barrier(world)  # every rank has checked the folder before rank 0 writes to it
         with _claimed(folder, cfg, world):
             with torch.random.fork_rng(devices=rng_devices), process_settings(device, cfg.threads):
-                run = build(cfg, folder, device, progress, world)
+                run = build(spec, folder, device, progress, world)
                 track = tracking.tracked(
                     cfg.report_to, folder, run.schedule, run.engine.progress, SHOW_EVERY, world.main
                 )
@@ -138,8 +139,9 @@ def default_out(cfg: TrainConfig) -> Path:
 
 def open_run(
     cfg: TrainConfig, progress: Progress, world: World | None = None
-) -> tuple[TrainConfig, RunFolder, bool]:
-    """The resolved settings, the run folder (made by rank 0), and whether the run is already complete.
+) -> tuple[RunSpec, RunFolder, bool]:
+    """The run resolved once (``RunSpec``: its settings, Table 5 column, tables' headers, D), the run
+    folder (made by rank 0), and whether the run is already complete.
 
     A resumed run keeps its stored settings, but for more epochs and for where and how it runs
     (device, amp, compile, threads), which follow ``cfg`` (``runfolder.resumed``).
@@ -149,9 +151,11 @@ def open_run(
             raise BadInput("resume needs the run folder (--resume RUN_DIR)")
         if (Path(cfg.out) / CONFIG).is_file():
             cfg = resumed(cfg)
-    cfg = RunSpec.of(cfg).cfg  # a width that cannot fit the tables fails before the folder is made
+    spec = RunSpec.of(cfg)  # a width that cannot fit the tables fails before the folder is made
+    cfg = spec.cfg
     tracking.require(cfg.report_to)  # and a --report-to package that is missing
     cfg = dataclasses.replace(cfg, out=str(cfg.out or default_out(cfg)))
+    spec = dataclasses.replace(spec, cfg=cfg)
     folder = RunFolder(cfg.out or "")
     if (
         folder.file(TEST).is_file()
@@ -159,7 +163,7 @@ def open_run(
         and (folder.done_epochs() >= cfg.epochs or _diverged(folder))
     ):
         progress("log", {"message": f"{folder.path} is complete ({TEST} exists)"})
-        return cfg, folder, True
+        return spec, folder, True
     if folder.path.exists() and not folder.path.is_dir():
         raise BadInput(f"--out {folder.path}: is a file; give a folder for the run")
     if folder.path.is_symlink() and not folder.path.exists():
@@ -171,19 +175,18 @@ def open_run(
     if world is None or world.main:
         folder.path.mkdir(parents=True, exist_ok=True)
     progress("run", {"path": str(folder.path)})
-    return cfg, folder, False
+    return spec, folder, False
 
 
 def build(
-    cfg: TrainConfig, folder: RunFolder, device: torch.device, progress: Progress, world: World | None = None
+    spec: RunSpec, folder: RunFolder, device: torch.device, progress: Progress, world: World | None = None
 ) -> Run:
     """Data, vocabularies, the model with its embeddings, the optimizer, the engine; config.json and
     vocab.json written; a resumed run's weights, optimizer, RNG and metrics restored from state.pt."""
-    world = world or World()
+    world, cfg = world or World(), spec.cfg
     # state.pt first: a broken one is said before the data is read and tokenized
     state = ckpt.resume_state(folder.file(STATE), folder.done_epochs()) if cfg.resume else None
     precision = Precision.choose(cfg.amp, device)  # the autocast and its reason
-    spec = RunSpec.of(cfg)  # open_run's resolved config resolves to itself
     kind, prep = kind_of(cfg), _prepared(cfg, progress)
     model_cfg = spec.model_for(prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws
