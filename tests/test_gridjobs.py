@@ -158,7 +158,9 @@ def _wait_for(what, seconds: float):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds the workers through /proc")
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=["kill", "term", "ctrl-c"]
+)
 def test_a_killed_experiment_takes_its_workers_with_it_and_a_rerun_resumes(toy, embtool, sig):
     """Kill `experiment --jobs 2` while both workers train: no worker trains on as an orphan (5 s
     after a SIGKILL none is alive; a SIGTERM'd experiment waits for them), each ends as embtool
@@ -179,8 +181,11 @@ def test_a_killed_experiment_takes_its_workers_with_it_and_a_rerun_resumes(toy, 
         workers = _workers(str(out))
         assert len(workers) == 2 and set(workers.values()) == {parent.pid}
         os.kill(parent.pid, sig)
-        if sig == signal.SIGTERM:
-            assert parent.wait(60) == 143 and not _workers(str(out))  # it waited for its workers
+        if (
+            sig != signal.SIGKILL
+        ):  # Ctrl-C reaches the experiment alone (its workers have a session of their own)
+            code = {signal.SIGTERM: 143, signal.SIGINT: 130}[sig]
+            assert parent.wait(60) == code and not _workers(str(out))  # it waited for its workers
         parent.wait()
         assert _wait_for(lambda: not _workers(str(out)), 5.0), f"orphaned workers: {_workers(str(out))}"
     finally:
@@ -194,8 +199,8 @@ def test_a_killed_experiment_takes_its_workers_with_it_and_a_rerun_resumes(toy, 
         assert not (folder / ".lock").exists()  # its worker unwound (SIGTERM), not just vanished
         log = (out / "logs" / f"{run}-s1.log").read_text()
         assert log.rstrip().endswith("embtool: terminated")
-    if sig == signal.SIGTERM:
-        return  # the re-run is the same after either
+    if sig != signal.SIGKILL:
+        return  # the re-run is the same after any
     again = embtool(*args)
     assert again.code == 0, again.stderr
     assert again.stderr.count("resuming") == 2
