@@ -302,7 +302,7 @@ def test_the_resume_roles_are_the_fields_metadata() -> None:
     from embtool.training.config import BOOKKEEPING, FOLLOWS, GROWS, TrainConfig, fields_on_resume
     from embtool.training.runfolder import merge_on_resume
 
-    assert fields_on_resume(FOLLOWS) == ("device", "amp", "compile", "threads")
+    assert fields_on_resume(FOLLOWS) == ("device", "amp", "compile", "threads", "report_to")
     assert fields_on_resume(GROWS) == ("epochs",) and fields_on_resume(BOOKKEEPING) == ("out", "resume")
     stored = TrainConfig(task="multi30k", epochs=10, lr=2e-4)
     cfg, notes, refused = merge_on_resume(stored, {"epochs": 4, "threads": 2, "lr": 1e-3, "out": "x"})

@@ -407,6 +407,18 @@ def test_a_resumed_run_continues_the_same_runs(tmp_path, wandb_offline):
     ]
 
 
+def test_a_resumed_run_may_start_reporting(tmp_path):
+    """--report-to is where a run is seen, not what it is: a resume may switch it on."""
+    from embtool.training import train
+
+    run = _run(tmp_path, "none", epochs=1)
+    assert not (run / tracking.TENSORBOARD_DIR).exists()
+    train(dataclasses.replace(resume_config(run), epochs=2, report_to="tensorboard"))
+    lines = metrics(run)
+    assert tensorboard_scalars(run)["epoch/val_loss"] == [(8, pytest.approx(lines[1]["val_loss"], rel=1e-6))]
+    assert json.loads((run / "config.json").read_text())["train"]["report_to"] == "tensorboard"
+
+
 def test_cli_missing_package_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, cli):
     files = reverse_task(tmp_path, n_train=20, n_val=5)
     monkeypatch.setitem(sys.modules, "wandb", None)

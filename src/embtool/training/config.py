@@ -309,6 +309,7 @@ class TrainConfig:
         "extra).",
         RUN,
         role="env",
+        on_resume=FOLLOWS,  # a resumed run may start (or stop) reporting: where it is seen, not what it is
     )
 
     def __post_init__(self) -> None:

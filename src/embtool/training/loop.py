@@ -144,7 +144,7 @@ def open_run(
     folder (made by rank 0), and whether the run is already complete.
 
     A resumed run keeps its stored settings, but for more epochs and for where and how it runs
-    (device, amp, compile, threads), which follow ``cfg`` (``runfolder.resumed``).
+    (device, amp, compile, threads, report_to), which follow ``cfg`` (``runfolder.resumed``).
     """
     if cfg.resume:
         if not cfg.out:
