@@ -163,7 +163,7 @@ def _wait_for(what, seconds: float):
 )
 def test_a_killed_experiment_takes_its_workers_with_it_and_a_rerun_resumes(toy, embtool, sig):
     """Kill `experiment --jobs 2` while both workers train: no worker trains on as an orphan (5 s
-    after a SIGKILL none is alive; a SIGTERM'd experiment waits for them), each ends as embtool
+    after a SIGKILL none is alive; a SIGTERM'd or Ctrl-C'd experiment waits for them), each ends as embtool
     ends on SIGTERM (its run left to resume, its folder lock let go), and the same command again
     finishes both runs from where they stopped."""
     out = toy / "grid"
