@@ -202,6 +202,10 @@ def test_discard_removes_the_run_files_and_keeps_the_users(tmp_path: Path) -> No
     folder.path.mkdir()
     (folder.path / "notes.txt").write_text("mine")
     folder.write_json(CONFIG, {"train": {}})
+    (folder.path / "tensorboard").mkdir()  # --report-to's, from the failed start
+    (folder.path / "tensorboard" / "events.out.tfevents.1").write_bytes(b"x")
+    (folder.path / "wandb").mkdir()
+    (folder.path / "tracking.json").write_text("{}")
     folder.discard()
     assert [p.name for p in folder.path.iterdir()] == ["notes.txt"]
 

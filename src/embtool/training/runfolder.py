@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from embtool._version import __version__
 from embtool.core import atomic, jsonout
 from embtool.core.errors import BadInput
+from embtool.training.tracking import TENSORBOARD_DIR, TRACKING, WANDB_DIR
 
 if TYPE_CHECKING:
     from embtool.training.config import TrainConfig
@@ -216,8 +218,11 @@ class RunFolder:
 
     def discard(self) -> None:
         """Remove what a run that failed to start wrote (its files, then the folder if it is empty)."""
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, TRACKING):
             self.file(name).unlink(missing_ok=True)
+        for name in (TENSORBOARD_DIR, WANDB_DIR):  # --report-to's: a failed start's points go too
+            if self.file(name).is_dir() and not self.file(name).is_symlink():
+                shutil.rmtree(self.file(name))
         atomic.remove_stale_temporaries(self.path)
         try:
             self.path.rmdir()
