@@ -32,6 +32,20 @@ def test_a_linear_output_head_says_so(tmp_path: Path, train: dict, name: str) ->
     assert run.name == name and run.config["train"]["output_head"] == "linear"
 
 
+def test_an_old_folder_reports_as_it_resumes(tmp_path: Path) -> None:
+    """config.json is migrated for a report as for a resume: a folder from before the presets was
+    --preset fast (FFN 4·D), and a config_version newer than this embtool is the run's status."""
+    import json
+
+    old = read_run(write_run(tmp_path / "old", train={"n_heads": 4}))
+    assert old.complete and old.config["train"]["preset"] == "fast" and old.config["train"]["heads"] == 4
+    new = write_run(tmp_path / "new")
+    config = json.loads((new / "config.json").read_text())
+    (new / "config.json").write_text(json.dumps({**config, "config_version": 99}))
+    run = read_run(new)
+    assert not run.complete and run.status.startswith("failed: config.json: config_version 99")
+
+
 def test_a_diverged_run_is_finished_without_a_value(tmp_path: Path) -> None:
     folder = write_run(tmp_path / "r", result=None)
     (folder / "test.json").write_text('{"status": "diverged", "epoch": 2, "step": 9, "loss": null}')

@@ -19,7 +19,7 @@ from typing import Any
 from embtool.core.atomic import note_input
 from embtool.core.errors import BadInput
 from embtool.tables.naming import run_name
-from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, read_json_object
+from embtool.training.runfolder import CONFIG, METRICS, TEST, RunFolder, migrate, read_json_object
 
 # what a run's result is (``report --metric``); "auto": translation both BLEUs side by side (bleu,
 # then bleu-tok as the second figure), classification acc (MNLI: matched, then mismatched)
@@ -132,6 +132,11 @@ def read_run(path: Path, metric: str = "auto") -> Run:
         config = folder.read_config()
     except (OSError, ValueError) as e:
         run.status = f"failed: {CONFIG} is not readable JSON ({e})"
+        return run
+    try:
+        config = migrate(config)  # an old folder reads as the current version, as its resume does
+    except ValueError as e:
+        run.status = f"failed: {CONFIG}: {e}"
         return run
     run.config = config
     run.task = str(config.get("task", "?"))
