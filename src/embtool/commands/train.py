@@ -32,7 +32,7 @@ def train(
         None,
         "--resume",
         help="Continue this run folder from its last completed epoch (its settings are kept; "
-        "--epochs (more), --device, --amp, --compile and --threads may change).",
+        "--epochs (more), --device, --amp, --compile, --threads and --report-to may change).",
         metavar="RUN_DIR",
     ),
     as_json: bool = typer.Option(
