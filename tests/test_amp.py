@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 def cpu(monkeypatch, tmp_path: Path):
     """A CPU whose bf16 support and probe times the test sets; the probe cache under tmp_path."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    amp.probe_seconds.cache_clear()
+    amp._probe_at.cache_clear()
     state = {"flags": (False, False), "times": {False: 1.0, True: 1.0}, "probes": 0}
     monkeypatch.setattr(amp, "cpu_bf16_support", lambda: state["flags"])
 
@@ -28,7 +28,7 @@ def cpu(monkeypatch, tmp_path: Path):
 
     monkeypatch.setattr(amp, "_time_matmul", time_matmul)
     yield state
-    amp.probe_seconds.cache_clear()
+    amp._probe_at.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -53,16 +53,45 @@ def test_an_explicit_setting_is_taken_without_probing(cpu, setting) -> None:
     assert amp.choose_amp(setting, CPU) == amp.AmpChoice(setting, f"--amp {setting}") and cpu["probes"] == 0
 
 
-def test_the_probe_runs_once_per_cpu_and_is_cached_on_disk(cpu, tmp_path: Path) -> None:
-    cpu["flags"] = (True, False)
+@pytest.mark.parametrize("bf16_seconds", [0.5, 2.0], ids=["bf16-clearly-faster", "bf16-clearly-slower"])
+def test_the_probe_runs_once_per_cpu_and_is_cached_on_disk(cpu, tmp_path: Path, bf16_seconds) -> None:
+    cpu["flags"], cpu["times"][True] = (True, False), bf16_seconds
     amp.choose_amp("auto", CPU)
-    amp.probe_seconds.cache_clear()  # a new process: the file answers
+    amp._probe_at.cache_clear()  # a new process: the file answers
+    amp.choose_amp("auto", CPU)
     amp.choose_amp("auto", CPU)
     assert cpu["probes"] == 2  # fp32 and bf16, once
     cached = json.loads((tmp_path / "embtool" / "amp-probe.json").read_text())
-    assert list(cached.values()) == [[1.0, 1.0]] and f"threads {torch.get_num_threads()}" in next(
-        iter(cached)
-    )
+    (key,) = cached
+    assert cached[key] == [1.0, bf16_seconds]
+    assert f"threads {torch.get_num_threads()}" in key and f"probe {amp.PROBE_VERSION}" in key
+
+
+def test_a_close_probe_is_not_kept(cpu, tmp_path: Path) -> None:
+    """A close answer (load can flip it: 20.0 vs 20.3 ms busy, 2.7 vs 6.5 ms idle on one CPU) is this
+    run's only: the next process probes again; an answer of an older probe version is not read."""
+    cache = tmp_path / "embtool" / "amp-probe.json"
+    cache.parent.mkdir(parents=True)
+    old_key = f"{amp._cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    cache.write_text(json.dumps({old_key: [0.02033, 0.01996]}))  # version 1's, kept under load
+    cpu["flags"], cpu["times"][True] = (True, False), 0.95
+    assert amp.choose_amp("auto", CPU).amp == "off" and cpu["probes"] == 2  # probed, not read
+    amp._probe_at.cache_clear()
+    amp.choose_amp("auto", CPU)
+    assert cpu["probes"] == 4 and list(json.loads(cache.read_text())) == [old_key]
+
+
+def test_the_probe_answers_per_thread_count(cpu) -> None:
+    """One process, two thread counts (a test, a notebook): each has its own probe."""
+    cpu["flags"], cpu["times"][True] = (True, False), 0.5
+    threads = torch.get_num_threads()
+    try:
+        amp.choose_amp("auto", CPU)
+        torch.set_num_threads(threads + 1)
+        amp.choose_amp("auto", CPU)
+    finally:
+        torch.set_num_threads(threads)
+    assert cpu["probes"] == 4
 
 
 def test_an_emulated_bf16_probe_gives_up_early(monkeypatch) -> None:

@@ -29,6 +29,11 @@ from embtool.training.checks import AMP_CHOICES
 
 PROBE_SHAPE = (512, 512, 2048)  # (tokens, D, FFN): the paper's model's widest matmul, a small batch
 FASTER = 0.9  # bf16 must take at most this share of fp32's time to be picked
+# A probe is kept on disk only when its answer is clear: bf16 under CLEAR[0] or over CLEAR[1] of
+# fp32's time. In between, a busy machine can flip it (2 cores under load: 20.0 vs 20.3 ms, where the
+# same CPU idle takes 2.7 vs 6.5 ms), so the next run probes again rather than keep a bad answer.
+CLEAR = (0.6, 1.2)
+PROBE_VERSION = 2  # in the cache key: version 1's answers (kept whatever the load) are not read
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}  # "off": no autocast
 
 
@@ -145,10 +150,15 @@ def cpu_bf16_support() -> tuple[bool, bool]:
         return False, False
 
 
-@cache
 def probe_seconds() -> tuple[float, float]:
-    """(fp32, bf16-autocast) seconds of one PROBE_SHAPE matmul, the best of a few; cached on disk."""
-    key = f"{_cpu_name()}|torch {torch.__version__}|threads {torch.get_num_threads()}"
+    """(fp32, bf16-autocast) seconds of one PROBE_SHAPE matmul at the current thread count, the best
+    of a few; asked once per process and thread count, kept on disk when the answer is clear (``CLEAR``)."""
+    return _probe_at(torch.get_num_threads())
+
+
+@cache
+def _probe_at(threads: int) -> tuple[float, float]:
+    key = f"{_cpu_name()}|torch {torch.__version__}|threads {threads}|probe {PROBE_VERSION}"
     path = _cache_file()
     try:
         known = json.loads(path.read_text(encoding="utf-8"))
@@ -158,6 +168,8 @@ def probe_seconds() -> tuple[float, float]:
         known = {}
     fp32 = _time_matmul(False)
     result = (fp32, _time_matmul(True, give_up=fp32 / FASTER))
+    if CLEAR[0] < result[1] / result[0] < CLEAR[1]:
+        return result  # close: this run's answer only
     try:
         from embtool.core import atomic
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from embtool.core.errors import BadInput
 from embtool.model.choices import NORMS, OUTPUT_HEADS, POOLS
-from embtool.tasks.registry import FAMILIES, get_task
+from embtool.tasks.registry import CLASSIFICATION, FAMILIES, TRANSLATION, get_task
 
 if TYPE_CHECKING:
     from embtool.training.config import TrainConfig
@@ -72,7 +72,7 @@ def _check_inputs(cfg: TrainConfig) -> None:
     """The tables and files a run reads: one way to give the tables, the files task's pairs."""
     if cfg.emb and (cfg.src_emb or cfg.tgt_emb):
         raise BadInput("give --emb (both sides) or --src-emb/--tgt-emb, not both")
-    if cfg.kind == "classification" and cfg.tgt_emb:
+    if cfg.kind == CLASSIFICATION and cfg.tgt_emb:
         raise BadInput(f"--tgt-emb: {cfg.task} is a classification task and has no target side")
     if cfg.task == "files" and not (cfg.src and cfg.tgt):
         raise BadInput("task files needs --src FILE and --tgt FILE (parallel sentences)")
@@ -97,11 +97,11 @@ def _check_ranges(cfg: TrainConfig) -> None:
 
 def _check_task_fit(cfg: TrainConfig) -> None:
     """Options that one kind of task has and the other lacks."""
-    if cfg.kind == "translation" and (cfg.pool != "mean" or cfg.segments):
+    if cfg.kind == TRANSLATION and (cfg.pool != "mean" or cfg.segments):
         raise BadInput(f"--pool/--segments set the classifier (sst2, mnli); {cfg.task} is a translation task")
     if cfg.segments and len(cfg.task_info.fields) < 2:
         raise BadInput(f"--segments: {cfg.task} has one sentence an example; segments are for pairs (mnli)")
-    if cfg.kind == "classification" and (cfg.output_dim or cfg.out_emb):
+    if cfg.kind == CLASSIFICATION and (cfg.output_dim or cfg.out_emb):
         raise BadInput(
             f"--output-dim/--out-emb: {cfg.task} is a classification task with no output embedding"
         )

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from embtool.core.errors import BadInput
 from embtool.model.transformer import Classifier, ModelConfig, Seq2Seq
+from embtool.tasks import registry
 from embtool.training.batching import Batch, classification_batch, make_batches, translation_batch
 from embtool.training.metrics import accuracy, classification_result
 from embtool.training.spec import source_specials
@@ -93,7 +94,7 @@ class Kind:
 class Translation(Kind):
     """Encoder-decoder on (source ids, target ids): token cross-entropy, BLEU, a decoded test split."""
 
-    name, decoder, sides = "translation", True, ("src", "tgt")
+    name, decoder, sides = registry.TRANSLATION, True, ("src", "tgt")
 
     def lengths(self, examples: Examples) -> tuple[list[int], list[Any]]:
         lengths = [max(len(s), len(t) + 1) for s, t in examples]
@@ -150,7 +151,7 @@ class Translation(Kind):
 class Classification(Kind):
     """Encoder and a linear layer on (source ids, label): example cross-entropy, accuracy."""
 
-    name = "classification"
+    name = registry.CLASSIFICATION
 
     def lengths(self, examples: Examples) -> tuple[list[int], list[Any]]:
         lengths = [len(s) for s, _ in examples]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embtool.core.errors import BadInput
-from embtool.tasks.registry import FAMILIES, PaperColumn, Task
+from embtool.tasks.registry import CLASSIFICATION, FAMILIES, PaperColumn, Task
 from embtool.training.widths import Heads, TableHead, read_head
 
 PAPER_FFN = 512  # the FFN width every Table 5 parameter count fits (see the module docstring)
@@ -128,9 +128,9 @@ def clinic_settings(cfg: Any) -> dict[str, Any]:
 
     defaults = {f.name: f.default for f in fields(cfg)}
     out = {k: v for k, v in CLINIC.items() if getattr(cfg, k) == defaults[k]}
-    if cfg.out_emb or cfg.output_dim or cfg.kind == "classification":
+    if cfg.out_emb or cfg.output_dim or cfg.kind == CLASSIFICATION:
         out.pop("tie_output", None)
-    if cfg.kind == "classification" or cfg.max_len > CLINIC["max_tokens"]:
+    if cfg.kind == CLASSIFICATION or cfg.max_len > CLINIC["max_tokens"]:
         out.pop("max_tokens", None)
     return out
 

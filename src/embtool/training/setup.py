@@ -19,6 +19,7 @@ from embtool.core.atomic import sha256_file
 from embtool.core.errors import BadInput
 from embtool.tables.table import EmbeddingTable
 from embtool.tasks import SplitData, TaskText, TranslationData
+from embtool.tasks.registry import TRANSLATION
 from embtool.training import tokcache
 from embtool.training.config import TrainConfig
 from embtool.training.data import CLS, EOS_ID, SEP, SPECIALS, UNK
@@ -114,7 +115,7 @@ class SideInput:
 def side_inputs(cfg: TrainConfig) -> tuple[SideInput, SideInput | None]:
     """The source side's and (translation) the target side's tokenizer and table; one table file
     given for both sides is read once."""
-    translation = cfg.kind == "translation"
+    translation = cfg.kind == TRANSLATION
     src_path, tgt_path = cfg.src_emb or cfg.emb, cfg.tgt_emb or cfg.emb
     src_table = _load_table(src_path) if src_path else None
     tgt_table = (

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from embtool.core.errors import BadInput
+from embtool.tasks.registry import CLASSIFICATION, TRANSLATION
 from embtool.training.config import TrainConfig
 from embtool.training.data import CLS, SEP, SPECIALS
 from embtool.training.paper import Choice, column_of, filled
@@ -53,7 +54,7 @@ class RunSpec:
 
     @property
     def translation(self) -> bool:
-        return self.cfg.kind == "translation"
+        return self.cfg.kind == TRANSLATION
 
     @property
     def sides(self) -> tuple[str, ...]:
@@ -125,6 +126,6 @@ class RunSpec:
 def source_specials(cfg: TrainConfig) -> tuple[str, ...]:
     """The encoder vocabulary's first tokens: SPECIALS, then ``<sep>`` for a pair task (MNLI:
     premise <sep> hypothesis) and ``<cls>`` for ``--pool first`` (put first in every source)."""
-    pair = cfg.kind == "classification" and len(cfg.task_info.fields) > 1
-    first = cfg.kind == "classification" and cfg.pool == "first"
+    pair = cfg.kind == CLASSIFICATION and len(cfg.task_info.fields) > 1
+    first = cfg.kind == CLASSIFICATION and cfg.pool == "first"
     return SPECIALS + ((SEP,) if pair else ()) + ((CLS,) if first else ())

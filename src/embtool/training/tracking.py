@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from embtool.core import atomic
 from embtool.core.errors import BadInput
+from embtool.tasks.registry import TRANSLATION
 
 if TYPE_CHECKING:
     from embtool.training.runfolder import RunFolder
@@ -289,8 +290,8 @@ class Tracker:
 
 def val_metric_tags(config: dict[str, Any]) -> list[str]:
     """The figures the hparams view shows beside the settings."""
-    kind = config.get("kind", "translation")
-    if kind == "translation":
+    kind = config.get("kind", TRANSLATION)
+    if kind == TRANSLATION:
         return ["epoch/val_loss", "epoch/val_bleu", "epoch/val_bleu_tok", "test/bleu", "test/bleu_tok"]
     return ["epoch/val_loss", "epoch/val_acc", "test/best_val_acc"]
 

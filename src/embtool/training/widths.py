@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embtool.core.errors import BadInput
+from embtool.tasks.registry import CLASSIFICATION
 from embtool.training.checks import option_name
 
 TABLE_OPTIONS = ("emb", "src_emb", "tgt_emb", "out_emb")  # the TrainConfig fields that name a table
@@ -99,9 +100,7 @@ def readable(heads: Heads) -> dict[str, TableHead]:
 def input_tables(cfg: Any, heads: dict[str, TableHead]) -> list[TableHead]:
     """The tables the model's input embeddings come from (the target side's for translation only)."""
     sides = (
-        ("emb", "src_emb", "tgt_emb")
-        if getattr(cfg, "kind", None) != "classification"
-        else ("emb", "src_emb")
+        ("emb", "src_emb", "tgt_emb") if getattr(cfg, "kind", None) != CLASSIFICATION else ("emb", "src_emb")
     )
     return [heads[k] for k in sides if k in heads]
 
@@ -146,7 +145,7 @@ def _check_tables(cfg: Any, heads: dict[str, TableHead]) -> None:
             )
         if cfg.heads and not projected and not cfg.d_model and t.dim % cfg.heads:
             raise BadInput(f"--heads {cfg.heads} must divide the table's D {t.dim} ({t.label})")
-    out = heads.get("out_emb") if getattr(cfg, "kind", None) != "classification" else None
+    out = heads.get("out_emb") if getattr(cfg, "kind", None) != CLASSIFICATION else None
     wide = cfg.output_dim or model_width(cfg, heads)  # the output embedding: E_out, else D
     if out is not None and out.dim != wide:
         raise BadInput(
