@@ -12,6 +12,7 @@ import json
 import math
 import struct
 import sys
+import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -84,11 +85,24 @@ def items(found: Any) -> dict[str, Any]:
 
 def wandb_runs(run: Path) -> list[dict[str, Any]]:
     """Each offline W&B run under RUN/wandb/ (oldest first): its id, group, name, history rows and summary."""
-    found = []
-    for folder in sorted((run / tracking.WANDB_DIR).glob("offline-run-*")):
+    return [_wandb_run(folder) for folder in sorted((run / tracking.WANDB_DIR).glob("offline-run-*"))]
+
+
+def _wandb_run(folder: Path, wait: float = 30.0) -> dict[str, Any]:
+    """One offline run's record log, read once W&B's writer has written it whole (its "exit" record):
+    ``finish()`` can return before W&B's service process has flushed the file (seen under load)."""
+    deadline = time.monotonic() + wait
+    while True:
         (log,) = folder.glob("run-*.wandb")
         info: dict[str, Any] = {"history": [], "summary": {}}
-        for r in wandb_records(log):
+        done = False
+        try:
+            records = wandb_records(log)
+        except (AssertionError, struct.error):  # a log still being written: read it again
+            if time.monotonic() > deadline:
+                raise
+            records = []
+        for r in records:
             kind = r.WhichOneof("record_type")
             if kind == "run":
                 info.update(id=r.run.run_id, group=r.run.run_group, name=r.run.display_name)
@@ -99,8 +113,10 @@ def wandb_runs(run: Path) -> list[dict[str, Any]]:
                 info["history"].append(items(r.history.item))
             elif kind == "summary":
                 info["summary"].update(items(r.summary.update))
-        found.append(info)
-    return found
+            done = done or kind == "exit"
+        if (done and "id" in info) or time.monotonic() > deadline:
+            return info
+        time.sleep(0.2)
 
 
 @pytest.fixture
