@@ -8,7 +8,7 @@ import pytest
 
 from embtool.core.errors import BadInput
 from embtool.training import TrainConfig
-from embtool.training.widths import check_tables
+from embtool.training.widths import check_widths, read_heads, readable
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ from embtool.training.widths import check_tables
     ids=["d-model", "heads", "two-tables", "fits", "unreadable-left-to-the-loader", "out-emb", "out-emb-output-dim",
          "out-emb-fits"],
 )  # fmt: skip
-def test_check_tables_reads_d_from_the_headers(tmp_path, make_table, kw, message) -> None:
+def test_the_widths_are_checked_against_the_headers(tmp_path, make_table, kw, message) -> None:
     """Issue 14.11: the width is checked against the tables before a folder or grid is written."""
     import numpy as np
 
@@ -39,10 +39,10 @@ def test_check_tables_reads_d_from_the_headers(tmp_path, make_table, kw, message
     kw = {k: v.format(**paths) if isinstance(v, str) else v for k, v in kw.items()}
     cfg = TrainConfig(**({"emb": str(paths["d16"])} if not {"emb", "src_emb"} & set(kw) else {}), **kw)
     if message is None:
-        check_tables(cfg)
+        check_widths(cfg, readable(read_heads(cfg)))
     else:
         with pytest.raises(BadInput, match=re.escape(message.format(**paths))):
-            check_tables(cfg)
+            check_widths(cfg, readable(read_heads(cfg)))
 
 
 def test_a_tables_header_is_read_once_and_sizes_a_vocabulary(tmp_path, make_table) -> None:

@@ -186,7 +186,7 @@ def build(
     world, cfg = world or World(), spec.cfg
     # state.pt first: a broken one is said before the data is read and tokenized
     state = ckpt.resume_state(folder.file(STATE), folder.done_epochs()) if cfg.resume else None
-    precision = Precision.choose(cfg.amp, device)  # the autocast and its reason
+    precision = Precision(spec.amp(device), device)  # the autocast and its reason
     kind, prep = kind_of(cfg), _prepared(cfg, progress)
     model_cfg = spec.model_for(prep)
     torch.manual_seed(cfg.seed)  # the non-embedding weights' Xavier draws

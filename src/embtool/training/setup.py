@@ -229,22 +229,13 @@ class Encoder:
 
 def prepare(cfg: TrainConfig, data: TaskText) -> Prepared:
     """Tokenize, build vocabularies, look up rows, and encode every split as id lists (``cfg``
-    resolved: ``RunSpec.of(cfg).cfg``)."""
+    resolved: ``RunSpec.of(cfg).cfg``, which has checked the tables' widths from their headers)."""
     src_in, tgt_in = side_inputs(cfg)
     split = split_tokenizer(cfg, src_in.tokenizer, tgt_in.tokenizer if tgt_in else "")
     tr_src, tr_tgt = split(data.train, "train")
     src_specials = source_specials(cfg)
     src = build_side("src", src_in, tr_src, src_specials, cfg, cfg.seed)
     tgt = build_side("tgt", tgt_in, tr_tgt or [], SPECIALS, cfg, cfg.seed + 1) if tgt_in else None
-    if (
-        src.rows is not None
-        and tgt is not None
-        and tgt.rows is not None
-        and src.rows.shape[1] != tgt.rows.shape[1]
-    ):
-        raise BadInput(
-            f"--src-emb has D={src.rows.shape[1]} but --tgt-emb has D={tgt.rows.shape[1]}; both sides need one D"
-        )
     out = None
     if cfg.out_emb and tgt_in is not None:
         out_table = _load_table(cfg.out_emb)

@@ -152,9 +152,3 @@ def _check_tables(cfg: Any, heads: dict[str, TableHead]) -> None:
             f"--out-emb {out.path} has D={out.dim} but the output embedding is {wide} wide; "
             f"give --output-dim {out.dim}"
         )
-
-
-def check_tables(cfg: Any) -> None:
-    """``check_widths`` against the tables ``cfg`` names, read from their headers; a table that
-    cannot be read is left to the loader, whose message names it."""
-    check_widths(cfg, readable(read_heads(cfg)))
