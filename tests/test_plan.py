@@ -90,10 +90,14 @@ def test_dry_run_prints_settings_and_trains_nothing(tmp_path) -> None:
     files = reverse_task(tmp_path, n_train=30, n_val=3)
     out = tmp_path / "run"
     args = ["files", "--src", files["train_src"], "--tgt", files["train_tgt"], "--tokenizer", "whitespace"]
-    r = run_in_process("train", *args, "--d-model", "32", "--dry-run", "-o", str(out))
+    r = run_in_process(
+        "train", *args, "--d-model", "32", "--dry-run", "--report-to", "tensorboard", "-o", str(out)
+    )
     text = r.text
     assert r.code == 0, r.stderr
     assert "parameters: total" in text and "FFN 512" in text and "preset" in text
+    assert "dropout 0.1 (attention weights 0.1, inside the FFN 0.1)" in text
+    assert "report to tensorboard" in text and "amp auto" in text
     assert not out.exists()
 
 

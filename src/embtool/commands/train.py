@@ -161,12 +161,18 @@ def _print_plan(p: dict[str, Any], as_json: bool) -> None:
         (
             "model",
             f"D {model['d_model']}, heads {model['n_heads']}, layers {model['n_layers']}, "
-            f"FFN {model['d_ff']}, dropout {model['dropout']}",
+            f"FFN {model['d_ff']}, dropout {model['dropout']} (attention weights {model['attn_dropout']}, "
+            f"inside the FFN {model['ffn_dropout']})",
         ),
         (
             "optimisation",
             f"epochs {train['epochs']}, batch {train['batch_size']}, lr {train['lr']:g}, "
             f"Adam β ({train['adam_beta1']}, {train['adam_beta2']}), ε {train['adam_eps']:g}",
+        ),
+        (
+            "where and how",
+            f"device {train['device']}, amp {train['amp']}, compile {'on' if train['compile'] else 'off'}, "
+            f"threads {train['threads'] or 'default'}, report to {train['report_to']}",
         ),
     ]
     lines += [(f"parameters: {k.replace('_', ' ')}", f"{v:,}") for k, v in p["parameters"].items()]
