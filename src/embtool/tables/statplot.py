@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,8 +49,6 @@ def plot_tables(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from embtool.core.atomic import atomic_path
 
     if not tables:
         raise BadInput("no tables to plot")
@@ -102,8 +100,18 @@ def plot_tables(
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small", loc="upper right")
     fig.tight_layout()
+    save_figure(fig, path)
+    return labels
+
+
+def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = DPI) -> None:
+    """Write a matplotlib figure to ``path`` atomically, in the format its suffix names (png when it
+    has none), and close it."""
+    import matplotlib.pyplot as plt
+
+    from embtool.core.atomic import atomic_path
+
     suffix = Path(path).suffix.lstrip(".") or "png"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=suffix, dpi=DPI)
+        fig.savefig(tmp, format=suffix, dpi=dpi)
     plt.close(fig)
-    return labels

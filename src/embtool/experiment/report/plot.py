@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from embtool.core.errors import BadInput
 from embtool.experiment.report.cells import Report, curve
 from embtool.experiment.report.runs import Run, is_number
+from embtool.tables.statplot import save_figure
 from embtool.tasks.registry import task_title
 
 PANEL_INCHES = (4.8, 3.6)  # one panel's width and height
@@ -34,8 +34,6 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from embtool.core.atomic import atomic_path
 
     tasks = report.tasks
     if not tasks:
@@ -75,10 +73,7 @@ def plot_curves(report: Report, path: str | os.PathLike[str]) -> list[str]:
         if ax.get_legend_handles_labels()[0]:  # runs from before val_bleu_tok draw no BLEU-tok line
             ax.legend(fontsize="small")
     fig.tight_layout()
-    suffix = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=suffix, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path, DPI)
     return titles
 
 
@@ -146,8 +141,6 @@ def plot_dynamics(report: Report, path: str | os.PathLike[str]) -> list[str]:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    from embtool.core.atomic import atomic_path
-
     tasks = report.tasks
     if not any("emb" in m for c in report.cells for r in c.runs for m in r.metrics):
         raise BadInput("no run has embedding dynamics in metrics.jsonl (runs of embtool before 0.2?)")
@@ -189,8 +182,5 @@ def plot_dynamics(report: Report, path: str | os.PathLike[str]) -> list[str]:
                 bbox_to_anchor=(1.02, 1),
             )
         titles.append(task_title(task))
-    suffix = Path(path).suffix.lstrip(".") or "png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=suffix, dpi=DPI)
-    plt.close(fig)
+    save_figure(fig, path, DPI)
     return titles
